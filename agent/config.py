@@ -1,0 +1,118 @@
+"""Configuration: one TOML file, every key optional, every key documented in
+docs/configuration.md (a test checks that the two agree).
+
+No file at all is a valid configuration.  Unknown keys are errors, so a typo in a limit
+never silently leaves the default in force.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    wss_port: int = Field(29170, ge=0, le=65535, description="Port of the TLS WebSocket.")
+    ws_port: int = Field(29171, ge=0, le=65535, description="Port of the plain WebSocket.")
+    wss_enabled: bool = Field(True, description="Serve wss:// on wss_port.")
+    ws_enabled: bool = Field(True, description="Serve ws:// on ws_port.")
+    max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1024,
+                                 description="Largest accepted WebSocket frame (bytes).")
+    max_connections_per_origin: int = Field(
+        8, ge=1, description="Open connections one origin may hold at once.")
+    rate_per_second: float = Field(
+        50.0, gt=0, description="Requests per second one origin may send (sustained).")
+    rate_burst: int = Field(100, ge=1, description="Requests one origin may send in a burst.")
+    dev_origins: list[str] = Field(
+        default_factory=list,
+        description="Non-https origins accepted for development, e.g. http://localhost:8000.")
+
+
+class Pkcs12File(_Section):
+    path: Path = Field(description="Path of a .p12/.pfx file.")
+    label: str | None = Field(None, description="Name shown to the user (default: file name).")
+
+
+class TokensConfig(_Section):
+    modules: list[Path] = Field(
+        default_factory=list, description="Extra PKCS#11 module paths to load.")
+    known_modules: bool = Field(
+        True, description="Also load the built-in vendor modules found on this machine.")
+    call_timeout: float = Field(
+        20.0, gt=0, description="Seconds a token call may take before its worker is restarted.")
+    pin_pad_timeout: float = Field(
+        120.0, gt=0, description="Seconds a PIN-pad login may take.")
+    pkcs12: list[Pkcs12File] = Field(
+        default_factory=list, description="PKCS#12 files offered as key stores.")
+
+
+class UiConfig(_Section):
+    backend: Literal["tk", "scripted", "none"] = Field(
+        "tk", description="Dialogs: tk (desktop), scripted (tests), none (refuse all).")
+    answers_file: Path | None = Field(
+        None, description="With backend = scripted: the answers file.")
+    language: Literal["auto", "az", "tr", "ru", "en"] = Field(
+        "auto", description="Dialog language; auto follows the OS locale.")
+    dialog_timeout: float = Field(
+        120.0, gt=0, description="Seconds a dialog waits before USER_TIMEOUT.")
+    tray: bool = Field(True, description="Show the tray icon (ignored with --headless).")
+
+
+class DemoConfig(_Section):
+    enabled: Literal["auto", "never"] = Field(
+        "auto", description="auto: create the demo identity when no key store is present.")
+
+
+class JournalConfig(_Section):
+    enabled: bool = Field(True, description="Write the hash-chained signing journal.")
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    tokens: TokensConfig = Field(default_factory=TokensConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
+
+
+class ConfigError(Exception):
+    """The configuration file is unreadable or invalid; the message says where."""
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"{path} is not valid:\n" + "\n".join(lines)) from None
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Relative paths in the file are relative to the file, not the working directory."""
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p)
+
+    tokens = config.tokens.model_copy(update={
+        "modules": [fix(p) for p in config.tokens.modules],
+        "pkcs12": [f.model_copy(update={"path": fix(f.path)}) for f in config.tokens.pkcs12],
+    })
+    ui = config.ui
+    if ui.answers_file is not None:
+        ui = ui.model_copy(update={"answers_file": fix(ui.answers_file)})
+    return config.model_copy(update={"tokens": tokens, "ui": ui})
