@@ -106,6 +106,7 @@ def load_config(path: Path | None) -> Config:
 def _resolve_paths(config: Config, base: Path) -> Config:
     """Relative paths in the file are relative to the file, not the working directory."""
     def fix(p: Path) -> Path:
+        p = p.expanduser()
         return p if p.is_absolute() else (base / p)
 
     tokens = config.tokens.model_copy(update={

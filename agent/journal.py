@@ -1,0 +1,124 @@
+"""The signing journal: one JSON line per signature or login, hash-chained.
+
+Each line carries ``prev`` (the previous line's ``hash``) and its own ``hash`` over its
+canonical JSON without that field, so removing, reordering or editing a line breaks the
+chain.  ``journal.head`` holds the last line's sequence number and hash, so cutting lines
+off the end is seen too.  This is tamper *evidence* against accidents and casual edits; a
+local attacker who rewrites the whole file and its head is out of scope (they own the
+account the agent runs as).
+
+Never written: a PIN, a password, document content.  Only digests and fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def _line_hash(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class JournalProblem:
+    line: int  # 1-based line number in the file; 0 for the head file
+    problem: str
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.head_path = path.with_name(path.name + ".head")
+        self._seq, self._prev = self._read_head()
+
+    def _read_head(self) -> tuple[int, str]:
+        try:
+            head = json.loads(self.head_path.read_text(encoding="utf-8"))
+            return int(head["seq"]), str(head["hash"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return 0, GENESIS
+
+    def append(self, *, origin: str, method: str, certificate_sha256: str | None,
+               digest_algorithm: str | None, digest_hex: str | None, result: str,
+               count: int = 1) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "seq": self._seq + 1,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "origin": origin,
+            "method": method,
+            "certificate": certificate_sha256,
+            "digestAlgorithm": digest_algorithm,
+            "digest": digest_hex,
+            "count": count,
+            "result": result,
+            "prev": self._prev,
+        }
+        entry["hash"] = _line_hash(entry)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+        tmp = self.head_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}),
+                       encoding="utf-8")
+        tmp.replace(self.head_path)
+        self._seq, self._prev = entry["seq"], entry["hash"]
+        return entry
+
+
+def verify(path: Path) -> list[JournalProblem]:
+    """Every break in the chain, or an empty list when the journal is intact."""
+    problems: list[JournalProblem] = []
+    prev, seq = GENESIS, 0
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    for number, text in enumerate(lines, start=1):
+        try:
+            entry = json.loads(text)
+            if not isinstance(entry, dict):
+                raise ValueError
+        except ValueError:
+            problems.append(JournalProblem(number, "not a JSON object"))
+            continue
+        if entry.get("hash") != _line_hash(entry):
+            problems.append(JournalProblem(number, "edited: its hash does not match"))
+        if entry.get("prev") != prev:
+            problems.append(JournalProblem(
+                number, "chain broken: a line before it was removed, reordered or edited"))
+        if entry.get("seq") != seq + 1:
+            problems.append(JournalProblem(number, f"sequence jumps from {seq} to "
+                                                   f"{entry.get('seq')}"))
+        prev, seq = str(entry.get("hash")), int(entry.get("seq") or 0)
+    head_seq, head_hash = Journal(path)._read_head()
+    if (head_seq, head_hash) != (seq, prev) and (head_seq, lines) != (0, []):
+        problems.append(JournalProblem(
+            0, f"the journal ends at line {seq} but was last written at line {head_seq}: "
+               "lines were cut off the end or the head file was changed"))
+    return problems
+
+
+def main(action: str) -> int:
+    from agent.paths import data_dir
+
+    path = data_dir() / "journal.jsonl"
+    if action == "show":
+        if path.exists():
+            sys.stdout.write(path.read_text(encoding="utf-8"))
+        return 0
+    problems = verify(path)
+    if not problems:
+        count = len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
+        print(f"journal intact: {count} entries ({path})")
+        return 0
+    for p in problems:
+        where = "head" if p.line == 0 else f"line {p.line}"
+        print(f"{where}: {p.problem}")
+    return 1

@@ -1,0 +1,1 @@
+"""Dialogs: the UserInterface port and its backends."""

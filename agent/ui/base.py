@@ -1,0 +1,80 @@
+"""The interface between the agent and the person in front of it.
+
+Every dialog the citizen sees goes through ``UserInterface``: the production backend draws
+tkinter windows, the scripted backend answers from a file (tests, automated checks), the
+``none`` backend refuses everything (a server with nobody to ask).  Method code never
+knows which one it talks to.  Timeouts are the caller's job (``asyncio.wait_for``); a
+backend must close its dialog when its coroutine is cancelled.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent.errors import PinStatus
+from agent.keystores.base import Credential
+
+
+class ConsentAnswer(enum.StrEnum):
+    ONCE = "once"
+    ALWAYS = "always"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class CertificateChoice:
+    """One row of the certificate picker: what a person needs to recognise the certificate."""
+
+    holder: str
+    issuer: str
+    serial_hex: str
+    not_before: str  # ISO 8601 dates, so every UI formats the same facts
+    not_after: str
+    token_label: str
+    usable: bool
+    unusable_reason: str | None = None  # "expired" / "not_yet_valid"
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    origin: str
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """The confirmation + PIN dialog: what is signed, for whom, with which certificate."""
+
+    origin: str
+    action: str  # "sign" or "auth"
+    certificate: CertificateChoice
+    pin: PinStatus
+    count: int = 1
+    display_text: str | None = None
+    document_name: str | None = None
+    # Set after a wrong PIN: the token's state then ("n tries left", final try).
+    retry: PinStatus | None = None
+    password: bool = False  # a PKCS#12 password rather than a token PIN
+
+
+class UserInterface(Protocol):
+    async def ask_consent(self, request: ConsentRequest) -> ConsentAnswer: ...
+
+    async def choose_certificate(self, origin: str, purpose: str,
+                                 choices: list[CertificateChoice]) -> int:
+        """Index into ``choices``; raises UserCancelled."""
+        ...
+
+    async def ask_pin(self, request: PinRequest) -> Credential:
+        """A Secret, or PIN_PAD when the token has a PIN pad; raises UserCancelled."""
+        ...
+
+    async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None: ...
+
+    @property
+    def interactive(self) -> bool:
+        """False when there is nobody to ask: consent then means PERMISSION_DENIED."""
+        ...

@@ -1,0 +1,137 @@
+"""A UI that answers dialogs from a file: for tests and automated checks.
+
+The answers file is JSON, re-read at every dialog so a test can change its mind while the
+daemon runs::
+
+    {
+      "consent": "once" | "always" | "deny" | "ignore",
+      "certificate": "first" | "cancel" | "ignore" | {"holder": "Əliyev"} | {"index": 2},
+      "pin": "1234" | ["0000", "1234"] | "pinpad" | "cancel" | "ignore",
+      "delay": 0.0
+    }
+
+``ignore`` leaves the dialog unanswered (the caller's timeout then fires).  A list of PINs
+is tried in order within one request, as a person retyping after "wrong PIN" would.
+
+Every dialog shown is appended to the transcript (``<answers>.transcript.jsonl``) with
+what it displayed — never the PIN — so tests can assert what the user was shown, and
+that a hostile page made no dialog appear at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from agent.errors import UserCancelled
+from agent.keystores.base import PIN_PAD, Credential, Secret
+from agent.ui.base import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
+
+
+class ScriptedUI:
+    interactive = True
+
+    def __init__(self, answers_file: Path) -> None:
+        self.answers_file = answers_file
+        self.transcript = answers_file.with_name(answers_file.name + ".transcript.jsonl")
+        # PIN attempts per origin: a retry continues the answer list, a new request restarts
+        self._attempts: dict[str, int] = {}
+
+    def _answers(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.answers_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    async def _record(self, dialog: str, **shown: Any) -> dict[str, Any]:
+        answers = self._answers()
+        with self.transcript.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"dialog": dialog, **shown}, ensure_ascii=False,
+                                 default=str) + "\n")
+        delay = float(answers.get("delay", 0) or 0)
+        if delay:
+            await asyncio.sleep(delay)
+        return answers
+
+    @staticmethod
+    async def _never() -> None:
+        await asyncio.Event().wait()
+
+    async def ask_consent(self, request: ConsentRequest) -> ConsentAnswer:
+        answers = await self._record("consent", origin=request.origin,
+                                     permissions=list(request.permissions))
+        answer = answers.get("consent", "deny")
+        if answer == "ignore":
+            await self._never()
+        return ConsentAnswer(answer)
+
+    async def choose_certificate(self, origin: str, purpose: str,
+                                 choices: list[CertificateChoice]) -> int:
+        answers = await self._record("certificate", origin=origin, purpose=purpose,
+                                     choices=[asdict(c) for c in choices])
+        rule = answers.get("certificate", "first")
+        if rule == "ignore":
+            await self._never()
+        if rule == "cancel":
+            raise UserCancelled()
+        usable = [i for i, c in enumerate(choices) if c.usable]
+        if rule == "first":
+            if not usable:
+                raise UserCancelled()
+            return usable[0]
+        if isinstance(rule, dict) and "index" in rule:
+            return int(rule["index"])
+        if isinstance(rule, dict) and "holder" in rule:
+            for i in usable:
+                if rule["holder"] in choices[i].holder:
+                    return i
+        raise UserCancelled("the scripted answer matches no certificate")
+
+    async def ask_pin(self, request: PinRequest) -> Credential:
+        attempt = 0 if request.retry is None else self._attempts.get(request.origin, 0)
+        self._attempts[request.origin] = attempt + 1
+        answers = await self._record(
+            "pin", origin=request.origin, action=request.action,
+            holder=request.certificate.holder, token=request.certificate.token_label,
+            count=request.count, display_text=request.display_text,
+            document_name=request.document_name, password=request.password,
+            pin_pad=request.pin.pin_pad,
+            retry=None if request.retry is None else request.retry.as_dict())
+        rule = answers.get("pin", "cancel")
+        if isinstance(rule, list):
+            if attempt >= len(rule):
+                raise UserCancelled()
+            rule = rule[attempt]
+        if rule == "ignore":
+            await self._never()
+        if rule == "cancel":
+            raise UserCancelled()
+        if rule == "pinpad":
+            return PIN_PAD
+        return Secret(str(rule))
+
+    async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
+        await self._record("pin_locked", origin=origin, token=token_label, unlock=unlock)
+
+
+class NoUI:
+    """Nobody to ask (``[ui] backend = "none"``): consent is denied, every dialog cancels."""
+
+    interactive = False
+
+    async def ask_consent(self, request: ConsentRequest) -> ConsentAnswer:
+        return ConsentAnswer.DENY
+
+    async def choose_certificate(self, origin: str, purpose: str,
+                                 choices: list[CertificateChoice]) -> int:
+        raise UserCancelled("no desktop to ask on")
+
+    async def ask_pin(self, request: PinRequest) -> Credential:
+        raise UserCancelled("no desktop to ask on")
+
+    async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
+        return None
