@@ -1,0 +1,69 @@
+"""Session-wide test bed fixtures; all state lives in temp dirs removed after the session."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Importable as ``testbed`` whatever pytest's rootdir/import mode is.
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+# Safety net, set before any test module imports agent code: nothing in the session may
+# write to the real user data dir, even a test that forgets the ``agent_home`` fixture.
+_SESSION_HOME = tempfile.mkdtemp(prefix="imza-agent-home-")
+os.environ["IMZA_AGENT_HOME"] = _SESSION_HOME
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
+
+from testbed import (  # noqa: E402
+    Pkcs12Bed,
+    SoftHsmBed,
+    TestPKI,
+    build_pkcs12,
+    build_pki,
+    build_softhsm,
+)
+
+
+@pytest.fixture(scope="session")
+def bed_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="imza-testbed-") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="session")
+def pki() -> TestPKI:
+    return build_pki()
+
+
+@pytest.fixture(scope="session")
+def softhsm(pki: TestPKI, bed_dir: Path) -> Iterator[SoftHsmBed]:
+    previous = os.environ.get("SOFTHSM2_CONF")
+    try:
+        yield build_softhsm(bed_dir / "softhsm", pki)
+    finally:
+        if previous is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = previous
+
+
+@pytest.fixture(scope="session")
+def pkcs12_file(pki: TestPKI, bed_dir: Path) -> Pkcs12Bed:
+    return build_pkcs12(bed_dir / "pkcs12", pki)
+
+
+@pytest.fixture
+def agent_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, empty agent data dir for one test (``IMZA_AGENT_HOME``)."""
+    with tempfile.TemporaryDirectory(prefix="imza-agent-home-") as tmp:
+        monkeypatch.setenv("IMZA_AGENT_HOME", tmp)
+        yield Path(tmp)
