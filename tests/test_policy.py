@@ -1,0 +1,474 @@
+"""Rules, policy sources, user grants and the decisions built from them."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.errors import PermissionDenied
+from agent.policy import (
+    GrantStore,
+    OnceGrant,
+    Permission,
+    Policy,
+    PolicyError,
+    RuleError,
+    parse_origin,
+    parse_pattern,
+    system_policy_path,
+)
+from agent.policy.sources import PolicyFile, load_defaults, load_system_policy, parse_policy
+
+SELECT, SIGN, AUTH, LIST, TOKENS = (Permission.SELECT, Permission.SIGN, Permission.AUTH,
+                                    Permission.LIST, Permission.TOKENS)
+NO_DEV: list[str] = []
+
+
+# --- rules -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("pattern", "origin", "expected"), [
+    ("https://*.e-gov.az", "https://www.e-gov.az", True),
+    ("https://*.e-gov.az", "https://a.b.e-gov.az", True),
+    ("https://*.e-gov.az", "https://WWW.E-GOV.AZ:443", True),
+    ("https://*.e-gov.az", "https://e-gov.az", False),
+    ("https://*.e-gov.az", "https://evile-gov.az", False),
+    ("https://*.e-gov.az", "https://e-gov.az.evil.example", False),
+    ("https://*.e-gov.az", "https://www.e-gov.az.evil.example", False),
+    ("https://*.e-gov.az", "https://xe-gov.az", False),
+    ("https://*.e-gov.az", "http://x.e-gov.az", False),
+    ("https://*.e-gov.az", "https://x.e-gov.az:8443", False),
+    ("https://*.e-gov.az:8443", "https://x.e-gov.az:8443", True),
+    ("https://*.e-gov.az:8443", "https://x.e-gov.az", False),
+    ("https://*.E-Gov.AZ.", "https://x.e-gov.az", True),
+    ("https://*.bücher.de", "https://shop.xn--bcher-kva.de", True),
+    ("https://*.xn--bcher-kva.de", "https://shop.bücher.de", True),
+    ("https://*.bücher.de", "https://shop.bucher.de", False),
+    ("https://e-gov.az", "https://e-gov.az", True),
+    ("https://e-gov.az", "https://www.e-gov.az", False),
+    ("https://e-gov.az:443", "https://e-gov.az", True),
+    ("https://e-gov.az", "https://e-gov.az:8443", False),
+    ("http://localhost:8000", "http://localhost:8000", True),
+    ("https://[::1]:8443", "https://[0::1]:8443", True),
+])
+def test_pattern_matching(pattern: str, origin: str, expected: bool) -> None:
+    assert parse_pattern(pattern).matches(parse_origin(origin)) is expected
+
+
+@pytest.mark.parametrize(("text", "serialized"), [
+    ("https://*.e-gov.az", "https://*.e-gov.az"),
+    ("HTTPS://*.E-GOV.AZ:443", "https://*.e-gov.az"),
+    ("https://*.e-gov.az:8443", "https://*.e-gov.az:8443"),
+    ("https://*.bücher.de", "https://*.xn--bcher-kva.de"),
+    ("https://E-GOV.az", "https://e-gov.az"),
+])
+def test_pattern_serialization(text: str, serialized: str) -> None:
+    assert parse_pattern(text).serialize() == serialized
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("https://*", "too broad"),
+    ("https://*:443", "too broad"),
+    ("https://*.az", "single-label"),
+    ("https://*.localhost", "single-label"),
+    ("https://*.127.0.0.1", "IP"),
+    ("https://*e-gov.az", "whole leftmost label"),
+    ("https://a.*.e-gov.az", "leftmost"),
+    ("https://*.*.e-gov.az", "label"),
+    ("*", "leftmost"),
+    ("ftp://*.e-gov.az", "scheme"),
+    ("https://*.e-gov.az/", "path"),
+    ("null", "null"),
+    ("https://e-gov.az/", "path"),
+])
+def test_bad_patterns(text: str, fragment: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_pattern(text)
+    assert fragment in str(caught.value)
+
+
+# --- sources ---------------------------------------------------------------------------
+
+def test_shipped_defaults_are_valid_and_never_grant_list() -> None:
+    defaults = load_defaults()
+    served = {str(rule.pattern) for rule in defaults.allow}
+    assert {"https://*.e-gov.az", "https://*.turkiye.gov.tr"} <= served
+    assert all(LIST not in rule.permissions for rule in defaults.allow)
+    assert all(rule.source == "default" for rule in defaults.allow)
+
+
+def test_defaults_file_may_only_allow() -> None:
+    with pytest.raises(PolicyError, match="unknown key"):
+        parse_policy("locked = true", "x", "default", only_allow=True)
+
+
+def test_system_policy_full_example(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text("""
+locked = true
+remove_defaults = true
+plain_websocket = false
+remove_default = ["https://*.turkiye.gov.tr"]
+block = ["https://*.evil.example", "https://bad.gov.az"]
+
+[[allow]]
+origin = "https://intranet.corp.az"
+permissions = ["select", "sign", "list"]
+note = "HR signing"
+
+[[allow]]
+origins = ["https://*.e-gov.az", "https://e-gov.az"]
+permissions = ["select", "sign"]
+""", encoding="utf-8")
+    policy = load_system_policy(path)
+    assert policy.locked and policy.remove_defaults and not policy.plain_websocket
+    assert [str(p) for p in policy.block] == ["https://*.evil.example", "https://bad.gov.az"]
+    assert [str(r.pattern) for r in policy.allow] == [
+        "https://intranet.corp.az", "https://*.e-gov.az", "https://e-gov.az"]
+    assert policy.allow[0].permissions == {SELECT, SIGN, LIST}
+    assert all(rule.source == "system" for rule in policy.allow)
+    assert policy.path == path
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("locked = 1", "locked: expected true or false"),
+    ("lokced = true", "unknown key(s) lokced"),
+    ("block = \"https://a.az\"", "expected a list"),
+    ("block = [\"https://*\"]", "too broad"),
+    ("[[allow]]\norigin = \"https://a.az\"", "permissions is required"),
+    ("[[allow]]\norigin = \"https://a.az\"\npermissions = [\"write\"]", "unknown permission"),
+    ("[[allow]]\norigin = \"https://a.az\"\npermissions = \"sign\"", "got a string"),
+    ("[[allow]]\npermissions = [\"sign\"]", "exactly one of origin or origins"),
+    ("[[allow]]\norigin = \"https://*.az\"\npermissions = [\"sign\"]", "single-label"),
+    ("[[allow]]\norigin = \"https://a.az\"\npermissions = []\nextra = 1", "unknown key"),
+    ("locked = ", "policy.toml"),
+])
+def test_bad_system_policy_refuses_to_load(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PolicyError) as caught:
+        load_system_policy(path)
+    assert fragment in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_system_policy_is_empty(tmp_path: Path) -> None:
+    policy = load_system_policy(tmp_path / "absent.toml")
+    assert policy == PolicyFile()
+
+
+def test_system_policy_path_env_override(monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    monkeypatch.setenv("IMZA_AGENT_SYSTEM_POLICY", str(tmp_path / "p.toml"))
+    assert system_policy_path() == tmp_path / "p.toml"
+    monkeypatch.delenv("IMZA_AGENT_SYSTEM_POLICY")
+    expected = {"linux": "/etc/imza-agent/policy.toml",
+                "darwin": "/Library/Application Support/imza-agent/policy.toml"}
+    if sys.platform in expected:
+        assert str(system_policy_path()) == expected[sys.platform]
+    else:
+        assert system_policy_path().parts[-2:] == ("imza-agent", "policy.toml")
+
+
+# --- helpers for policy decisions -------------------------------------------------------
+
+def make_policy(tmp_path: Path, system_toml: str = "", remove_defaults: bool = False) -> Policy:
+    path = tmp_path / "policy.toml"
+    path.write_text(system_toml, encoding="utf-8")
+    return Policy.load(system_policy=path, grants_file=tmp_path / "grants.json",
+                       remove_defaults=remove_defaults)
+
+
+INTRANET = """
+[[allow]]
+origin = "https://intranet.corp.az"
+permissions = ["select", "sign", "list"]
+"""
+
+
+# --- connection decisions ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("origin", "allowed", "reason"), [
+    (None, False, "missing"),
+    ("", False, "missing"),
+    ("null", False, "null"),
+    ("https://a.gov.az/", False, "path"),
+    ("http://portal.test", False, "not an https origin"),
+    ("http://localhost:8000", True, "allowed"),
+    ("http://LOCALHOST:8000", True, "allowed"),
+    ("http://localhost:8001", False, "not an https origin"),
+    ("https://unknown.example", True, "allowed"),
+    ("https://www.e-gov.az", True, "allowed"),
+    ("https://x.evil.example", False, "blocked"),
+])
+def test_connection_decision(tmp_path: Path, origin: str | None, allowed: bool,
+                             reason: str) -> None:
+    policy = make_policy(tmp_path, 'block = ["https://*.evil.example"]')
+    decision = policy.connection_decision(origin, ["http://localhost:8000", "not an origin"])
+    assert decision.allowed is allowed
+    assert reason in decision.reason
+    if origin and allowed:
+        assert decision.origin == parse_origin(origin)
+
+
+def test_locked_policy_refuses_unlisted_origins_at_connection(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, "locked = true\n" + INTRANET)
+    assert policy.connection_decision("https://intranet.corp.az", NO_DEV).allowed
+    assert policy.connection_decision("https://www.e-gov.az", NO_DEV).allowed  # defaults kept
+    refused = policy.connection_decision("https://unknown.example", NO_DEV)
+    assert not refused.allowed and "allow-list" in refused.reason
+    dev = policy.connection_decision("http://localhost:8000", ["http://localhost:8000"])
+    assert not dev.allowed
+
+
+def test_locked_policy_ignores_user_grants(tmp_path: Path) -> None:
+    open_policy = make_policy(tmp_path)
+    open_policy.record_consent("https://portal.example", [SIGN, SELECT], "always")
+    locked = make_policy(tmp_path, "locked = true\n" + INTRANET)
+    assert locked.grants.get(parse_origin("https://portal.example")) is not None
+    assert not locked.connection_decision("https://portal.example", NO_DEV).allowed
+    assert locked.permissions("https://portal.example") == frozenset()
+    assert locked.consent_state("https://portal.example", SIGN) == "denied"
+    assert not locked.has_any_grant("https://portal.example")
+
+
+def test_locked_policy_never_asks(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, "locked = true\n" + INTRANET)
+    assert policy.consent_state("https://intranet.corp.az", SIGN) == "granted"
+    assert policy.consent_state("https://intranet.corp.az", AUTH) == "denied"
+    with pytest.raises(PermissionDenied):
+        policy.record_consent("https://intranet.corp.az", [AUTH], "once")
+
+
+def test_remove_defaults_with_lock_gives_exact_list(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, "locked = true\nremove_defaults = true\n" + INTRANET)
+    assert not policy.connection_decision("https://www.e-gov.az", NO_DEV).allowed
+    assert policy.connection_decision("https://intranet.corp.az", NO_DEV).allowed
+
+
+# --- permissions and precedence ---------------------------------------------------------
+
+def test_defaults_grant_without_asking(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    assert policy.permissions("https://www.e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
+    assert policy.permissions("https://e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
+    assert policy.permissions("https://giris.turkiye.gov.tr") == {SELECT, SIGN, AUTH, TOKENS}
+    assert policy.permissions("https://evile-gov.az") == frozenset()
+    assert policy.permissions("https://e-gov.az.evil.example") == frozenset()
+    assert policy.permissions("http://www.e-gov.az") == frozenset()
+    assert policy.consent_state("https://www.e-gov.az", SIGN) == "granted"
+
+
+@pytest.mark.parametrize("toml", ["remove_defaults = true", ""])
+def test_defaults_removable(tmp_path: Path, toml: str) -> None:
+    policy = make_policy(tmp_path, toml, remove_defaults=(toml == ""))
+    assert policy.permissions("https://www.e-gov.az") == frozenset()
+    assert policy.consent_state("https://www.e-gov.az", SIGN) == "ask"
+
+
+def test_single_default_removable(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, 'remove_default = ["https://*.turkiye.gov.tr"]')
+    assert policy.permissions("https://giris.turkiye.gov.tr") == frozenset()
+    assert policy.permissions("https://turkiye.gov.tr") == {SELECT, SIGN, AUTH, TOKENS}
+    assert policy.permissions("https://www.e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
+
+
+def test_block_beats_every_allow(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, """
+block = ["https://*.e-gov.az", "https://portal.example"]
+[[allow]]
+origin = "https://pay.e-gov.az"
+permissions = ["select", "sign", "list"]
+""")
+    policy.grants.grant(parse_origin("https://portal.example"), [SIGN])
+    for origin in ("https://pay.e-gov.az", "https://www.e-gov.az", "https://portal.example"):
+        assert policy.permissions(origin) == frozenset()
+        assert not policy.has_any_grant(origin)
+        assert policy.consent_state(origin, SIGN) == "denied"
+        assert not policy.connection_decision(origin, NO_DEV).allowed
+    assert policy.permissions("https://e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
+    with pytest.raises(PermissionDenied):
+        policy.record_consent("https://portal.example", [SIGN], "always")
+
+
+def test_rules_union(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, """
+[[allow]]
+origin = "https://www.e-gov.az"
+permissions = ["list"]
+""")
+    assert policy.permissions("https://www.e-gov.az") == {SELECT, SIGN, AUTH, TOKENS, LIST}
+    assert policy.permissions("https://other.e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
+
+
+def test_list_only_from_rules(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, INTRANET)
+    assert policy.consent_state("https://intranet.corp.az", LIST) == "granted"
+    assert policy.consent_state("https://www.e-gov.az", LIST) == "denied"
+    assert policy.consent_state("https://portal.example", LIST) == "denied"
+    with pytest.raises(PermissionDenied):
+        policy.record_consent("https://portal.example", [LIST], "always")
+    with pytest.raises(PermissionDenied):
+        policy.record_consent("https://portal.example", [LIST, SIGN], "once")
+    with pytest.raises(ValueError, match="list"):
+        policy.grants.grant(parse_origin("https://portal.example"), [LIST])
+
+
+def test_unknown_origin_is_asked(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    for permission in (SELECT, SIGN, AUTH, TOKENS):
+        assert policy.consent_state("https://portal.example", permission) == "ask"
+    assert not policy.has_any_grant("https://portal.example")
+
+
+# --- consent answers --------------------------------------------------------------------
+
+def test_allow_always_persists(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    assert policy.record_consent("https://portal.example", [SIGN, SELECT], "always") is None
+    assert policy.consent_state("https://portal.example", SIGN) == "granted"
+    assert policy.consent_state("https://portal.example", AUTH) == "ask"
+    reloaded = make_policy(tmp_path)
+    assert reloaded.permissions("https://portal.example") == {SIGN, SELECT}
+    assert reloaded.has_any_grant("https://portal.example")
+    assert reloaded.permissions("https://www.portal.example") == frozenset()
+
+
+def test_allow_once_is_not_persisted(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    once = policy.record_consent("https://portal.example", [SIGN], "once")
+    assert once == OnceGrant(parse_origin("https://portal.example"), frozenset({SIGN}))
+    assert policy.consent_state("https://portal.example", SIGN) == "ask"
+    assert policy.consent_state("https://portal.example", SIGN, once=[once]) == "granted"
+    assert policy.consent_state("https://portal.example", AUTH, once=[once]) == "ask"
+    assert policy.consent_state("https://other.example", SIGN, once=[once]) == "ask"
+    assert not (tmp_path / "grants.json").exists()
+
+
+def test_denial_is_remembered_and_beats_grants(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    policy.record_consent("https://portal.example", [SIGN, SELECT], "always")
+    policy.record_consent("https://portal.example", [SIGN], "deny")
+    reloaded = make_policy(tmp_path)
+    assert reloaded.consent_state("https://portal.example", SIGN) == "denied"
+    assert reloaded.consent_state("https://portal.example", SELECT) == "granted"
+    once = OnceGrant(parse_origin("https://portal.example"), frozenset({SIGN}))
+    assert reloaded.consent_state("https://portal.example", SIGN, once=[once]) == "denied"
+    with pytest.raises(PermissionDenied):
+        reloaded.record_consent("https://portal.example", [SIGN], "once")
+    # A denial also overrides a default rule (the user refused it once already).
+    reloaded.record_consent("https://www.e-gov.az", [AUTH], "deny")
+    assert reloaded.consent_state("https://www.e-gov.az", AUTH) == "denied"
+    assert AUTH not in reloaded.permissions("https://www.e-gov.az")
+
+
+def test_revoke_forgets_grants_and_denials(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    policy.record_consent("https://portal.example", [SELECT], "always")
+    policy.record_consent("https://portal.example", [SIGN], "deny")
+    policy.record_consent("https://b.example", [SIGN], "always")
+    assert [str(g.origin) for g in policy.user_grants()] == [
+        "https://b.example", "https://portal.example"]
+    assert policy.revoke("https://PORTAL.example:443") is True
+    assert policy.revoke("https://portal.example") is False
+    reloaded = make_policy(tmp_path)
+    assert reloaded.consent_state("https://portal.example", SIGN) == "ask"
+    assert reloaded.consent_state("https://portal.example", SELECT) == "ask"
+    assert [str(g.origin) for g in reloaded.user_grants()] == ["https://b.example"]
+
+
+def test_bad_answer_rejected(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    with pytest.raises(ValueError, match="answer"):
+        policy.record_consent("https://portal.example", [SIGN], "sure")  # type: ignore[arg-type]
+
+
+def test_invariant_permissions_match_consent(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, 'block = ["https://bad.example"]\n' + INTRANET)
+    policy.record_consent("https://portal.example", [SIGN], "always")
+    policy.record_consent("https://portal.example", [AUTH], "deny")
+    for origin in ("https://portal.example", "https://intranet.corp.az", "https://bad.example",
+                   "https://www.e-gov.az", "https://nobody.example"):
+        granted = policy.permissions(origin)
+        for permission in Permission:
+            state = policy.consent_state(origin, permission)
+            assert (state == "granted") == (permission in granted)
+
+
+# --- the grants file --------------------------------------------------------------------
+
+def test_grants_file_format_and_mode(tmp_path: Path) -> None:
+    store = GrantStore(tmp_path / "grants.json")
+    entry = store.grant(parse_origin("https://bücher.de"), [SIGN, SELECT])
+    store.deny(parse_origin("https://bücher.de"), [AUTH])
+    data = json.loads((tmp_path / "grants.json").read_text(encoding="utf-8"))
+    assert data["version"] == 1
+    [stored] = data["grants"]
+    assert stored["origin"] == "https://xn--bcher-kva.de"
+    assert stored["permissions"] == ["select", "sign"]
+    assert stored["denied"] == ["auth"]
+    assert stored["granted_at"].endswith("Z") and stored["granted_at"][:2] == "20"
+    assert entry.granted_at[:4] == stored["granted_at"][:4]
+    if os.name == "posix":
+        assert stat.S_IMODE((tmp_path / "grants.json").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grants.json"]  # no temp left
+
+
+def test_grants_file_mode_survives_loose_umask(tmp_path: Path) -> None:
+    old = os.umask(0o000)
+    try:
+        GrantStore(tmp_path / "grants.json").grant(parse_origin("https://a.example"), [SIGN])
+    finally:
+        os.umask(old)
+    if os.name == "posix":
+        assert stat.S_IMODE((tmp_path / "grants.json").stat().st_mode) == 0o600
+
+
+def test_grant_then_deny_moves_permission(tmp_path: Path) -> None:
+    store = GrantStore(tmp_path / "grants.json")
+    origin = parse_origin("https://a.example")
+    store.deny(origin, [SIGN])
+    entry = store.grant(origin, [SIGN])
+    assert entry.permissions == {SIGN} and entry.denied == frozenset()
+    entry = store.deny(origin, [SIGN])
+    assert entry.permissions == frozenset() and entry.denied == {SIGN}
+
+
+def test_default_location_is_user_data_dir(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    monkeypatch.setenv("IMZA_AGENT_HOME", str(tmp_path / "home"))
+    store = GrantStore()
+    assert store.path == tmp_path / "home" / "grants.json"
+    store.grant(parse_origin("https://a.example"), [SIGN])
+    assert (tmp_path / "home" / "grants.json").is_file()
+
+
+def test_damaged_grants_file_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "grants.json"
+    path.write_text("{not json", encoding="utf-8")
+    store = GrantStore(path)
+    assert store.all() == []
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("grants.json.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_text(encoding="utf-8") == "{not json"
+    assert not path.exists()
+
+
+def test_hand_edited_entries_are_sanitised(tmp_path: Path) -> None:
+    path = tmp_path / "grants.json"
+    path.write_text(json.dumps({"version": 1, "grants": [
+        {"origin": "https://a.example", "permissions": ["sign", "list"], "denied": [],
+         "granted_at": "2024-01-01T00:00:00Z"},
+        {"origin": "https://b.example/", "permissions": ["sign"]},
+        {"origin": "https://c.example", "permissions": ["teleport"]},
+        {"origin": "https://d.example", "permissions": ["sign"], "denied": ["sign"]},
+        "junk",
+    ]}), encoding="utf-8")
+    store = GrantStore(path)
+    assert [str(g.origin) for g in store.all()] == ["https://a.example", "https://d.example"]
+    assert store.get(parse_origin("https://a.example")).permissions == {SIGN}
+    d = store.get(parse_origin("https://d.example"))
+    assert d.permissions == frozenset() and d.denied == {SIGN}
