@@ -51,6 +51,8 @@ class TokensConfig(_Section):
         120.0, gt=0, description="Seconds a PIN-pad login may take.")
     pkcs12: list[Pkcs12File] = Field(
         default_factory=list, description="PKCS#12 files offered as key stores.")
+    poll_interval: float = Field(
+        2.0, gt=0, description="Seconds between looks for token changes (tokens.changed).")
 
 
 class UiConfig(_Section):
@@ -74,12 +76,18 @@ class JournalConfig(_Section):
     enabled: bool = Field(True, description="Write the hash-chained signing journal.")
 
 
+class PolicyConfig(_Section):
+    remove_defaults: bool = Field(
+        False, description="Drop the sites the agent trusts by default (see docs/policy.md).")
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     tokens: TokensConfig = Field(default_factory=TokensConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
 
 class ConfigError(Exception):

@@ -1,0 +1,20 @@
+"""Method handlers, one module per method family; each exposes ``register(dispatcher)``."""
+
+from __future__ import annotations
+
+from agent.protocol.dispatch import Dispatcher
+
+
+def register_all(dispatcher: Dispatcher) -> None:
+    from agent.methods import (
+        auth_login,
+        certificates_list,
+        certificates_select,
+        info,
+        sign_hash,
+        tokens_subscribe,
+    )
+
+    for module in (info, certificates_select, certificates_list, sign_hash, auth_login,
+                   tokens_subscribe):
+        module.register(dispatcher)

@@ -1,0 +1,28 @@
+"""``agent.info``: who the agent is; and, for origins the policy knows, what it can do.
+
+An origin with no grant learns only name, version and protocol, so an arbitrary site
+cannot fingerprint the installation (formats, enabled methods) without the user's say.
+"""
+
+from __future__ import annotations
+
+from agent import PROTOCOL_VERSION, __version__
+from agent.protocol.dispatch import CallContext, Dispatcher
+from agent.protocol.params import NoParams
+from agent.protocol.results import AgentInfoResult
+
+AGENT_NAME = "imza-agent"
+
+
+def register(dispatcher: Dispatcher) -> None:
+    async def agent_info(ctx: CallContext, params: NoParams) -> AgentInfoResult:
+        if not ctx.services.policy.has_any_grant(ctx.origin):
+            return AgentInfoResult(name=AGENT_NAME, version=__version__,
+                                   protocol=PROTOCOL_VERSION)
+        return AgentInfoResult(
+            name=AGENT_NAME, version=__version__, protocol=PROTOCOL_VERSION,
+            origin=ctx.origin, transport=ctx.transport,
+            features=sorted(dispatcher.methods),
+            formats={fmt: list(levels) for fmt, levels in ctx.services.formats.items()})
+
+    dispatcher.register("agent.info", NoParams, agent_info)

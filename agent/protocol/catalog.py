@@ -1,0 +1,68 @@
+"""The contract in one table: every method with its params and result model, and every
+notification the agent sends.  The schema generator, the dispatcher's checks and the
+tests all read this table, so they cannot drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.protocol.base import WireModel
+from agent.protocol.params import (
+    AuthLoginParams,
+    CertificatesListParams,
+    CertificatesSelectParams,
+    NoParams,
+    SignCmsParams,
+    SignHashesParams,
+    SignHashParams,
+    SignPdfParams,
+    SignXmlParams,
+)
+from agent.protocol.results import (
+    AgentInfoResult,
+    AuthLoginResult,
+    CertificateInfo,
+    CertificatesListResult,
+    SignCmsResult,
+    SignHashesResult,
+    SignHashResult,
+    SignPdfResult,
+    SignXmlResult,
+    TokenList,
+)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: type[WireModel]
+    result: type[WireModel]
+    summary: str
+
+
+_SPECS = (
+    MethodSpec("agent.info", NoParams, AgentInfoResult,
+               "What this agent is and what it can do."),
+    MethodSpec("certificates.select", CertificatesSelectParams, CertificateInfo,
+               "The user picks one certificate; the page gets it and a handle."),
+    MethodSpec("certificates.list", CertificatesListParams, CertificatesListResult,
+               "All matching certificates, without asking (origins granted `list` only)."),
+    MethodSpec("sign.hash", SignHashParams, SignHashResult,
+               "Sign one precomputed hash."),
+    MethodSpec("sign.hashes", SignHashesParams, SignHashesResult,
+               "Sign up to 1000 hashes with one confirmation and one PIN."),
+    MethodSpec("sign.cms", SignCmsParams, SignCmsResult,
+               "A detached CAdES baseline signature."),
+    MethodSpec("sign.pdf", SignPdfParams, SignPdfResult,
+               "Sign a PDF (PAdES baseline)."),
+    MethodSpec("sign.xml", SignXmlParams, SignXmlResult,
+               "Sign an XML document (XAdES baseline)."),
+    MethodSpec("auth.login", AuthLoginParams, AuthLoginResult,
+               "Prove control of an authentication key to the calling origin."),
+    MethodSpec("tokens.subscribe", NoParams, TokenList,
+               "Current tokens, then `tokens.changed` notifications."),
+)
+
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
+
+NOTIFICATIONS: dict[str, type[WireModel]] = {"tokens.changed": TokenList}

@@ -1,0 +1,214 @@
+"""Request parameters of every method, as the portal sends them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from agent.keystores.base import EcdsaEncoding, HashAlgorithm, Scheme
+from agent.protocol.base import WireModel
+from agent.protocol.fields import (
+    B64Bytes,
+    B64Document,
+    Challenge,
+    DisplayText,
+    Handle,
+    Oid,
+    PdfFieldName,
+    ShortText,
+    TsaUrl,
+)
+
+MAX_HASHES = 1000
+
+
+class NoParams(WireModel):
+    """For methods without parameters: ``params`` absent or ``{}``."""
+
+
+# --- certificates -------------------------------------------------------------------------
+
+class Purpose(StrEnum):
+    SIGN = "sign"
+    AUTH = "auth"
+
+
+class KeyUsage(StrEnum):
+    """RFC 5280 §4.2.1.3 bit names."""
+
+    DIGITAL_SIGNATURE = "digitalSignature"
+    NON_REPUDIATION = "nonRepudiation"
+    KEY_ENCIPHERMENT = "keyEncipherment"
+    DATA_ENCIPHERMENT = "dataEncipherment"
+    KEY_AGREEMENT = "keyAgreement"
+    KEY_CERT_SIGN = "keyCertSign"
+    CRL_SIGN = "cRLSign"
+    ENCIPHER_ONLY = "encipherOnly"
+    DECIPHER_ONLY = "decipherOnly"
+
+
+class CertificateFilter(WireModel):
+    """Every given criterion must hold (AND); list criteria need all listed values."""
+
+    issuer: str | None = Field(
+        None, min_length=1, max_length=512,
+        description="Case-insensitive substring of the issuer name (RFC 4514 string).")
+    subject_serial_number: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="Exact value of the subject's serialNumber attribute (2.5.4.5).")
+    key_usage: list[KeyUsage] | None = Field(None, min_length=1, max_length=9)
+    extended_key_usage: list[Oid] | None = Field(None, min_length=1, max_length=32)
+    include_expired: bool = False
+
+
+class CertificatesSelectParams(WireModel):
+    purpose: Purpose
+    filter: CertificateFilter = Field(default_factory=CertificateFilter)
+
+
+class CertificatesListParams(CertificatesSelectParams):
+    pass
+
+
+# --- signing ------------------------------------------------------------------------------
+
+class Display(WireModel):
+    """What the confirmation dialog shows besides the origin and the certificate."""
+
+    text: DisplayText | None = None
+    document_name: ShortText | None = None
+
+
+class _SignWithKey(WireModel):
+    handle: Handle
+    hash_algorithm: HashAlgorithm
+
+
+def _check_digest(value: bytes, info: ValidationInfo) -> bytes:
+    alg = info.data.get("hash_algorithm")
+    if isinstance(alg, HashAlgorithm) and len(value) != alg.digest_size:
+        raise ValueError(f"a {alg.value} hash is {alg.digest_size} bytes, got {len(value)}")
+    return value
+
+
+class SignHashParams(_SignWithKey):
+    scheme: Scheme | None = Field(
+        None, description="Default: RSASSA-PKCS1-v1_5 for RSA keys, ECDSA for EC keys.")
+    ecdsa_encoding: EcdsaEncoding = Field(
+        EcdsaEncoding.DER, description="ECDSA only: DER SEQUENCE or raw r‖s (IEEE P1363).")
+    display: Display | None = None
+    hash: B64Bytes
+
+    _hash_length = field_validator("hash")(_check_digest)
+
+
+class SignHashesParams(_SignWithKey):
+    scheme: Scheme | None = None
+    ecdsa_encoding: EcdsaEncoding = EcdsaEncoding.DER
+    display: Display | None = None
+    hashes: list[B64Bytes] = Field(min_length=1, max_length=MAX_HASHES)
+
+    @field_validator("hashes")
+    @classmethod
+    def _hash_lengths(cls, value: list[bytes], info: ValidationInfo) -> list[bytes]:
+        alg = info.data.get("hash_algorithm")
+        if isinstance(alg, HashAlgorithm):
+            bad = [i for i, h in enumerate(value) if len(h) != alg.digest_size]
+            if bad:
+                shown = ", ".join(map(str, bad[:5])) + (", …" if len(bad) > 5 else "")
+                raise ValueError(f"a {alg.value} hash is {alg.digest_size} bytes; "
+                                 f"wrong length at index {shown}")
+        return value
+
+
+def _needs_tsa(level: str) -> bool:
+    return level.removeprefix("B-") not in ("B",)
+
+
+def _tsa_for_level(value: str | None, info: ValidationInfo) -> str | None:
+    level = info.data.get("level")
+    if value is None and isinstance(level, StrEnum) and _needs_tsa(level.value):
+        raise ValueError(f"required for level {level.value}")
+    return value
+
+
+class CadesLevel(StrEnum):
+    B = "B"
+    T = "T"
+    LT = "LT"
+
+
+class SignCmsParams(WireModel):
+    handle: Handle
+    hash_algorithm: HashAlgorithm
+    data: B64Document | None = Field(None, description="The content; or give `hash`.")
+    hash: B64Bytes | None = Field(None, validate_default=True,
+                                  description="Hash of the content; or give `data`.")
+    detached: Literal[True] = Field(
+        True, description="Only detached signatures are produced in protocol 1.")
+    level: CadesLevel
+    tsa_url: TsaUrl | None = Field(None, validate_default=True)
+    display: Display | None = None
+
+    @field_validator("hash")
+    @classmethod
+    def _one_of_data_or_hash(cls, value: bytes | None, info: ValidationInfo) -> bytes | None:
+        has_data = info.data.get("data") is not None
+        if value is not None and has_data:
+            raise ValueError("give either data or hash, not both")
+        if value is None:
+            if not has_data and "data" in info.data:
+                raise ValueError("give either data or hash")
+            return None
+        return _check_digest(value, info)
+
+    _tsa = field_validator("tsa_url")(_tsa_for_level)
+
+
+class PadesLevel(StrEnum):
+    B_B = "B-B"
+    B_T = "B-T"
+    B_LT = "B-LT"
+    B_LTA = "B-LTA"
+
+
+class SignPdfParams(WireModel):
+    handle: Handle
+    pdf: B64Document
+    level: PadesLevel
+    reason: ShortText | None = None
+    location: ShortText | None = None
+    field_name: PdfFieldName | None = None
+    tsa_url: TsaUrl | None = Field(None, validate_default=True)
+    display: Display | None = None
+
+    _tsa = field_validator("tsa_url")(_tsa_for_level)
+
+
+class XadesLevel(StrEnum):
+    B_B = "B-B"
+    B_T = "B-T"
+
+
+class XmlMode(StrEnum):
+    ENVELOPED = "enveloped"
+    DETACHED = "detached"
+
+
+class SignXmlParams(WireModel):
+    handle: Handle
+    xml: B64Document
+    level: XadesLevel
+    mode: XmlMode
+    tsa_url: TsaUrl | None = Field(None, validate_default=True)
+    display: Display | None = None
+
+    _tsa = field_validator("tsa_url")(_tsa_for_level)
+
+
+# --- authentication -----------------------------------------------------------------------
+
+class AuthLoginParams(WireModel):
+    challenge: Challenge

@@ -1,0 +1,153 @@
+"""Builds the running agent from its parts and starts the transports.
+
+Order matters for start-up time: the listening sockets come up first; the key stores
+(worker processes, the demo identity) are ready shortly after, and nothing heavy
+(pyHanko, tkinter) is imported on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.app.core import AgentCore
+from agent.config import Config
+from agent.journal import Journal
+from agent.keystores.manager import StoreManager
+from agent.methods import register_all
+from agent.paths import data_dir, sub_dir
+from agent.policy.policy import Policy
+from agent.protocol.dispatch import Dispatcher
+from agent.transport.websocket import WebSocketTransport
+from agent.ui.base import UserInterface
+
+log = logging.getLogger("imza_agent")
+
+RUNTIME_FILE = "runtime.json"
+
+
+@dataclass
+class Services:
+    """The concrete ``agent.protocol.ports.Services`` the method handlers receive."""
+
+    core: AgentCore
+    policy: Policy
+    keystores: StoreManager
+    ui: UserInterface
+    journal: Journal | None
+    formats: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+def make_ui(config: Config, *, headless: bool) -> UserInterface:
+    from agent.ui.scripted import NoUI, ScriptedUI
+
+    backend = config.ui.backend
+    if backend == "scripted":
+        if config.ui.answers_file is None:
+            raise SystemExit("imza-agent: [ui] backend = \"scripted\" needs answers_file")
+        return ScriptedUI(config.ui.answers_file)
+    if backend == "tk" and not headless:
+        try:
+            from agent.ui.tk import TkUI  # type: ignore[import-not-found]
+        except ImportError:
+            log.warning("desktop dialogs are not available in this build; "
+                        "requests that need the user will be refused")
+            return NoUI()
+        return TkUI(config.ui)  # pragma: no cover - desktop issue
+    return NoUI()
+
+
+class AgentRuntime:
+    def __init__(self, config: Config, *, headless: bool,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.headless = headless
+        self.env = env
+        self.started_at = time.monotonic()
+        self.timings: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        config = self.config
+        self.policy = Policy.load(remove_defaults=config.policy.remove_defaults)
+        self.stores = StoreManager.from_config(config, env=self.env)
+        self.ui = make_ui(config, headless=self.headless)
+        self.journal = (Journal(data_dir() / "journal.jsonl")
+                        if config.journal.enabled else None)
+        self.core = AgentCore(stores=self.stores, ui=self.ui, policy=self.policy,
+                              journal=self.journal, dialog_timeout=config.ui.dialog_timeout)
+        self.services = Services(self.core, self.policy, self.stores, self.ui, self.journal)
+        self.dispatcher = Dispatcher()
+        register_all(self.dispatcher)
+
+        self.transport = WebSocketTransport(self.dispatcher, self.services, self.policy,
+                                            config.server)
+        await self.transport.start(self._tls_context())
+        self.timings["listening"] = time.monotonic() - self.started_at
+        self._write_runtime_file()
+        self._tasks.append(asyncio.create_task(self._stores_ready()))
+        self._tasks.append(asyncio.create_task(self._watch_tokens()))
+
+    def _tls_context(self) -> Any:
+        if not self.config.server.wss_enabled:
+            return None
+        from agent.tls.material import ensure_tls_material, ssl_context
+
+        material = ensure_tls_material(sub_dir("tls"))
+        if material.renewed and material.previous_ca_fingerprint_sha256:
+            log.warning("the local TLS certificate was renewed: run `imza-agent trust install`")
+        return ssl_context(material)
+
+    async def _stores_ready(self) -> None:
+        tokens = await self.stores.tokens()
+        self.timings["stores_ready"] = time.monotonic() - self.started_at
+        self._write_runtime_file()
+        log.info("key stores ready: %d token(s)%s", len(tokens),
+                 " (demo identity offered)" if self.stores.demo_active else "")
+
+    async def _watch_tokens(self) -> None:
+        """Until PC/SC events drive it, look at the tokens now and then for subscribers."""
+        while True:
+            await asyncio.sleep(self.config.tokens.poll_interval)
+            if self.core.watchers:
+                try:
+                    await self.core.publish_tokens()
+                except Exception:
+                    log.warning("looking for token changes failed", exc_info=True)
+
+    def _write_runtime_file(self) -> None:
+        """Where this agent listens, for `native-host`, the tray and the tests."""
+        info = {"pid": os.getpid(), "version": __version__, "ports": self.transport.ports,
+                "timings": self.timings}
+        path = data_dir() / RUNTIME_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info), encoding="utf-8")
+        tmp.replace(path)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.transport.close()
+        await self.stores.close()
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir() / RUNTIME_FILE).unlink()
+
+
+def read_runtime_file(home: Path | None = None) -> dict[str, Any] | None:
+    path = (home or data_dir()) / RUNTIME_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
