@@ -20,6 +20,7 @@ from agent.errors import (
     Busy,
     CertificateInvalid,
     InvalidHandle,
+    LoginRequired,
     NoCertificate,
     PermissionDenied,
     PinIncorrect,
@@ -35,6 +36,7 @@ from agent.keystores.base import (
     KeyRef,
     KeyStore,
     KeyType,
+    PinPad,
     Scheme,
     Secret,
     SignMechanism,
@@ -229,9 +231,17 @@ class AgentCore:
         credential = await self._login(ctx, store, entry.token, request)
         try:
             signatures = []
+            # Before login a token may hide CKA_ALWAYS_AUTHENTICATE; the first signature
+            # then asks for the context-specific login and we learn it.
+            per_op = credential if entry.key.always_authenticate else None
             for digest in digests:
-                per_op = credential if entry.key.always_authenticate else None
-                signature = await store.sign(entry.key, digest, mechanism, per_op)
+                try:
+                    signature = await store.sign(entry.key, digest, mechanism, per_op)
+                except LoginRequired:
+                    if per_op is not None or isinstance(credential, PinPad):
+                        raise
+                    per_op = credential
+                    signature = await store.sign(entry.key, digest, mechanism, per_op)
                 verify_with_certificate(cert, digest, signature, mechanism)
                 signatures.append(signature)
             return signatures

@@ -1,0 +1,222 @@
+"""All key stores of the agent behind one object: PKCS#11 modules, PKCS#12 files, the demo.
+
+Stores are queried concurrently, so one slow vendor module does not hold up the others,
+and a failing store becomes an entry in ``problems`` instead of failing the whole listing.
+
+When the demo identity is offered
+---------------------------------
+The intent is "the user has no token and no configured key", so that someone without a
+token can still try a portal.  Precisely:
+
+1. ``demo.enabled`` is ``"auto"`` (``"never"`` turns it off), and
+2. nothing is configured: ``tokens.modules`` and ``tokens.pkcs12`` are both empty (a
+   configured module or file counts even when it is missing: the user meant a real key,
+   and a typo should show as a problem, not as a demo certificate).
+
+Then the demo store is built (its identity created once in the data dir).  Known vendor
+modules found on disk do *not* prevent it, because having OpenSC or a vendor's middleware
+installed says nothing about a card being inserted.  Instead the demo token is shown only
+while no other store lists a token: insert a card and the demo token leaves the listing,
+remove it and the demo comes back.  ``demo_active`` tells which way the last listing went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import paths
+from agent.config import Config
+from agent.errors import AgentError, InvalidHandle
+from agent.keystores.base import CertificateEntry, KeyStore, TokenInfo
+from agent.keystores.demo import DemoStore, ensure_demo_identity
+from agent.keystores.pkcs12 import Pkcs12Store
+
+
+@dataclass(frozen=True)
+class StoreProblem:
+    """Why one store (or one token of it) could not be listed or loaded."""
+
+    store_id: str | None
+    source: str     # module path or file path
+    reason: str     # contract reason (AgentError.reason) or an exception class name
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"storeId": self.store_id, "source": self.source, "reason": self.reason,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class ManagedStore:
+    store: KeyStore
+    source: str                 # module path, file path, or the demo directory
+    vendor: str | None = None   # PKCS#11 only: from module discovery
+
+
+def problem_from(exc: BaseException, store_id: str | None, source: str) -> StoreProblem:
+    if isinstance(exc, AgentError):
+        detail = exc.data.get("detail")
+        return StoreProblem(store_id, source, str(detail or exc.reason), exc.message)
+    return StoreProblem(store_id, source, type(exc).__name__, str(exc) or type(exc).__name__)
+
+
+def demo_wanted(config: Config) -> bool:
+    """Step 1 and 2 of the module docstring: the static half of the demo rule."""
+    return (config.demo.enabled == "auto" and not config.tokens.modules
+            and not config.tokens.pkcs12)
+
+
+class StoreManager:
+    def __init__(self, stores: Sequence[ManagedStore], *, demo: DemoStore | None = None,
+                 module_candidates: Sequence[Any] = (),
+                 problems: Sequence[StoreProblem] = ()) -> None:
+        self._managed = list(stores)
+        self.demo_store = demo
+        self.module_candidates = list(module_candidates)
+        self._static_problems = list(problems)
+        self._listing_problems: list[StoreProblem] = []
+        self._real_tokens_seen = False
+        by_id = {m.store.store_id: m for m in self._managed}
+        if demo is not None:
+            by_id[demo.store_id] = ManagedStore(demo, str(demo.identity.p12_path.parent))
+        self._by_id = by_id
+
+    # -- building
+
+    @classmethod
+    def from_config(cls, config: Config, *, env: Mapping[str, str] | None = None,
+                    data_dir: Path | None = None) -> StoreManager:
+        from agent.keystores.pkcs11 import Pkcs11Store
+        from agent.keystores.pkcs11.modules import discover_modules
+
+        managed: list[ManagedStore] = []
+        problems: list[StoreProblem] = []
+        candidates = discover_modules(list(config.tokens.modules),
+                                      config.tokens.known_modules)
+        seen: set[str] = set()
+        for cand in candidates:
+            path = str(cand.path)
+            if path in seen:
+                continue
+            seen.add(path)
+            if not cand.present:
+                if cand.source != "known":
+                    problems.append(StoreProblem(None, path, "MODULE_NOT_FOUND",
+                                                 "the PKCS#11 module file is not there"))
+                continue
+            try:
+                store = Pkcs11Store(Path(cand.path), call_timeout=config.tokens.call_timeout,
+                                    pin_pad_timeout=config.tokens.pin_pad_timeout, env=env)
+            except Exception as exc:  # a broken module must not stop the agent
+                problems.append(problem_from(exc, None, path))
+                continue
+            managed.append(ManagedStore(store, path, vendor=cand.vendor))
+        for p12 in config.tokens.pkcs12:
+            try:
+                store12 = Pkcs12Store(p12.path, p12.label)
+            except (OSError, ValueError) as exc:  # e.g. a path the file system cannot encode
+                problems.append(problem_from(exc, None, str(p12.path)))
+                continue
+            managed.append(ManagedStore(store12, str(store12.path)))
+            if not store12.path.is_file():
+                problems.append(StoreProblem(store12.store_id, str(store12.path),
+                                             "FILE_NOT_FOUND",
+                                             "the PKCS#12 file is not there"))
+        demo = None
+        if demo_wanted(config):
+            try:
+                demo = DemoStore(ensure_demo_identity(data_dir or paths.data_dir()))
+            except OSError as exc:
+                problems.append(StoreProblem("demo", str(data_dir or ""), "DEMO_UNAVAILABLE",
+                                             f"the demo identity cannot be created: "
+                                             f"{exc.strerror or exc}"))
+        return cls(managed, demo=demo, module_candidates=candidates, problems=problems)
+
+    # -- state
+
+    @property
+    def managed(self) -> list[ManagedStore]:
+        """The real stores (not the demo), with where each comes from."""
+        return list(self._managed)
+
+    @property
+    def demo_active(self) -> bool:
+        """The demo token is (or, before any listing, would be) offered."""
+        return self.demo_store is not None and not self._real_tokens_seen
+
+    @property
+    def problems(self) -> list[StoreProblem]:
+        """Configuration problems plus those of the most recent listing."""
+        return self._static_problems + self._listing_problems
+
+    def store(self, store_id: str) -> KeyStore:
+        managed = self._by_id.get(store_id)
+        if managed is None:
+            raise InvalidHandle("no such key store", store=store_id)
+        return managed.store
+
+    def source_of(self, store_id: str) -> str:
+        managed = self._by_id.get(store_id)
+        return managed.source if managed else ""
+
+    # -- listing
+
+    async def _tokens_of(self, m: ManagedStore,
+                         problems: list[StoreProblem]) -> list[TokenInfo]:
+        try:
+            return await m.store.tokens()
+        except Exception as exc:
+            problems.append(problem_from(exc, m.store.store_id, m.source))
+            return []
+
+    async def _certificates_of(self, m: ManagedStore, problems: list[StoreProblem],
+                               ) -> tuple[list[TokenInfo], list[CertificateEntry]]:
+        tokens = await self._tokens_of(m, problems)
+        entries: list[CertificateEntry] = []
+        for token in tokens:  # one module serves its tokens one at a time anyway
+            try:
+                entries.extend(await m.store.certificates(token))
+            except Exception as exc:
+                problems.append(problem_from(exc, m.store.store_id, m.source))
+        return tokens, entries
+
+    def _finish(self, real_tokens: list[TokenInfo], problems: list[StoreProblem]) -> bool:
+        self._listing_problems = problems
+        self._real_tokens_seen = bool(real_tokens)
+        return self.demo_active
+
+    async def tokens(self) -> list[TokenInfo]:
+        problems: list[StoreProblem] = []
+        results = await asyncio.gather(*(self._tokens_of(m, problems) for m in self._managed))
+        real = [t for ts in results for t in ts]
+        if self.demo_store is not None and not real:
+            demo_m = self._by_id[self.demo_store.store_id]
+            real_and_demo = real + await self._tokens_of(demo_m, problems)
+            self._finish(real, problems)
+            return real_and_demo
+        self._finish(real, problems)
+        return real
+
+    async def certificates(self) -> list[CertificateEntry]:
+        problems: list[StoreProblem] = []
+        results = await asyncio.gather(
+            *(self._certificates_of(m, problems) for m in self._managed))
+        real_tokens = [t for ts, _ in results for t in ts]
+        entries = [e for _, es in results for e in es]
+        if self.demo_store is not None and not real_tokens:
+            _, demo_entries = await self._certificates_of(
+                self._by_id[self.demo_store.store_id], problems)
+            entries.extend(demo_entries)
+        self._finish(real_tokens, problems)
+        return entries
+
+    async def close(self) -> None:
+        stores = [m.store for m in self._managed]
+        if self.demo_store is not None:
+            stores.append(self.demo_store)
+        results = await asyncio.gather(*(s.close() for s in stores), return_exceptions=True)
+        del results  # closing is best effort: a dead module has nothing left to release

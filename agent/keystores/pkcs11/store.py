@@ -1,0 +1,302 @@
+"""``Pkcs11Store``: the ``KeyStore`` for one PKCS#11 module, run in a worker process.
+
+The store turns the worker's plain answers into the agent's types: ``TokenInfo`` with a
+``PinStatus`` from the token flags, certificates paired with keys (``pairing``), signing
+mechanisms built from ``SignMechanism`` and worker error kinds mapped to ``agent.errors``.
+Certificates are cached per token until the token disappears or changes identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cryptography import x509
+
+from agent.errors import (
+    AgentError,
+    InternalError,
+    InvalidHandle,
+    LoginRequired,
+    ModuleUnavailable,
+    PinIncorrect,
+    PinLocked,
+    PinStatus,
+    TokenNotPresent,
+    Unsupported,
+    UserCancelled,
+)
+from agent.keystores import mechanisms
+from agent.keystores.base import (
+    CertificateEntry,
+    Credential,
+    KeyRef,
+    PinPad,
+    Scheme,
+    Secret,
+    SignMechanism,
+    StoreKind,
+    TokenInfo,
+)
+from agent.keystores.pkcs11.client import WorkerClient, WorkerFailure
+from agent.keystores.pkcs11.pairing import (
+    CertObject,
+    KeyObject,
+    pair_certificates,
+    public_key_numbers,
+)
+from agent.keystores.pkcs11.wire import b64, unb64
+
+# CK_TOKEN_INFO.flags bits the PIN dialog cares about.
+CKF_PROTECTED_AUTHENTICATION_PATH = 0x00000100
+CKF_USER_PIN_COUNT_LOW = 0x00010000
+CKF_USER_PIN_FINAL_TRY = 0x00020000
+CKF_USER_PIN_LOCKED = 0x00040000
+CKF_USER_PIN_TO_BE_CHANGED = 0x00080000
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """What ``imza-agent doctor`` shows about one module; ``error`` says why it failed."""
+
+    path: Path
+    ok: bool
+    error: str | None = None
+    manufacturer: str = ""
+    description: str = ""
+    library_version: str = ""
+    cryptoki_version: str = ""
+    slots: int = 0
+
+
+def pin_status(flags: int, min_length: int = 0, max_length: int = 0) -> PinStatus:
+    return PinStatus(
+        count_low=bool(flags & CKF_USER_PIN_COUNT_LOW),
+        final_try=bool(flags & CKF_USER_PIN_FINAL_TRY),
+        locked=bool(flags & CKF_USER_PIN_LOCKED),
+        pin_pad=bool(flags & CKF_PROTECTED_AUTHENTICATION_PATH),
+        min_length=min_length, max_length=max_length,
+        to_be_changed=bool(flags & CKF_USER_PIN_TO_BE_CHANGED))
+
+
+def _identity(token: TokenInfo) -> tuple[str, str, str, str]:
+    return token.label, token.manufacturer, token.model, token.serial
+
+
+@dataclass
+class _Cached:
+    identity: tuple[str, str, str, str]
+    entries: list[CertificateEntry]
+
+
+_HASH_NAMES = {"SHA-256": "SHA256", "SHA-384": "SHA384", "SHA-512": "SHA512"}
+
+
+class Pkcs11Store:
+    kind = StoreKind.PKCS11
+
+    def __init__(self, module: Path, *, call_timeout: float = 20.0,
+                 pin_pad_timeout: float = 120.0, env: Mapping[str, str] | None = None) -> None:
+        self.module = Path(module)
+        self.store_id = f"pkcs11:{module}"
+        self.call_timeout = call_timeout
+        self.pin_pad_timeout = pin_pad_timeout
+        self.worker = WorkerClient(self.module, env=env)
+        self._cache: dict[str, _Cached] = {}
+
+    def __repr__(self) -> str:
+        return f"Pkcs11Store({str(self.module)!r})"
+
+    async def _call(self, op: str, args: dict[str, Any], *, timeout: float | None = None,
+                    token_id: str | None = None) -> Any:
+        try:
+            return await self.worker.call(op, args, timeout or self.call_timeout)
+        except WorkerFailure as failure:
+            if failure.kind == "TOKEN_NOT_PRESENT" and token_id is not None:
+                self.invalidate(token_id)
+            _raise_for(failure)
+
+    # --- listing ------------------------------------------------------------------------------
+
+    async def tokens(self) -> list[TokenInfo]:
+        found = [self._token_info(item) for item in await self._call("tokens", {})]
+        current = {token.token_id: _identity(token) for token in found}
+        for token_id, cached in list(self._cache.items()):
+            if current.get(token_id) != cached.identity:
+                del self._cache[token_id]
+        return found
+
+    def _token_info(self, item: dict[str, Any]) -> TokenInfo:
+        return TokenInfo(
+            store_id=self.store_id, token_id=item["token_id"], label=item["label"],
+            manufacturer=item["manufacturer"], model=item["model"], serial=item["serial"],
+            kind=self.kind,
+            pin=pin_status(int(item["flags"]), int(item["min_pin"]), int(item["max_pin"])))
+
+    def invalidate(self, token_id: str | None = None) -> None:
+        """Forget cached certificates of one token (or all): the PC/SC watcher calls this
+        when a card is removed or inserted."""
+        if token_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(token_id, None)
+
+    async def certificates(self, token: TokenInfo) -> list[CertificateEntry]:
+        self._check_token(token)
+        cached = self._cache.get(token.token_id)
+        if cached is not None and cached.identity == _identity(token):
+            return [dataclasses.replace(entry, token=token) for entry in cached.entries]
+        listing = await self._call("objects", {"token_id": token.token_id},
+                                   token_id=token.token_id)
+        entries = self._entries(token, listing)
+        self._cache[token.token_id] = _Cached(_identity(token), entries)
+        return list(entries)
+
+    def _entries(self, token: TokenInfo, listing: dict[str, Any]) -> list[CertificateEntry]:
+        certs = [CertObject(der=unb64(c["der"]) or b"", id=unb64(c.get("id")) or b"",
+                            label=c.get("label") or "") for c in listing["certificates"]]
+        pairs = pair_certificates(certs, _key_objects(listing["private_keys"]),
+                                  _key_objects(listing["public_keys"]))
+        entries = []
+        for pair in pairs:
+            key = None
+            if pair.key_id is not None and pair.key_type is not None:
+                key = KeyRef(store_id=self.store_id, token_id=token.token_id,
+                             key_id=pair.key_id.hex(), key_type=pair.key_type,
+                             always_authenticate=pair.always_authenticate)
+            entries.append(CertificateEntry(der=pair.cert.der, token=token,
+                                            label=pair.cert.label, key=key,
+                                            pairing=pair.method if key else None))
+        return entries
+
+    def _check_token(self, token: TokenInfo) -> None:
+        if token.store_id != self.store_id:
+            raise InvalidHandle("the token belongs to another store")
+
+    # --- login ---------------------------------------------------------------------------------
+
+    async def login(self, token: TokenInfo, credential: Credential) -> None:
+        self._check_token(token)
+        args: dict[str, Any] = {"token_id": token.token_id}
+        timeout = self.call_timeout
+        if isinstance(credential, PinPad):
+            args["pin_pad"] = True
+            timeout = self.pin_pad_timeout
+        elif isinstance(credential, Secret):
+            args["pin"] = b64(credential.reveal())
+        else:
+            raise Unsupported("unknown kind of credential")
+        await self._call("login", args, timeout=timeout, token_id=token.token_id)
+
+    async def logout(self, token: TokenInfo) -> None:
+        self._check_token(token)
+        await self._call("logout", {"token_id": token.token_id}, token_id=token.token_id)
+
+    # --- signing -------------------------------------------------------------------------------
+
+    async def sign(self, key: KeyRef, digest: bytes, mechanism: SignMechanism,
+                   credential: Credential | None = None) -> bytes:
+        if key.store_id != self.store_id:
+            raise InvalidHandle("the key belongs to another store")
+        mechanisms.scheme_fits_key(mechanism.scheme, key.key_type)
+        mechanisms.check_digest(mechanism.hash_algorithm, digest)
+        args: dict[str, Any] = {"token_id": key.token_id,
+                                "key_id": b64(bytes.fromhex(key.key_id))}
+        args.update(self._public_key_hint(key))
+        args.update(_mechanism_args(mechanism, digest))
+        timeout = self.call_timeout
+        if isinstance(credential, PinPad):
+            args["pin_pad"] = True
+            timeout = self.pin_pad_timeout
+        elif isinstance(credential, Secret):
+            args["pin"] = b64(credential.reveal())
+        answer = await self._call("sign", args, timeout=timeout, token_id=key.token_id)
+        signature = unb64(answer["signature"]) or b""
+        if mechanism.scheme is Scheme.ECDSA:
+            return mechanisms.encode_ecdsa(signature, mechanism.ecdsa_encoding)
+        return signature
+
+    def _public_key_hint(self, key: KeyRef) -> dict[str, Any]:
+        """The certificate's public key, so the worker can find the private key by it when
+        the CKA_IDs do not match."""
+        cached = self._cache.get(key.token_id)
+        for entry in cached.entries if cached else ():
+            if entry.key is not None and entry.key.key_id == key.key_id:
+                numbers = public_key_numbers(x509.load_der_x509_certificate(entry.der))
+                return {"modulus": b64(numbers.modulus), "ec_point": b64(numbers.ec_point)}
+        return {}
+
+    # --- diagnostics and shutdown ---------------------------------------------------------------
+
+    async def module_info(self) -> ModuleInfo:
+        """Load the module and describe it; never raises (``ok=False`` says why)."""
+        try:
+            info = await self._call("info", {})
+        except ModuleUnavailable as exc:
+            return ModuleInfo(self.module, ok=False, error=exc.message)
+        except AgentError as exc:
+            return ModuleInfo(self.module, ok=False, error=f"{type(exc).__name__}: {exc.message}")
+        return ModuleInfo(self.module, ok=True, manufacturer=info["manufacturer"],
+                          description=info["description"],
+                          library_version=info["library_version"],
+                          cryptoki_version=info["cryptoki_version"], slots=int(info["slots"]))
+
+    async def close(self) -> None:
+        await self.worker.close()
+
+
+def _key_objects(items: list[dict[str, Any]]) -> list[KeyObject]:
+    return [KeyObject(id=unb64(k.get("id")) or b"", key_type=k.get("key_type"),
+                      label=k.get("label") or "", modulus=unb64(k.get("modulus")),
+                      exponent=unb64(k.get("exponent")), ec_point=unb64(k.get("ec_point")),
+                      always_authenticate=k.get("always_authenticate"))
+            for k in items]
+
+
+def _mechanism_args(mechanism: SignMechanism, digest: bytes) -> dict[str, Any]:
+    alg = mechanism.hash_algorithm
+    if mechanism.scheme is Scheme.RSA_PKCS1_V15:
+        return {"mechanism": "RSA_PKCS", "data": b64(mechanisms.digest_info(alg, digest))}
+    if mechanism.scheme is Scheme.RSA_PSS:
+        return {"mechanism": "RSA_PKCS_PSS", "data": b64(digest),
+                "pss": {"hash": _HASH_NAMES[alg.value], "salt": alg.digest_size}}
+    return {"mechanism": "ECDSA", "data": b64(digest)}
+
+
+def _status_of(failure: WorkerFailure) -> PinStatus:
+    token = failure.data.get("token")
+    if not token:
+        return PinStatus()
+    return pin_status(int(token["flags"]), int(token["min_pin"]), int(token["max_pin"]))
+
+
+def _raise_for(failure: WorkerFailure) -> NoReturn:
+    kind, message = failure.kind, failure.message
+    if kind == "PIN_INCORRECT":
+        status = _status_of(failure)
+        if status.locked:
+            raise PinLocked(unlock="SO_PIN")
+        raise PinIncorrect(status)
+    if kind == "PIN_LOCKED":
+        raise PinLocked(unlock="SO_PIN")
+    if kind == "PIN_EXPIRED":
+        raise PinLocked("the PIN has expired; change it with the token's software",
+                        unlock="CHANGE_PIN")
+    if kind == "PIN_NOT_INITIALIZED":
+        raise PinLocked("the token's user PIN is not set", unlock="INIT_PIN")
+    if kind == "TOKEN_NOT_PRESENT":
+        raise TokenNotPresent()
+    if kind == "LOGIN_REQUIRED":
+        raise LoginRequired(message, context=failure.data.get("context"))
+    if kind == "UNSUPPORTED":
+        raise Unsupported(message)
+    if kind == "USER_CANCELLED":
+        raise UserCancelled()
+    if kind == "KEY_NOT_FOUND":
+        raise InvalidHandle("the private key is no longer on the token", detail="KEY_NOT_FOUND")
+    if kind == "LOAD_FAILED":
+        raise ModuleUnavailable(message)
+    raise InternalError(message)

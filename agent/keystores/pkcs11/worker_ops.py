@@ -1,0 +1,517 @@
+"""What the worker process does with its one PKCS#11 module (runs inside the worker only).
+
+Answers are plain JSON-able dicts; errors are ``WorkerError(kind, ...)`` whose kinds the
+parent maps to ``agent.errors``.  Tokens are named by ``token_id`` ("manufacturer/serial",
+or the label when there is no serial) and looked up again on every call, because slot ids
+change when a token is re-inserted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pkcs11
+from pkcs11 import (
+    MGF,
+    PROTECTED_AUTH,
+    Attribute,
+    CertificateType,
+    Mechanism,
+    ObjectClass,
+)
+from pkcs11 import KeyType as P11KeyType
+from pkcs11 import exceptions as p11x
+
+from agent.keystores.pkcs11.wire import b64, unb64
+
+CKF_TOKEN_INITIALIZED = 0x400
+CK_UNAVAILABLE_INFORMATION = ctypes.c_ulong(-1).value
+
+
+class WorkerError(Exception):
+    """An answer of ``ok: false``: ``kind`` names the error for the parent."""
+
+    def __init__(self, kind: str, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.data = data
+
+
+class _RawPin:
+    """Hands python-pkcs11 the PIN bytes as they are: it only calls ``.encode()``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytearray) -> None:
+        self._value = value
+
+    def encode(self, *_args: object) -> bytes:
+        return bytes(self._value)
+
+    def wipe(self) -> None:
+        for i in range(len(self._value)):
+            self._value[i] = 0
+
+    def __repr__(self) -> str:
+        return "_RawPin(***)"
+
+
+# --- the few raw Cryptoki calls python-pkcs11 does not offer ------------------------------
+
+class _CkVersion(ctypes.Structure):
+    _fields_ = (("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte))
+
+
+# Cryptoki structs are byte-packed on Windows and naturally aligned elsewhere.
+_PACK = {"_pack_": 1} if sys.platform == "win32" else {}
+
+_CkTokenInfo = type("_CkTokenInfo", (ctypes.Structure,), {**_PACK, "_fields_": (
+        ("label", ctypes.c_ubyte * 32), ("manufacturerID", ctypes.c_ubyte * 32),
+        ("model", ctypes.c_ubyte * 16), ("serialNumber", ctypes.c_ubyte * 16),
+        ("flags", ctypes.c_ulong),
+        ("ulMaxSessionCount", ctypes.c_ulong), ("ulSessionCount", ctypes.c_ulong),
+        ("ulMaxRwSessionCount", ctypes.c_ulong), ("ulRwSessionCount", ctypes.c_ulong),
+        ("ulMaxPinLen", ctypes.c_ulong), ("ulMinPinLen", ctypes.c_ulong),
+        ("ulTotalPublicMemory", ctypes.c_ulong), ("ulFreePublicMemory", ctypes.c_ulong),
+        ("ulTotalPrivateMemory", ctypes.c_ulong), ("ulFreePrivateMemory", ctypes.c_ulong),
+        ("hardwareVersion", _CkVersion), ("firmwareVersion", _CkVersion),
+        ("utcTime", ctypes.c_ubyte * 16),
+    )})
+
+
+_FUNCTIONS = ("C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList",
+              "C_GetSlotList", "C_GetSlotInfo", "C_GetTokenInfo", "C_GetMechanismList",
+              "C_GetMechanismInfo", "C_InitToken", "C_InitPIN", "C_SetPIN",
+              "C_OpenSession", "C_CloseSession", "C_CloseAllSessions")
+
+
+_CkFunctionList = type("_CkFunctionList", (ctypes.Structure,), {**_PACK, "_fields_": (
+    ("version", _CkVersion), *((name, ctypes.c_void_p) for name in _FUNCTIONS))})
+
+
+class _RawCryptoki:
+    """C_GetTokenInfo (for the PIN lengths python-pkcs11 drops) and C_CloseAllSessions,
+    through the module's own function list; the library is already loaded and initialised
+    by python-pkcs11, ``dlopen`` only returns the same handle."""
+
+    def __init__(self, cdll: ctypes.CDLL) -> None:
+        get_list = cdll.C_GetFunctionList
+        get_list.restype = ctypes.c_ulong
+        get_list.argtypes = (ctypes.POINTER(ctypes.POINTER(_CkFunctionList)),)
+        table = ctypes.POINTER(_CkFunctionList)()
+        if get_list(ctypes.byref(table)) != 0 or not table:
+            raise OSError("C_GetFunctionList failed")
+        funcs = table.contents
+        self._token_info = ctypes.CFUNCTYPE(
+            ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(_CkTokenInfo))(funcs.C_GetTokenInfo)
+        self._close_all = ctypes.CFUNCTYPE(
+            ctypes.c_ulong, ctypes.c_ulong)(funcs.C_CloseAllSessions)
+
+    def pin_lengths(self, slot_id: int) -> tuple[int, int] | None:
+        info = _CkTokenInfo()
+        if self._token_info(slot_id, ctypes.byref(info)) != 0:
+            return None
+
+        def clean(value: int) -> int:
+            return 0 if value == CK_UNAVAILABLE_INFORMATION else int(value)
+
+        return clean(info.ulMinPinLen), clean(info.ulMaxPinLen)
+
+    def close_all_sessions(self, slot_id: int) -> None:
+        self._close_all(slot_id)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+_KINDS: tuple[tuple[tuple[type[Exception], ...], str], ...] = (
+    ((p11x.PinIncorrect, p11x.PinInvalid, p11x.PinLenRange), "PIN_INCORRECT"),
+    ((p11x.PinLocked,), "PIN_LOCKED"),
+    ((p11x.PinExpired,), "PIN_EXPIRED"),
+    ((p11x.UserPinNotInitialized,), "PIN_NOT_INITIALIZED"),
+    ((p11x.TokenNotPresent, p11x.DeviceRemoved, p11x.TokenNotRecognised, p11x.SlotIDInvalid,
+      p11x.NoSuchToken), "TOKEN_NOT_PRESENT"),
+    ((p11x.UserNotLoggedIn, p11x.SessionHandleInvalid, p11x.SessionClosed), "LOGIN_REQUIRED"),
+    ((p11x.MechanismInvalid, p11x.MechanismParamInvalid, p11x.FunctionNotSupported,
+      p11x.KeyTypeInconsistent, p11x.ArgumentsBad), "UNSUPPORTED"),
+    ((p11x.FunctionCancelled,), "USER_CANCELLED"),
+)
+
+
+def _kind_of(exc: Exception) -> str:
+    for classes, kind in _KINDS:
+        if isinstance(exc, classes):
+            return kind
+    return "INTERNAL"
+
+
+def _as_worker_error(exc: Exception, what: str) -> WorkerError:
+    return WorkerError(_kind_of(exc), f"{what}: {type(exc).__name__}")
+
+
+# --- object attributes ---------------------------------------------------------------------
+
+def _attr(obj: Any, attribute: Attribute) -> Any:
+    """An attribute, or None if the token does not have it or will not show it."""
+    try:
+        return obj[attribute]
+    except (p11x.PKCS11Error, KeyError, ValueError, NotImplementedError, TypeError):
+        return None
+
+
+def _int_bytes(value: Any) -> bytes | None:
+    """python-pkcs11 gives big integers as big-endian bytes; strip leading zeros."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
+    data = bytes(value).lstrip(b"\x00")
+    return data or b"\x00"
+
+
+def _key_type_name(value: Any) -> str | None:
+    if value == P11KeyType.RSA:
+        return "RSA"
+    if value == P11KeyType.EC:
+        return "EC"
+    return None if value is None else str(getattr(value, "name", value))
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value.strip(" \x00")
+
+
+class LoadedModule:
+    """The module, its logged-in sessions (one per token) and the request dispatcher."""
+
+    def __init__(self, path: str, lib: Any, raw: _RawCryptoki | None) -> None:
+        self.path = path
+        self.lib = lib
+        self.raw = raw
+        self.sessions: dict[str, Any] = {}
+        self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "info": self.info, "tokens": self.tokens, "objects": self.objects,
+            "login": self.login, "logout": self.logout, "sign": self.sign,
+        }
+
+    @classmethod
+    def load(cls, path: str) -> LoadedModule:
+        if not os.path.exists(path):
+            raise WorkerError("LOAD_FAILED", f"module file not found: {path}")
+        try:
+            cdll = ctypes.CDLL(path)
+        except OSError as exc:
+            raise WorkerError("LOAD_FAILED", f"cannot load the library: {exc}") from exc
+        if not hasattr(cdll, "C_GetFunctionList"):
+            raise WorkerError(
+                "LOAD_FAILED", "not a PKCS#11 library (no C_GetFunctionList)")
+        try:
+            lib = pkcs11.lib(path)
+        except p11x.PKCS11Error as exc:
+            detail = f"{type(exc).__name__} {exc}".strip()
+            raise WorkerError("LOAD_FAILED",
+                              f"C_GetFunctionList/C_Initialize failed: {detail}") from exc
+        try:
+            raw: _RawCryptoki | None = _RawCryptoki(cdll)
+        except (OSError, AttributeError, ValueError):
+            raw = None
+        return cls(path, lib, raw)
+
+    def handle(self, op: Any, args: dict[str, Any]) -> Any:
+        handler = self._ops.get(op) if isinstance(op, str) else None
+        if handler is None:
+            raise WorkerError("BAD_REQUEST", f"unknown operation {op!r}")
+        try:
+            return handler(args)
+        except WorkerError:
+            raise
+        except p11x.PKCS11Error as exc:
+            raise _as_worker_error(exc, str(op)) from exc
+        except Exception as exc:  # a bug here must not take the worker down
+            raise WorkerError("INTERNAL", f"{op}: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        for token_id in list(self.sessions):
+            self._drop_session(token_id)
+
+    # --- module and tokens ---------------------------------------------------------------
+
+    def info(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "manufacturer": _text(self.lib.manufacturer_id),
+            "description": _text(self.lib.library_description),
+            "library_version": ".".join(map(str, self.lib.library_version)),
+            "cryptoki_version": ".".join(map(str, self.lib.cryptoki_version)),
+            "slots": len(self.lib.get_slots()),
+        }
+
+    def _present(self) -> Iterator[tuple[Any, Any]]:
+        for slot in self.lib.get_slots(token_present=True):
+            try:
+                token = slot.get_token()
+            except p11x.PKCS11Error as exc:
+                # Removed meanwhile, or broken: either way not a token to offer, and one
+                # bad slot must not hide the others.
+                if not isinstance(exc, p11x.TokenNotPresent | p11x.DeviceRemoved):
+                    print(f"pkcs11 worker: slot {slot.slot_id}: {type(exc).__name__}",
+                          file=sys.stderr)
+                continue
+            yield slot, token
+
+    def _describe(self, slot: Any, token: Any) -> dict[str, Any]:
+        manufacturer = _text(token.manufacturer_id)
+        serial = _text(token.serial)
+        label = _text(token.label)
+        lengths = self.raw.pin_lengths(slot.slot_id) if self.raw else None
+        min_len, max_len = lengths or (0, 0)
+        return {
+            "token_id": f"{manufacturer}/{serial}" if serial else label,
+            "label": label, "manufacturer": manufacturer, "model": _text(token.model),
+            "serial": serial, "slot": int(slot.slot_id), "flags": int(token.flags),
+            "min_pin": min_len, "max_pin": max_len,
+        }
+
+    def tokens(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [self._describe(slot, token) for slot, token in self._present()]
+        # An empty, never initialised token (SoftHSM's spare slot) is nothing to show.
+        found = [item for item in found
+                 if item["flags"] & CKF_TOKEN_INITIALIZED or item["label"]]
+        present = {item["token_id"] for item in found}
+        for token_id in list(self.sessions):
+            if token_id not in present:
+                self.sessions.pop(token_id, None)  # its handle died with the token
+        return found
+
+    def _find(self, token_id: str) -> tuple[Any, Any]:
+        for slot, token in self._present():
+            if self._describe(slot, token)["token_id"] == token_id:
+                return slot, token
+        raise WorkerError("TOKEN_NOT_PRESENT", "the token is not present")
+
+    def _status(self, token_id: str) -> dict[str, Any] | None:
+        """The token's description re-read now (after a failed login), if still there."""
+        try:
+            return self._describe(*self._find(token_id))
+        except (WorkerError, p11x.PKCS11Error):
+            return None
+
+    # --- listing objects, never logging in -------------------------------------------------
+
+    def objects(self, args: dict[str, Any]) -> dict[str, Any]:
+        _slot, token = self._find(args["token_id"])
+        logged_in = self.sessions.get(args["token_id"])
+        session = logged_in or token.open()
+        try:
+            return {
+                "certificates": self._certificates(session),
+                "private_keys": [self._key_entry(k, private=True) for k in
+                                 _find(session, ObjectClass.PRIVATE_KEY)],
+                "public_keys": [self._key_entry(k, private=False) for k in
+                                _find(session, ObjectClass.PUBLIC_KEY)],
+            }
+        finally:
+            if logged_in is None:
+                session.close()
+
+    @staticmethod
+    def _certificates(session: Any) -> list[dict[str, Any]]:
+        found = []
+        for cert in _find(session, ObjectClass.CERTIFICATE):
+            cert_type = _attr(cert, Attribute.CERTIFICATE_TYPE)
+            value = _attr(cert, Attribute.VALUE)
+            if cert_type not in (None, CertificateType.X_509) or not value:
+                continue
+            found.append({"der": b64(_raw_value(value)), "id": b64(_attr(cert, Attribute.ID)),
+                          "label": _text(_attr(cert, Attribute.LABEL))})
+        return found
+
+    @staticmethod
+    def _key_entry(key: Any, *, private: bool) -> dict[str, Any]:
+        key_type = _key_type_name(_attr(key, Attribute.KEY_TYPE))
+        entry: dict[str, Any] = {"id": b64(_attr(key, Attribute.ID)), "key_type": key_type,
+                                 "label": _text(_attr(key, Attribute.LABEL))}
+        if key_type == "RSA":
+            entry["modulus"] = b64(_int_bytes(_attr(key, Attribute.MODULUS)))
+            if not private:
+                entry["exponent"] = b64(_int_bytes(_attr(key, Attribute.PUBLIC_EXPONENT)))
+        elif key_type == "EC":
+            entry["ec_point"] = b64(_attr(key, Attribute.EC_POINT))
+        if private:
+            entry["always_authenticate"] = _attr(key, Attribute.ALWAYS_AUTHENTICATE)
+        return entry
+
+    # --- login ------------------------------------------------------------------------------
+
+    def login(self, args: dict[str, Any]) -> dict[str, Any]:
+        token_id = args["token_id"]
+        slot, token = self._find(token_id)
+        self._drop_session(token_id)
+        pin: _RawPin | None = None
+        if args.get("pin_pad"):
+            user_pin: Any = PROTECTED_AUTH
+        else:
+            pin = _RawPin(bytearray(unb64(args["pin"]) or b""))
+            user_pin = pin
+        try:
+            self.sessions[token_id] = token.open(user_pin=user_pin)
+        except p11x.ArgumentsBad as exc:
+            raise WorkerError("UNSUPPORTED", "the token has no PIN pad") from exc
+        except p11x.UserAlreadyLoggedIn:
+            # Another session of ours is still logged in; the PIN was not checked again.
+            self._close_all(slot)
+            self.sessions[token_id] = token.open(user_pin=user_pin)
+        except p11x.PKCS11Error as exc:
+            # python-pkcs11 leaves the session it opened before C_Login failed.
+            self._close_all(slot)
+            error = _as_worker_error(exc, "login")
+            error.data["token"] = self._status(token_id)
+            raise error from exc
+        finally:
+            if pin is not None:
+                pin.wipe()
+        return {"logged_in": True}
+
+    def _close_all(self, slot: Any) -> None:
+        if self.raw is not None:
+            self.raw.close_all_sessions(slot.slot_id)
+
+    def logout(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"logged_out": self._drop_session(args["token_id"])}
+
+    def _drop_session(self, token_id: str) -> bool:
+        session = self.sessions.pop(token_id, None)
+        if session is None:
+            return False
+        # The token may be gone already; the session is dead either way.
+        with contextlib.suppress(p11x.PKCS11Error):
+            session.close()
+        return True
+
+    # --- signing ----------------------------------------------------------------------------
+
+    def sign(self, args: dict[str, Any]) -> dict[str, Any]:
+        token_id = args["token_id"]
+        if token_id not in self.sessions:
+            raise WorkerError("LOGIN_REQUIRED", "log in to the token first")
+        slot, token = self._find(token_id)
+        mechanism = Mechanism[args["mechanism"]]
+        if mechanism not in slot.get_mechanisms():
+            raise WorkerError("UNSUPPORTED", f"the token does not offer {mechanism.name}")
+        # A sibling session shares the login but not the operation state: an operation
+        # left active by a failed context-specific login dies with it.
+        try:
+            with token.open() as session:
+                return self._sign_in(session, token_id, mechanism, args)
+        except (p11x.UserNotLoggedIn, p11x.SessionHandleInvalid, p11x.SessionClosed) as exc:
+            self._drop_session(token_id)
+            raise WorkerError("LOGIN_REQUIRED", "the token logged out") from exc
+
+    def _sign_in(self, session: Any, token_id: str, mechanism: Mechanism,
+                 args: dict[str, Any]) -> dict[str, Any]:
+        key = self._resolve_key(session, args)
+        if key is None:
+            raise WorkerError("KEY_NOT_FOUND", "the private key is not on the token")
+        pin: _RawPin | None = None
+        if _attr(key, Attribute.ALWAYS_AUTHENTICATE):
+            if args.get("pin_pad"):
+                raise WorkerError(
+                    "UNSUPPORTED", "PIN-pad confirmation per signature is not supported")
+            if args.get("pin") is None:
+                raise WorkerError("LOGIN_REQUIRED", "this key asks for the PIN on every use",
+                                  context=True)
+            pin = _RawPin(bytearray(unb64(args["pin"]) or b""))
+        try:
+            signature = key.sign(unb64(args["data"]), mechanism=mechanism,
+                                 mechanism_param=_mechanism_param(args.get("pss")), pin=pin)
+        except (p11x.UserNotLoggedIn, p11x.SessionHandleInvalid, p11x.SessionClosed):
+            raise
+        except p11x.PKCS11Error as exc:
+            error = _as_worker_error(exc, "sign")
+            if error.kind.startswith("PIN_"):
+                error.data["token"] = self._status(token_id)
+            raise error from exc
+        finally:
+            if pin is not None:
+                pin.wipe()
+        return {"signature": b64(signature), "key_id": b64(_attr(key, Attribute.ID))}
+
+    def _resolve_key(self, session: Any, args: dict[str, Any]) -> Any:
+        """The private key: by CKA_ID, else by the certificate's public key, now that
+        private objects are visible."""
+        key_id = unb64(args.get("key_id"))
+        if key_id:
+            for key in _find(session, ObjectClass.PRIVATE_KEY, key_id):
+                return key
+        modulus = unb64(args.get("modulus"))
+        ec_point = unb64(args.get("ec_point"))
+        if modulus is None and ec_point is None:
+            return None
+        for public in _find(session, ObjectClass.PUBLIC_KEY):
+            if _same_public_key(self._key_entry(public, private=False), modulus, ec_point):
+                public_id = _attr(public, Attribute.ID)
+                if public_id:
+                    for key in _find(session, ObjectClass.PRIVATE_KEY, public_id):
+                        return key
+        for key in _find(session, ObjectClass.PRIVATE_KEY):
+            entry = self._key_entry(key, private=True)
+            if _same_public_key(entry, modulus, ec_point):
+                return key
+        return None
+
+
+def _find(session: Any, object_class: ObjectClass, object_id: bytes | None = None) -> list[Any]:
+    """All matching objects. A list, never a lazy iterator: a search left open
+    (no C_FindObjectsFinal) makes the next operation on the session fail."""
+    template: dict[Attribute, Any] = {Attribute.CLASS: object_class}
+    if object_id is not None:
+        template[Attribute.ID] = object_id
+    return list(session.get_objects(template))
+
+
+def _same_public_key(entry: dict[str, Any], modulus: bytes | None,
+                     ec_point: bytes | None) -> bool:
+    if modulus is not None and entry.get("modulus"):
+        return unb64(entry["modulus"]) == modulus
+    if ec_point is not None and entry.get("ec_point"):
+        raw = unb64(entry["ec_point"]) or b""
+        return raw == ec_point or _unwrap_octet_string(raw) == ec_point
+    return False
+
+
+def _unwrap_octet_string(data: bytes) -> bytes | None:
+    """CKA_EC_POINT is usually a DER OCTET STRING around the X9.62 point."""
+    if len(data) < 2 or data[0] != 0x04:
+        return None
+    length, offset = data[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[2:2 + count], "big")
+        offset = 2 + count
+    body = data[offset:]
+    return body if len(body) == length else None
+
+
+def _raw_value(value: Any) -> bytes:
+    # CKA_VALUE of a certificate is mapped as a "big integer" by python-pkcs11: bytes.
+    return value if isinstance(value, bytes) else _int_bytes(value) or b""
+
+
+_HASH_MECHANISMS = {"SHA256": (Mechanism.SHA256, MGF.SHA256),
+                    "SHA384": (Mechanism.SHA384, MGF.SHA384),
+                    "SHA512": (Mechanism.SHA512, MGF.SHA512)}
+
+
+def _mechanism_param(pss: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if not pss:
+        return None
+    hash_mech, mgf = _HASH_MECHANISMS[pss["hash"]]
+    return hash_mech, mgf, int(pss["salt"])
