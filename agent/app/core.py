@@ -31,6 +31,7 @@ from agent.errors import (
 )
 from agent.journal import Journal
 from agent.keystores.base import (
+    BatchSigner,
     CertificateEntry,
     Credential,
     KeyRef,
@@ -96,12 +97,14 @@ def _cap(text: str | None, limit: int) -> str | None:
 
 class AgentCore:
     def __init__(self, *, stores: Stores, ui: UserInterface, policy: Policy,
-                 journal: Journal | None, dialog_timeout: float) -> None:
+                 journal: Journal | None, dialog_timeout: float,
+                 max_pin_attempts: int = 5) -> None:
         self.stores = stores
         self.ui = ui
         self.policy = policy
         self.journal = journal
         self.dialog_timeout = dialog_timeout
+        self.max_pin_attempts = max_pin_attempts
         self._interacting: set[str] = set()
         # Connections subscribed to tokens.changed, and what they were last told.
         self.watchers: set[CallContext] = set()
@@ -188,14 +191,15 @@ class AgentCore:
         if target.purpose != purpose:
             # An authentication key is never usable for signing, nor the other way round.
             raise InvalidHandle(f"this handle is for {target.purpose}, not {purpose}")
-        tokens = await self.stores.tokens()
-        if not any(t.store_id == target.key.store_id and t.token_id == target.key.token_id
-                   and t.present for t in tokens):
-            raise TokenNotPresent()
         for entry in await self.stores.certificates():
             if entry.der == target.certificate_der and entry.key is not None and (
                     entry.key.token_id == target.key.token_id):
                 return target, entry
+        # Not found: tell "token pulled out" from "certificate gone from the token".
+        tokens = await self.stores.tokens()
+        if not any(t.store_id == target.key.store_id and t.token_id == target.key.token_id
+                   and t.present for t in tokens):
+            raise TokenNotPresent()
         raise InvalidHandle("the certificate is no longer on the token")
 
     # --- signing -------------------------------------------------------------------------
@@ -214,8 +218,8 @@ class AgentCore:
     async def sign_digests(self, ctx: CallContext, entry: CertificateEntry, action: str,
                            digests: Sequence[bytes], mechanism: SignMechanism,
                            display: Display = Display()) -> list[bytes]:
-        """Confirmation + PIN dialog, login, one signature per digest, each verified
-        against the certificate before it leaves the agent."""
+        """Confirmation + PIN dialog, login, one signature per digest, checked against the
+        certificate before any leaves the agent."""
         assert entry.key is not None
         cert = certs.load(entry.der)
         problem = certs.validity_problem(cert)
@@ -230,20 +234,20 @@ class AgentCore:
             password=entry.token.kind.value == "pkcs12")
         credential = await self._login(ctx, store, entry.token, request)
         try:
-            signatures = []
             # Before login a token may hide CKA_ALWAYS_AUTHENTICATE; the first signature
             # then asks for the context-specific login and we learn it.
             per_op = credential if entry.key.always_authenticate else None
-            for digest in digests:
-                try:
-                    signature = await store.sign(entry.key, digest, mechanism, per_op)
-                except LoginRequired:
-                    if per_op is not None or isinstance(credential, PinPad):
-                        raise
-                    per_op = credential
-                    signature = await store.sign(entry.key, digest, mechanism, per_op)
-                verify_with_certificate(cert, digest, signature, mechanism)
-                signatures.append(signature)
+            try:
+                signatures = await self._sign_all(store, entry, digests, mechanism, per_op)
+            except LoginRequired:
+                if per_op is not None or isinstance(credential, PinPad):
+                    raise
+                signatures = await self._sign_all(store, entry, digests, mechanism, credential)
+            # The key behind the handle must still be the certificate's. The store resolves
+            # the key once per batch (or chunk of one): the first and the last signature
+            # prove it without paying a verification per hash.
+            for i in {0, len(signatures) - 1}:
+                verify_with_certificate(cert, digests[i], signatures[i], mechanism)
             return signatures
         finally:
             if isinstance(credential, Secret):
@@ -253,11 +257,19 @@ class AgentCore:
             except AgentError:
                 log.warning("logout from %s failed", entry.token.label)
 
+    @staticmethod
+    async def _sign_all(store: KeyStore, entry: CertificateEntry, digests: Sequence[bytes],
+                        mechanism: SignMechanism, credential: Credential | None) -> list[bytes]:
+        assert entry.key is not None
+        if isinstance(store, BatchSigner):
+            return await store.sign_many(entry.key, digests, mechanism, credential)
+        return [await store.sign(entry.key, d, mechanism, credential) for d in digests]
+
     async def _login(self, ctx: CallContext, store: KeyStore, token: TokenInfo,
                      request: PinRequest) -> Credential:
         if token.pin.locked:
             await self._pin_locked(ctx, token)
-        while True:
+        for _attempt in range(self.max_pin_attempts):
             credential = await self._dialog(self.ui.ask_pin(request))
             try:
                 await store.login(token, credential)
@@ -276,6 +288,7 @@ class AgentCore:
                 if isinstance(credential, Secret):
                     credential.wipe()
                 raise
+        raise UserCancelled("too many wrong PINs for one request")
 
     async def _pin_locked(self, ctx: CallContext, token: TokenInfo) -> None:
         unlock = "PUK" if token.kind.value == "pkcs11" else "ISSUER"
@@ -289,6 +302,16 @@ class AgentCore:
         tokens = await self.stores.tokens()
         return TokenList(tokens=[TokenState(label=t.label, serial=t.serial, present=t.present)
                                  for t in tokens])
+
+    async def subscribe(self, ctx: CallContext) -> TokenList:
+        """Add a ``tokens.changed`` watcher and return the tokens now.  The first watcher
+        sets the baseline, so nobody is "told" of a change that is just the list they got
+        (the baseline goes stale while nobody watches)."""
+        current = await self.token_list()
+        if not self.watchers:
+            self._last_tokens = current
+        self.watchers.add(ctx)
+        return current
 
     async def publish_tokens(self) -> None:
         """Tell subscribers when the set of tokens changed since the last look."""

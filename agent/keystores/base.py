@@ -11,6 +11,7 @@ PKCS#11 store does its work in worker processes (see ``pkcs11/``).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -173,3 +174,11 @@ class KeyStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchSigner(Protocol):
+    """Optional: a store that signs many hashes with one key faster than one by one."""
+
+    async def sign_many(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
+                        credential: Credential | None = None) -> list[bytes]: ...

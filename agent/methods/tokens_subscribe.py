@@ -11,8 +11,7 @@ from agent.protocol.results import TokenList
 async def tokens_subscribe(ctx: CallContext, params: NoParams) -> TokenList:
     core = ctx.services.core
     await core.interaction(ctx, lambda: core.require(ctx, Permission.TOKENS))
-    current = await core.token_list()
-    core.watchers.add(ctx)
+    current = await core.subscribe(ctx)
     ctx.on_close(lambda: core.watchers.discard(ctx))
     return current
 

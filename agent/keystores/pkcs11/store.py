@@ -9,8 +9,9 @@ Certificates are cached per token until the token disappears or changes identity
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from agent.errors import (
     InternalError,
     InvalidHandle,
     LoginRequired,
+    ModuleCrashed,
     ModuleUnavailable,
     PinIncorrect,
     PinLocked,
@@ -93,6 +95,8 @@ class _Cached:
 
 
 _HASH_NAMES = {"SHA-256": "SHA256", "SHA-384": "SHA384", "SHA-512": "SHA512"}
+# Hashes per worker call in a batch (sign.hashes allows 1,000).
+SIGN_CHUNK = 100
 
 
 class Pkcs11Store:
@@ -106,14 +110,20 @@ class Pkcs11Store:
         self.pin_pad_timeout = pin_pad_timeout
         self.worker = WorkerClient(self.module, env=env)
         self._cache: dict[str, _Cached] = {}
+        self._pulls = 0  # counts token_pulled(): a call it ended fails as TOKEN_NOT_PRESENT
 
     def __repr__(self) -> str:
         return f"Pkcs11Store({str(self.module)!r})"
 
     async def _call(self, op: str, args: dict[str, Any], *, timeout: float | None = None,
                     token_id: str | None = None) -> Any:
+        pulls = self._pulls
         try:
             return await self.worker.call(op, args, timeout or self.call_timeout)
+        except ModuleCrashed:
+            if self._pulls != pulls:  # the card left mid-call, the module did not crash
+                raise TokenNotPresent() from None
+            raise
         except WorkerFailure as failure:
             if failure.kind == "TOKEN_NOT_PRESENT" and token_id is not None:
                 self.invalidate(token_id)
@@ -143,6 +153,24 @@ class Pkcs11Store:
             self._cache.clear()
         else:
             self._cache.pop(token_id, None)
+
+    @property
+    def busy(self) -> bool:
+        """A module call is in flight (the PC/SC watcher leaves a busy module alone)."""
+        return self.worker.busy
+
+    async def reinitialize(self) -> None:
+        """Unload the module; the next call loads it afresh (``C_Initialize``).  For
+        modules that read their slots only at start, after a card came or went."""
+        self._cache.clear()
+        await self.worker.close()
+
+    def token_pulled(self) -> None:
+        """The card was pulled while a call hangs in the module: end that call, which
+        then fails with TOKEN_NOT_PRESENT, and forget the cached certificates."""
+        self._pulls += 1
+        self._cache.clear()
+        self.worker.abort()
 
     async def certificates(self, token: TokenInfo) -> list[CertificateEntry]:
         self._check_token(token)
@@ -199,25 +227,41 @@ class Pkcs11Store:
 
     async def sign(self, key: KeyRef, digest: bytes, mechanism: SignMechanism,
                    credential: Credential | None = None) -> bytes:
+        [signature] = await self.sign_many(key, [digest], mechanism, credential)
+        return signature
+
+    async def sign_many(self, key: KeyRef, digests: Sequence[bytes],
+                        mechanism: SignMechanism,
+                        credential: Credential | None = None) -> list[bytes]:
+        """Sign hashes with one key, up to SIGN_CHUNK per worker call: one key lookup per
+        chunk instead of per hash, and each call stays well inside the call timeout even
+        on a slow card."""
         if key.store_id != self.store_id:
             raise InvalidHandle("the key belongs to another store")
         mechanisms.scheme_fits_key(mechanism.scheme, key.key_type)
-        mechanisms.check_digest(mechanism.hash_algorithm, digest)
+        for digest in digests:
+            mechanisms.check_digest(mechanism.hash_algorithm, digest)
         args: dict[str, Any] = {"token_id": key.token_id,
                                 "key_id": b64(bytes.fromhex(key.key_id))}
         args.update(self._public_key_hint(key))
-        args.update(_mechanism_args(mechanism, digest))
         timeout = self.call_timeout
         if isinstance(credential, PinPad):
             args["pin_pad"] = True
             timeout = self.pin_pad_timeout
         elif isinstance(credential, Secret):
             args["pin"] = b64(credential.reveal())
-        answer = await self._call("sign", args, timeout=timeout, token_id=key.token_id)
-        signature = unb64(answer["signature"]) or b""
-        if mechanism.scheme is Scheme.ECDSA:
-            return mechanisms.encode_ecdsa(signature, mechanism.ecdsa_encoding)
-        return signature
+        signatures: list[bytes] = []
+        for start in range(0, len(digests), SIGN_CHUNK):
+            chunk = [_mechanism_args(mechanism, d) for d in digests[start:start + SIGN_CHUNK]]
+            call = {**args, **{k: v for k, v in chunk[0].items() if k != "data"},
+                    "data_list": [item["data"] for item in chunk]}
+            answer = await self._call("sign", call, timeout=timeout, token_id=key.token_id)
+            for raw in answer["signatures"]:
+                signature = unb64(raw) or b""
+                if mechanism.scheme is Scheme.ECDSA:
+                    signature = mechanisms.encode_ecdsa(signature, mechanism.ecdsa_encoding)
+                signatures.append(signature)
+        return signatures
 
     def _public_key_hint(self, key: KeyRef) -> dict[str, Any]:
         """The certificate's public key, so the worker can find the private key by it when
@@ -225,8 +269,7 @@ class Pkcs11Store:
         cached = self._cache.get(key.token_id)
         for entry in cached.entries if cached else ():
             if entry.key is not None and entry.key.key_id == key.key_id:
-                numbers = public_key_numbers(x509.load_der_x509_certificate(entry.der))
-                return {"modulus": b64(numbers.modulus), "ec_point": b64(numbers.ec_point)}
+                return dict(_public_key_hint_of(entry.der))
         return {}
 
     # --- diagnostics and shutdown ---------------------------------------------------------------
@@ -246,6 +289,14 @@ class Pkcs11Store:
 
     async def close(self) -> None:
         await self.worker.close()
+
+
+@lru_cache(maxsize=64)
+def _public_key_hint_of(der: bytes) -> tuple[tuple[str, str | None], ...]:
+    """Parsed once per certificate: re-parsing it for every signature of a batch cost more
+    than the token's own P-256 signature (see docs/performance.md)."""
+    numbers = public_key_numbers(x509.load_der_x509_certificate(der))
+    return ("modulus", b64(numbers.modulus)), ("ec_point", b64(numbers.ec_point))
 
 
 def _key_objects(items: list[dict[str, Any]]) -> list[KeyObject]:

@@ -429,9 +429,12 @@ class LoadedModule:
                 raise WorkerError("LOGIN_REQUIRED", "this key asks for the PIN on every use",
                                   context=True)
             pin = _RawPin(bytearray(unb64(args["pin"]) or b""))
+        # A batch ("data_list") resolves the key once and signs every item in this session.
+        items = args["data_list"] if "data_list" in args else [args["data"]]
+        param = _mechanism_param(args.get("pss"))
         try:
-            signature = key.sign(unb64(args["data"]), mechanism=mechanism,
-                                 mechanism_param=_mechanism_param(args.get("pss")), pin=pin)
+            signatures = [b64(key.sign(unb64(item), mechanism=mechanism, mechanism_param=param,
+                                       pin=pin)) for item in items]
         except (p11x.UserNotLoggedIn, p11x.SessionHandleInvalid, p11x.SessionClosed):
             raise
         except p11x.PKCS11Error as exc:
@@ -442,7 +445,8 @@ class LoadedModule:
         finally:
             if pin is not None:
                 pin.wipe()
-        return {"signature": b64(signature), "key_id": b64(_attr(key, Attribute.ID))}
+        return {"signature": signatures[0], "signatures": signatures,
+                "key_id": b64(_attr(key, Attribute.ID))}
 
     def _resolve_key(self, session: Any, args: dict[str, Any]) -> Any:
         """The private key: by CKA_ID, else by the certificate's public key, now that
