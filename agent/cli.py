@@ -39,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     journal = sub.add_parser("journal", help="the signing journal")
     journal.add_argument("action", choices=["verify", "show"])
 
+    demo = sub.add_parser("demo", help="the agent with the demo identity, the demo portal "
+                                       "and a browser pointed at it")
+    demo.add_argument("--port", type=int, default=8443, help="the portal's https port")
+    demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
+    native_host = sub.add_parser(
+        "native-host", help="the browser extension's native messaging host "
+                            "(`native-host install` registers it)")
+    native_host.add_argument("args", nargs=argparse.REMAINDER,
+                             help="install [options], or what the browser passes")
+
     return parser
 
 
@@ -81,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.journal import main as journal_main
 
         return journal_main(args.action)
+    if args.command == "demo":
+        from agent.demo_portal import main as demo_main
+
+        return demo_main(config, args.config, port=args.port, open_browser=not args.no_browser)
+    if args.command == "native-host":
+        from agent.nativehost import main as native_host_main
+
+        return native_host_main(args.args, args.config)
     raise AssertionError(args.command)
 
 

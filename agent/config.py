@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class _Section(BaseModel):
@@ -65,6 +65,10 @@ class UiConfig(_Section):
     dialog_timeout: float = Field(
         120.0, gt=0, description="Seconds a dialog waits before USER_TIMEOUT.")
     tray: bool = Field(True, description="Show the tray icon (ignored with --headless).")
+    max_pin_attempts: int = Field(
+        5, ge=1, le=100,
+        description="Wrong PINs one request may try before it ends as USER_CANCELLED "
+                    "(tokens lock on their own; PKCS#12 files never do).")
 
 
 class DemoConfig(_Section):
@@ -81,6 +85,59 @@ class PolicyConfig(_Section):
         False, description="Drop the sites the agent trusts by default (see docs/policy.md).")
 
 
+class FormatsConfig(_Section):
+    """CAdES/PAdES/XAdES signing: time-stamping, validation data, the signer's status."""
+
+    trust_anchors: list[Path] = Field(
+        default_factory=list,
+        description="PEM or DER certificate files: self-signed ones are trusted roots for "
+                    "checking the signer's certificate and gathering B-LT validation data; "
+                    "the others serve as intermediates for path building.")
+    tsa_url: str | None = Field(
+        None, description="RFC 3161 time-stamping service used instead of the page's tsaUrl.")
+    tsa_by_origin: dict[str, str] = Field(
+        default_factory=dict,
+        description="Origin → time-stamping service for that origin (wins over tsa_url).")
+    allow_page_tsa: bool = Field(
+        True, description="Use the page's tsaUrl when no TSA is configured for its origin.")
+    http_proxy: str | None = Field(
+        None, description="HTTP proxy for TSA, OCSP, CRL and certificate downloads.")
+    revocation: Literal["off", "warn", "enforce"] = Field(
+        "warn", description="Signer certificate check before signing: off; warn (refuse "
+                            "revoked/expired, sign when status is unknown); enforce (also "
+                            "refuse when path or status cannot be established).")
+    network_timeout: float = Field(
+        10.0, gt=0, le=120,
+        description="Seconds per TSA/OCSP/CRL request before the call fails with NETWORK.")
+
+
+class AtrRule(_Section):
+    atr: str = Field(description="Card ATR as hex bytes; `..` matches any byte.")
+    mask: str | None = Field(None, description="Optional bit mask, hex, as long as the ATR.")
+    name: str = Field(description="Product name shown to the user and in doctor.")
+    modules: list[str] = Field(
+        default_factory=list,
+        description="PKCS#11 module paths (or vendor names of the built-in module table).")
+
+    @field_validator("atr", "mask")
+    @classmethod
+    def _hex_bytes(cls, value: str | None) -> str | None:
+        from agent.pcsc.atr import parse_atr  # raises ValueError naming the bad byte
+
+        if value is not None:
+            parse_atr(value)
+        return value
+
+
+class PcscConfig(_Section):
+    enabled: bool = Field(
+        True, description="Watch smart-card readers through PC/SC (pcscd / WinSCard).")
+    atr: list[AtrRule] = Field(
+        default_factory=list,
+        description="Extra ATR → product → module entries, tried before the built-in "
+                    "table (see docs/smartcards.md).")
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     tokens: TokensConfig = Field(default_factory=TokensConfig)
@@ -88,6 +145,8 @@ class Config(_Section):
     demo: DemoConfig = Field(default_factory=DemoConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    pcsc: PcscConfig = Field(default_factory=PcscConfig)
+    formats: FormatsConfig = Field(default_factory=FormatsConfig)
 
 
 class ConfigError(Exception):
@@ -124,4 +183,6 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     ui = config.ui
     if ui.answers_file is not None:
         ui = ui.model_copy(update={"answers_file": fix(ui.answers_file)})
-    return config.model_copy(update={"tokens": tokens, "ui": ui})
+    formats = config.formats.model_copy(update={
+        "trust_anchors": [fix(p) for p in config.formats.trust_anchors]})
+    return config.model_copy(update={"tokens": tokens, "ui": ui, "formats": formats})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 from agent.config import Config
@@ -12,7 +13,9 @@ from agent.runtime import AgentRuntime
 
 
 def run_daemon(config: Config, *, headless: bool) -> int:
-    logging.basicConfig(level=logging.INFO, format="imza-agent: %(levelname)s %(message)s")
+    # IMZA_AGENT_LOG=debug for support sessions; secrets are never logged at any level.
+    level = getattr(logging, os.environ.get("IMZA_AGENT_LOG", "info").upper(), logging.INFO)
+    logging.basicConfig(level=level, format="imza-agent: %(levelname)s %(name)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(config, headless=headless))

@@ -34,6 +34,7 @@ from agent.errors import PinStatus
 from agent.keystores.base import CertificateEntry, StoreKind, TokenInfo
 from agent.keystores.manager import StoreManager, problem_from
 from agent.keystores.pkcs12 import Pkcs12Store
+from agent.pcsc.report import doctor_details, render_lines
 from agent.pcsc_probe import probe_pcsc
 
 REPORT_FORMAT = 1
@@ -237,6 +238,7 @@ async def _collect(config: Config) -> dict[str, Any]:
     manager = StoreManager.from_config(config)
     try:
         modules = await _module_report(manager)
+        report["pcsc"].update(doctor_details(report["pcsc"], config, modules))
         tokens = await manager.tokens()
         entries = await manager.certificates()
         now = dt.datetime.now(dt.UTC)
@@ -313,6 +315,8 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
     for r in pcsc["readers"]:
         card = f"card present, ATR {r['atr']}" if r["cardPresent"] else "no card"
         w(f"  Reader “{r['name']}”: {card}")
+    for line in render_lines(pcsc):
+        w(line)
 
     w("\nPKCS#11 modules")
     if not report["modules"]:

@@ -21,12 +21,14 @@ from typing import Any
 from agent import __version__
 from agent.app.core import AgentCore
 from agent.config import Config
+from agent.formats import available_formats
 from agent.journal import Journal
 from agent.keystores.manager import StoreManager
 from agent.methods import register_all
 from agent.paths import data_dir, sub_dir
 from agent.policy.policy import Policy
 from agent.protocol.dispatch import Dispatcher
+from agent.transport.local import SOCKET_NAME, LocalSocketTransport
 from agent.transport.websocket import WebSocketTransport
 from agent.ui.base import UserInterface
 
@@ -45,6 +47,7 @@ class Services:
     ui: UserInterface
     journal: Journal | None
     formats: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    formats_config: Any = None  # agent.config.FormatsConfig, for the sign.* format methods
 
 
 def make_ui(config: Config, *, headless: bool) -> UserInterface:
@@ -75,6 +78,7 @@ class AgentRuntime:
         self.started_at = time.monotonic()
         self.timings: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.pcsc: Any = None  # agent.pcsc.service.PcscService while PC/SC is watched
 
     async def start(self) -> None:
         config = self.config
@@ -84,18 +88,36 @@ class AgentRuntime:
         self.journal = (Journal(data_dir() / "journal.jsonl")
                         if config.journal.enabled else None)
         self.core = AgentCore(stores=self.stores, ui=self.ui, policy=self.policy,
-                              journal=self.journal, dialog_timeout=config.ui.dialog_timeout)
-        self.services = Services(self.core, self.policy, self.stores, self.ui, self.journal)
+                              journal=self.journal, dialog_timeout=config.ui.dialog_timeout,
+                              max_pin_attempts=config.ui.max_pin_attempts)
+        self.services = Services(self.core, self.policy, self.stores, self.ui, self.journal,
+                                 formats=available_formats(), formats_config=config.formats)
         self.dispatcher = Dispatcher()
         register_all(self.dispatcher)
 
         self.transport = WebSocketTransport(self.dispatcher, self.services, self.policy,
                                             config.server)
         await self.transport.start(self._tls_context())
+        # The native messaging host (browser extension) reaches the same dispatcher here.
+        self.local = LocalSocketTransport(
+            self.dispatcher, self.services, self.policy, config.server,
+            data_dir() / SOCKET_NAME, connections=self.transport.connections,
+            rate=self.transport.rate)
+        await self.local.start()
         self.timings["listening"] = time.monotonic() - self.started_at
         self._write_runtime_file()
         self._tasks.append(asyncio.create_task(self._stores_ready()))
         self._tasks.append(asyncio.create_task(self._watch_tokens()))
+        # Card and reader events (None without pyscard: the poll loop above stands in).
+        from agent.pcsc.service import start_pcsc
+
+        self.pcsc = start_pcsc(config, self.stores, self.core.publish_tokens)
+        # The tray icon on a desktop run (agent/ui/tray.py); none with --headless.
+        self.tray: Any = None
+        if not self.headless and config.ui.backend == "tk" and config.ui.tray:
+            from agent.ui.tray import start_tray
+
+            self.tray = start_tray(self)
 
     def _tls_context(self) -> Any:
         if not self.config.server.wss_enabled:
@@ -115,7 +137,9 @@ class AgentRuntime:
                  " (demo identity offered)" if self.stores.demo_active else "")
 
     async def _watch_tokens(self) -> None:
-        """Until PC/SC events drive it, look at the tokens now and then for subscribers."""
+        """Look at the tokens now and then for subscribers. PC/SC events publish at once;
+        this look still catches what no reader reports (PKCS#12 files, modules with no
+        reader behind them, a PC/SC service that is down)."""
         while True:
             await asyncio.sleep(self.config.tokens.poll_interval)
             if self.core.watchers:
@@ -127,19 +151,24 @@ class AgentRuntime:
     def _write_runtime_file(self) -> None:
         """Where this agent listens, for `native-host`, the tray and the tests."""
         info = {"pid": os.getpid(), "version": __version__, "ports": self.transport.ports,
-                "timings": self.timings}
+                "socket": self.local.address, "timings": self.timings}
         path = data_dir() / RUNTIME_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info), encoding="utf-8")
         tmp.replace(path)
 
     async def stop(self) -> None:
+        if getattr(self, "tray", None) is not None:
+            self.tray.stop()
+        if self.pcsc is not None:
+            await self.pcsc.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.transport.close()
+        await self.local.close()
         await self.stores.close()
         with contextlib.suppress(FileNotFoundError):
             (data_dir() / RUNTIME_FILE).unlink()

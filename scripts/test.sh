@@ -7,4 +7,12 @@ cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh
 bash scripts/venv.sh test,formats
 .venv/bin/ruff check .
+# playwright-core for the browser end-to-end tests (tests/e2e; no browser download)
+if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends npm
+  fi
+  (cd tests/e2e && npm ci --no-audit --no-fund)
+fi
 exec .venv/bin/python -m pytest "$@"

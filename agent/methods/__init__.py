@@ -11,10 +11,13 @@ def register_all(dispatcher: Dispatcher) -> None:
         certificates_list,
         certificates_select,
         info,
+        sign_cms,
         sign_hash,
+        sign_pdf,
+        sign_xml,
         tokens_subscribe,
     )
 
     for module in (info, certificates_select, certificates_list, sign_hash, auth_login,
-                   tokens_subscribe):
+                   tokens_subscribe, sign_cms, sign_pdf, sign_xml):
         module.register(dispatcher)

@@ -51,6 +51,16 @@ class WorkerClient:
         """The running worker's pid (for tests and diagnostics)."""
         return self._proc.pid if self._proc and self._proc.returncode is None else None
 
+    @property
+    def busy(self) -> bool:
+        """A request is in flight (or queued behind one)."""
+        return self._lock.locked()
+
+    def abort(self) -> None:
+        """End the request in flight by killing the worker (it then fails with
+        ``ModuleCrashed``); the next request starts a fresh worker."""
+        self._kill_soon()
+
     async def call(self, op: str, args: dict[str, Any], timeout: float) -> Any:
         async with self._lock:
             try:

@@ -1,0 +1,107 @@
+"""CAdES baseline signatures (ETSI EN 319 122-1): detached CMS SignedData.
+
+* B-B: signed attributes content-type, message-digest, signing-time and
+  signing-certificate-v2 (pyHanko's CAdES attribute set);
+* B-T: plus a signature time-stamp (RFC 3161) over the signature value, as an unsigned
+  attribute;
+* B-LT: plus the validation data — every certificate of the signer's and the TSA's paths
+  in ``SignedData.certificates``, CRLs in ``SignedData.crls`` and OCSP responses there
+  as ``otherRevocationInfo`` (id-ri-ocsp-response, RFC 5940), as EN 319 122-1 §5.5
+  allows.  pyHanko has no non-PDF B-LT, so this part is ours, with asn1crypto.
+
+The TSA and the revocation services are asked *before* the PIN dialog where possible, so
+a dead service fails the request without making the user sign for nothing.
+"""
+
+from __future__ import annotations
+
+from asn1crypto import cms
+
+from agent.formats.request import FormatJob
+from agent.formats.revocation import (
+    ValidationData,
+    collect_validation_data,
+    to_asn1,
+    validation_context,
+)
+from agent.formats.signer_adapter import NAME_BY_HASH, CoreSigner
+from agent.formats.timestamps import GuardedTimeStamper
+from agent.keystores.base import HashAlgorithm
+
+LEVELS = ("B", "T", "LT")
+
+
+async def build_cades(job: FormatJob, data_digest: bytes, hash_alg: HashAlgorithm,
+                      level: str) -> bytes:
+    md = NAME_BY_HASH[hash_alg]
+    signer = CoreSigner(job.access, job.chain)
+    async with job.network.session() as session:
+        stamper = None
+        if level in ("T", "LT"):
+            assert job.tsa_url is not None
+            stamper = GuardedTimeStamper(job.tsa_url, job.network, session)
+            await stamper.preflight(md)
+        validation = None
+        if level == "LT":
+            # The TSA's certificate is known from the preflight token: gather data for
+            # both paths now, before the user is asked.
+            tsa_certs = _token_certs(stamper, md)
+            context = validation_context(job.anchors, [*job.chain, *_as_crypto(tsa_certs)],
+                                         session, job.network, hard_fail=True)
+            leaves = [to_asn1(job.certificate), *_tsa_leaves(stamper, md)]
+            validation = await collect_validation_data(context, leaves)
+        content = await signer.async_sign(
+            data_digest, md, use_pades=True, is_pdf_sig=False, timestamper=stamper,
+            encap_content_info={"content_type": "data"})
+    if validation is not None:
+        content = embed_validation_data(content, validation)
+    return content.dump()
+
+
+def _as_crypto(certs: list) -> list:
+    from cryptography import x509
+
+    return [x509.load_der_x509_certificate(c.dump()) for c in certs]
+
+
+def _token_certs(stamper: GuardedTimeStamper | None, md: str) -> list:
+    if stamper is None:
+        return []
+    token = stamper._dummy_response_cache[md]
+    return [c.chosen for c in token["content"]["certificates"] or []]
+
+
+def _tsa_leaves(stamper: GuardedTimeStamper | None, md: str) -> list:
+    """The certificate that signed the preflight time-stamp token."""
+    if stamper is None:
+        return []
+    token = stamper._dummy_response_cache[md]
+    sid = token["content"]["signer_infos"][0]["sid"]
+    if sid.name != "issuer_and_serial_number":
+        return []
+    issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
+    return [c for c in _token_certs(stamper, md)
+            if c.issuer == issuer and c.serial_number == serial]
+
+
+def embed_validation_data(content: cms.ContentInfo,
+                          data: ValidationData) -> cms.ContentInfo:
+    """Add certificates, CRLs and OCSP responses to an existing SignedData; none of it is
+    signed, so the signature stays valid."""
+    signed = content["content"]
+    known = {c.chosen.dump() for c in signed["certificates"]}
+    certs = list(signed["certificates"])
+    for cert in data.certificates:
+        if cert.dump() not in known:
+            known.add(cert.dump())
+            certs.append(cms.CertificateChoices(name="certificate", value=cert))
+    revocation = [cms.RevocationInfoChoice(name="crl", value=c) for c in data.crls]
+    revocation += [cms.RevocationInfoChoice(name="other", value=cms.OtherRevocationInfoFormat(
+        {"other_rev_info_format": "ocsp_response", "other_rev_info": o}))
+        for o in data.ocsps]
+    signed["certificates"] = certs
+    if revocation:
+        signed["crls"] = revocation
+        if data.ocsps:
+            signed["version"] = "v5"  # RFC 5652 §5.1: other revocation info → version 5
+    return cms.ContentInfo({"content_type": "signed_data", "content": signed})

@@ -1,0 +1,65 @@
+"""RFC 3161 time-stamps: a pyHanko time-stamper whose every failure (unreachable, slow,
+refusing, answering garbage or a token over another hash) is NETWORK."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from asn1crypto import cms, tsp
+from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+
+from agent.errors import AgentError, NetworkError
+from agent.formats.network import NetworkSettings
+
+log = logging.getLogger(__name__)
+
+
+class GuardedTimeStamper(HTTPTimeStamper):
+    """One TSA for one request, through the configured proxy, within the timeout."""
+
+    def __init__(self, url: str, settings: NetworkSettings,
+                 session: aiohttp.ClientSession) -> None:
+        super().__init__(url, timeout=settings.timeout, session=session)
+        self.settings = settings
+
+    async def async_timestamp(self, message_digest: bytes, md_algorithm: str
+                              ) -> cms.ContentInfo:
+        try:
+            token = await asyncio.wait_for(
+                super().async_timestamp(message_digest, md_algorithm),
+                self.settings.timeout)
+            _check_imprint(token, message_digest)
+            return token
+        except AgentError:
+            raise
+        except Exception as exc:  # anything the TSA did wrong ends the request the same way
+            log.warning("time-stamping service %s failed: %s", self.url, type(exc).__name__)
+            raise NetworkError("the time-stamping service failed", service="TSA") from None
+
+    async def preflight(self, md_algorithm: str) -> None:
+        """Ask the TSA once before the user is asked, so a dead TSA costs no PIN entry.
+        pyHanko keeps the answer as its size-estimate sample."""
+        await self.async_dummy_response(md_algorithm)
+
+
+def _check_imprint(token: cms.ContentInfo, message_digest: bytes) -> None:
+    encap = token["content"]["encap_content_info"]
+    info = tsp.TSTInfo.load(encap["content"].parsed.dump()) \
+        if not isinstance(encap["content"].parsed, tsp.TSTInfo) else encap["content"].parsed
+    if info["message_imprint"]["hashed_message"].native != message_digest:
+        raise NetworkError("the time-stamp is over something else", service="TSA")
+
+
+async def timestamp_token(url: str, settings: NetworkSettings, data: bytes,
+                          md_algorithm: str = "sha256") -> bytes:
+    """A time-stamp token (DER ContentInfo) over ``data``, for formats built without
+    pyHanko's CMS machinery (XAdES)."""
+    import hashlib
+
+    async with settings.session() as session:
+        stamper = GuardedTimeStamper(url, settings, session)
+        token = await stamper.async_timestamp(hashlib.new(md_algorithm, data).digest(),
+                                              md_algorithm)
+    return token.dump()

@@ -1,0 +1,166 @@
+"""XAdES baseline signatures (ETSI EN 319 132-1) with signxml: B-B and B-T, enveloped or
+detached.
+
+signxml signs with a ``cryptography`` private key object, synchronously, over the
+canonical SignedInfo.  Our key lives on a token behind an async PIN dialog, so signxml
+gets a *capturing* key: its ``sign`` records the bytes signxml wants signed and returns a
+placeholder; we then sign their hash through the core (one dialog) and put the real value
+into ``ds:SignatureValue`` — which is outside SignedInfo, so nothing signed changes.
+
+signxml has no unsigned properties; B-T's ``xades:SignatureTimeStamp`` (a time-stamp
+over the exclusive-canonical ``ds:SignatureValue`` element) is added here.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import re
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from lxml import etree
+from signxml import SignatureReference, methods
+from signxml.xades import XAdESSigner
+
+from agent.errors import Unsupported
+from agent.formats.request import FormatJob
+from agent.formats.signer_adapter import placeholder_signature
+from agent.formats.timestamps import timestamp_token
+from agent.keystores.base import EcdsaEncoding, HashAlgorithm
+
+LEVELS = ("B-B", "B-T")
+DS = "http://www.w3.org/2000/09/xmldsig#"
+XADES = "http://uri.etsi.org/01903/v1.3.2#"
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+# signxml digests the SignedProperties and KeyInfo references with its c14n algorithm but
+# writes no Transform for them, so verifiers apply XMLDSig's default, inclusive C14N 1.0;
+# only that algorithm makes both sides agree.
+C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+DEFAULT_DETACHED_URI = "document.xml"
+
+
+class CapturingKey:
+    """Looks enough like cryptography's RSAPrivateKey/EllipticCurvePrivateKey for signxml
+    (``sign``, ``public_key``, ``key_size``, ``curve``); signs nothing itself."""
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self._public = cert.public_key()
+        if not isinstance(self._public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise Unsupported("only RSA and EC keys can sign")
+        self._placeholder = placeholder_signature(cert)
+        self.captured: bytes | None = None
+
+    @property
+    def key_size(self) -> int:
+        return self._public.key_size
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        assert isinstance(self._public, ec.EllipticCurvePublicKey)
+        return self._public.curve
+
+    def public_key(self) -> Any:
+        return self._public
+
+    def sign(self, data: bytes, *args: Any, **kwargs: Any) -> bytes:
+        if self.captured is not None:
+            raise RuntimeError("signxml asked for a second signature")
+        self.captured = bytes(data)
+        if isinstance(self._public, ec.EllipticCurvePublicKey):
+            return encode_dss_signature(1, 1)  # decoded by signxml, then replaced by us
+        return self._placeholder
+
+
+class _Utf8XAdESSigner(XAdESSigner):
+    """Two fixes to signxml: it re-parses the document after serialising it as ASCII,
+    which breaks element and attribute *names* outside ASCII (``<Qaimə>``), so UTF-8 is
+    used; and SigningCertificateV2 names the signer only."""
+
+    def _tostring(self, xml_node: Any, **kwargs: Any) -> bytes:
+        kwargs.setdefault("encoding", "utf-8")
+        return etree.tostring(xml_node, **kwargs)
+
+    def add_signing_certificate(self, signed_signature_properties: Any, sig_root: Any,
+                                signing_settings: Any) -> None:
+        # signxml would list every chain certificate in SigningCertificateV2 (and its own
+        # verifier then rejects them); the property names the signer's certificate only,
+        # while KeyInfo still carries the chain.
+        only_signer = dataclasses.replace(signing_settings,
+                                          cert_chain=signing_settings.cert_chain[:1])
+        super().add_signing_certificate(signed_signature_properties, sig_root, only_signer)
+
+
+def _parse(document: bytes) -> etree._Element:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                             huge_tree=False, remove_blank_text=False)
+    try:
+        root = etree.fromstring(document, parser=parser)
+    except etree.XMLSyntaxError as exc:
+        raise Unsupported("the document is not well-formed XML") from exc
+    if root.getroottree().docinfo.doctype:
+        # DTDs invite entity tricks and change what is signed; portals do not need them.
+        raise Unsupported("XML documents with a DOCTYPE are not signed")
+    return root
+
+
+def _detached_uri(document_name: str | None) -> str:
+    """A relative reference for the signed document: its plain file name when the page
+    gave one, else ``document.xml``."""
+    if document_name and re.fullmatch(r"[\w.-]{1,128}", document_name) \
+            and not document_name.startswith("."):
+        return document_name
+    return DEFAULT_DETACHED_URI
+
+
+async def build_xades(job: FormatJob, document: bytes, level: str, mode: str) -> bytes:
+    root = _parse(document)
+    cert = job.certificate
+    key = CapturingKey(cert)
+    is_ec = isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    signer = _Utf8XAdESSigner(
+        method=methods.enveloped if mode == "enveloped" else methods.detached,
+        signature_algorithm="ecdsa-sha256" if is_ec else "rsa-sha256",
+        digest_algorithm="sha256", c14n_algorithm=C14N)
+    kwargs: dict[str, Any] = {}
+    if mode == "detached":
+        uri = _detached_uri(job.access.display.document_name)
+        kwargs["reference_uri"] = [SignatureReference(URI=uri)]
+    signed = signer.sign(root, key=key, cert=[cert, *job.chain], always_add_key_value=False,
+                         **kwargs)
+    assert key.captured is not None
+    digest = hashlib.sha256(key.captured).digest()
+    # XMLDSig wants ECDSA as raw r‖s (RFC 4050 / XMLDSig 1.1): ask the token for that.
+    value = await job.access.sign_digest(digest, HashAlgorithm.SHA256,
+                                         EcdsaEncoding.RAW if is_ec else EcdsaEncoding.DER)
+    signature = signed if mode == "detached" else signed.find(f".//{{{DS}}}Signature")
+    assert signature is not None
+    value_node = signature.find(f"{{{DS}}}SignatureValue")
+    assert value_node is not None
+    value_node.text = base64.b64encode(value).decode("ascii")
+    if level == "B-T":
+        assert job.tsa_url is not None
+        await _add_signature_timestamp(signature, value_node, job)
+    tree = signed.getroottree()
+    encoding = root.getroottree().docinfo.encoding or "UTF-8"
+    return etree.tostring(tree, xml_declaration=True, encoding=encoding)
+
+
+async def _add_signature_timestamp(signature: etree._Element, value_node: etree._Element,
+                                   job: FormatJob) -> None:
+    qualifying = signature.find(f".//{{{XADES}}}QualifyingProperties")
+    if qualifying is None:
+        raise RuntimeError("signxml produced no QualifyingProperties")
+    c14n = etree.tostring(value_node, method="c14n", exclusive=True, with_comments=False)
+    assert job.tsa_url is not None
+    token = await timestamp_token(job.tsa_url, job.network, c14n)
+    unsigned = etree.SubElement(qualifying, f"{{{XADES}}}UnsignedProperties")
+    props = etree.SubElement(unsigned, f"{{{XADES}}}UnsignedSignatureProperties")
+    stamp = etree.SubElement(props, f"{{{XADES}}}SignatureTimeStamp",
+                             Id=f"{signature.get('Id', 'Signature')}-SignatureTimeStamp")
+    etree.SubElement(stamp, f"{{{DS}}}CanonicalizationMethod", Algorithm=EXC_C14N)
+    encapsulated = etree.SubElement(stamp, f"{{{XADES}}}EncapsulatedTimeStamp")
+    encapsulated.text = base64.b64encode(token).decode("ascii")

@@ -1,0 +1,1 @@
+"""Smart-card readers through PC/SC: the watcher thread, the ATR table, card reports."""

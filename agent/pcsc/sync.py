@@ -1,0 +1,188 @@
+"""PC/SC events → key-store work → ``tokens.changed``.
+
+Runs on the event loop and handles events one at a time, in order:
+
+* a card arrives: the PKCS#11 stores whose module serves its ATR (``atr.py``; every
+  PKCS#11 store when the ATR is unknown or its module is not loaded) drop their cached
+  certificates and list their tokens again.  A module that shows no new token is
+  re-initialised once (``C_Finalize``/``C_Initialize``): some vendor modules read their
+  slots only at start.
+* a card leaves: the same stores drop their caches and list again (re-initialising a
+  module that still shows every token it showed before).  A call that is still running in
+  one of the card's own modules after ``PULL_GRACE`` seconds is ended: a well-behaved
+  module answers CKR_DEVICE_REMOVED by then, a hung one would hold the signature forever,
+  and either way the caller gets TOKEN_NOT_PRESENT.
+* then subscribers hear about it (``AgentCore.publish_tokens``).
+
+Handles keep working across re-insertion because they name tokens by their stable id
+(manufacturer/serial), not by slot.  Cards whose ATR is unknown are remembered with what
+was tried, for ``imza-agent doctor`` and the report a user can send (``report.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.keystores.pkcs11.store import Pkcs11Store
+from agent.pcsc.atr import AtrDatabase, AtrEntry, same_file
+from agent.pcsc.watcher import EventKind, PcscEvent
+
+log = logging.getLogger(__name__)
+
+PULL_GRACE = 1.0  # seconds a module gets to fail a call by itself after its card left
+
+
+@dataclass
+class CardSeen:
+    """A card in a reader, as identified; ``tried`` is module path → what it showed."""
+
+    reader: str
+    atr: bytes
+    entry: AtrEntry | None
+    tried: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        return self.entry is not None
+
+
+class TokenEventSync:
+    def __init__(self, stores: Sequence[Pkcs11Store], atr_db: AtrDatabase,
+                 publish: Callable[[], Awaitable[None]], *,
+                 pull_grace: float = PULL_GRACE) -> None:
+        self.stores = list(stores)
+        self.atr_db = atr_db
+        self.publish = publish
+        self.pull_grace = pull_grace
+        self.cards: dict[str, CardSeen] = {}  # reader → card now in it
+        self.events_handled = 0
+        self._known: dict[str, set[str]] = {}  # store id → token ids last listed
+        self._queue: asyncio.Queue[PcscEvent] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def on_event(self, event: PcscEvent) -> None:
+        """The watcher's callback (already on the loop)."""
+        self._queue.put_nowait(event)
+
+    async def run(self) -> None:
+        for store in self.stores:
+            await self._list(store)
+        while True:
+            event = await self._queue.get()
+            try:
+                changed = await self._handle(event)
+                while not self._queue.empty():  # a burst: one publication for all of it
+                    changed |= await self._handle(self._queue.get_nowait())
+                if changed:
+                    await self.publish()
+            except Exception:
+                log.warning("handling %s failed", event.kind, exc_info=True)
+            self.events_handled += 1
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- events ------------------------------------------------------------------------------
+
+    async def _handle(self, event: PcscEvent) -> bool:
+        log.info("PC/SC: %s %s %s", event.kind, event.reader or "",
+                 event.atr.hex(" ").upper() if event.atr else "")
+        if event.kind is EventKind.CARD_INSERTED and event.reader and event.atr:
+            await self._inserted(event.reader, event.atr)
+            return True
+        if event.kind is EventKind.CARD_REMOVED and event.reader:
+            await self._removed(event.reader, event.atr)
+            return True
+        return event.kind in (EventKind.SERVICE_UP, EventKind.SERVICE_DOWN)
+
+    def stores_for(self, entry: AtrEntry | None) -> list[Pkcs11Store]:
+        """The loaded stores whose module the ATR table names for this card."""
+        if entry is None:
+            return []
+        wanted = self.atr_db.module_paths(entry)  # the entry's modules, then OpenSC
+        return [s for s in self.stores if any(same_file(s.module, p) for p in wanted)]
+
+    def _targets(self, entry: AtrEntry | None) -> tuple[list[Pkcs11Store], bool]:
+        """(stores to refresh, whether they are the card's own modules)."""
+        own = self.stores_for(entry)
+        return (own, True) if own else (list(self.stores), False)
+
+    async def _inserted(self, reader: str, atr: bytes) -> None:
+        entry = self.atr_db.match(atr)
+        card = CardSeen(reader, atr, entry)
+        self.cards[reader] = card
+        targets, _own = self._targets(entry)
+        for store in targets:
+            before = set(self._known.get(store.store_id, set()))
+            store.invalidate()
+            found = await self._list(store)
+            if found is not None and not found - before and not store.busy:
+                await store.reinitialize()
+                found = await self._list(store)
+            card.tried[str(store.module)] = _outcome(found, before)
+        if entry is None:
+            log.warning("unknown card in %s: ATR %s (see `imza-agent doctor`)", reader,
+                        atr.hex(" ").upper())
+
+    async def _removed(self, reader: str, atr: bytes | None) -> None:
+        card = self.cards.pop(reader, None)
+        entry = card.entry if card else (self.atr_db.match(atr) if atr else None)
+        targets, own = self._targets(entry)
+        if own:
+            for store in targets:
+                if store.busy:
+                    self._spawn(self._end_stuck_call(store))
+        for store in targets:
+            before = set(self._known.get(store.store_id, set()))
+            store.invalidate()
+            found = await self._list(store)
+            if found is not None and before and found >= before and not store.busy:
+                await store.reinitialize()
+                await self._list(store)
+
+    async def _end_stuck_call(self, store: Pkcs11Store) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.pull_grace
+        while store.busy and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if store.busy:
+            log.warning("a call into %s outlived its card; ending it", store.module)
+            store.token_pulled()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _list(self, store: Pkcs11Store) -> set[str] | None:
+        try:
+            found = {t.token_id for t in await store.tokens()}
+        except Exception as exc:
+            log.info("listing %s after a card event failed: %s", store.module, exc)
+            return None
+        self._known[store.store_id] = found
+        return found
+
+    # --- for doctor and the tray --------------------------------------------------------------
+
+    def unknown_cards(self) -> list[CardSeen]:
+        return [card for card in self.cards.values() if not card.known]
+
+
+def _outcome(found: set[str] | None, before: set[str]) -> str:
+    if found is None:
+        return "failed to list tokens"
+    new = found - before
+    if new:
+        return f"new token: {', '.join(sorted(new))}"
+    return "no new token"

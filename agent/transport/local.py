@@ -1,0 +1,259 @@
+"""The local transport: a Unix domain socket in the user data dir, for the native
+messaging host (`imza-agent native-host`) that relays the browser extension.
+
+Only this user can reach the socket (the directory is 0700 and the socket 0600), so the
+daemon believes the origin the native host names in the handshake: the host got it from
+the extension's background, which computed it from the browser's ``sender.url``. The
+origin then passes the same ``Policy.connection_decision`` as a WebSocket handshake, and
+the dispatcher sees transport ``"extension"``.
+
+Framing, both directions: a 4-byte big-endian length, then that many bytes of UTF-8
+JSON. One socket connection carries one page connection:
+
+* first frame from the host: ``{"origin": "https://portal.example"}``;
+* first frame from the daemon: ``{"ok": true}`` or ``{"ok": false, "reason": "…"}``
+  (then the daemon closes);
+* afterwards every frame is one JSON-RPC text, exactly as a WebSocket text frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.config import ServerConfig
+from agent.errors import RateLimited, TooLarge
+from agent.limits import ConnectionCounter, RateLimiter
+from agent.policy.policy import Policy
+from agent.protocol import jsonrpc
+from agent.protocol.dispatch import CallContext, Dispatcher
+
+log = logging.getLogger("imza_agent.transport")
+
+SOCKET_NAME = "agent.sock"
+HEADER = struct.Struct(">I")
+HANDSHAKE_MAX_BYTES = 4096
+HANDSHAKE_TIMEOUT = 10.0
+# Requests one connection may have waiting at once, as for the WebSocket transport.
+MAX_IN_FLIGHT_PER_CONNECTION = 32
+# sun_path is 108 bytes on Linux; a longer path cannot be bound.
+MAX_SOCKET_PATH = 107
+
+
+class FrameTooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"frame of {size} bytes is over the limit")
+        self.size = size
+
+
+async def read_frame(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    """One frame's payload, or None at a clean end of stream."""
+    try:
+        header = await reader.readexactly(HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ConnectionError("stream ended inside a frame header") from None
+        return None
+    (size,) = HEADER.unpack(header)
+    if size > limit:
+        raise FrameTooLarge(size)
+    return await reader.readexactly(size)
+
+
+def encode_frame(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload)) + payload
+
+
+class LocalSocketTransport:
+    """Serves the dispatcher on ``<data_dir>/agent.sock`` for the native messaging host.
+
+    ``connections`` and ``rate`` should be the WebSocket transport's objects, so an
+    origin's limits hold across transports rather than doubling with each one."""
+
+    def __init__(self, dispatcher: Dispatcher, services: Any, policy: Policy,
+                 settings: ServerConfig, path: Path, *,
+                 connections: ConnectionCounter | None = None,
+                 rate: RateLimiter | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.dispatcher = dispatcher
+        self.services = services
+        self.policy = policy
+        self.settings = settings
+        self.path = path
+        self.connections = connections or ConnectionCounter(settings.max_connections_per_origin)
+        self.rate = rate or RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    @property
+    def address(self) -> str | None:
+        """The socket's path while listening (for runtime.json), else None."""
+        return str(self.path) if self._server is not None else None
+
+    async def start(self) -> bool:
+        """Listen; on failure log why and return False: the WebSocket transports still
+        serve, so a too-long data dir path or a second agent must not stop the daemon."""
+        try:
+            await self._listen()
+        except OSError as exc:
+            log.warning("the browser extension transport is off: %s", exc)
+            return False
+        log.info("listening on %s (browser extension)", self.path)
+        return True
+
+    async def _listen(self) -> None:
+        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
+            raise OSError(f"socket path too long for a Unix socket: {self.path}")
+        os.chmod(self.path.parent, 0o700)
+        # A stale socket from a crashed run: connecting to it fails, so it is safe to
+        # replace. A live one belongs to another agent of this user: leave it alone.
+        if self.path.exists() or self.path.is_symlink():
+            if await _is_alive(self.path):
+                raise OSError(f"another agent is serving {self.path}")
+            self.path.unlink()
+        old_umask = os.umask(0o177)  # the socket is created 0600, never briefly wider
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=2**16)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return  # never listened: the path, if any, is not ours to remove
+        self._server.close()
+        for writer in list(self._open):
+            writer.close()
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
+        self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    # --- one connection ------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
+        try:
+            origin = await self._handshake(reader, writer)
+            if origin is not None:
+                try:
+                    await self._messages(origin, reader, writer)
+                finally:
+                    self.connections.release(origin)
+        except (ConnectionError, asyncio.IncompleteReadError, FrameTooLarge) as exc:
+            log.info("extension connection ended: %s", type(exc).__name__)
+        finally:
+            self._open.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _handshake(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> str | None:
+        """The admitted origin (its connection slot taken), or None after a refusal."""
+        try:
+            raw = await asyncio.wait_for(read_frame(reader, HANDSHAKE_MAX_BYTES),
+                                         HANDSHAKE_TIMEOUT)
+        except (TimeoutError, FrameTooLarge):
+            return None
+        if raw is None:
+            return None
+        try:
+            hello = json.loads(raw)
+            origin_text = hello.get("origin") if isinstance(hello, dict) else None
+        except ValueError:
+            origin_text = None
+        if not isinstance(origin_text, str):
+            origin_text = None
+        decision = self.policy.connection_decision(origin_text, self.settings.dev_origins)
+        if not decision.allowed or decision.origin is None:
+            return await self._refuse(writer, origin_text, decision.reason)
+        origin = decision.origin.serialize()
+        if not self.connections.acquire(origin):
+            return await self._refuse(writer, origin, "too many connections from this origin")
+        writer.write(encode_frame(b'{"ok":true}'))
+        await writer.drain()
+        return origin
+
+    async def _refuse(self, writer: asyncio.StreamWriter, origin: str | None,
+                      reason: str) -> None:
+        shown = None if origin is None else "".join(
+            c if c.isprintable() else "?" for c in origin)[:200]
+        log.warning("refused extension connection: origin=%r reason=%s", shown, reason)
+        writer.write(encode_frame(json.dumps({"ok": False, "reason": reason}).encode()))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        return None
+
+    async def _messages(self, origin: str, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        send_lock = asyncio.Lock()
+
+        async def send(text: str) -> None:
+            async with send_lock:
+                writer.write(encode_frame(text.encode("utf-8")))
+                await writer.drain()
+
+        ctx = CallContext(origin=origin, transport="extension",
+                          connection_id=secrets.token_hex(6), services=self.services,
+                          send=send)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                try:
+                    raw = await read_frame(reader, self.settings.max_frame_bytes)
+                except FrameTooLarge:
+                    # The frame cannot be read (hence no id): say why, then hang up, as a
+                    # WebSocket closes on an oversized frame.
+                    await _send_quietly(send, jsonrpc.error_frame(None, TooLarge().to_wire()))
+                    break
+                if raw is None:
+                    break
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    break  # not a text frame: as a binary WebSocket frame, close
+                if (len(in_flight) >= MAX_IN_FLIGHT_PER_CONNECTION
+                        or not self.rate.allow(origin, self._clock())):
+                    parsed = jsonrpc.parse_frame(text)
+                    await _send_quietly(send, jsonrpc.error_frame(
+                        getattr(parsed, "id", None), RateLimited().to_wire()))
+                    continue
+                task = asyncio.create_task(self._answer(ctx, text, send))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await ctx.close()
+
+    async def _answer(self, ctx: CallContext, text: str,
+                      send: Callable[[str], Any]) -> None:
+        reply = await self.dispatcher.handle_frame(ctx, text)
+        if reply is not None:
+            await _send_quietly(send, reply)
+
+
+async def _send_quietly(send: Callable[[str], Any], text: str) -> None:
+    with contextlib.suppress(ConnectionError):
+        await send(text)
+
+
+async def _is_alive(path: Path) -> bool:
+    try:
+        _, writer = await asyncio.open_unix_connection(str(path))
+    except OSError:
+        return False
+    writer.close()
+    return True

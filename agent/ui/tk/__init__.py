@@ -1,0 +1,139 @@
+"""The desktop UI: tkinter dialogs on their own thread, awaited from asyncio.
+
+``TkUI`` implements ``agent.ui.base.UserInterface``.  Only one dialog is on screen at a
+time, whatever origin asks: the others wait their turn (and their timeout keeps running,
+so a queue cannot hold a page forever).  tkinter itself is imported on the first dialog,
+off the daemon's start-up path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent import i18n
+from agent.config import UiConfig
+from agent.errors import UserCancelled
+from agent.keystores.base import Credential
+from agent.ui.base import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TkUI"]
+
+
+class TkUI:
+    interactive = True
+
+    def __init__(self, config: UiConfig) -> None:
+        self.config = config
+        i18n.set_language(i18n.resolve(config.language))
+        self._runner: Any = None
+        self._runner_lock = threading.Lock()
+        self._turn: asyncio.Lock | None = None
+        self._pin_pad_prompt: Any = None
+        self._waiting = 0
+        # Told True while a dialog waits for the person, False after (the tray's state).
+        self.listeners: list[Callable[[bool], None]] = []
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def runner(self) -> Any:
+        """The Tk thread, started on first use (raises TkUnavailable without a display)."""
+        with self._runner_lock:
+            if self._runner is None:
+                from agent.ui.tk.runner import TkThread
+
+                self._runner = TkThread()
+            return self._runner
+
+    def _notify(self, waiting: bool) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(waiting)
+            except Exception:
+                log.exception("a UI listener failed")
+
+    async def _show(self, build: Callable[[Any, concurrent.futures.Future[Any]], Any]) -> Any:
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        async with self._turn:  # one dialog on screen at a time, across origins
+            try:
+                runner = self.runner()
+            except Exception as exc:
+                log.error("cannot show a dialog: %s", exc)
+                raise UserCancelled("no desktop to ask on") from None
+            self.close_pin_pad_prompt()
+            answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            dialog = await asyncio.wrap_future(runner.call(lambda: build(runner.root, answer)))
+            self._waiting += 1
+            self._notify(True)
+            try:
+                return await asyncio.wrap_future(answer)
+            except asyncio.CancelledError:
+                runner.call_soon(dialog.close)  # the caller gave up (timeout, closed socket)
+                raise
+            finally:
+                self._waiting -= 1
+                self._notify(self._waiting > 0)
+
+    def close_pin_pad_prompt(self) -> None:
+        """The reader's prompt is done with (the next dialog calls this too)."""
+        prompt, self._pin_pad_prompt = self._pin_pad_prompt, None
+        if prompt is not None:
+            self.runner().call_soon(prompt.close)
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self.close_pin_pad_prompt()
+            self._runner.stop()
+
+    # --- the UserInterface port ----------------------------------------------------------
+
+    async def ask_consent(self, request: ConsentRequest) -> ConsentAnswer:
+        from agent.ui.tk.dialogs import ConsentDialog
+
+        timeout = self.config.dialog_timeout
+        answer: ConsentAnswer = await self._show(
+            lambda root, future: ConsentDialog(root, future, request, timeout))
+        return answer
+
+    async def choose_certificate(self, origin: str, purpose: str,
+                                 choices: list[CertificateChoice]) -> int:
+        from agent.ui.tk.dialogs import CertificatePicker
+
+        timeout = self.config.dialog_timeout
+        index: int = await self._show(
+            lambda root, future: CertificatePicker(root, future, origin, purpose, choices,
+                                                   timeout))
+        return index
+
+    async def ask_pin(self, request: PinRequest) -> Credential:
+        from agent.keystores.base import PinPad
+        from agent.ui.tk.dialogs import PinDialog
+
+        timeout = self.config.dialog_timeout
+        dialogs: list[PinDialog] = []
+
+        def build(root: Any, future: concurrent.futures.Future[Any]) -> PinDialog:
+            dialog = PinDialog(root, future, request, timeout)
+            dialog.pin_pad_seconds = timeout
+            dialogs.append(dialog)
+            return dialog
+
+        credential: Credential = await self._show(build)
+        if isinstance(credential, PinPad):
+            # The window stays as the reader's prompt until the next dialog or its timeout.
+            self._pin_pad_prompt = dialogs[0]
+        return credential
+
+    async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
+        from agent.ui.tk.dialogs import PinLockedDialog
+
+        timeout = self.config.dialog_timeout
+        await self._show(lambda root, future: PinLockedDialog(root, future, origin,
+                                                              token_label, unlock, timeout))

@@ -1,0 +1,100 @@
+"""The one Tk thread of the process.
+
+Tk is not thread-safe: the root window is created on this thread and every widget call
+runs here.  Other threads hand work over through a queue that the Tk loop drains; a
+dialog reports its answer through a ``concurrent.futures.Future`` that the asyncio side
+awaits with ``asyncio.wrap_future``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_POLL_MS = 25
+
+
+class TkUnavailable(RuntimeError):
+    """No display to draw on (no $DISPLAY, or the X server refused us)."""
+
+
+class TkThread:
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self.root: Any = None
+        self._thread = threading.Thread(target=self._main, name="imza-tk", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise TkUnavailable(str(self._error)) from self._error
+
+    def _main(self) -> None:
+        try:
+            import tkinter
+
+            from agent.ui.tk.style import apply_style
+
+            self.root = tkinter.Tk(className="ImzaAgent")
+            self.root.withdraw()
+            apply_style(self.root)
+        except Exception as exc:  # TclError without a display, ImportError without Tk
+            self._error = exc
+            self._ready.set()
+            return
+        self.root.after(_POLL_MS, self._drain)
+        self._ready.set()
+        self.root.mainloop()
+        # Close the display connection here: Tk ends the whole process if the X server
+        # goes away under an open connection.
+        self.root.destroy()
+        self._stopped.set()
+        # Then keep this thread, and with it the Tcl interpreter, until the process ends:
+        # Tcl aborts the process when its interpreter is freed from another thread, as a
+        # late garbage collection on the main thread would do.
+        threading.Event().wait()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                call()
+            except Exception:
+                log.exception("a UI call failed")
+        self.root.after(_POLL_MS, self._drain)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the Tk thread, without waiting."""
+        self._calls.put(fn)
+
+    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """Run ``fn`` on the Tk thread; its return value (or exception) in a future."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._calls.put(run)
+        return future
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the Tk loop and close the display (windows still open are dropped)."""
+        if self.root is not None and not self._stopped.is_set():
+            self.call_soon(self.root.quit)
+            self._stopped.wait(timeout)

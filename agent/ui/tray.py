@@ -1,0 +1,368 @@
+"""The tray icon: the agent's state at a glance and its settings one click away.
+
+The icon shows one of four states (running, a token present, waiting for the user, a
+problem).  The menu lists the allowed sites (revoke), the tokens and certificates, the
+language, the signing journal, start at login, the TLS trust status (with a repair), and
+about/quit.  pystray draws it: with PyGObject present its appindicator/gtk backends give
+a real menu; the plain xorg backend has no menus, so a click there opens the same menu
+as a Tk popup on the dialogs' thread.
+
+The menu is described once as ``Entry`` trees and turned into either kind of menu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent import i18n
+from agent.i18n import _
+
+log = logging.getLogger(__name__)
+
+APP_ID = "imza-agent"
+
+
+class TrayState(enum.StrEnum):
+    RUNNING = "running"
+    TOKEN = "token"
+    WAITING = "waiting"
+    PROBLEM = "problem"
+
+
+STATE_COLOURS = {TrayState.RUNNING: "#4a6585", TrayState.TOKEN: "#2e7d32",
+                 TrayState.WAITING: "#e0a000", TrayState.PROBLEM: "#c62828"}
+
+
+def icon_image(state: TrayState, size: int = 64) -> Any:
+    """A round badge in the state's colour with a white pen nib: readable at 16 px."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((2, 2, size - 3, size - 3), fill=STATE_COLOURS[state])
+    s = size / 64
+    nib = [(32 * s, 12 * s), (46 * s, 36 * s), (32 * s, 52 * s), (18 * s, 36 * s)]
+    draw.polygon(nib, fill="white")
+    draw.ellipse((29 * s, 31 * s, 35 * s, 37 * s), fill=STATE_COLOURS[state])
+    if state is TrayState.PROBLEM:
+        draw.rectangle((30 * s, 40 * s, 34 * s, 44 * s), fill=STATE_COLOURS[state])
+    return image
+
+
+# --- what the menu shows and does ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrayFacts:
+    """A snapshot for one opening of the menu."""
+
+    version: str
+    ports: dict[str, int]
+    grants: list[tuple[str, list[str]]] = field(default_factory=list)  # origin, permissions
+    tokens: list[str] = field(default_factory=list)  # "label — n certificate(s)" lines
+    trust: bool | None = None  # the local CA trusted by the browsers; None: unknown
+    journal: Path | None = None
+
+
+class TrayActions(Protocol):
+    def facts(self) -> TrayFacts: ...
+    def revoke(self, origin: str) -> None: ...
+    def repair_trust(self) -> None: ...
+    def quit(self) -> None: ...
+
+
+@dataclass
+class Entry:
+    text: str
+    action: Callable[[], None] | None = None
+    children: list[Entry] | None = None
+    checked: bool | None = None
+    radio: bool = False
+    enabled: bool = True
+
+
+# --- start at login (XDG autostart) -------------------------------------------------------------
+
+def autostart_file(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    config_home = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")) / ".config")
+    return Path(config_home).expanduser() / "autostart" / f"{APP_ID}.desktop"
+
+
+def autostart_enabled(env: dict[str, str] | None = None) -> bool:
+    return autostart_file(env).exists()
+
+
+def set_autostart(enabled: bool, env: dict[str, str] | None = None) -> Path:
+    path = autostart_file(env)
+    if not enabled:
+        path.unlink(missing_ok=True)
+        return path
+    command = shutil.which("imza-agent") or f"{sys.executable} -m agent.cli"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[Desktop Entry]\nType=Application\nName=imza-agent\n"
+                    "Comment=Electronic signature agent for web portals\n"
+                    f"Exec={command} run\nTerminal=false\nX-GNOME-Autostart-enabled=true\n",
+                    encoding="utf-8")
+    return path
+
+
+# --- the menu ------------------------------------------------------------------------------
+
+def _open(path: Path) -> None:
+    opener = shutil.which("xdg-open")
+    if opener is None:
+        log.warning("no xdg-open to show %s", path)
+        return
+    subprocess.Popen([opener, str(path)], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def menu_entries(actions: TrayActions, on_language: Callable[[str], None]) -> list[Entry]:
+    facts = actions.facts()
+    sites = [Entry(origin, children=[
+        Entry(_("Allowed: {permissions}").format(permissions=", ".join(perms) or "—"),
+              enabled=False),
+        Entry(_("Revoke"), action=lambda o=origin: actions.revoke(o))])
+        for origin, perms in facts.grants] or [Entry(_("No sites allowed yet"), enabled=False)]
+    tokens = [Entry(line, enabled=False) for line in facts.tokens] or [
+        Entry(_("No token found"), enabled=False)]
+    languages = [Entry(name, action=lambda c=code: on_language(c), radio=True,
+                       checked=i18n.current_language() == code)
+                 for code, name in i18n.LANGUAGE_NAMES.items()]
+    trust_text = {True: _("Browsers trust the agent's certificate"),
+                  False: _("Browsers do not trust the agent's certificate"),
+                  None: _("Trust status unknown")}[facts.trust]
+    ports = ", ".join(f"{name} {port}" for name, port in sorted(facts.ports.items()))
+    entries = [
+        Entry(_("Allowed sites"), children=sites),
+        Entry(_("Tokens and certificates"), children=tokens),
+        Entry(_("Language"), children=languages),
+    ]
+    if facts.journal is not None:
+        journal = facts.journal
+        entries.append(Entry(_("Open the signing journal"), action=lambda: _open(journal)))
+    entries += [
+        Entry(_("Start at login"), checked=autostart_enabled(),
+              action=lambda: set_autostart(not autostart_enabled())),
+        Entry(_("TLS trust"), children=[
+            Entry(trust_text, enabled=False),
+            Entry(_("Repair"), action=actions.repair_trust)]),
+        Entry(_("About"), children=[
+            Entry(f"imza-agent {facts.version}", enabled=False),
+            Entry(_("Ports: {ports}").format(ports=ports or "—"), enabled=False)]),
+        Entry(_("Quit"), action=actions.quit),
+    ]
+    return entries
+
+
+def _pystray_menu(build: Callable[[], Sequence[Entry]]) -> Any:
+    import pystray
+
+    def convert(entry: Entry) -> Any:
+        if entry.children is not None:
+            children = entry.children
+            return pystray.MenuItem(entry.text, pystray.Menu(*[convert(c) for c in children]))
+        action = entry.action
+        checked = entry.checked
+        return pystray.MenuItem(
+            entry.text, (lambda _icon, _item: action()) if action else None,
+            checked=(lambda _item: bool(checked)) if checked is not None else None,
+            radio=entry.radio, enabled=entry.enabled)
+
+    return pystray.Menu(lambda: [convert(e) for e in build()])
+
+
+def tk_popup(root: Any, entries: Sequence[Entry]) -> Any:
+    """The same menu as a Tk popup at the pointer (for trays without menus)."""
+    import tkinter
+
+    def fill(menu: tkinter.Menu, items: Sequence[Entry]) -> None:
+        for entry in items:
+            state = "normal" if entry.enabled else "disabled"
+            if entry.children is not None:
+                sub = tkinter.Menu(menu, tearoff=False)
+                fill(sub, entry.children)
+                menu.add_cascade(label=entry.text, menu=sub, state=state)
+            elif entry.checked is not None:
+                var = tkinter.BooleanVar(menu, value=entry.checked)
+                menu.add_checkbutton(label=entry.text, variable=var, state=state,
+                                     command=entry.action)
+            else:
+                menu.add_command(label=entry.text, command=entry.action, state=state)
+
+    menu = tkinter.Menu(root, tearoff=False)
+    fill(menu, entries)
+    menu.tk_popup(root.winfo_pointerx(), root.winfo_pointery())
+    return menu
+
+
+class Tray:
+    def __init__(self, actions: TrayActions, *, tk_runner: Any = None,
+                 on_language: Callable[[str], None] = i18n.set_language) -> None:
+        self.actions = actions
+        self.tk_runner = tk_runner  # where the popup menu is drawn when the tray has none
+        self.on_language = on_language
+        self.state = TrayState.RUNNING
+        self.icon: Any = None
+        self.watcher: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def entries(self) -> list[Entry]:
+        return menu_entries(self.actions, self.on_language)
+
+    def _popup(self) -> None:
+        if self.tk_runner is not None:
+            entries = self.entries()
+            self.tk_runner.call_soon(lambda: tk_popup(self.tk_runner.root, entries))
+
+    def start(self) -> None:
+        import pystray
+
+        menu = _pystray_menu(self.entries)
+        self.icon = pystray.Icon(APP_ID, icon_image(self.state), self.title(), menu=menu)
+        if not self.icon.HAS_MENU:
+            # xorg: a click runs the default item; make that the popup with everything.
+            self.icon.menu = pystray.Menu(pystray.MenuItem(
+                "imza-agent", lambda _icon, _item: self._popup(), default=True, visible=False))
+        self._thread = threading.Thread(target=self.icon.run, name="imza-tray", daemon=True)
+        self._thread.start()
+
+    @property
+    def backend(self) -> str:
+        return type(self.icon).__module__.rsplit(".", 1)[-1].lstrip("_")
+
+    def title(self) -> str:
+        return {TrayState.RUNNING: _("imza-agent is running"),
+                TrayState.TOKEN: _("imza-agent: a token is ready"),
+                TrayState.WAITING: _("imza-agent is waiting for you"),
+                TrayState.PROBLEM: _("imza-agent has a problem")}[self.state]
+
+    def set_state(self, state: TrayState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        if self.icon is not None:
+            self.icon.icon = icon_image(state)
+            self.icon.title = self.title()
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+        if self.icon is not None:
+            with contextlib.suppress(Exception):
+                self.icon.stop()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+# --- wiring to the running agent ---------------------------------------------------------------
+
+class RuntimeActions:
+    """TrayActions over an ``AgentRuntime``; the tray thread reaches the event loop's
+    objects only through ``run_coroutine_threadsafe``."""
+
+    def __init__(self, runtime: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.runtime = runtime
+        self.loop = loop
+
+    def _await(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def facts(self) -> TrayFacts:
+        from agent import __version__
+
+        runtime = self.runtime
+        grants = [(g.origin.serialize(), sorted(p.value for p in g.permissions))
+                  for g in runtime.policy.user_grants()]
+        lines: list[str] = []
+        with contextlib.suppress(Exception):
+            tokens = self._await(runtime.stores.tokens())
+            certificates = self._await(runtime.stores.certificates())
+            for token in tokens:
+                count = sum(1 for c in certificates if c.token.token_id == token.token_id)
+                lines.append(_("{token}: certificates {n}").format(token=token.label, n=count))
+        trust: bool | None = None
+        with contextlib.suppress(Exception):
+            from agent.tls.trust import trust_status
+
+            statuses = trust_status()
+            trust = bool(statuses) and all(s.trusted for s in statuses if not s.error)
+        journal = runtime.journal.path if getattr(runtime, "journal", None) else None
+        return TrayFacts(__version__, dict(runtime.transport.ports), grants, lines, trust,
+                         journal)
+
+    def revoke(self, origin: str) -> None:
+        self.runtime.policy.revoke(origin)
+
+    def repair_trust(self) -> None:
+        from agent.tls.trust import install_trust
+
+        try:
+            install_trust()
+        except Exception:
+            log.exception("repairing the TLS trust failed")
+
+    def quit(self) -> None:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM)  # the daemon's own orderly shutdown
+
+
+def start_tray(runtime: Any) -> Tray | None:
+    """The tray for a desktop run; None (logged) where no tray can be shown."""
+    ui = getattr(runtime, "ui", None)
+    runner = None
+    with contextlib.suppress(Exception):
+        runner = ui.runner() if ui is not None and hasattr(ui, "runner") else None
+    tray = Tray(RuntimeActions(runtime, asyncio.get_running_loop()), tk_runner=runner)
+    try:
+        tray.start()
+    except Exception as exc:
+        log.warning("no tray icon: %s", exc)
+        return None
+    waiting = [False]
+    tokens_present = [False]
+
+    def show() -> None:
+        tray.set_state(state_for(waiting=waiting[0], tokens_present=tokens_present[0]))
+
+    def on_waiting(now: bool) -> None:
+        waiting[0] = now
+        show()
+
+    if ui is not None and hasattr(ui, "listeners"):
+        ui.listeners.append(on_waiting)
+
+    async def watch_tokens() -> None:
+        while True:
+            try:
+                tokens = await runtime.stores.tokens()
+                tokens_present[0] = any(t.present and not t.demo for t in tokens)
+                show()
+            except Exception:
+                tray.set_state(TrayState.PROBLEM)
+            await asyncio.sleep(runtime.config.tokens.poll_interval)
+
+    tray.watcher = asyncio.get_running_loop().create_task(watch_tokens())
+    return tray
+
+
+def state_for(*, waiting: bool, tokens_present: bool, problem: bool = False) -> TrayState:
+    """What the icon shows: the person's attention first, then trouble, then tokens."""
+    if waiting:
+        return TrayState.WAITING
+    if problem:
+        return TrayState.PROBLEM
+    return TrayState.TOKEN if tokens_present else TrayState.RUNNING

@@ -1,0 +1,340 @@
+"""A small relying party that looks like an e-government service, for trying imza-agent
+end to end: "log in with e-signature", "sign the declaration", "sign a PDF".
+
+    python examples/portal/server.py --port 8443 \
+        --trust-anchor ~/.local/share/imza-agent/demo/demo-root-ca.pem
+
+(`imza-agent demo` starts the agent, this portal and a browser in one go.)
+
+Standard library plus `cryptography`; serves https only (its own certificate, or a
+self-signed one made at start). Everything the server believes it checks itself
+(verify.py): the login token against its OWN configured origin and a challenge it issued
+once; a signature against the document it composed itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import http.server
+import ipaddress
+import json
+import secrets
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from verify import Rejected, describe, verify_hash_signature, verify_login  # noqa: E402
+
+SDK_DIR = HERE.parent.parent / "extension" / "sdk"
+CHALLENGE_TTL = 300.0  # seconds a login challenge stays usable
+COOKIE = "portal_session"
+STATIC = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+         ".css": "text/css; charset=utf-8", ".pdf": "application/pdf"}
+
+
+@dataclass
+class Session:
+    challenges: dict[str, float] = field(default_factory=dict)  # challenge -> expiry
+    user: dict[str, str] | None = None
+    documents: dict[str, bytes] = field(default_factory=dict)  # id -> what is to be signed
+
+
+class Portal:
+    """The portal's state: sessions, trust anchors, its own origin."""
+
+    def __init__(self, origin: str, anchors: list[Path]) -> None:
+        self.origin = origin
+        self.anchor_paths = anchors
+        self.sessions: dict[str, Session] = {}
+        self.lock = threading.Lock()
+        self.signed: list[dict[str, Any]] = []  # what was accepted, for tests and the log
+
+    def anchors(self) -> list[x509.Certificate]:
+        # Re-read each time: the demo CA may be created after the portal started.
+        found = []
+        for path in self.anchor_paths:
+            if path.is_file():
+                found.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+        return found
+
+    def session(self, sid: str | None) -> tuple[str, Session]:
+        with self.lock:
+            if sid is None or sid not in self.sessions:
+                sid = secrets.token_urlsafe(24)
+                self.sessions[sid] = Session()
+            return sid, self.sessions[sid]
+
+    # --- the API -----------------------------------------------------------------------
+
+    def api(self, path: str, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        if path == "/api/login/challenge":
+            challenge = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+            with self.lock:
+                now = time.monotonic()
+                session.challenges = {c: t for c, t in session.challenges.items() if t > now}
+                session.challenges[challenge] = now + CHALLENGE_TTL
+            return {"challenge": challenge}
+        if path == "/api/login":
+            return self._login(session, body)
+        if path == "/api/me":
+            return {"user": session.user}
+        if path == "/api/logout":
+            session.user = None
+            return {"user": None}
+        if path == "/api/declaration/prepare":
+            return self._prepare(session, body)
+        if path == "/api/declaration/submit":
+            return self._submit(session, body)
+        raise LookupError(path)
+
+    def _login(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        challenge = body.get("challenge")
+        with self.lock:  # single use: taken out before anything is checked
+            expiry = session.challenges.pop(challenge, None) if isinstance(challenge, str) \
+                else None
+        if expiry is None or expiry < time.monotonic():
+            raise Rejected("unknown, used or expired challenge")
+        cert = verify_login(body.get("token"), own_origin=self.origin, challenge=challenge,
+                            anchors=self.anchors())
+        session.user = describe(cert)
+        return {"user": session.user}
+
+    def _prepare(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        if session.user is None:
+            raise Rejected("log in first")
+        form = body.get("form") if isinstance(body.get("form"), dict) else {}
+        fields = {k: str(form.get(k, ""))[:200] for k in ("year", "income", "tax", "note")}
+        # The server composes the document itself: the browser never decides what is signed.
+        text = (f"Gəlir vergisi bəyannaməsi / Income tax declaration\n"
+                f"Vergi ödəyicisi: {session.user['name']} ({session.user['serialNumber']})\n"
+                f"İl: {fields['year']}\nGəlir: {fields['income']} AZN\n"
+                f"Vergi: {fields['tax']} AZN\nQeyd: {fields['note']}\n"
+                f"Portal: {self.origin}\n")
+        document = text.encode("utf-8")
+        doc_id = secrets.token_urlsafe(12)
+        with self.lock:
+            session.documents[doc_id] = document
+        return {"documentId": doc_id, "text": text,
+                "data": base64.b64encode(document).decode(),
+                "hash": base64.b64encode(hashlib.sha256(document).digest()).decode(),
+                "hashAlgorithm": "SHA-256"}
+
+    def _submit(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            document = session.documents.pop(str(body.get("documentId")), None)
+        if document is None or session.user is None:
+            raise Rejected("unknown document")
+        cert = verify_hash_signature(body.get("signature"), document=document,
+                                     anchors=self.anchors())
+        signer = describe(cert)
+        if (signer["name"], signer["serialNumber"]) != (session.user["name"],
+                                                        session.user["serialNumber"]):
+            raise Rejected("signed by someone other than the logged-in user")
+        record = {"signer": signer, "sha256": hashlib.sha256(document).hexdigest()}
+        self.signed.append(record)
+        return {"accepted": True, **record}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "demo-portal"
+    sys_version = ""
+
+    @property
+    def portal(self) -> Portal:
+        return self.server.portal  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+    def _sid(self) -> str | None:
+        for part in self.headers.get("Cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE:
+                return value
+        return None
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              sid: str | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", "default-src 'self'; "
+                         "connect-src 'self' blob: wss://127.0.0.1:* ws://127.0.0.1:*")
+        if sid is not None:
+            self.send_header("Set-Cookie",
+                             f"{COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Strict")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path in STATIC:
+            file = HERE / "static" / STATIC[path]
+        elif path == "/sdk/imza.js":
+            file = SDK_DIR / "imza.js"
+        elif path == "/sample.pdf":
+            self._send(200, sample_pdf(), TYPES[".pdf"])
+            return
+        else:
+            self._send(404, b"not found\n", "text/plain")
+            return
+        sid, _ = self.portal.session(self._sid())
+        self._send(200, file.read_bytes(), TYPES[file.suffix], sid)
+
+    def do_POST(self) -> None:
+        # Same-origin requests only: a page elsewhere cannot drive this session.
+        if self.headers.get("Origin") != self.portal.origin:
+            self._send(403, b'{"error":"cross-origin request"}', "application/json")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 16 * 1024 * 1024:
+            self._send(413, b'{"error":"too large"}', "application/json")
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            self._send(400, b'{"error":"not JSON"}', "application/json")
+            return
+        sid, session = self.portal.session(self._sid())
+        try:
+            status, answer = 200, self.portal.api(self.path, session, body)
+        except Rejected as exc:
+            status, answer = 400, {"error": str(exc)}
+        except LookupError:
+            status, answer = 404, {"error": "no such API"}
+        self._send(status, json.dumps(answer, ensure_ascii=False).encode(),
+                   "application/json; charset=utf-8", sid)
+
+
+def sample_pdf() -> bytes:
+    """A one-page PDF with a correct cross-reference table, to try sign.pdf on."""
+    content = b"BT /F1 18 Tf 72 720 Td (Arayis / Certificate of residence - DEMO) Tj ET"
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+               b"/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+               b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref)
+    return bytes(out)
+
+
+def self_signed(hosts: list[str], directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for the portal's host names (the browser will warn)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "portal-cert.pem", directory / "portal-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class PortalServer:
+    """The portal on ``host:port`` over https; ``origin`` is what it verifies logins for
+    (default ``https://<public_host>:<port>``)."""
+
+    def __init__(self, *, anchors: list[Path], host: str = "127.0.0.1", port: int = 0,
+                 public_host: str = "localhost", origin: str | None = None,
+                 cert: Path | None = None, key: Path | None = None,
+                 verbose: bool = False) -> None:
+        self.httpd = http.server.ThreadingHTTPServer((host, port), _Handler)
+        self.port = self.httpd.server_address[1]
+        default = f"https://{public_host}" + ("" if self.port == 443 else f":{self.port}")
+        self.portal = Portal(origin or default, anchors)
+        if cert is None or key is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="demo-portal-")
+            cert, key = self_signed([public_host, "localhost", "127.0.0.1"], Path(self._tmp.name))
+        self.cert_path = cert
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd.portal = self.portal  # type: ignore[attr-defined]
+        self.httpd.verbose = verbose  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def origin(self) -> str:
+        return self.portal.origin
+
+    def start(self) -> PortalServer:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--public-host", default="localhost",
+                        help="host name in the portal's origin")
+    parser.add_argument("--origin", help="the portal's origin (default from host and port)")
+    parser.add_argument("--trust-anchor", type=Path, action="append", default=[],
+                        help="PEM file of a CA whose certificates may log in and sign")
+    parser.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
+    parser.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    args = parser.parse_args(argv)
+    server = PortalServer(anchors=args.trust_anchor, host=args.host, port=args.port,
+                          public_host=args.public_host, origin=args.origin, cert=args.cert,
+                          key=args.key, verbose=True)
+    print(f"demo portal: {server.origin}/", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+// Drives Debian's Chromium through one scenario of tests/e2e/test_browser.py and prints
+// what it observed as one JSON line; the Python test asserts on it.
+//
+//   node tests/e2e/browser.mjs plan.json
+//
+// plan: {scenario: "portal" | "hostile", userDataDir, extensionDir?, url, origin,
+//        publicPort?, grantLocalNetwork?, hosts: [...], spki: [...], home,
+//        wsUrl, wssUrl, actions?: [...], portalOrigin?}
+import { readFileSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const OUTCOME_TIMEOUT = 90_000; // generous for a loaded CI machine; never asserted on
+
+function chromiumArgs() {
+  const args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    `--host-resolver-rules=${plan.hosts.map((h) => `MAP ${h} 127.0.0.1`).join(", ")}`,
+    // Only the portal's own key is excused from certificate checks; the agent's wss
+    // certificate must be trusted the real way (NSS, `imza-agent trust install`).
+    `--ignore-certificate-errors-spki-list=${plan.spki.join(",")}`];
+  if (plan.publicPort) {
+    // The portal is a public site: it must be granted local-network access to reach
+    // loopback, as real portals are in Chrome 147+.
+    args.push(`--ip-address-space-overrides=127.0.0.1:${plan.publicPort}=public`);
+  }
+  if (plan.extensionDir) {
+    args.push(`--disable-extensions-except=${plan.extensionDir}`,
+      `--load-extension=${plan.extensionDir}`);
+  }
+  return args;
+}
+
+async function probeWebSocket(page, url) {
+  return page.evaluate((target) => new Promise((resolve) => {
+    let socket;
+    try {
+      socket = new WebSocket(target);
+    } catch (error) {
+      resolve(`throws: ${error.name}`);
+      return;
+    }
+    const timer = setTimeout(() => resolve("timeout"), 10_000);
+    socket.onopen = () => { clearTimeout(timer); socket.close(); resolve("open"); };
+    socket.onerror = () => { clearTimeout(timer); resolve("error"); };
+  }), url);
+}
+
+/** Click, then wait until element `id` has data-`key`="yes" or the page shows an error. */
+async function act(page, selector, [id, key]) {
+  await page.click(selector);
+  await page.waitForFunction(([doneId, doneKey]) => {
+    const error = document.getElementById("error").dataset.reason;
+    return Boolean(error) || document.getElementById(doneId).dataset[doneKey] === "yes";
+  }, [id, key], { timeout: OUTCOME_TIMEOUT, polling: 100 });
+  const error = await page.$eval("#error", (e) => e.dataset.reason || null);
+  return { error, errorText: error ? await page.textContent("#error") : null };
+}
+
+async function portalScenario(page, result) {
+  await page.goto(plan.url);
+  await page.waitForSelector("html[data-ready='yes']");
+  result.direct = { ws: await probeWebSocket(page, plan.wsUrl) };
+  const actions = plan.actions || ["login", "declaration"];
+  if (actions.includes("fallback")) {
+    // WebSockets first, extension last: with local-network access not granted the direct
+    // attempts fail and the SDK falls back to the extension.
+    result.fallback = await page.evaluate(async (urls) => {
+      const sdk = await import("/sdk/imza.js");
+      try {
+        const agent = await sdk.connect({ transports: ["wss", "ws", "extension"], ...urls });
+        const info = await agent.info();
+        agent.close();
+        return { transport: agent.transport, seen: info.transport, origin: info.origin };
+      } catch (error) {
+        return { error: error.reason, attempts: error.data?.attempts };
+      }
+    }, { wssUrl: plan.wssUrl, wsUrl: plan.wsUrl });
+  }
+  if (actions.includes("login")) {
+    result.login = await act(page, "#login", ["user", "loggedIn"]);
+    result.user = await page.textContent("#user");
+    result.transport = await page.$eval("#transport", (e) => e.dataset.transport || null);
+  }
+  if (actions.includes("declaration")) {
+    result.declaration = await act(page, "#sign-declaration",
+      ["declaration-result", "accepted"]);
+    result.declarationText = await page.textContent("#declaration-result");
+  }
+  if (actions.includes("pdf")) {
+    result.pdf = await act(page, "#sign-pdf", ["pdf-result", "signed"]);
+    // What the download link holds, as base64, for the test to check.
+    result.pdfFile = await page.evaluate(async () => {
+      const href = document.getElementById("download").href;
+      if (!href) return null;
+      const bytes = new Uint8Array(await (await fetch(href)).arrayBuffer());
+      let binary = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      return btoa(binary);
+    });
+  }
+  if (actions.includes("tokens")) {
+    result.tokens = await page.evaluate(async (urls) => {
+      const sdk = await import("/sdk/imza.js");
+      const agent = await sdk.connect(urls);
+      const first = await agent.subscribeTokens();
+      agent.close();
+      return first;
+    }, { wssUrl: plan.wssUrl, wsUrl: plan.wsUrl });
+  }
+}
+
+async function hostileScenario(page, result) {
+  await page.goto(plan.url);
+  await page.waitForSelector("html[data-ready='yes']");
+  result.hostile = await page.evaluate(async ({ wssUrl, wsUrl, portalOrigin }) => {
+    const sdk = await import("/sdk/imza.js");
+    const out = {};
+    // 1. The SDK, as any page would use it.
+    try {
+      const agent = await sdk.connect({ wssUrl, wsUrl });
+      out.connected = agent.transport;
+      try {
+        out.certificate = await agent.selectCertificate({ purpose: "sign" });
+      } catch (error) {
+        out.selectError = error.reason;
+      }
+    } catch (error) {
+      out.connectError = error.reason;
+      out.attempts = error.data?.attempts;
+    }
+    // 2. Talking to the content script directly, claiming to be the portal.
+    out.spoof = await new Promise((resolve) => {
+      const events = [];
+      const timer = setTimeout(() => resolve({ events, timeout: true }), 15_000);
+      window.addEventListener("message", (event) => {
+        const m = event.data;
+        if (!m || m.channel !== "imza-agent" || m.dir !== "to-page" || m.port !== "spoof") return;
+        events.push(m.kind);
+        if (m.kind === "opened") {
+          window.postMessage({ channel: "imza-agent", dir: "to-extension", kind: "message",
+            port: "spoof", origin: portalOrigin,
+            data: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "certificates.select",
+              params: { purpose: "auth" } }) }, location.origin);
+        } else if (m.kind === "message") {
+          events.push(m.data);
+        } else if (m.kind === "closed") {
+          clearTimeout(timer);
+          resolve({ events, reason: m.reason, detail: m.detail });
+        }
+      });
+      window.postMessage({ channel: "imza-agent", dir: "to-extension", kind: "open",
+        port: "spoof", origin: portalOrigin, url: `${portalOrigin}/` }, location.origin);
+    });
+    return out;
+  }, { wssUrl: plan.wssUrl, wsUrl: plan.wsUrl, portalOrigin: plan.portalOrigin });
+  result.direct = { ws: await probeWebSocket(page, plan.wsUrl),
+    wss: await probeWebSocket(page, plan.wssUrl) };
+}
+
+const result = { scenario: plan.scenario };
+const context = await chromium.launchPersistentContext(plan.userDataDir, {
+  executablePath: "/usr/bin/chromium", headless: true, args: chromiumArgs(),
+  env: { ...process.env, HOME: plan.home },
+});
+try {
+  if (plan.grantLocalNetwork) {
+    await context.grantPermissions(["local-network-access"], { origin: plan.origin });
+  }
+  if (plan.extensionDir) {
+    // The service worker starting proves the unpacked extension loaded.
+    const worker = context.serviceWorkers()[0] || await context.waitForEvent("serviceworker");
+    result.extensionId = new URL(worker.url()).host;
+  }
+  const page = context.pages()[0] || await context.newPage();
+  page.on("console", (message) => {
+    if (message.type() === "error") (result.console ||= []).push(message.text());
+  });
+  if (plan.scenario === "portal") await portalScenario(page, result);
+  else if (plan.scenario === "hostile") await hostileScenario(page, result);
+  else throw new Error(`unknown scenario ${plan.scenario}`);
+} catch (error) {
+  result.failure = String(error && error.stack || error);
+} finally {
+  await context.close();
+}
+process.stdout.write(JSON.stringify(result) + "\n");

@@ -1,0 +1,380 @@
+"""Real PKI services on loopback for the signature-format tests, and a SoftHSM token whose
+certificates point at them.
+
+One ``ThreadingHTTPServer`` serves, over real HTTP:
+
+* ``POST /tsa`` — an RFC 3161 time-stamping service (pyHanko's TSA engine, our TSA
+  certificate with the critical timeStamping EKU);
+* ``POST /tsa-garbage`` — answers 200 ``application/timestamp-reply`` with junk;
+* ``POST /tsa-slow`` — answers only after ``SLOW_SECONDS``;
+* ``POST /ocsp`` — an OCSP responder for the intermediate CA (responses signed by the CA);
+* ``GET /crl`` — the intermediate's CRL; ``GET /ca.cer`` — the intermediate (caIssuers).
+
+Certificates issued here carry AIA (OCSP + caIssuers) and CRL distribution points naming
+this server; ``revoked`` serials are reported revoked by both OCSP and the CRL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from asn1crypto import keys as asn1_keys
+from asn1crypto import tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from daemon import Daemon
+from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+from testbed.pki import SIGN_POLICY_OID, TestPKI, now
+from testbed.softhsm import MODULE
+
+SLOW_SECONDS = 6.0
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@dataclass
+class Issued:
+    name: str
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    serial_number: str  # the subject's serialNumber attribute, for certificate filters
+
+    @property
+    def der(self) -> bytes:
+        return _der(self.cert)
+
+
+@dataclass
+class PkiServices:
+    pki: TestPKI
+    server: ThreadingHTTPServer
+    revoked: set[int] = field(default_factory=set)
+    tsa: Issued | None = None
+    requests: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    # --- certificates ------------------------------------------------------------------
+
+    def issue(self, name: str, key_type: str = "RSA", *, ocsp_url: bool = True,
+              crl_url: bool = True, eku_tsa: bool = False) -> Issued:
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+            rsa.generate_private_key(65537, 2048) if key_type == "RSA"
+            else ec.generate_private_key(ec.SECP256R1()))
+        ca = self.pki.intermediate
+        serial_attr = "FMT-" + name.replace("_", "-")
+        t = now()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "AZ"),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"Formatlar {name}"),
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_attr)]))
+            .issuer_name(ca.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(t - dt.timedelta(days=1))
+            .not_valid_after(t + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca.key.public_key()), critical=False)  # type: ignore[arg-type]
+        )
+        if eku_tsa:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False), critical=True
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]),
+                            critical=True)
+        else:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=True, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False), critical=True
+            ).add_extension(x509.CertificatePolicies([x509.PolicyInformation(
+                SIGN_POLICY_OID, None)]), critical=False)
+        access = [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                         x509.UniformResourceIdentifier(self.url("/ca.cer")))]
+        if ocsp_url:
+            access.insert(0, x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(
+                    self.url("/ocsp"))))
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access),
+                                        critical=False)
+        if crl_url:
+            builder = builder.add_extension(x509.CRLDistributionPoints([
+                x509.DistributionPoint([x509.UniformResourceIdentifier(self.url("/crl"))],
+                                       None, None, None)]), critical=False)
+        cert = builder.sign(ca.key, hashes.SHA256())
+        return Issued(name, cert, key, serial_attr)
+
+    def write_anchors(self, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        root = directory / "root.pem"
+        root.write_bytes(self.pki.root.cert.public_bytes(serialization.Encoding.PEM))
+        inter = directory / "intermediate.pem"
+        inter.write_bytes(self.pki.intermediate.cert.public_bytes(serialization.Encoding.PEM))
+        return [root, inter]
+
+    # --- responses ---------------------------------------------------------------------
+
+    def crl(self) -> bytes:
+        ca = self.pki.intermediate
+        t = now()
+        builder = (x509.CertificateRevocationListBuilder()
+                   .issuer_name(ca.cert.subject)
+                   .last_update(t - dt.timedelta(minutes=5))
+                   .next_update(t + dt.timedelta(days=1))
+                   .add_extension(x509.CRLNumber(int(time.time())), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                       ca.key.public_key()), critical=False))  # type: ignore[arg-type]
+        for serial in sorted(self.revoked):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial)
+                .revocation_date(t - dt.timedelta(hours=1)).build())
+        return builder.sign(ca.key, hashes.SHA256()).public_bytes(
+            serialization.Encoding.DER)
+
+    def ocsp_response(self, body: bytes) -> bytes:
+        ca = self.pki.intermediate
+        request = ocsp.load_der_ocsp_request(body)
+        t = now()
+        serial = request.serial_number
+        builder = ocsp.OCSPResponseBuilder()
+        if serial in self.revoked:
+            status, rev_time = ocsp.OCSPCertStatus.REVOKED, t - dt.timedelta(hours=1)
+        else:
+            status, rev_time = ocsp.OCSPCertStatus.GOOD, None
+        builder = builder.add_response_by_hash(
+            issuer_name_hash=request.issuer_name_hash, issuer_key_hash=request.issuer_key_hash,
+            serial_number=serial, algorithm=request.hash_algorithm, cert_status=status,
+            this_update=t - dt.timedelta(minutes=5), next_update=t + dt.timedelta(hours=12),
+            revocation_time=rev_time, revocation_reason=None,
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, ca.cert)
+        for ext in request.extensions:
+            if isinstance(ext.value, x509.OCSPNonce):
+                builder = builder.add_extension(ext.value, critical=False)
+        return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    def timestamp(self, body: bytes) -> bytes:
+        assert self.tsa is not None
+        key_info = asn1_keys.PrivateKeyInfo.load(self.tsa.key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        tsa_cert = asn1_x509.Certificate.load(self.tsa.der)
+        store = SimpleCertificateStore.from_certs([
+            tsa_cert, asn1_x509.Certificate.load(_der(self.pki.intermediate.cert))])
+        stamper = DummyTimeStamper(tsa_cert=tsa_cert, tsa_key=key_info, certs_to_embed=store)
+        return stamper.request_tsa_response(tsp.TimeStampReq.load(body)).dump()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(services: PkiServices) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # keep test output clean
+            pass
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            services.requests.append(f"GET {self.path}")
+            if self.path == "/crl":
+                self._reply(200, services.crl(), "application/pkix-crl")
+            elif self.path == "/ca.cer":
+                self._reply(200, _der(services.pki.intermediate.cert),
+                            "application/pkix-cert")
+            else:
+                self._reply(404, b"", "text/plain")
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            services.requests.append(f"POST {self.path}")
+            if self.path == "/tsa":
+                self._reply(200, services.timestamp(body), "application/timestamp-reply")
+            elif self.path == "/tsa-garbage":
+                self._reply(200, b"\x30\x03\x02\x01\x07 not a time-stamp",
+                            "application/timestamp-reply")
+            elif self.path == "/tsa-slow":
+                time.sleep(SLOW_SECONDS)
+                self._reply(200, b"late", "application/timestamp-reply")
+            elif self.path == "/ocsp":
+                self._reply(200, services.ocsp_response(body), "application/ocsp-response")
+            else:
+                self._reply(404, b"", "text/plain")
+
+    return Handler
+
+
+def start_services(pki: TestPKI) -> PkiServices:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    services = PkiServices(pki, server)
+    server.RequestHandlerClass = _handler(services)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    services.tsa = services.issue("tsa", eku_tsa=True)
+    return services
+
+
+# --- a SoftHSM token holding the identities issued here -----------------------------------
+
+@dataclass(frozen=True)
+class FormatsToken:
+    conf: Path
+    label: str
+    pin: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SOFTHSM2_CONF": str(self.conf)}
+
+    def __repr__(self) -> str:  # no PIN in assertion output
+        return f"FormatsToken(label={self.label!r})"
+
+
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True,
+                          check=False, timeout=60)
+    if done.returncode != 0:  # argv carries PINs: name the tool only
+        raise RuntimeError(f"{Path(argv[0]).name} failed: {done.stderr.strip()[-500:]}")
+
+
+def build_formats_token(directory: Path, identities: list[Issued],
+                        label: str = "Formatlar", pin: str = "2468") -> FormatsToken:
+    """A SoftHSM store of our own (not the session's bed): keys imported, certificates
+    written with the same CKA_ID, so the agent pairs them."""
+    tokendir = directory / "tokens"
+    tokendir.mkdir(parents=True, exist_ok=True)
+    conf = directory / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokendir}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n", encoding="utf-8")
+    token = FormatsToken(conf, label, pin)
+    _run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "13572468",
+          "--pin", pin], token.env)
+    for index, issued in enumerate(identities, start=1):
+        key_id = f"{index:02x}"
+        key_file = directory / f"{issued.name}.p8"
+        key_file.write_bytes(issued.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        cert_file = directory / f"{issued.name}.der"
+        cert_file.write_bytes(issued.der)
+        _run(["softhsm2-util", "--import", str(key_file), "--token", label,
+              "--label", issued.name, "--id", key_id, "--pin", pin], token.env)
+        key_file.unlink()
+        _run(["pkcs11-tool", "--module", str(MODULE), "--token-label", label, "--login",
+              "--pin", pin, "--write-object", str(cert_file), "--type", "cert",
+              "--id", key_id, "--label", issued.name], token.env)
+    return token
+
+
+# --- fixtures the format tests share ------------------------------------------------------
+
+
+
+ORIGIN = "https://portal.example"
+NETWORK_TIMEOUT = 2.0
+
+
+@dataclass
+class FormatsBed:
+    services: PkiServices
+    identities: dict[str, Issued]
+    token: FormatsToken
+    anchors: list[Path]
+    directory: Path
+
+    def serial(self, name: str) -> str:
+        return self.identities[name].serial_number
+
+
+@pytest.fixture(scope="session")
+def formats_bed(pki: TestPKI) -> Iterator[FormatsBed]:
+    for tool in ("softhsm2-util", "pkcs11-tool", "openssl"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed (scripts/system-packages.txt)", pytrace=False)
+    services = start_services(pki)
+    directory = Path(tempfile.mkdtemp(prefix="imza-formats-"))
+    try:
+        identities = {
+            "rsa": services.issue("rsa"),
+            "ec": services.issue("ec", "EC"),
+            "revoked": services.issue("revoked"),
+            "crl_only": services.issue("crl_only", ocsp_url=False),
+        }
+        services.revoked.add(identities["revoked"].cert.serial_number)
+        token = build_formats_token(directory / "softhsm", list(identities.values()))
+        anchors = services.write_anchors(directory / "anchors")
+        yield FormatsBed(services, identities, token, anchors, directory)
+    finally:
+        services.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def start_formats_daemon(bed: FormatsBed, home: Path, **formats: object) -> Daemon:
+    config = {"trust_anchors": [str(p) for p in bed.anchors], "revocation": "enforce",
+              "network_timeout": NETWORK_TIMEOUT, **formats}
+    daemon = Daemon(home=home, modules=[MODULE], env=bed.token.env,
+                    config={"formats": config},  # type: ignore[dict-item]
+                    answers={"consent": "always", "certificate": "first",
+                             "pin": bed.token.pin})
+    return daemon.start()
+
+
+@pytest.fixture(scope="module")
+def formats_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
+    home = Path(tempfile.mkdtemp(prefix="imza-formats-home-"))
+    daemon = start_formats_daemon(formats_bed, home / "agent")
+    try:
+        yield daemon
+    finally:
+        code = daemon.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    assert code == 0, "the daemon did not stop cleanly"
+
+
+async def select_handle(client: object, serial: str) -> str:
+    result = await client.call("certificates.select",  # type: ignore[attr-defined]
+                               {"purpose": "sign", "filter": {"subjectSerialNumber": serial}})
+    return result["handle"]
+
+
+def pin_dialogs(daemon: Daemon, since: int) -> list[dict]:
+    return [d for d in daemon.transcript(since) if d.get("dialog") == "pin"]
+
+
+def run_tool(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60,
+                          cwd=cwd)

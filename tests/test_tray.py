@@ -1,0 +1,177 @@
+"""The tray icon on a real X display with a real tray host (trayer): it docks, shows the
+agent's state, and its menu does what it says."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent import i18n
+from agent.ui.tray import (
+    APP_ID,
+    Tray,
+    TrayFacts,
+    TrayState,
+    autostart_enabled,
+    autostart_file,
+    icon_image,
+    menu_entries,
+    set_autostart,
+    state_for,
+)
+
+WAIT = 20.0  # bound for the X server to show something; never asserted as a duration
+
+
+class RecordingActions:
+    """TrayActions over fixed facts, remembering what the menu asked for."""
+
+    def __init__(self) -> None:
+        self.revoked: list[str] = []
+        self.repaired = 0
+        self.quitted = 0
+
+    def facts(self) -> TrayFacts:
+        return TrayFacts("1.2.3", {"wss": 29170, "ws": 29171},
+                         grants=[("https://portal.example", ["select", "sign"])],
+                         tokens=["Rəqəmsal İmza A: 4"], trust=False, journal=None)
+
+    def revoke(self, origin: str) -> None:
+        self.revoked.append(origin)
+
+    def repair_trust(self) -> None:
+        self.repaired += 1
+
+    def quit(self) -> None:
+        self.quitted += 1
+
+
+@pytest.fixture
+def tray_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Xvfb with trayer, the system tray host, running on it."""
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x800x24",
+                             "-nolisten", "tcp"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert xvfb.stdout is not None
+    number = xvfb.stdout.readline().strip()
+    assert number.isdigit(), "Xvfb did not start"
+    display = f":{number}"
+    monkeypatch.setenv("DISPLAY", display)
+    trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right",
+                               "--height", "32", "--widthtype", "request"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: _x("xdotool", "search", "--name", "^panel$")), \
+            "trayer did not come up"
+        yield display
+    finally:
+        trayer.terminate()
+        trayer.wait()
+        xvfb.terminate()
+        xvfb.wait()
+
+
+def _x(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, text=True).stdout.strip()
+
+
+def _wait_for(probe: object) -> object:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        found = probe()  # type: ignore[operator]
+        if found:
+            return found
+        time.sleep(0.05)
+    return None
+
+
+def _parent(window: str) -> str:
+    for line in _x("xwininfo", "-tree", "-id", window).splitlines():
+        if "Parent window id:" in line:
+            return line.split(":", 1)[1].split()[0]
+    return ""
+
+
+def test_the_icon_docks_in_the_tray_host(tray_host: str) -> None:
+    tray = Tray(RecordingActions())
+    tray.start()
+    try:
+        icon = _wait_for(lambda: _x("xdotool", "search", "--classname",
+                                    f"^{APP_ID}SystemTrayIcon$"))
+        assert icon, "pystray made no icon window"
+        root = _x("xwininfo", "-root").split("Window id:")[1].split()[0]
+        # Docked: the tray host has taken the icon in (reparented it away from the root).
+        window = str(icon).split()[0]
+        assert _wait_for(lambda: _parent(window) not in ("", root)), \
+            "the icon was never docked"
+        assert tray.backend == "xorg"
+        tray.set_state(TrayState.WAITING)
+        assert tray.icon.title == tray.title()
+    finally:
+        tray.stop()
+
+
+def test_each_state_has_its_own_colour() -> None:
+    centres = {state: icon_image(state).getpixel((8, 32)) for state in TrayState}
+    assert len(set(centres.values())) == len(TrayState)
+    assert state_for(waiting=True, tokens_present=True) is TrayState.WAITING
+    assert state_for(waiting=False, tokens_present=True) is TrayState.TOKEN
+    assert state_for(waiting=False, tokens_present=False) is TrayState.RUNNING
+    assert state_for(waiting=False, tokens_present=True, problem=True) is TrayState.PROBLEM
+
+
+def test_menu_revokes_repairs_switches_language_and_quits() -> None:
+    actions = RecordingActions()
+    chosen: list[str] = []
+    i18n.set_language("en")
+    entries = {e.text: e for e in menu_entries(actions, chosen.append)}
+    assert list(entries) == ["Allowed sites", "Tokens and certificates", "Language",
+                             "Start at login", "TLS trust", "About", "Quit"]
+    site = entries["Allowed sites"].children[0]  # type: ignore[index]
+    assert site.text == "https://portal.example"
+    revoke = next(c for c in site.children or [] if c.text == "Revoke")
+    assert revoke.action is not None
+    revoke.action()
+    assert actions.revoked == ["https://portal.example"]
+    trust = entries["TLS trust"].children or []
+    assert trust[0].text == "Browsers do not trust the agent's certificate"
+    assert trust[1].action is not None
+    trust[1].action()
+    assert actions.repaired == 1
+    languages = entries["Language"].children or []
+    assert [e.text for e in languages] == list(i18n.LANGUAGE_NAMES.values())
+    assert [e.checked for e in languages] == [False, False, False, True]
+    assert languages[0].action is not None
+    languages[0].action()
+    assert chosen == ["az"]
+    about = [e.text for e in entries["About"].children or []]
+    assert about == ["imza-agent 1.2.3", "Ports: ws 29171, wss 29170"]
+    assert entries["Quit"].action is not None
+    entries["Quit"].action()
+    assert actions.quitted == 1
+
+
+def test_menu_speaks_the_chosen_language() -> None:
+    try:
+        i18n.set_language("az")
+        texts = [e.text for e in menu_entries(RecordingActions(), lambda _c: None)]
+        assert texts[0] == "İcazəli saytlar"
+        assert texts[-1] == "Çıxış"
+    finally:
+        i18n.set_language("en")
+
+
+def test_start_at_login_writes_and_removes_the_autostart_entry(tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)}
+    assert not autostart_enabled(env)
+    path = set_autostart(True, env)
+    assert path == tmp_path / "autostart" / "imza-agent.desktop" == autostart_file(env)
+    text = path.read_text()
+    assert "[Desktop Entry]" in text and " run" in text
+    assert autostart_enabled(env)
+    set_autostart(False, env)
+    assert not autostart_enabled(env)
