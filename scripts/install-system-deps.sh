@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in scripts/system-packages.txt that are missing.
-# Safe to run again: with everything present it does nothing (not even apt-get update).
+# Installs the Debian packages of the given lists (default: what the agent needs to run)
+# that are missing. Safe to run again: with everything present it does nothing, not even
+# apt-get update.  Usage: install-system-deps.sh [LIST.txt ...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t wanted < <(grep -vE '^\s*(#|$)' "$here/system-packages.txt")
+lists=("$@")
+[[ ${#lists[@]} -gt 0 ]] || lists=("$here/runtime-packages.txt")
+mapfile -t wanted < <(cat "${lists[@]}" | grep -vE '^\s*(#|$)' | sort -u)
 missing=()
 for pkg in "${wanted[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs the agent on this machine: installs it into .venv (once) and starts the daemon.
-# With no token or configured key present, the agent offers its built-in demo identity.
+# Runs the agent on this machine: installs what it needs (once), starts the daemon in the
+# tray and the demo portal, and opens the browser there. With no token or configured key
+# present, the agent offers its built-in DEMO identity (PIN 0000).
+# Extra arguments go to `imza-agent demo` (e.g. --no-browser, --port 8443).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/venv.sh ""
-exec .venv/bin/imza-agent run "$@"
+bash scripts/install-system-deps.sh scripts/runtime-packages.txt
+bash scripts/venv.sh formats
+exec .venv/bin/imza-agent demo "$@"

@@ -4,7 +4,7 @@
 # Safe to run twice. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-system-deps.sh
+bash scripts/install-system-deps.sh scripts/runtime-packages.txt scripts/system-packages.txt
 bash scripts/venv.sh test,formats
 .venv/bin/ruff check .
 # playwright-core for the browser end-to-end tests (tests/e2e; no browser download)

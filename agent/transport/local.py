@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import ServerConfig
-from agent.errors import RateLimited, TooLarge
+from agent.errors import TooLarge
 from agent.limits import ConnectionCounter, RateLimiter
 from agent.policy.policy import Policy
 from agent.protocol import jsonrpc
 from agent.protocol.dispatch import CallContext, Dispatcher
+from agent.transport.session import FrameSession, printable
 
 log = logging.getLogger("imza_agent.transport")
 
@@ -42,8 +43,6 @@ SOCKET_NAME = "agent.sock"
 HEADER = struct.Struct(">I")
 HANDSHAKE_MAX_BYTES = 4096
 HANDSHAKE_TIMEOUT = 10.0
-# Requests one connection may have waiting at once, as for the WebSocket transport.
-MAX_IN_FLIGHT_PER_CONNECTION = 32
 # sun_path is 108 bytes on Linux; a longer path cannot be bound.
 MAX_SOCKET_PATH = 107
 
@@ -188,9 +187,8 @@ class LocalSocketTransport:
 
     async def _refuse(self, writer: asyncio.StreamWriter, origin: str | None,
                       reason: str) -> None:
-        shown = None if origin is None else "".join(
-            c if c.isprintable() else "?" for c in origin)[:200]
-        log.warning("refused extension connection: origin=%r reason=%s", shown, reason)
+        log.warning("refused extension connection: origin=%r reason=%s", printable(origin),
+                    reason)
         writer.write(encode_frame(json.dumps({"ok": False, "reason": reason}).encode()))
         with contextlib.suppress(ConnectionError):
             await writer.drain()
@@ -208,7 +206,8 @@ class LocalSocketTransport:
         ctx = CallContext(origin=origin, transport="extension",
                           connection_id=secrets.token_hex(6), services=self.services,
                           send=send)
-        in_flight: set[asyncio.Task[None]] = set()
+        session = FrameSession(self.dispatcher, ctx, send, self.rate, self._clock,
+                               (ConnectionError,))
         try:
             while True:
                 try:
@@ -216,7 +215,7 @@ class LocalSocketTransport:
                 except FrameTooLarge:
                     # The frame cannot be read (hence no id): say why, then hang up, as a
                     # WebSocket closes on an oversized frame.
-                    await _send_quietly(send, jsonrpc.error_frame(None, TooLarge().to_wire()))
+                    await session.send_quietly(jsonrpc.error_frame(None, TooLarge().to_wire()))
                     break
                 if raw is None:
                     break
@@ -224,30 +223,9 @@ class LocalSocketTransport:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:
                     break  # not a text frame: as a binary WebSocket frame, close
-                if (len(in_flight) >= MAX_IN_FLIGHT_PER_CONNECTION
-                        or not self.rate.allow(origin, self._clock())):
-                    parsed = jsonrpc.parse_frame(text)
-                    await _send_quietly(send, jsonrpc.error_frame(
-                        getattr(parsed, "id", None), RateLimited().to_wire()))
-                    continue
-                task = asyncio.create_task(self._answer(ctx, text, send))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+                await session.submit(text)
         finally:
-            for task in in_flight:
-                task.cancel()
-            await ctx.close()
-
-    async def _answer(self, ctx: CallContext, text: str,
-                      send: Callable[[str], Any]) -> None:
-        reply = await self.dispatcher.handle_frame(ctx, text)
-        if reply is not None:
-            await _send_quietly(send, reply)
-
-
-async def _send_quietly(send: Callable[[str], Any], text: str) -> None:
-    with contextlib.suppress(ConnectionError):
-        await send(text)
+            await session.close()
 
 
 async def _is_alive(path: Path) -> bool:

@@ -10,7 +10,6 @@ line — never a stack trace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import ssl
@@ -25,20 +24,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agent.config import ServerConfig
-from agent.errors import RateLimited
 from agent.limits import ConnectionCounter, RateLimiter
 from agent.policy.origin import check_host_header
 from agent.policy.policy import Policy
-from agent.protocol import jsonrpc
 from agent.protocol.dispatch import CallContext, Dispatcher, Transport
+from agent.transport.session import FrameSession, printable
 
 log = logging.getLogger("imza_agent.transport")
 
 PATH = "/v1"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1")
-# Requests one connection may have in flight (e.g. waiting for a dialog) before further
-# frames are answered RATE_LIMITED rather than queued without bound.
-MAX_IN_FLIGHT_PER_CONNECTION = 32
 
 
 @dataclass
@@ -102,7 +97,7 @@ class WebSocketTransport:
     # --- handshake -----------------------------------------------------------------------
 
     def _refuse(self, conn: ServerConnection, origin: str | None, reason: str) -> Response:
-        log.warning("refused connection: origin=%r reason=%s", _printable(origin), reason)
+        log.warning("refused connection: origin=%r reason=%s", printable(origin), reason)
         return conn.respond(HTTPStatus.FORBIDDEN, f"refused: {reason}\n")
 
     def _check_handshake(self, conn: ServerConnection, request: Request,
@@ -146,53 +141,22 @@ class WebSocketTransport:
         ctx = CallContext(origin=admitted.origin, transport=admitted.transport,
                           connection_id=secrets.token_hex(6), services=self.services,
                           send=send)
-        in_flight: set[asyncio.Task[None]] = set()
+        session = FrameSession(self.dispatcher, ctx, send, self.rate, self._clock,
+                               (ConnectionClosed,))
         try:
             async for message in conn:
                 if isinstance(message, bytes):
                     await conn.close(1003, "binary frames are not accepted")
                     break
-                if (len(in_flight) >= MAX_IN_FLIGHT_PER_CONNECTION
-                        or not self.rate.allow(admitted.origin, self._clock())):
-                    await _send_quietly(send, _rate_limited_reply(message))
-                    continue
-                task = asyncio.create_task(self._answer(ctx, message, send))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+                await session.submit(message)
         except ConnectionClosed:
             pass
         finally:
-            for task in in_flight:
-                task.cancel()
             self.connections.release(admitted.origin)
-            await ctx.close()
-
-    async def _answer(self, ctx: CallContext, message: str,
-                      send: Callable[[str], Any]) -> None:
-        reply = await self.dispatcher.handle_frame(ctx, message)
-        if reply is not None:
-            await _send_quietly(send, reply)
-
-
-def _rate_limited_reply(message: str) -> str:
-    parsed = jsonrpc.parse_frame(message)
-    msg_id = getattr(parsed, "id", None)
-    return jsonrpc.error_frame(msg_id, RateLimited().to_wire())
-
-
-async def _send_quietly(send: Callable[[str], Any], text: str) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        await send(text)
+            await session.close()
 
 
 def _single(headers: Headers, name: str) -> str | None:
     """The header's value, or None when absent or repeated (a repeated Origin is refused)."""
     values = headers.get_all(name)
     return values[0] if len(values) == 1 else None
-
-
-def _printable(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = "".join(ch if ch.isprintable() else "?" for ch in value)
-    return value[:200]

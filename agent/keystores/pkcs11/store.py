@@ -208,16 +208,20 @@ class Pkcs11Store:
 
     async def login(self, token: TokenInfo, credential: Credential) -> None:
         self._check_token(token)
-        args: dict[str, Any] = {"token_id": token.token_id}
-        timeout = self.call_timeout
-        if isinstance(credential, PinPad):
-            args["pin_pad"] = True
-            timeout = self.pin_pad_timeout
-        elif isinstance(credential, Secret):
-            args["pin"] = b64(credential.reveal())
-        else:
+        if credential is None:
             raise Unsupported("unknown kind of credential")
-        await self._call("login", args, timeout=timeout, token_id=token.token_id)
+        args, timeout = self._credential_args(credential)
+        await self._call("login", {"token_id": token.token_id, **args}, timeout=timeout,
+                         token_id=token.token_id)
+
+    def _credential_args(self, credential: Credential | None) -> tuple[dict[str, Any], float]:
+        """Worker arguments for a PIN or the PIN pad, and the timeout that goes with it
+        (a person at a PIN pad takes longer than a worker call)."""
+        if isinstance(credential, PinPad):
+            return {"pin_pad": True}, self.pin_pad_timeout
+        if isinstance(credential, Secret):
+            return {"pin": b64(credential.reveal())}, self.call_timeout
+        return {}, self.call_timeout
 
     async def logout(self, token: TokenInfo) -> None:
         self._check_token(token)
@@ -241,15 +245,10 @@ class Pkcs11Store:
         mechanisms.scheme_fits_key(mechanism.scheme, key.key_type)
         for digest in digests:
             mechanisms.check_digest(mechanism.hash_algorithm, digest)
+        credential_args, timeout = self._credential_args(credential)
         args: dict[str, Any] = {"token_id": key.token_id,
-                                "key_id": b64(bytes.fromhex(key.key_id))}
-        args.update(self._public_key_hint(key))
-        timeout = self.call_timeout
-        if isinstance(credential, PinPad):
-            args["pin_pad"] = True
-            timeout = self.pin_pad_timeout
-        elif isinstance(credential, Secret):
-            args["pin"] = b64(credential.reveal())
+                                "key_id": b64(bytes.fromhex(key.key_id)),
+                                **self._public_key_hint(key), **credential_args}
         signatures: list[bytes] = []
         for start in range(0, len(digests), SIGN_CHUNK):
             chunk = [_mechanism_args(mechanism, d) for d in digests[start:start + SIGN_CHUNK]]
