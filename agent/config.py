@@ -30,6 +30,10 @@ class ServerConfig(_Section):
     rate_per_second: float = Field(
         50.0, gt=0, description="Requests per second one origin may send (sustained).")
     rate_burst: int = Field(100, ge=1, description="Requests one origin may send in a burst.")
+    max_requests_in_flight: int = Field(
+        32, ge=1, description="Unanswered requests one connection may have at once; more "
+                              "are answered RATE_LIMITED. (Requests waiting for the user: "
+                              "one per origin, by the protocol; a second gets BUSY.)")
     dev_origins: list[str] = Field(
         default_factory=list,
         description="Non-https origins accepted for development, e.g. http://localhost:8000.")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon, assert_served, b64, copy_softhsm, pick, unb64
+from daemon import Daemon, assert_served, b64, copy_softhsm, pick, unb64, verify_hash_signature
 from testbed import SoftHsmBed
 from testbed.native import build_faulty_module
 
@@ -44,7 +44,9 @@ def agent(softhsm: SoftHsmBed, mode_file: Path,
     module = build_faulty_module(tmp / "native")
     conf = copy_softhsm(softhsm.conf, tmp / "softhsm")
     env = {"SOFTHSM2_CONF": str(conf), "FAULTY_PKCS11_TARGET": str(softhsm.module),
-           "FAULTY_PKCS11_MODE_FILE": str(mode_file)}
+           "FAULTY_PKCS11_MODE_FILE": str(mode_file),
+           # What the person types on the reader's pad in `pin_pad` mode.
+           "FAULTY_PKCS11_PAD_PIN": softhsm.tokens["A"].pin}
     daemon = Daemon(home=tmp / "home", modules=[module], env=env).start()
     yield daemon
     mode_file.write_text("", encoding="utf-8")
@@ -195,6 +197,25 @@ async def test_locked_pin(agent: Daemon, softhsm: SoftHsmBed, mode_file: Path) -
     # The user is told; no PIN is asked for a locked token.
     assert [d["dialog"] for d in agent.transcript(mark)] == ["pin_locked"]
     await assert_served(agent, pin=_pin_a(softhsm))
+
+
+# --- a PIN pad: no PIN through the agent, the reader's prompt closes after the login -------------
+
+async def test_pin_pad_login_signs_and_closes_the_readers_prompt(
+        agent: Daemon, softhsm: SoftHsmBed, mode_file: Path) -> None:
+    agent.set_answers({"certificate": {"holder": "Əliyev"}, "pin": "pinpad"})
+    async with agent.client(GOV) as page:
+        chosen = await page.call("certificates.select", {"purpose": "sign"})
+        mark = agent.transcript_mark()
+        mode_file.write_text("pin_pad", encoding="utf-8")
+        try:
+            signed = await page.call("sign.hash", _sign_params(chosen["handle"]))
+        finally:
+            mode_file.write_text("", encoding="utf-8")
+    verify_hash_signature(signed["certificate"], hashlib.sha256(b"errors").digest(),
+                          signed["signature"], scheme=signed["scheme"],
+                          hash_algorithm="SHA-256")
+    assert [d["dialog"] for d in agent.transcript(mark)] == ["pin", "pin_pad_finished"]
 
 
 # --- 4007 CERTIFICATE_INVALID -------------------------------------------------------------------

@@ -175,3 +175,26 @@ def test_start_at_login_writes_and_removes_the_autostart_entry(tmp_path: Path) -
     assert autostart_enabled(env)
     set_autostart(False, env)
     assert not autostart_enabled(env)
+
+
+def test_a_stopped_smart_card_service_shows_in_the_menu_and_the_icon() -> None:
+    from types import SimpleNamespace
+
+    from agent.pcsc.watcher import PcscStatus, ServiceState
+    from agent.ui.tray import smartcard_down
+
+    status = PcscStatus(service=ServiceState.NOT_RUNNING, reason="no answer")
+    runtime = SimpleNamespace(pcsc=SimpleNamespace(status=status))
+    assert smartcard_down(runtime)
+    assert not smartcard_down(SimpleNamespace(pcsc=None))  # PC/SC not watched at all
+    status.service = ServiceState.RUNNING
+    assert not smartcard_down(runtime)
+
+    class Down(RecordingActions):
+        def facts(self) -> TrayFacts:
+            return TrayFacts("1.2.3", {}, tokens=["Token B: 3"], smartcard_down=True)
+
+    i18n.set_language("en")
+    entries = {e.text: e for e in menu_entries(Down(), lambda _c: None)}
+    tokens = [e.text for e in entries["Tokens and certificates"].children or []]
+    assert tokens == ["The smart card service is not running", "Token B: 3"]

@@ -272,7 +272,11 @@ class AgentCore:
         for _attempt in range(self.max_pin_attempts):
             credential = await self._dialog(self.ui.ask_pin(request))
             try:
-                await store.login(token, credential)
+                try:
+                    await store.login(token, credential)
+                finally:
+                    if isinstance(credential, PinPad):
+                        self.ui.pin_pad_finished()
                 return credential
             except PinIncorrect as wrong:
                 if isinstance(credential, Secret):

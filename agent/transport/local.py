@@ -207,7 +207,7 @@ class LocalSocketTransport:
                           connection_id=secrets.token_hex(6), services=self.services,
                           send=send)
         session = FrameSession(self.dispatcher, ctx, send, self.rate, self._clock,
-                               (ConnectionError,))
+                               (ConnectionError,), self.settings.max_requests_in_flight)
         try:
             while True:
                 try:

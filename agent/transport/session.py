@@ -16,27 +16,25 @@ from agent.limits import RateLimiter
 from agent.protocol import jsonrpc
 from agent.protocol.dispatch import CallContext, Dispatcher
 
-# Requests one connection may have in flight (e.g. waiting for a dialog) before further
-# frames are answered RATE_LIMITED rather than queued without bound.
-MAX_IN_FLIGHT_PER_CONNECTION = 32
-
 Send = Callable[[str], Awaitable[None]]
 
 
 class FrameSession:
     def __init__(self, dispatcher: Dispatcher, ctx: CallContext, send: Send,
                  rate: RateLimiter, clock: Callable[[], float],
-                 closed_errors: tuple[type[BaseException], ...]) -> None:
+                 closed_errors: tuple[type[BaseException], ...], max_in_flight: int) -> None:
         self.dispatcher = dispatcher
         self.ctx = ctx
         self._send = send
         self._rate = rate
         self._clock = clock
         self._closed_errors = closed_errors
+        # Beyond this many unanswered requests, frames are refused, not queued without bound.
+        self._max_in_flight = max_in_flight
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def submit(self, text: str) -> None:
-        if (len(self._in_flight) >= MAX_IN_FLIGHT_PER_CONNECTION
+        if (len(self._in_flight) >= self._max_in_flight
                 or not self._rate.allow(self.ctx.origin, self._clock())):
             parsed = jsonrpc.parse_frame(text)
             await self.send_quietly(jsonrpc.error_frame(getattr(parsed, "id", None),

@@ -142,7 +142,7 @@ class WebSocketTransport:
                           connection_id=secrets.token_hex(6), services=self.services,
                           send=send)
         session = FrameSession(self.dispatcher, ctx, send, self.rate, self._clock,
-                               (ConnectionClosed,))
+                               (ConnectionClosed,), self.settings.max_requests_in_flight)
         try:
             async for message in conn:
                 if isinstance(message, bytes):

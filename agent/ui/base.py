@@ -74,6 +74,11 @@ class UserInterface(Protocol):
 
     async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None: ...
 
+    def pin_pad_finished(self) -> None:
+        """The PIN-pad login ended (either way): take down the "enter the PIN on the
+        reader" prompt that ``ask_pin`` left up."""
+        ...
+
     @property
     def interactive(self) -> bool:
         """False when there is nobody to ask: consent then means PERMISSION_DENIED."""

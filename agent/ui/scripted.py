@@ -117,6 +117,10 @@ class ScriptedUI:
     async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
         await self._record("pin_locked", origin=origin, token=token_label, unlock=unlock)
 
+    def pin_pad_finished(self) -> None:
+        with self.transcript.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"dialog": "pin_pad_finished"}) + "\n")
+
 
 class NoUI:
     """Nobody to ask (``[ui] backend = "none"``): consent is denied, every dialog cancels."""
@@ -134,4 +138,7 @@ class NoUI:
         raise UserCancelled("no desktop to ask on")
 
     async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
+        return None
+
+    def pin_pad_finished(self) -> None:
         return None

@@ -73,6 +73,8 @@ class TrayFacts:
     tokens: list[str] = field(default_factory=list)  # "label — n certificate(s)" lines
     trust: bool | None = None  # the local CA trusted by the browsers; None: unknown
     journal: Path | None = None
+    # Set when PC/SC is watched but the smart card service does not answer.
+    smartcard_down: bool = False
 
 
 class TrayActions(Protocol):
@@ -138,6 +140,8 @@ def menu_entries(actions: TrayActions, on_language: Callable[[str], None]) -> li
         for origin, perms in facts.grants] or [Entry(_("No sites allowed yet"), enabled=False)]
     tokens = [Entry(line, enabled=False) for line in facts.tokens] or [
         Entry(_("No token found"), enabled=False)]
+    if facts.smartcard_down:
+        tokens.insert(0, Entry(_("The smart card service is not running"), enabled=False))
     languages = [Entry(name, action=lambda c=code: on_language(c), radio=True,
                        checked=i18n.current_language() == code)
                  for code, name in i18n.LANGUAGE_NAMES.items()]
@@ -301,7 +305,7 @@ class RuntimeActions:
             trust = bool(statuses) and all(s.trusted for s in statuses if not s.error)
         journal = runtime.journal.path if getattr(runtime, "journal", None) else None
         return TrayFacts(__version__, dict(runtime.transport.ports), grants, lines, trust,
-                         journal)
+                         journal, smartcard_down=smartcard_down(runtime))
 
     def revoke(self, origin: str) -> None:
         self.runtime.policy.revoke(origin)
@@ -334,9 +338,11 @@ def start_tray(runtime: Any) -> Tray | None:
         return None
     waiting = [False]
     tokens_present = [False]
+    problem = [False]
 
     def show() -> None:
-        tray.set_state(state_for(waiting=waiting[0], tokens_present=tokens_present[0]))
+        tray.set_state(state_for(waiting=waiting[0], tokens_present=tokens_present[0],
+                                 problem=problem[0]))
 
     def on_waiting(now: bool) -> None:
         waiting[0] = now
@@ -350,6 +356,8 @@ def start_tray(runtime: Any) -> Tray | None:
             try:
                 tokens = await runtime.stores.tokens()
                 tokens_present[0] = any(t.present and not t.demo for t in tokens)
+                # A module that fails to load or a smart card service that is down.
+                problem[0] = bool(runtime.stores.problems) or smartcard_down(runtime)
                 show()
             except Exception:
                 tray.set_state(TrayState.PROBLEM)
@@ -357,6 +365,16 @@ def start_tray(runtime: Any) -> Tray | None:
 
     tray.watcher = asyncio.get_running_loop().create_task(watch_tokens())
     return tray
+
+
+def smartcard_down(runtime: Any) -> bool:
+    """PC/SC is watched and its service does not answer (doctor says the same)."""
+    pcsc = getattr(runtime, "pcsc", None)
+    if pcsc is None:
+        return False
+    from agent.pcsc.watcher import ServiceState
+
+    return pcsc.status.service is ServiceState.NOT_RUNNING
 
 
 def state_for(*, waiting: bool, tokens_present: bool, problem: bool = False) -> TrayState:

@@ -87,6 +87,8 @@ class TkUI:
         if prompt is not None:
             self.runner().call_soon(prompt.close)
 
+    pin_pad_finished = close_pin_pad_prompt
+
     def close(self) -> None:
         if self._runner is not None:
             self.close_pin_pad_prompt()
