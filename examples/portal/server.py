@@ -6,10 +6,11 @@ end to end: "log in with e-signature", "sign the declaration", "sign a PDF".
 
 (`imza-agent demo` starts the agent, this portal and a browser in one go.)
 
-Standard library plus `cryptography`; serves https only (its own certificate, or a
-self-signed one made at start). Everything the server believes it checks itself
-(verify.py): the login token against its OWN configured origin and a challenge it issued
-once; a signature against the document it composed itself.
+Standard library, `cryptography` and pyHanko (the `formats` extra); serves https only
+(its own certificate, or a self-signed one made at start). Everything the server believes
+it checks itself: the login token against its OWN configured origin and a challenge it
+issued once (verify.py); the declaration's CAdES signature against the document it
+composed itself, once, with pyHanko's validator (verify_cms.py).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from cryptography.x509.oid import NameOID
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from verify import Rejected, describe, verify_hash_signature, verify_login  # noqa: E402
+from verify import Rejected, describe, verify_login  # noqa: E402
+from verify_cms import verify_declaration_cms  # noqa: E402
 
 SDK_DIR = HERE.parent.parent / "extension" / "sdk"
 CHALLENGE_TTL = 300.0  # seconds a login challenge stays usable
@@ -59,9 +61,12 @@ class Session:
 class Portal:
     """The portal's state: sessions, trust anchors, its own origin."""
 
-    def __init__(self, origin: str, anchors: list[Path]) -> None:
+    def __init__(self, origin: str, anchors: list[Path], tsa_url: str | None = None) -> None:
         self.origin = origin
         self.anchor_paths = anchors
+        # With a TSA the portal asks for CAdES-B-T and refuses signatures without a valid
+        # time-stamp (whose TSA must chain to one of the anchors too).
+        self.tsa_url = tsa_url
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
         self.signed: list[dict[str, Any]] = []  # what was accepted, for tests and the log
@@ -122,34 +127,49 @@ class Portal:
         form = body.get("form") if isinstance(body.get("form"), dict) else {}
         fields = {k: str(form.get(k, ""))[:200] for k in ("year", "income", "tax", "note")}
         # The server composes the document itself: the browser never decides what is signed.
+        # The random id in it is the server's nonce: each issued document is unique, so a
+        # signature over an earlier one can never match a later one.
+        doc_id = secrets.token_urlsafe(16)
         text = (f"Gəlir vergisi bəyannaməsi / Income tax declaration\n"
                 f"Vergi ödəyicisi: {session.user['name']} ({session.user['serialNumber']})\n"
                 f"İl: {fields['year']}\nGəlir: {fields['income']} AZN\n"
                 f"Vergi: {fields['tax']} AZN\nQeyd: {fields['note']}\n"
-                f"Portal: {self.origin}\n")
+                f"Portal: {self.origin}\nSənəd / Document: {doc_id}\n")
         document = text.encode("utf-8")
-        doc_id = secrets.token_urlsafe(12)
         with self.lock:
             session.documents[doc_id] = document
-        return {"documentId": doc_id, "text": text,
-                "data": base64.b64encode(document).decode(),
-                "hash": base64.b64encode(hashlib.sha256(document).digest()).decode(),
-                "hashAlgorithm": "SHA-256"}
+        # Only the digest goes to the agent (sign.cms with `hash`): the text is for the
+        # page and the dialog, the bytes stay here.
+        answer = {"documentId": doc_id, "text": text,
+                  "hash": base64.b64encode(hashlib.sha256(document).digest()).decode(),
+                  "hashAlgorithm": "SHA-256", "level": "T" if self.tsa_url else "B"}
+        if self.tsa_url:
+            answer["tsaUrl"] = self.tsa_url
+        return answer
 
     def _submit(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
+        with self.lock:  # single use: taken out before anything is checked
             document = session.documents.pop(str(body.get("documentId")), None)
         if document is None or session.user is None:
-            raise Rejected("unknown document")
-        cert = verify_hash_signature(body.get("signature"), document=document,
-                                     anchors=self.anchors())
-        signer = describe(cert)
+            raise Rejected("unknown or already used document")
+        signed = verify_declaration_cms(body.get("cms"), document=document,
+                                        anchors=self.anchors(),
+                                        require_timestamp=self.tsa_url is not None)
+        signer = describe(signed.signer)
         if (signer["name"], signer["serialNumber"]) != (session.user["name"],
                                                         session.user["serialNumber"]):
             raise Rejected("signed by someone other than the logged-in user")
-        record = {"signer": signer, "sha256": hashlib.sha256(document).hexdigest()}
-        self.signed.append(record)
+        record = {"signer": signer, "sha256": hashlib.sha256(document).hexdigest(),
+                  "format": "CAdES-B-T" if signed.timestamp else "CAdES-B-B",
+                  "signingTime": _iso(signed.signing_time),
+                  "timestamp": _iso(signed.timestamp)}
+        with self.lock:
+            self.signed.append(record)
         return {"accepted": True, **record}
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -282,11 +302,11 @@ class PortalServer:
     def __init__(self, *, anchors: list[Path], host: str = "127.0.0.1", port: int = 0,
                  public_host: str = "localhost", origin: str | None = None,
                  cert: Path | None = None, key: Path | None = None,
-                 verbose: bool = False) -> None:
+                 tsa_url: str | None = None, verbose: bool = False) -> None:
         self.httpd = http.server.ThreadingHTTPServer((host, port), _Handler)
         self.port = self.httpd.server_address[1]
         default = f"https://{public_host}" + ("" if self.port == 443 else f":{self.port}")
-        self.portal = Portal(origin or default, anchors)
+        self.portal = Portal(origin or default, anchors, tsa_url)
         if cert is None or key is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="demo-portal-")
             cert, key = self_signed([public_host, "localhost", "127.0.0.1"], Path(self._tmp.name))
@@ -326,10 +346,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="PEM file of a CA whose certificates may log in and sign")
     parser.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
     parser.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    parser.add_argument("--tsa-url", help="RFC 3161 service: ask for CAdES-B-T signatures "
+                        "(the TSA's CA must be a --trust-anchor)")
     args = parser.parse_args(argv)
     server = PortalServer(anchors=args.trust_anchor, host=args.host, port=args.port,
                           public_host=args.public_host, origin=args.origin, cert=args.cert,
-                          key=args.key, verbose=True)
+                          key=args.key, tsa_url=args.tsa_url, verbose=True)
     print(f"demo portal: {server.origin}/", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

@@ -3,11 +3,10 @@ docs/protocol.md alone, with `cryptography`, importing nothing from the agent.
 
 * ``verify_login``: an ``auth.login`` token proves control of an authentication key for
   *this portal's own origin* and the challenge it issued.
-* ``verify_hash_signature``: a ``sign.hash`` signature over the declaration the portal
-  itself composed.
+  It also checks that the certificate chains to one of the portal's trust anchors and
+  is valid now.
 
-Both also check that the certificate chains to one of the portal's trust anchors and is
-valid now.
+The declaration's CAdES signature is checked with pyHanko instead (verify_cms.py).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 _JOSE_HASH = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
-_NAMED_HASH = {"SHA-256": hashes.SHA256, "SHA-384": hashes.SHA384, "SHA-512": hashes.SHA512}
 
 
 class Rejected(Exception):
@@ -137,29 +135,6 @@ def verify_login(token: Any, *, own_origin: str, challenge: str,
                + hashlib.sha256(b64url_decode(challenge)).digest())
     _verify(cert, b64decode(token.get("signature"), "the signature"), message,
             family=family, hash_alg=_JOSE_HASH[size](), prehashed=False, raw_ecdsa=True)
-    return cert
-
-
-def verify_hash_signature(answer: Any, *, document: bytes,
-                          anchors: Sequence[x509.Certificate]) -> x509.Certificate:
-    """A ``sign.hash`` result over SHA-2 of ``document`` (the bytes the portal composed,
-    never a hash the browser sent)."""
-    if not isinstance(answer, dict):
-        raise Rejected("no signature")
-    cert = _certificate(answer.get("certificate"), "the certificate")
-    check_chain(cert, [_certificate(c, "a chain certificate")
-                       for c in answer.get("chain") or []], anchors)
-    usage = _key_usage(cert)
-    if usage is None or not (usage.content_commitment or usage.digital_signature):
-        raise Rejected("the certificate is not for signing")
-    hash_cls = _NAMED_HASH.get(str(answer.get("hashAlgorithm")))
-    scheme = answer.get("scheme")
-    family = {"RSASSA-PKCS1-v1_5": "RS", "RSASSA-PSS": "PS", "ECDSA": "ES"}.get(str(scheme))
-    if hash_cls is None or family is None:
-        raise Rejected("unknown scheme or hash algorithm")
-    digest = hashlib.new(hash_cls.name, document).digest()
-    _verify(cert, b64decode(answer.get("signature"), "the signature"), digest,
-            family=family, hash_alg=hash_cls(), prehashed=True, raw_ecdsa=False)
     return cert
 
 

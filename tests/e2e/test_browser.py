@@ -7,6 +7,9 @@ native messaging host and the agent with the demo identity.
 (c) the extension alone, with no agent running: the native host starts it;
 (d) a hostile page on another origin gets no certificate, no dialog and no signature.
 
+In (a)–(c) the declaration is signed with ``sign.cms`` (CAdES over the digest of the
+document the portal composed) and the portal's server verifies it with pyHanko.
+
 The administrator's policy is locked to the portal's origin (docs/integration.md).
 """
 
@@ -153,13 +156,21 @@ def _dialogs(agent_transcript: list[dict[str, Any]], origin: str) -> list[str]:
     return [d["dialog"] for d in agent_transcript if d.get("origin") == origin]
 
 
-def _assert_logged_in_and_signed(bed: Bed, result: dict[str, Any], signed_before: int) -> None:
+def _assert_logged_in_and_signed(bed: Bed, result: dict[str, Any], signed_before: int,
+                                 transcript: list[dict[str, Any]]) -> None:
     assert result["login"]["error"] is None, result["login"]
     assert "DEMO" in result["user"]
     assert result["declaration"]["error"] is None, result["declaration"]
     assert "Accepted: signed by DEMO" in result["declarationText"]
-    # the portal's server verified it (not the page saying so)
+    # the portal's server verified it (not the page saying so): a CAdES signature (sign.cms)
+    # over the declaration it composed, checked with pyHanko against its trust anchors
     assert len(bed.portal.portal.signed) == signed_before + 1
+    record = bed.portal.portal.signed[-1]
+    assert record["format"] == "CAdES-B-B" and "DEMO" in record["signer"]["name"]
+    # and the PIN dialog showed the user that declaration
+    shown = [d.get("display_text") or "" for d in transcript
+             if d["dialog"] == "pin" and d.get("origin") == bed.portal_origin]
+    assert any("Income tax declaration" in text for text in shown), shown
 
 
 def test_a_direct_websocket_from_a_public_site_granted_local_network_access(bed: Bed) -> None:
@@ -169,7 +180,7 @@ def test_a_direct_websocket_from_a_public_site_granted_local_network_access(bed:
                           grantLocalNetwork=True)
     assert result["direct"]["ws"] == "open"
     assert result["transport"] == "wss"  # trusted through NSS, no certificate errors
-    _assert_logged_in_and_signed(bed, result, signed)
+    _assert_logged_in_and_signed(bed, result, signed, bed.agent.transcript(mark))
     dialogs = _dialogs(bed.agent.transcript(mark), bed.portal_origin)
     assert dialogs == ["certificate", "pin", "certificate", "pin"]
 
@@ -188,7 +199,7 @@ def test_b_without_local_network_access_the_sdk_falls_back_to_the_extension(bed:
     assert result["fallback"] == {"transport": "extension", "seen": "extension",
                                   "origin": bed.portal_origin}
     assert result["transport"] == "extension"
-    _assert_logged_in_and_signed(bed, result, signed)
+    _assert_logged_in_and_signed(bed, result, signed, bed.agent.transcript(mark))
     assert result["tokens"]["tokens"][0]["present"] is True
     assert _dialogs(bed.agent.transcript(mark), bed.portal_origin) == [
         "certificate", "pin", "certificate", "pin", "certificate", "pin"]
@@ -244,7 +255,7 @@ def test_c_the_extension_alone_starts_the_agent(bed: Bed) -> None:
         runtime = json.loads((idle.home / "runtime.json").read_text(encoding="utf-8"))
         pid = runtime["pid"]
         assert result["transport"] == "extension"
-        _assert_logged_in_and_signed(bed, result, signed)
+        _assert_logged_in_and_signed(bed, result, signed, idle.transcript())
         assert _dialogs(idle.transcript(), bed.portal_origin) == [
             "certificate", "pin", "certificate", "pin"]
     finally:

@@ -1,4 +1,4 @@
-// The demo portal's page: the whole integration is connect(), login(), signHash()/signPdf().
+// The demo portal's page: the whole integration is connect(), login(), signCms()/signPdf().
 import { connect, ImzaError, Reason, fromBase64 } from "/sdk/imza.js";
 
 const $ = (id) => document.getElementById(id);
@@ -67,16 +67,21 @@ async function signDeclaration(event) {
   event.preventDefault();
   status("Signing the declaration…");
   const form = Object.fromEntries(new FormData($("declaration")));
+  // The server composes the declaration and keeps it; the page gets its digest and text.
   const doc = await api("/api/declaration/prepare", { form });
   const a = await getAgent();
-  const chosen = await a.selectCertificate({ purpose: "sign" });
-  const signed = await a.signHash({ handle: chosen.handle, hash: doc.hash,
-    hashAlgorithm: doc.hashAlgorithm,
-    display: { text: doc.text, documentName: "beyanname.txt" } });
-  const verdict = await api("/api/declaration/submit", { documentId: doc.documentId,
-    signature: { ...signed, chain: chosen.chain } });
+  const chosen = await a.selectCertificate({ purpose: "sign",
+    filter: { keyUsage: ["nonRepudiation"] } });
+  // CAdES (detached CMS) over the server's digest: the document itself stays on the server.
+  const params = { handle: chosen.handle, hash: doc.hash, hashAlgorithm: doc.hashAlgorithm,
+    level: doc.level, display: { text: doc.text, documentName: "beyanname.txt" } };
+  if (doc.tsaUrl) params.tsaUrl = doc.tsaUrl;
+  const { cms } = await a.signCms(params);
+  // The server verifies the CMS against the document it issued (once) and its trusted CAs.
+  const verdict = await api("/api/declaration/submit", { documentId: doc.documentId, cms });
   $("declaration-result").textContent =
-    `Accepted: signed by ${verdict.signer.name}\nSHA-256 ${verdict.sha256}`;
+    `Qəbul edildi / Accepted: signed by ${verdict.signer.name}\n` +
+    `${verdict.format}, SHA-256 ${verdict.sha256}`;
   $("declaration-result").dataset.accepted = "yes";
   status("Declaration signed");
 }
