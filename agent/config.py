@@ -89,6 +89,13 @@ class PolicyConfig(_Section):
         False, description="Drop the sites the agent trusts by default (see docs/policy.md).")
 
 
+def _http_url(value: str, *, echo: bool = True) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+        # A proxy URL may hold a password: such a value is not repeated in the message.
+        raise ValueError(f"{value!r} is not an http(s) URL" if echo else "not an http(s) URL")
+    return value
+
+
 class FormatsConfig(_Section):
     """CAdES/PAdES/XAdES signing: time-stamping, validation data, the signer's status."""
 
@@ -104,15 +111,48 @@ class FormatsConfig(_Section):
         description="Origin → time-stamping service for that origin (wins over tsa_url).")
     allow_page_tsa: bool = Field(
         True, description="Use the page's tsaUrl when no TSA is configured for its origin.")
+    tsa_by_issuer: dict[str, str] = Field(
+        default_factory=dict,
+        description="Issuing CA of the signer's certificate → time-stamping service (after "
+                    "tsa_by_origin, before tsa_url). The CA is named by the SHA-256 "
+                    "fingerprint of its certificate, hex, colons allowed "
+                    "(`openssl x509 -noout -fingerprint -sha256 -in ca.pem`).")
+    ocsp_by_issuer: dict[str, str] = Field(
+        default_factory=dict,
+        description="Issuing CA (SHA-256 fingerprint, as in tsa_by_issuer) → OCSP responder "
+                    "for the certificates it issued, used instead of their AIA address.")
     http_proxy: str | None = Field(
-        None, description="HTTP proxy for TSA, OCSP, CRL and certificate downloads.")
+        None, repr=False,  # may hold a password
+        description="HTTP proxy (`http://[user:password@]host:port`) for TSA, OCSP, CRL and "
+                    "certificate downloads; unset: the system proxy (HTTP_PROXY, "
+                    "HTTPS_PROXY, NO_PROXY; on Windows and macOS also the system settings).")
     revocation: Literal["off", "warn", "enforce"] = Field(
         "warn", description="Signer certificate check before signing: off; warn (refuse "
                             "revoked/expired, sign when status is unknown); enforce (also "
-                            "refuse when path or status cannot be established).")
+                            "refuse when path or status cannot be established, or when the "
+                            "certificate names no OCSP/CRL source and its issuer has no "
+                            "ocsp_by_issuer entry).")
     network_timeout: float = Field(
         10.0, gt=0, le=120,
         description="Seconds per TSA/OCSP/CRL request before the call fails with NETWORK.")
+
+    @field_validator("tsa_by_issuer", "ocsp_by_issuer")
+    @classmethod
+    def _issuer_fingerprints(cls, value: dict[str, str]) -> dict[str, str]:
+        """Keys normalised to lower hex without separators, so lookups are exact."""
+        normalised: dict[str, str] = {}
+        for key, url in value.items():
+            digits = key.replace(":", "").replace(" ", "").lower()
+            if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+                raise ValueError(f"{key!r} is not a SHA-256 certificate fingerprint "
+                                 "(64 hex digits)")
+            normalised[digits] = _http_url(url)
+        return normalised
+
+    @field_validator("http_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value, echo=False)
 
 
 class AtrRule(_Section):

@@ -8,7 +8,12 @@ One ``ThreadingHTTPServer`` serves, over real HTTP:
 * ``POST /tsa-garbage`` — answers 200 ``application/timestamp-reply`` with junk;
 * ``POST /tsa-slow`` — answers only after ``SLOW_SECONDS``;
 * ``POST /ocsp`` — an OCSP responder for the intermediate CA (responses signed by the CA);
-* ``GET /crl`` — the intermediate's CRL; ``GET /ca.cer`` — the intermediate (caIssuers).
+* ``GET /crl`` — the intermediate's CRL; ``GET /ca.cer`` — the intermediate (caIssuers);
+* ``POST /tsa-alt``, ``POST /ocsp-alt`` — the same TSA and responder under other names,
+  so a test can tell which configured address was asked; ``POST /ocsp-down`` — 503.
+
+``ForwardingProxy`` is a plain HTTP proxy (absolute-URI requests) on loopback that
+forwards to these services and records what it forwarded.
 
 Certificates issued here carry AIA (OCSP + caIssuers) and CRL distribution points naming
 this server; ``revoked`` serials are reported revoked by both OCSP and the CRL.
@@ -17,8 +22,10 @@ this server; ``revoked`` serials are reported revoked by both OCSP and the CRL.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -27,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from asn1crypto import keys as asn1_keys
@@ -80,7 +88,8 @@ class PkiServices:
     # --- certificates ------------------------------------------------------------------
 
     def issue(self, name: str, key_type: str = "RSA", *, ocsp_url: bool = True,
-              crl_url: bool = True, eku_tsa: bool = False) -> Issued:
+              crl_url: bool = True, eku_tsa: bool = False,
+              ocsp_path: str = "/ocsp") -> Issued:
         key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
             rsa.generate_private_key(65537, 2048) if key_type == "RSA"
             else ec.generate_private_key(ec.SECP256R1()))
@@ -123,7 +132,7 @@ class PkiServices:
         if ocsp_url:
             access.insert(0, x509.AccessDescription(
                 AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(
-                    self.url("/ocsp"))))
+                    self.url(ocsp_path))))
         builder = builder.add_extension(x509.AuthorityInformationAccess(access),
                                         critical=False)
         if crl_url:
@@ -222,7 +231,7 @@ def _handler(services: PkiServices) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             services.requests.append(f"POST {self.path}")
-            if self.path == "/tsa":
+            if self.path in ("/tsa", "/tsa-alt"):
                 self._reply(200, services.timestamp(body), "application/timestamp-reply")
             elif self.path == "/tsa-garbage":
                 self._reply(200, b"\x30\x03\x02\x01\x07 not a time-stamp",
@@ -230,8 +239,10 @@ def _handler(services: PkiServices) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/tsa-slow":
                 time.sleep(SLOW_SECONDS)
                 self._reply(200, b"late", "application/timestamp-reply")
-            elif self.path == "/ocsp":
+            elif self.path in ("/ocsp", "/ocsp-alt"):
                 self._reply(200, services.ocsp_response(body), "application/ocsp-response")
+            elif self.path == "/ocsp-down":
+                self._reply(503, b"", "text/plain")
             else:
                 self._reply(404, b"", "text/plain")
 
@@ -246,6 +257,89 @@ def start_services(pki: TestPKI) -> PkiServices:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     services.tsa = services.issue("tsa", eku_tsa=True)
     return services
+
+
+# --- a forwarding HTTP proxy ----------------------------------------------------------------
+
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
+               "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
+
+
+@dataclass
+class ForwardingProxy:
+    """An HTTP proxy as corporate networks have: takes ``METHOD http://host/path``
+    requests, forwards them, and keeps ``METHOD URL`` of each in ``requests``."""
+
+    server: ThreadingHTTPServer
+    requests: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def paths(self, since: int = 0) -> list[str]:
+        """``METHOD /path`` of what was forwarded, as the services record it."""
+        out = []
+        for line in self.requests[since:]:
+            method, _, url = line.partition(" ")
+            out.append(f"{method} {urlsplit(url).path}")
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _proxy_handler(proxy: ForwardingProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _forward(self) -> None:
+            target = urlsplit(self.path)
+            if target.scheme != "http" or not target.hostname:
+                self.send_error(400, "absolute http URI expected")
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            proxy.requests.append(f"{self.command} {self.path}")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=30)
+            try:
+                path = target.path + (f"?{target.query}" if target.query else "")
+                conn.request(self.command, path or "/", body=body or None, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+            except OSError:
+                self.send_error(502)
+                return
+            finally:
+                conn.close()
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.getheader("Content-Type", "text/plain"))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = _forward
+        do_POST = _forward
+
+    return Handler
+
+
+def start_proxy() -> ForwardingProxy:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    proxy = ForwardingProxy(server)
+    server.RequestHandlerClass = _proxy_handler(proxy)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return proxy
+
+
+def unused_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # --- a SoftHSM token holding the identities issued here -----------------------------------
@@ -343,10 +437,17 @@ def formats_bed(pki: TestPKI) -> Iterator[FormatsBed]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def start_formats_daemon(bed: FormatsBed, home: Path, **formats: object) -> Daemon:
+# The loopback services are reached directly unless a test says otherwise, whatever
+# proxy the machine running the tests has in its environment.
+DIRECT_ENV = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def start_formats_daemon(bed: FormatsBed, home: Path, env: dict[str, str] | None = None,
+                         **formats: object) -> Daemon:
     config = {"trust_anchors": [str(p) for p in bed.anchors], "revocation": "enforce",
               "network_timeout": NETWORK_TIMEOUT, **formats}
-    daemon = Daemon(home=home, modules=[MODULE], env=bed.token.env,
+    daemon = Daemon(home=home, modules=[MODULE],
+                    env={**DIRECT_ENV, **bed.token.env, **(env or {})},
                     config={"formats": config},  # type: ignore[dict-item]
                     answers={"consent": "always", "certificate": "first",
                              "pin": bed.token.pin})

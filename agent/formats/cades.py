@@ -15,12 +15,15 @@ a dead service fails the request without making the user sign for nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from asn1crypto import cms
 
 from agent.formats.request import FormatJob
 from agent.formats.revocation import (
     ValidationData,
     collect_validation_data,
+    ocsp_from_issuer_responder,
     to_asn1,
     validation_context,
 )
@@ -46,10 +49,20 @@ async def build_cades(job: FormatJob, data_digest: bytes, hash_alg: HashAlgorith
             # The TSA's certificate is known from the preflight token: gather data for
             # both paths now, before the user is asked.
             tsa_certs = _token_certs(stamper, md)
-            context = validation_context(job.anchors, [*job.chain, *_as_crypto(tsa_certs)],
-                                         session, job.network, hard_fail=True)
+            extra = [*job.chain, *_as_crypto(tsa_certs)]
+            context = validation_context(job.anchors, extra, session, job.network,
+                                         hard_fail=True)
+
+            async def issuer_ocsp(cert: Any, path: Any) -> Any:
+                return await ocsp_from_issuer_responder(
+                    cert, path,
+                    lambda ocsps: validation_context(job.anchors, extra, session, job.network,
+                                                     hard_fail=True, ocsps=ocsps),
+                    session, job.network)
+
             leaves = [to_asn1(job.certificate), *_tsa_leaves(stamper, md)]
-            validation = await collect_validation_data(context, leaves)
+            validation = await collect_validation_data(context, leaves,
+                                                       issuer_ocsp=issuer_ocsp)
         content = await signer.async_sign(
             data_digest, md, use_pades=True, is_pdf_sig=False, timestamper=stamper,
             encap_content_info={"content_type": "data"})

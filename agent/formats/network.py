@@ -1,10 +1,16 @@
 """HTTP for TSA, OCSP, CRL and certificate downloads: one proxy, one timeout, and which
-time-stamping service a request may use."""
+service (time-stamping, OCSP) a request uses for a given origin or certificate issuer.
+
+Light on purpose: ``request.py`` imports it on every format call, aiohttp only when a
+session is opened."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from agent.errors import Unsupported
 
@@ -12,33 +18,69 @@ if TYPE_CHECKING:
     import aiohttp
 
 
-@dataclass(frozen=True)
+def issuer_fingerprint(der: bytes) -> str:
+    """How the configuration names an issuing CA: SHA-256 of its certificate, lower hex."""
+    return hashlib.sha256(der).hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
 class NetworkSettings:
     timeout: float = 10.0
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)  # may carry proxy credentials
+    ocsp_by_issuer: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Any) -> NetworkSettings:
         if config is None:
             return cls()
-        return cls(timeout=config.network_timeout, proxy=config.http_proxy)
+        return cls(timeout=config.network_timeout, proxy=config.http_proxy,
+                   ocsp_by_issuer=dict(config.ocsp_by_issuer))
 
     def session(self) -> aiohttp.ClientSession:
-        """A session for one request; the environment's proxy variables are ignored so
-        only the configured proxy is used."""
+        """A session for one request.  The configured proxy when there is one; otherwise
+        the system's (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``, and on Windows and
+        macOS the system settings, as Python's ``urllib.request.getproxies`` reads them)."""
         import aiohttp
 
-        return aiohttp.ClientSession(
-            proxy=self.proxy, trust_env=False,
-            timeout=aiohttp.ClientTimeout(total=self.timeout))
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        if self.proxy is None:
+            return aiohttp.ClientSession(trust_env=True, timeout=timeout)
+        proxy, user, password = split_proxy_credentials(self.proxy)
+        auth = aiohttp.BasicAuth(user, password) if user is not None else None
+        return aiohttp.ClientSession(proxy=proxy, proxy_auth=auth, trust_env=False,
+                                     timeout=timeout)
+
+    def ocsp_url_for(self, issuer_der: bytes | None) -> str | None:
+        """The OCSP responder configured for certificates of this issuer, if any."""
+        if issuer_der is None or not self.ocsp_by_issuer:
+            return None
+        return self.ocsp_by_issuer.get(issuer_fingerprint(issuer_der))
 
 
-def choose_tsa(config: Any, origin: str, page_url: str | None) -> str:
-    """The TSA for this origin: the administrator's mapping, the configured default, or
-    (when allowed) the page's own ``tsaUrl``."""
+def split_proxy_credentials(url: str) -> tuple[str, str | None, str]:
+    """``http://user:secret@host:port`` → (``http://host:port``, user, secret): aiohttp
+    wants proxy credentials apart from the URL."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None, ""
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, unquote(parts.username), unquote(parts.password or "")
+
+
+def choose_tsa(config: Any, origin: str, page_url: str | None,
+               issuer: str | None = None) -> str:
+    """The TSA for this request: the administrator's mapping for the origin, then for the
+    signer's issuing CA (``issuer``: its fingerprint), the configured default, and — when
+    allowed — the page's own ``tsaUrl``."""
     if config is not None:
         if origin in config.tsa_by_origin:
             return str(config.tsa_by_origin[origin])
+        if issuer is not None and issuer in config.tsa_by_issuer:
+            return str(config.tsa_by_issuer[issuer])
         if config.tsa_url:
             return str(config.tsa_url)
         if not config.allow_page_tsa:

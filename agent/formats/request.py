@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.app.core import Display
 from agent.errors import AgentError, InternalError
-from agent.formats.network import NetworkSettings, choose_tsa
+from agent.formats.network import NetworkSettings, choose_tsa, issuer_fingerprint
 from agent.formats.revocation import Anchors, build_chain, load_anchors
 from agent.formats.signer_adapter import KeyAccess
 from agent.formats.status import check_signer
@@ -40,6 +41,13 @@ class FormatJob:
 Builder = Callable[[FormatJob], Awaitable[bytes]]
 
 
+def _issuer_fingerprint(cert: x509.Certificate, chain: list[x509.Certificate]) -> str | None:
+    """The signer's issuing CA as ``tsa_by_issuer`` names it, when the agent has it."""
+    if not chain or chain[0].subject != cert.issuer:
+        return None
+    return issuer_fingerprint(chain[0].public_bytes(Encoding.DER))
+
+
 def _display(params: object) -> Display:
     shown = getattr(params, "display", None)
     return Display(shown.text, shown.document_name) if shown else Display()
@@ -57,14 +65,14 @@ async def run_format(ctx: CallContext, params: object, method: str, hash_name: s
         await core.require(ctx, Permission.SIGN)
         _, entry = await core.entry_for(ctx, params.handle, "sign")  # type: ignore[attr-defined]
         access = KeyAccess(ctx, core, entry, _display(params))
-        tsa = choose_tsa(config, ctx.origin, getattr(params, "tsa_url", None)) \
-            if needs_tsa else None
         anchors = load_anchors(config.trust_anchors if config is not None else [])
         token_certs = [x509.load_der_x509_certificate(e.der)
                        for e in await core.stores.certificates()
                        if e.token.token_id == entry.token.token_id]
         cert = access.certificate
         chain = build_chain(cert, [*token_certs, *anchors.others, *anchors.roots])
+        tsa = choose_tsa(config, ctx.origin, getattr(params, "tsa_url", None),
+                         _issuer_fingerprint(cert, chain)) if needs_tsa else None
         await check_signer(cert, chain, anchors, network,
                            config.revocation if config is not None else "off")
         job = FormatJob(access, chain, anchors, network, tsa)

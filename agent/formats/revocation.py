@@ -1,6 +1,7 @@
 """Certificates and revocation data: trust anchors from the configuration, chains, a
-pyhanko-certvalidator context that fetches OCSP/CRL over our network settings, and the
-validation data a B-LT signature embeds."""
+pyhanko-certvalidator context whose OCSP/CRL/certificate fetches go over our session (so
+our proxy and timeout), with OCSP responders configured per issuing CA, and the validation
+data a B-LT signature embeds."""
 
 from __future__ import annotations
 
@@ -17,7 +18,24 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.authority import Authority
+from pyhanko_certvalidator.errors import OCSPFetchError
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import (
+    AIOHttpCertificateFetcher,
+    AIOHttpCRLFetcher,
+    AIOHttpOCSPFetcher,
+)
+from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers, FetchLimits
+from pyhanko_certvalidator.fetchers.common_utils import (
+    FetchBudget,
+    FetchKind,
+    format_ocsp_request,
+    ocsp_job_get_earliest,
+    process_ocsp_response_data,
+)
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
+from pyhanko_certvalidator.util import get_ocsp_urls
 
 from agent.errors import AgentError, NetworkError
 from agent.formats.network import NetworkSettings
@@ -72,14 +90,104 @@ def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
 
 def validation_context(anchors: Anchors, extra: Iterable[x509.Certificate],
                        session: aiohttp.ClientSession, settings: NetworkSettings, *,
-                       hard_fail: bool) -> ValidationContext:
+                       hard_fail: bool,
+                       ocsps: Sequence[asn1_ocsp.OCSPResponse] = ()) -> ValidationContext:
     return ValidationContext(
         trust_roots=[to_asn1(c) for c in anchors.roots],
         other_certs=[to_asn1(c) for c in (*anchors.others, *extra)],
-        allow_fetching=True,
+        allow_fetching=True, ocsps=list(ocsps),
         revocation_mode="hard-fail" if hard_fail else "soft-fail",
-        fetcher_backend=AIOHttpFetcherBackend(session=session,
-                                              per_request_timeout=settings.timeout))
+        fetcher_backend=SessionFetcherBackend(session, settings))
+
+
+class SessionFetcherBackend(FetcherBackend):
+    """pyhanko-certvalidator's aiohttp fetchers, all on our session (proxy, timeout), the
+    OCSP one asking the responder configured for the issuer when there is one."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: NetworkSettings) -> None:
+        self.session = session
+        self.settings = settings
+
+    def get_fetchers(self) -> Fetchers:
+        budget = FetchBudget(FetchLimits())
+        timeout = self.settings.timeout
+        return Fetchers(
+            ocsp_fetcher=IssuerOcspFetcher(self.session, self.settings, budget=budget),
+            crl_fetcher=AIOHttpCRLFetcher(self.session, per_request_timeout=timeout,
+                                          budget=budget),
+            cert_fetcher=AIOHttpCertificateFetcher(self.session, per_request_timeout=timeout,
+                                                   budget=budget))
+
+    async def close(self) -> None:
+        pass  # the session belongs to the request that opened it
+
+
+class IssuerOcspFetcher(AIOHttpOCSPFetcher):
+    def __init__(self, session: aiohttp.ClientSession, settings: NetworkSettings, *,
+                 budget: FetchBudget) -> None:
+        super().__init__(session, per_request_timeout=settings.timeout, budget=budget)
+        self.settings = settings
+
+    async def _fetch(self, cert: asn1_x509.Certificate, authority: Authority
+                     ) -> asn1_ocsp.OCSPResponse:
+        configured = self.settings.ocsp_url_for(authority_der(authority))
+        urls = [configured] if configured else get_ocsp_urls(cert)
+        if not urls:
+            raise OCSPFetchError("No URLs to fetch OCSP responses from")
+
+        async def one(url: str) -> asn1_ocsp.OCSPResponse:
+            self._charge(FetchKind.OCSP)
+            return await fetch_ocsp(self.get_session(), url, cert, authority, self.settings)
+
+        return await ocsp_job_get_earliest(one(url) for url in urls)
+
+
+def authority_der(authority: Authority) -> bytes | None:
+    cert = getattr(authority, "certificate", None)
+    return cert.dump() if cert is not None else None
+
+
+async def fetch_ocsp(session: aiohttp.ClientSession, url: str, cert: asn1_x509.Certificate,
+                     authority: Authority, settings: NetworkSettings
+                     ) -> asn1_ocsp.OCSPResponse:
+    """One OCSP request (with a nonce) to ``url``; OCSPFetchError/OCSPValidationError if
+    the responder cannot be reached or refuses."""
+    request = format_ocsp_request(cert, authority, certid_hash_algo="sha1",
+                                  request_nonces=True)
+    headers = {"Accept": "application/ocsp-response",
+               "Content-Type": "application/ocsp-request"}
+    try:
+        async with session.post(url, data=request.dump(), headers=headers,
+                                raise_for_status=True,
+                                timeout=aiohttp.ClientTimeout(total=settings.timeout)
+                                ) as response:
+            body = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise OCSPFetchError(f"Failed to fetch OCSP response from {url}") from exc
+    return process_ocsp_response_data(body, ocsp_request=request, ocsp_url=url)
+
+
+async def ocsp_from_issuer_responder(cert: asn1_x509.Certificate, path: ValidationPath,
+                                     context_for: Any, session: aiohttp.ClientSession,
+                                     settings: NetworkSettings
+                                     ) -> asn1_ocsp.OCSPResponse | None:
+    """For a certificate naming no OCSP responder whose issuer has one configured
+    (pyhanko-certvalidator only asks the responders a certificate names): ask it, and
+    check the answer by pyhanko-certvalidator's OCSP rules.  ``None`` when this does not
+    apply; RevokedError or an OCSPValidationError otherwise."""
+    if get_ocsp_urls(cert):
+        return None  # the fetcher has asked the configured responder already
+    try:
+        authority = path.find_issuing_authority(cert)
+    except LookupError:
+        return None
+    url = settings.ocsp_url_for(authority_der(authority))
+    if url is None:
+        return None
+    response = await fetch_ocsp(session, url, cert, authority, settings)
+    context: ValidationContext = context_for([response])
+    await verify_ocsp_response(cert, path, context)
+    return response
 
 
 @dataclass
@@ -92,16 +200,23 @@ class ValidationData:
 
 
 async def collect_validation_data(context: ValidationContext,
-                                  certs: Sequence[asn1_x509.Certificate]) -> ValidationData:
+                                  certs: Sequence[asn1_x509.Certificate], *,
+                                  issuer_ocsp: Any = None) -> ValidationData:
     """Validate each certificate's path with hard-fail revocation checking and keep the
     certificates, OCSP responses and CRLs that took.  Anything missing is NETWORK: a
-    B-LT signature without its validation data would be a lie."""
+    B-LT signature without its validation data would be a lie.  ``issuer_ocsp(cert,
+    path)`` asks an issuer's configured responder about a certificate naming none."""
     data = ValidationData()
     seen: set[bytes] = set()
+    extra_ocsps: list[asn1_ocsp.OCSPResponse] = []
     for cert in certs:
         try:
             path = await CertificateValidator(cert, validation_context=context
                                               ).async_validate_path()
+            if issuer_ocsp is not None:
+                response = await issuer_ocsp(cert, path)
+                if response is not None:
+                    extra_ocsps.append(response)
         except AgentError:
             raise
         except Exception as exc:
@@ -115,7 +230,7 @@ async def collect_validation_data(context: ValidationContext,
                 seen.add(der)
                 data.certificates.append(item)
     data.crls = list(context.crls)
-    data.ocsps = list(context.ocsps)
+    data.ocsps = [*context.ocsps, *extra_ocsps]
     return data
 
 

@@ -52,6 +52,15 @@ def _check_imprint(token: cms.ContentInfo, message_digest: bytes) -> None:
         raise NetworkError("the time-stamp is over something else", service="TSA")
 
 
+async def preflight_tsa(url: str, settings: NetworkSettings, md_algorithm: str = "sha256"
+                        ) -> None:
+    """One request to the TSA before the user is asked (formats that time-stamp after
+    signing, XAdES): a dead TSA then costs no PIN entry and leaves no half-made
+    signature."""
+    async with settings.session() as session:
+        await GuardedTimeStamper(url, settings, session).preflight(md_algorithm)
+
+
 async def timestamp_token(url: str, settings: NetworkSettings, data: bytes,
                           md_algorithm: str = "sha256") -> bytes:
     """A time-stamp token (DER ContentInfo) over ``data``, for formats built without

@@ -29,7 +29,7 @@ from signxml.xades import XAdESSigner
 from agent.errors import Unsupported
 from agent.formats.request import FormatJob
 from agent.formats.signer_adapter import placeholder_signature
-from agent.formats.timestamps import timestamp_token
+from agent.formats.timestamps import preflight_tsa, timestamp_token
 from agent.keystores.base import EcdsaEncoding, HashAlgorithm
 
 LEVELS = ("B-B", "B-T")
@@ -118,6 +118,9 @@ def _detached_uri(document_name: str | None) -> str:
 
 async def build_xades(job: FormatJob, document: bytes, level: str, mode: str) -> bytes:
     root = _parse(document)
+    if level == "B-T":
+        assert job.tsa_url is not None
+        await preflight_tsa(job.tsa_url, job.network)
     cert = job.certificate
     key = CapturingKey(cert)
     is_ec = isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
