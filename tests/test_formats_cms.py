@@ -210,3 +210,16 @@ async def test_tsa_refusing_connections_is_network(formats_daemon: Daemon,
             "handle": handle, "data": b64(DATA), "hashAlgorithm": "SHA-256",
             "level": "LT", "tsaUrl": f"http://127.0.0.1:{port}/tsr"})
     assert error.reason == "NETWORK"
+
+
+async def test_timestamp_level_without_any_tsa_is_unsupported(formats_daemon: Daemon,
+                                                              formats_bed: FormatsBed) -> None:
+    """No tsaUrl from the page and none configured for the origin or issuer: nothing to
+    time-stamp with, said before any dialog."""
+    mark = formats_daemon.transcript_mark()
+    async with formats_daemon.client(ORIGIN) as client:
+        handle = await select_handle(client, formats_bed.serial("rsa"))
+        error = await client.error("sign.cms", {
+            "handle": handle, "data": b64(DATA), "hashAlgorithm": "SHA-256", "level": "T"})
+    assert (error.code, error.reason) == (4010, "UNSUPPORTED")
+    assert pin_dialogs(formats_daemon, mark) == []

@@ -226,14 +226,16 @@ def test_cms_needs_exactly_one_of_data_and_hash() -> None:
     assert problems(SignCmsParams, {**base, "data": ""}) == {"data": "value_error"}
 
 
-def test_timestamp_levels_need_a_valid_tsa_url() -> None:
+def test_a_tsa_url_given_must_be_valid() -> None:
+    # Absent is fine: the administrator's TSA may serve (else the agent says UNSUPPORTED).
     pdf = {"handle": "h", "pdf": b64(b"%PDF"), "level": "B-T"}
-    assert problems(SignPdfParams, pdf) == {"tsaUrl": "value_error"}
+    assert SignPdfParams.model_validate(pdf, by_alias=True).tsa_url is None
     for url in ("ftp://tsa.example/", "https://user:pw@tsa.example/", "https:///x",
                 "https://tsa.example:0/"):
         assert problems(SignPdfParams, {**pdf, "tsaUrl": url}) == {"tsaUrl": "value_error"}
     xml = {"handle": "h", "xml": b64(b"<a/>"), "level": "B-T", "mode": "detached"}
-    assert problems(SignXmlParams, xml) == {"tsaUrl": "value_error"}
+    assert problems(SignXmlParams, {**xml, "tsaUrl": "file:///etc/passwd"}) == {
+        "tsaUrl": "value_error"}
 
 
 def test_pdf_field_name_without_dots() -> None:

@@ -123,15 +123,9 @@ class SignHashesParams(_SignWithKey):
         return value
 
 
-def _needs_tsa(level: str) -> bool:
-    return level.removeprefix("B-") not in ("B",)
-
-
-def _tsa_for_level(value: str | None, info: ValidationInfo) -> str | None:
-    level = info.data.get("level")
-    if value is None and isinstance(level, StrEnum) and _needs_tsa(level.value):
-        raise ValueError(f"required for level {level.value}")
-    return value
+TSA_URL_HELP = (
+    "Time-stamping service for levels with a timestamp, used when the administrator "
+    "configured none for this origin or issuer; with neither, those levels are UNSUPPORTED.")
 
 
 class CadesLevel(StrEnum):
@@ -149,7 +143,7 @@ class SignCmsParams(WireModel):
     detached: Literal[True] = Field(
         True, description="Only detached signatures are produced in protocol 1.")
     level: CadesLevel
-    tsa_url: TsaUrl | None = Field(None, validate_default=True)
+    tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
     display: Display | None = None
 
     @field_validator("hash")
@@ -164,7 +158,6 @@ class SignCmsParams(WireModel):
             return None
         return _check_digest(value, info)
 
-    _tsa = field_validator("tsa_url")(_tsa_for_level)
 
 
 class PadesLevel(StrEnum):
@@ -181,10 +174,9 @@ class SignPdfParams(WireModel):
     reason: ShortText | None = None
     location: ShortText | None = None
     field_name: PdfFieldName | None = None
-    tsa_url: TsaUrl | None = Field(None, validate_default=True)
+    tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
     display: Display | None = None
 
-    _tsa = field_validator("tsa_url")(_tsa_for_level)
 
 
 class XadesLevel(StrEnum):
@@ -202,10 +194,9 @@ class SignXmlParams(WireModel):
     xml: B64Document
     level: XadesLevel
     mode: XmlMode
-    tsa_url: TsaUrl | None = Field(None, validate_default=True)
+    tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
     display: Display | None = None
 
-    _tsa = field_validator("tsa_url")(_tsa_for_level)
 
 
 # --- authentication -----------------------------------------------------------------------
