@@ -5,24 +5,40 @@
 * B-LT: plus a DSS with the certificates, OCSP responses and CRLs of the signer's and
   the TSA's paths;
 * B-LTA: plus a document time-stamp over all of it.
+
+A ``stamp`` makes the signature visible: a new field with a widget on the given page
+whose appearance (drawn by pyHanko) shows the signer's name, the signing time and an
+optional line of text, in an embedded font that covers Azerbaijani, Turkish and Cyrillic.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import unicodedata
 from io import BytesIO
+from pathlib import Path
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from pyhanko.pdf_utils import layout
+from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory
+from pyhanko.pdf_utils.font.basic import SimpleFontEngineFactory
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.text import TextBoxStyle
+from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.sign import fields
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
+from pyhanko.stamp import TextStampStyle
 
 from agent.errors import AgentError, NetworkError, Unsupported
 from agent.formats.request import FormatJob
 from agent.formats.revocation import validation_context
 from agent.formats.signer_adapter import CoreSigner
 from agent.formats.timestamps import GuardedTimeStamper
+from agent.protocol.params import PdfStamp
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +47,25 @@ DEFAULT_MD = "sha256"
 
 
 async def build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
-                      location: str | None, field_name: str | None) -> bytes:
+                      location: str | None, field_name: str | None,
+                      stamp: PdfStamp | None = None) -> bytes:
     try:
         writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
     except (PdfError, ValueError, KeyError) as exc:
         raise Unsupported("the document could not be read as a PDF") from exc
     if writer.prev.encrypted:
         raise Unsupported("encrypted PDFs cannot be signed")
+    # Checked here, before the time-stamp request and the PIN dialog.
+    page_index = _stamp_page(writer, stamp, field_name) if stamp is not None else None
     if field_name is None:
         field_name = _free_field_name(writer)
+    field_spec = None
+    if stamp is not None:
+        field_spec = fields.SigFieldSpec(field_name, box=stamp.box,  # type: ignore[arg-type]
+                                         on_page=page_index)
+    # Also used when ``fieldName`` names an existing visible field: pyHanko's default
+    # appearance uses Courier, which cannot write "ə" or "Ж".
+    style, text_params = stamp_appearance(job.certificate, stamp.text if stamp else None)
     long_term = level in ("B-LT", "B-LTA")
     signer = CoreSigner(job.access, job.chain)
     out = BytesIO()
@@ -56,9 +82,11 @@ async def build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | N
             assert job.tsa_url is not None
             stamper = GuardedTimeStamper(job.tsa_url, job.network, session)
             await stamper.preflight(DEFAULT_MD)
-        pdf_signer = PdfSigner(meta, signer=signer, timestamper=stamper)
+        pdf_signer = PdfSigner(meta, signer=signer, timestamper=stamper, stamp_style=style,
+                               new_field_spec=field_spec)
         try:
-            await pdf_signer.async_sign_pdf(writer, output=out)
+            await pdf_signer.async_sign_pdf(writer, output=out,
+                                            appearance_text_params=text_params)
         except AgentError:
             raise
         except SigningError as exc:
@@ -78,3 +106,164 @@ def _free_field_name(writer: IncrementalPdfFileWriter) -> str:
     while f"Signature{number}" in taken:
         number += 1
     return f"Signature{number}"
+
+
+# --- the visible stamp ----------------------------------------------------------------
+
+STAMP_FONT_SIZE = 10
+STAMP_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+# Characters the time line needs, for cutting the font down to the stamp's text.
+_TIME_CHARACTERS = "0123456789-:+ "
+MAX_SIGNER_NAME = 128
+# Fonts that cover Latin (with ə, ş, ğ, İ, ı), Cyrillic and Greek: DejaVu Sans where the
+# Debian package fonts-dejavu-core (or the distribution's equivalent) puts it, then the
+# fonts Windows and macOS ship.
+STAMP_FONT_CANDIDATES = (
+    Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+    Path("/usr/share/fonts/dejavu/DejaVuSans.ttf"),
+    Path("/usr/share/fonts/TTF/DejaVuSans.ttf"),
+    Path("C:/Windows/Fonts/segoeui.ttf"),
+    Path("/System/Library/Fonts/Supplemental/Arial Unicode.ttf"),
+)
+
+
+def _stamp_page(writer: IncrementalPdfFileWriter, stamp: PdfStamp,
+                field_name: str | None) -> int:
+    """The 0-based index of the page the new visible field goes on."""
+    if field_name is not None and field_name in {
+            name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}:
+        # The existing field has its own page and box; two places would be ambiguous.
+        raise Unsupported(f"the document already has a field {field_name!r}: leave out "
+                          "stamp to sign into it, or name a new field")
+    try:
+        pages = int(writer.root["/Pages"]["/Count"])
+    except (KeyError, TypeError, ValueError, PdfError):
+        raise Unsupported("the document's page tree could not be read") from None
+    index = stamp.page - 1 if stamp.page > 0 else pages + stamp.page
+    if not 0 <= index < pages:
+        raise Unsupported(f"stamp.page {stamp.page} is not in the document "
+                          f"({pages} page{'s' if pages != 1 else ''})")
+    return index
+
+
+def signer_display_name(cert: x509.Certificate) -> str:
+    """The holder's common name (else organisation, else the whole subject), without
+    control or format characters, which could reorder or hide text."""
+    subject = cert.subject
+    for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME):
+        values = subject.get_attributes_for_oid(oid)
+        if values:
+            name = str(values[0].value)
+            break
+    else:
+        name = subject.rfc4514_string()
+    clean = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+    return clean.strip()[:MAX_SIGNER_NAME] or "?"
+
+
+def stamp_appearance(cert: x509.Certificate,
+                     text: str | None) -> tuple[TextStampStyle, dict[str, str]]:
+    """The stamp's style and its text parameters: name, time (filled in by pyHanko at
+    signing as ``ts``), and the optional line."""
+    name = signer_display_name(cert)
+    lines = [name, *([text] if text else [])]
+    font_file = find_stamp_font()
+    font: FontEngineFactory
+    if font_file is not None:
+        font = SubsetFontFactory(font_file, "".join(lines) + _TIME_CHARACTERS,
+                                 STAMP_FONT_SIZE)
+    else:
+        # No usable font: pyHanko's default, the standard (not embedded) Courier, shows
+        # ASCII reliably and nothing beyond Latin-1, so the text loses its accents
+        # ("Əliyev" → "Eliyev") rather than turning into garbage.
+        _warn_no_font()
+        font = SimpleFontEngineFactory.default_factory()
+        name, text = ascii_fold(name), ascii_fold(text) if text else text
+    template = "%(signer)s\n%(ts)s" + ("\n%(extra)s" if text else "")
+    style = TextStampStyle(
+        stamp_text=template, timestamp_format=STAMP_TIME_FORMAT, border_width=1,
+        text_box_style=TextBoxStyle(font=font, font_size=STAMP_FONT_SIZE,
+                                    leading=STAMP_FONT_SIZE + 2),
+        inner_content_layout=layout.SimpleBoxLayoutRule(
+            x_align=layout.AxisAlignment.ALIGN_MID, y_align=layout.AxisAlignment.ALIGN_MID,
+            margins=layout.Margins.uniform(4),
+            inner_content_scaling=layout.InnerScaling.SHRINK_TO_FIT))
+    params = {"signer": name, **({"extra": text} if text else {})}
+    return style, params
+
+
+@functools.cache
+def _warn_no_font() -> None:
+    log.warning("no Unicode font for signature stamps (install fonts-dejavu-core and the "
+                "formats extra); stamps are written in ASCII with Courier")
+
+
+def find_stamp_font() -> Path | None:
+    """The first font of ``STAMP_FONT_CANDIDATES`` present, if the OpenType machinery
+    (pyHanko's ``opentype`` extra: fontTools, uharfbuzz) is installed."""
+    try:
+        import fontTools.subset  # noqa: F401
+        import uharfbuzz  # noqa: F401
+    except ImportError:
+        return None
+    return next((p for p in STAMP_FONT_CANDIDATES if p.is_file()), None)
+
+
+# Letters and punctuation that Unicode does not decompose into ASCII ones.
+_ASCII_LOOKALIKES = str.maketrans({
+    "ə": "e", "Ə": "E", "ı": "i", "ß": "ss", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D",
+    "ł": "l", "Ł": "L", "‐": "-", "–": "-", "—": "-", "‘": "'", "’": "'", "“": '"',
+    "”": '"', "«": '"', "»": '"', "№": "No"})
+
+
+def ascii_fold(text: str) -> str:
+    """Latin letters without their marks; anything else becomes '?'."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_ASCII_LOOKALIKES))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return bare.encode("ascii", "replace").decode("ascii")
+
+
+class SubsetFontFactory(FontEngineFactory):
+    """A TrueType/OpenType font for pyHanko's text boxes, cut down to the characters the
+    stamp shows and rescaled to 1000 units per em.
+
+    pyHanko 0.38 writes a CID font's glyph widths (/W) and TJ adjustments in the font's
+    own units, which PDF reads as 1/1000 em: right for most OpenType/CFF fonts, but
+    DejaVu Sans has 2048 units per em and its letters would be drawn twice as far apart.
+    Rescaling the whole font takes about a second; the subset takes a few milliseconds.
+    """
+
+    def __init__(self, font_file: Path, characters: str, font_size: int) -> None:
+        self.font_file = font_file
+        self.characters = characters
+        self.font_size = font_size
+
+    def create_font_engine(self, writer: BasePdfFileWriter,
+                           obj_stream: object = None) -> FontEngine:
+        from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
+
+        if obj_stream is None and writer.stream_xrefs:
+            obj_stream = writer.prepare_object_stream()
+        return GlyphAccumulator(writer=writer, font_handle=BytesIO(self.font_bytes()),
+                                font_size=self.font_size, obj_stream=obj_stream)
+
+    def font_bytes(self) -> bytes:
+        from fontTools import subset
+        from fontTools.ttLib import TTFont
+        from fontTools.ttLib.scaleUpem import scale_upem
+
+        options = subset.Options()
+        options.layout_features = ["*"]  # keep what HarfBuzz shapes with (marks, ligatures)
+        options.name_IDs = ["*"]  # pyHanko names the embedded font from the name table
+        options.notdef_outline = True
+        options.glyph_names = True
+        options.drop_tables = [*options.drop_tables, "FFTM"]  # FontForge's, unsubsettable
+        with TTFont(self.font_file, lazy=False) as font:
+            subsetter = subset.Subsetter(options)
+            subsetter.populate(text=self.characters)
+            subsetter.subset(font)
+            if font["head"].unitsPerEm != 1000:
+                scale_upem(font, 1000)
+            out = BytesIO()
+            font.save(out)
+        return out.getvalue()

@@ -1,5 +1,6 @@
 """``sign.pdf``: a PAdES baseline signature (B-B, B-T, B-LT, B-LTA) as an incremental
-update of the page's PDF; one confirmation + PIN dialog naming the document."""
+update of the page's PDF, invisible or with a visible stamp; one confirmation + PIN
+dialog naming the document."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ async def sign_pdf(ctx: CallContext, params: SignPdfParams) -> SignPdfResult:
 
     async def build(job: FormatJob) -> bytes:
         return await build_pades(job, params.pdf, params.level.value, reason=params.reason,
-                                 location=params.location, field_name=params.field_name)
+                                 location=params.location, field_name=params.field_name,
+                                 stamp=params.stamp)
 
     pdf = await run_format(ctx, params, "sign.pdf", hash_for_name(DEFAULT_MD).value,
                            params.level.value != "B-B", build)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -167,6 +167,42 @@ class PadesLevel(StrEnum):
     B_LTA = "B-LTA"
 
 
+MAX_PAGE_POINTS = 14400  # PDF's largest page side (ISO 32000-1 annex C: 200 inches)
+MAX_PAGE_NUMBER = 100_000
+
+PdfCoordinate = Annotated[float, Field(ge=0, le=MAX_PAGE_POINTS, strict=True,
+                                       allow_inf_nan=False)]
+
+
+class PdfStamp(WireModel):
+    """A visible signature: a box on one page showing the signer's name (from the
+    certificate), the signing time and ``text``."""
+
+    page: int = Field(
+        1, strict=True, ge=-MAX_PAGE_NUMBER, le=MAX_PAGE_NUMBER,
+        description="1-based page number; negative counts from the end (-1 = last page).")
+    box: tuple[PdfCoordinate, PdfCoordinate, PdfCoordinate, PdfCoordinate] = Field(
+        description="[x1, y1, x2, y2] in PDF points (1/72 inch) in the page's default user "
+                    "space: lower-left and upper-right corners.")
+    text: ShortText | None = Field(None, description="An extra line under the time.")
+
+    @field_validator("page")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("pages are numbered from 1 (or from -1 at the end)")
+        return value
+
+    @field_validator("box")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float, float, float]
+                 ) -> tuple[float, float, float, float]:
+        x1, y1, x2, y2 = value
+        if not (x1 < x2 and y1 < y2):
+            raise ValueError("must be [x1, y1, x2, y2] with x1 < x2 and y1 < y2")
+        return value
+
+
 class SignPdfParams(WireModel):
     handle: Handle
     pdf: B64Document
@@ -174,6 +210,8 @@ class SignPdfParams(WireModel):
     reason: ShortText | None = None
     location: ShortText | None = None
     field_name: PdfFieldName | None = None
+    stamp: PdfStamp | None = Field(
+        None, description="Make the signature visible; absent: an invisible signature.")
     tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
     display: Display | None = None
 
