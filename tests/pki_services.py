@@ -9,6 +9,7 @@ One ``ThreadingHTTPServer`` serves, over real HTTP:
 * ``POST /tsa-slow`` — answers only after ``SLOW_SECONDS``;
 * ``POST /ocsp`` — an OCSP responder for the intermediate CA (responses signed by the CA);
 * ``GET /crl`` — the intermediate's CRL; ``GET /ca.cer`` — the intermediate (caIssuers);
+* ``POST /tsa-unverifiable`` — a working TSA whose certificate's status nobody can give;
 * ``POST /tsa-alt``, ``POST /ocsp-alt`` — the same TSA and responder under other names,
   so a test can tell which configured address was asked; ``POST /ocsp-down`` — 503.
 
@@ -76,6 +77,9 @@ class PkiServices:
     server: ThreadingHTTPServer
     revoked: set[int] = field(default_factory=set)
     tsa: Issued | None = None
+    # A TSA whose own certificate's status cannot be had (OCSP answers 503, no CRL):
+    # its time-stamps are fine, B-LT validation data for them is not.
+    tsa_unverifiable: Issued | None = None
     requests: list[str] = field(default_factory=list)
 
     @property
@@ -190,12 +194,13 @@ class PkiServices:
                 builder = builder.add_extension(ext.value, critical=False)
         return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
-    def timestamp(self, body: bytes) -> bytes:
-        assert self.tsa is not None
-        key_info = asn1_keys.PrivateKeyInfo.load(self.tsa.key.private_bytes(
+    def timestamp(self, body: bytes, tsa: Issued | None = None) -> bytes:
+        tsa = tsa or self.tsa
+        assert tsa is not None
+        key_info = asn1_keys.PrivateKeyInfo.load(tsa.key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
-        tsa_cert = asn1_x509.Certificate.load(self.tsa.der)
+        tsa_cert = asn1_x509.Certificate.load(tsa.der)
         store = SimpleCertificateStore.from_certs([
             tsa_cert, asn1_x509.Certificate.load(_der(self.pki.intermediate.cert))])
         stamper = DummyTimeStamper(tsa_cert=tsa_cert, tsa_key=key_info, certs_to_embed=store)
@@ -233,6 +238,9 @@ def _handler(services: PkiServices) -> type[BaseHTTPRequestHandler]:
             services.requests.append(f"POST {self.path}")
             if self.path in ("/tsa", "/tsa-alt"):
                 self._reply(200, services.timestamp(body), "application/timestamp-reply")
+            elif self.path == "/tsa-unverifiable":
+                self._reply(200, services.timestamp(body, services.tsa_unverifiable),
+                            "application/timestamp-reply")
             elif self.path == "/tsa-garbage":
                 self._reply(200, b"\x30\x03\x02\x01\x07 not a time-stamp",
                             "application/timestamp-reply")
@@ -256,6 +264,8 @@ def start_services(pki: TestPKI) -> PkiServices:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     services.tsa = services.issue("tsa", eku_tsa=True)
+    services.tsa_unverifiable = services.issue("tsa-unverifiable", eku_tsa=True,
+                                               crl_url=False, ocsp_path="/ocsp-down")
     return services
 
 

@@ -197,6 +197,25 @@ async def test_garbage_tsa_is_network(formats_daemon: Daemon, formats_bed: Forma
     assert pin_dialogs(formats_daemon, mark) == []
 
 
+async def test_b_lt_validation_data_is_gathered_before_the_pin(formats_daemon: Daemon,
+                                                               formats_bed: FormatsBed) -> None:
+    """The TSA answers, but its own certificate's status cannot be had: B-LT cannot be
+    honest, and the user must learn it before typing a PIN, not after."""
+    mark = formats_daemon.transcript_mark()
+    async with formats_daemon.client(ORIGIN) as client:
+        handle = await select_handle(client, formats_bed.serial("rsa"))
+        error = await client.error("sign.pdf", {
+            "handle": handle, "level": "B-LT", "pdf": b64(minimal_pdf()),
+            "tsaUrl": formats_bed.services.url("/tsa-unverifiable")})
+        assert (error.reason, error.data.get("service")) == ("NETWORK", "REVOCATION")
+        assert pin_dialogs(formats_daemon, mark) == []
+        # The same request with a TSA whose status is known signs (one dialog).
+        signed = await client.call("sign.pdf", {
+            "handle": handle, "level": "B-LT", "pdf": b64(minimal_pdf()),
+            "tsaUrl": formats_bed.services.url("/tsa")})
+    assert signed["pdf"] and len(pin_dialogs(formats_daemon, mark)) == 1
+
+
 # --- the visible stamp ----------------------------------------------------------------------
 
 STAMP_HOLDER = "Əliyev Şəbnəm İlqar qızı Жанна"

@@ -22,13 +22,14 @@ from asn1crypto import cms
 from agent.formats.request import FormatJob
 from agent.formats.revocation import (
     ValidationData,
+    as_crypto,
     collect_validation_data,
     ocsp_from_issuer_responder,
     to_asn1,
     validation_context,
 )
 from agent.formats.signer_adapter import NAME_BY_HASH, CoreSigner
-from agent.formats.timestamps import GuardedTimeStamper
+from agent.formats.timestamps import GuardedTimeStamper, token_certificates, token_signer
 from agent.keystores.base import HashAlgorithm
 
 LEVELS = ("B", "T", "LT")
@@ -40,16 +41,17 @@ async def build_cades(job: FormatJob, data_digest: bytes, hash_alg: HashAlgorith
     signer = CoreSigner(job.access, job.chain)
     async with job.network.session() as session:
         stamper = None
+        token = None
         if level in ("T", "LT"):
             assert job.tsa_url is not None
             stamper = GuardedTimeStamper(job.tsa_url, job.network, session)
-            await stamper.preflight(md)
+            token = await stamper.preflight(md)
         validation = None
         if level == "LT":
             # The TSA's certificate is known from the preflight token: gather data for
             # both paths now, before the user is asked.
-            tsa_certs = _token_certs(stamper, md)
-            extra = [*job.chain, *_as_crypto(tsa_certs)]
+            assert token is not None
+            extra = [*job.chain, *as_crypto(token_certificates(token))]
             context = validation_context(job.anchors, extra, session, job.network,
                                          hard_fail=True)
 
@@ -60,7 +62,7 @@ async def build_cades(job: FormatJob, data_digest: bytes, hash_alg: HashAlgorith
                                                      hard_fail=True, ocsps=ocsps),
                     session, job.network)
 
-            leaves = [to_asn1(job.certificate), *_tsa_leaves(stamper, md)]
+            leaves = [to_asn1(job.certificate), *token_signer(token)]
             validation = await collect_validation_data(context, leaves,
                                                        issuer_ocsp=issuer_ocsp)
         content = await signer.async_sign(
@@ -69,32 +71,6 @@ async def build_cades(job: FormatJob, data_digest: bytes, hash_alg: HashAlgorith
     if validation is not None:
         content = embed_validation_data(content, validation)
     return content.dump()
-
-
-def _as_crypto(certs: list) -> list:
-    from cryptography import x509
-
-    return [x509.load_der_x509_certificate(c.dump()) for c in certs]
-
-
-def _token_certs(stamper: GuardedTimeStamper | None, md: str) -> list:
-    if stamper is None:
-        return []
-    token = stamper._dummy_response_cache[md]
-    return [c.chosen for c in token["content"]["certificates"] or []]
-
-
-def _tsa_leaves(stamper: GuardedTimeStamper | None, md: str) -> list:
-    """The certificate that signed the preflight time-stamp token."""
-    if stamper is None:
-        return []
-    token = stamper._dummy_response_cache[md]
-    sid = token["content"]["signer_infos"][0]["sid"]
-    if sid.name != "issuer_and_serial_number":
-        return []
-    issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
-    return [c for c in _token_certs(stamper, md)
-            if c.issuer == issuer and c.serial_number == serial]
 
 
 def embed_validation_data(content: cms.ContentInfo,

@@ -35,9 +35,14 @@ from pyhanko.stamp import TextStampStyle
 
 from agent.errors import AgentError, NetworkError, Unsupported
 from agent.formats.request import FormatJob
-from agent.formats.revocation import validation_context
+from agent.formats.revocation import (
+    as_crypto,
+    collect_validation_data,
+    to_asn1,
+    validation_context,
+)
 from agent.formats.signer_adapter import CoreSigner
-from agent.formats.timestamps import GuardedTimeStamper
+from agent.formats.timestamps import GuardedTimeStamper, token_certificates, token_signer
 from agent.protocol.params import PdfStamp
 
 log = logging.getLogger(__name__)
@@ -70,18 +75,26 @@ async def build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | N
     signer = CoreSigner(job.access, job.chain)
     out = BytesIO()
     async with job.network.session() as session:
-        context = (validation_context(job.anchors, job.chain, session, job.network,
-                                      hard_fail=True) if long_term else None)
+        stamper = None
+        tsa_certs: list = []
+        tsa_signer: list = []
+        if level != "B-B":
+            assert job.tsa_url is not None
+            stamper = GuardedTimeStamper(job.tsa_url, job.network, session)
+            token = await stamper.preflight(DEFAULT_MD)
+            tsa_certs, tsa_signer = token_certificates(token), token_signer(token)
+        context = None
+        if long_term:
+            context = validation_context(job.anchors, [*job.chain, *as_crypto(tsa_certs)],
+                                         session, job.network, hard_fail=True)
+            # Fetch the signer's and the TSA's OCSP/CRL now, into the context pyHanko
+            # embeds from: a service failing after the PIN would waste the signature.
+            await collect_validation_data(context, [to_asn1(job.certificate), *tsa_signer])
         meta = PdfSignatureMetadata(
             field_name=field_name, reason=reason, location=location,
             md_algorithm=DEFAULT_MD, subfilter=fields.SigSeedSubFilter.PADES,
             embed_validation_info=long_term, validation_context=context,
             use_pades_lta=level == "B-LTA")
-        stamper = None
-        if level != "B-B":
-            assert job.tsa_url is not None
-            stamper = GuardedTimeStamper(job.tsa_url, job.network, session)
-            await stamper.preflight(DEFAULT_MD)
         pdf_signer = PdfSigner(meta, signer=signer, timestamper=stamper, stamp_style=style,
                                new_field_spec=field_spec)
         try:

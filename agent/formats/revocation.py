@@ -84,6 +84,10 @@ def build_chain(cert: x509.Certificate, pool: Sequence[x509.Certificate]
     return chain
 
 
+def as_crypto(certs: Iterable[asn1_x509.Certificate]) -> list[x509.Certificate]:
+    return [x509.load_der_x509_certificate(c.dump()) for c in certs]
+
+
 def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
 

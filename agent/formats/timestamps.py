@@ -38,10 +38,26 @@ class GuardedTimeStamper(HTTPTimeStamper):
             log.warning("time-stamping service %s failed: %s", self.url, type(exc).__name__)
             raise NetworkError("the time-stamping service failed", service="TSA") from None
 
-    async def preflight(self, md_algorithm: str) -> None:
+    async def preflight(self, md_algorithm: str) -> cms.ContentInfo:
         """Ask the TSA once before the user is asked, so a dead TSA costs no PIN entry.
-        pyHanko keeps the answer as its size-estimate sample."""
-        await self.async_dummy_response(md_algorithm)
+        pyHanko keeps the answer as its size-estimate sample; the caller learns the TSA's
+        certificates from it (``token_certificates``, ``token_signer``)."""
+        return await self.async_dummy_response(md_algorithm)
+
+
+def token_certificates(token: cms.ContentInfo) -> list:
+    """The certificates a time-stamp token carries (asn1crypto)."""
+    return [c.chosen for c in token["content"]["certificates"] or []]
+
+
+def token_signer(token: cms.ContentInfo) -> list:
+    """The certificate that signed the time-stamp token, as a one-item list (or empty)."""
+    sid = token["content"]["signer_infos"][0]["sid"]
+    if sid.name != "issuer_and_serial_number":
+        return []
+    issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
+    return [c for c in token_certificates(token)
+            if c.issuer == issuer and c.serial_number == serial]
 
 
 def _check_imprint(token: cms.ContentInfo, message_digest: bytes) -> None:
