@@ -463,3 +463,17 @@ async def assert_served(daemon: Daemon, origin: str = "https://bystander.e-gov.a
                                                "hashAlgorithm": "SHA-256"})
         verify_hash_signature(signed["certificate"], digest, signed["signature"],
                               scheme=signed["scheme"], hash_algorithm="SHA-256")
+
+
+def stop_pid(pid: int) -> None:
+    """Stop a daemon that some other process started (the native host): SIGTERM, then
+    SIGKILL if it is still there after a generous wait."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)

@@ -12,13 +12,11 @@ import base64
 import json
 import os
 import secrets
-import signal
 import stat
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 import pytest
 from authverify import TokenRejected, verify_login_token
 from cryptography import x509
-from daemon import REPO, Daemon
+from daemon import REPO, Daemon, stop_pid
 
 from agent.nativehost import CHROMIUM_EXTENSION_ID, HOST_NAME, Relay
 
@@ -301,19 +299,7 @@ def test_native_host_starts_the_daemon_when_none_runs() -> None:
             if host.process.poll() is None:
                 host.process.kill()
             if pid is not None:
-                _stop_pid(pid)
-
-
-def _stop_pid(pid: int) -> None:
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+                stop_pid(pid)
 
 
 def test_install_writes_manifest_and_launcher(tmp_path: Path) -> None:

@@ -20,11 +20,9 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from daemon import REPO, Daemon, to_toml
+from daemon import REPO, Daemon, stop_pid, to_toml
 
 from agent.nativehost import CHROMIUM_EXTENSION_ID, HOST_NAME
 
@@ -219,18 +217,6 @@ def _assert_signed_pdf(bed: Bed, pdf: bytes) -> None:
     assert "Signature is Valid" in done.stdout, done.stdout
 
 
-def _stop_pid(pid: int) -> None:
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-
-
 def test_c_the_extension_alone_starts_the_agent(bed: Bed) -> None:
     # An agent home with config, policy and answers but no agent running.
     idle = Daemon(home=bed.idle_home, modules=[], env={}, policy=_policy(bed.portal_origin),
@@ -262,7 +248,7 @@ def test_c_the_extension_alone_starts_the_agent(bed: Bed) -> None:
         if pid is None and (idle.home / "runtime.json").exists():
             pid = json.loads((idle.home / "runtime.json").read_text(encoding="utf-8"))["pid"]
         if pid is not None:
-            _stop_pid(pid)
+            stop_pid(pid)
 
 
 def test_d_a_hostile_page_gets_no_certificate_no_dialog_no_signature(bed: Bed) -> None:
