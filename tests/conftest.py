@@ -67,3 +67,12 @@ def agent_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="imza-agent-home-") as tmp:
         monkeypatch.setenv("IMZA_AGENT_HOME", tmp)
         yield Path(tmp)
+
+
+@pytest.fixture(scope="module")
+def mode_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The file the fault-injecting PKCS#11 module reads its mode from on every call
+    (``FAULTY_PKCS11_MODE_FILE``; see tests/native/faulty_pkcs11.c). Starts empty: no fault."""
+    path = tmp_path_factory.mktemp("faulty-mode") / "mode"
+    path.write_text("", encoding="utf-8")
+    return path

@@ -48,6 +48,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from daemon import Daemon
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from testbed.pki import SIGN_POLICY_OID, TestPKI, now
 from testbed.softhsm import MODULE
@@ -489,3 +490,13 @@ def pin_dialogs(daemon: Daemon, since: int) -> list[dict]:
 def run_tool(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60,
                           cwd=cwd)
+
+
+def trust_context(bed: FormatsBed, **kwargs: object) -> ValidationContext:
+    """A pyHanko validation context trusting the test root (the intermediate as a helper
+    for path building): how a relying party would check what the agent signed."""
+    root, inter = (x509.load_pem_x509_certificate(p.read_bytes()) for p in bed.anchors)
+    return ValidationContext(
+        trust_roots=[asn1_x509.Certificate.load(_der(root))],
+        other_certs=[asn1_x509.Certificate.load(_der(inter))],
+        **kwargs)  # type: ignore[arg-type]

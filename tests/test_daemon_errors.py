@@ -31,13 +31,6 @@ DIGEST = b64(hashlib.sha256(b"errors").digest())
 
 
 @pytest.fixture(scope="module")
-def mode_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("faulty-mode") / "mode"
-    path.write_text("", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
 def agent(softhsm: SoftHsmBed, mode_file: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("errors")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pki_services
 from asn1crypto import cms, ocsp
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from daemon import Daemon, b64, unb64
@@ -17,9 +16,9 @@ from pki_services import (
     pin_dialogs,
     run_tool,
     select_handle,
+    trust_context,
 )
 from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
-from pyhanko_certvalidator import ValidationContext
 
 # Fixtures shared by the format tests.
 formats_bed = pki_services.formats_bed
@@ -48,14 +47,6 @@ def _timestamp_token(cms_der: bytes) -> cms.ContentInfo:
     attrs = _signer_info(cms_der)["unsigned_attrs"]
     [token] = [a["values"][0] for a in attrs if a["type"].native == "signature_time_stamp_token"]
     return token
-
-
-def _trust(bed: FormatsBed, **kwargs: object) -> ValidationContext:
-    root, inter = (x509.load_pem_x509_certificate(p.read_bytes()) for p in bed.anchors)
-    return ValidationContext(
-        trust_roots=[asn1_x509.Certificate.load(root.public_bytes(Encoding.DER))],
-        other_certs=[asn1_x509.Certificate.load(inter.public_bytes(Encoding.DER))],
-        **kwargs)  # type: ignore[arg-type]
 
 
 async def _sign(daemon: Daemon, bed: FormatsBed, identity: str, params: dict) -> bytes:
@@ -91,7 +82,7 @@ async def test_b_b_over_data_rsa_one_dialog(formats_daemon: Daemon, formats_bed:
     content = cms.ContentInfo.load(der)["content"]
     assert content["encap_content_info"]["content"].native is None  # detached
     status = await async_validate_detached_cms(DATA, content,
-                                               signer_validation_context=_trust(formats_bed))
+                                               signer_validation_context=trust_context(formats_bed))
     assert status.intact and status.valid and status.trusted
 
 
@@ -128,8 +119,8 @@ async def test_b_t_timestamp_verifies_with_openssl_ts(formats_daemon: Daemon,
     assert done.returncode == 0 and "Verification: OK" in done.stdout, done.stdout + done.stderr
     content = cms.ContentInfo.load(der)["content"]
     status = await async_validate_detached_cms(
-        DATA, content, signer_validation_context=_trust(formats_bed),
-        ts_validation_context=_trust(formats_bed))
+        DATA, content, signer_validation_context=trust_context(formats_bed),
+        ts_validation_context=trust_context(formats_bed))
     assert status.valid and status.trusted
     assert status.timestamp_validity is not None and status.timestamp_validity.trusted
 
@@ -154,7 +145,7 @@ async def test_b_lt_embeds_validation_data(formats_daemon: Daemon, formats_bed: 
     tsa = formats_bed.services.tsa.cert.serial_number  # type: ignore[union-attr]
     assert statuses[signer] == "good" and statuses[tsa] == "good"
     # With fetching off, hard-fail revocation checking passes on the embedded data alone.
-    offline = _trust(formats_bed, allow_fetching=False, revocation_mode="hard-fail",
+    offline = trust_context(formats_bed, allow_fetching=False, revocation_mode="hard-fail",
                      ocsps=responses,
                      crls=[c.chosen for c in content["crls"] if c.name == "crl"])
     status = await async_validate_detached_cms(DATA, content,

@@ -16,11 +16,9 @@ from typing import Any
 
 import pki_services
 import pytest
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from daemon import Daemon, b64, unb64
 from PIL import Image, ImageChops
@@ -33,13 +31,13 @@ from pki_services import (
     run_tool,
     select_handle,
     start_formats_daemon,
+    trust_context,
 )
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
-from pyhanko_certvalidator import ValidationContext
 
 # Fixtures shared by the format tests.
 formats_bed = pki_services.formats_bed
@@ -95,14 +93,6 @@ def _pdfsig(pdf: bytes, tmp: Path, nss: Path) -> str:
     return done.stdout
 
 
-def _context(bed: FormatsBed, **kwargs: object) -> ValidationContext:
-    root, inter = (x509.load_pem_x509_certificate(p.read_bytes()) for p in bed.anchors)
-    return ValidationContext(
-        trust_roots=[asn1_x509.Certificate.load(root.public_bytes(Encoding.DER))],
-        other_certs=[asn1_x509.Certificate.load(inter.public_bytes(Encoding.DER))],
-        **kwargs)  # type: ignore[arg-type]
-
-
 async def _sign(daemon: Daemon, bed: FormatsBed, identity: str, params: dict) -> bytes:
     async with daemon.client(ORIGIN) as client:
         handle = await select_handle(client, bed.serial(identity))
@@ -130,7 +120,7 @@ async def test_b_b_with_reason_location_and_field(formats_daemon: Daemon,
     assert sig.field_name == "Imza1"
     assert sig.sig_object["/Reason"] == "Təsdiq edirəm"
     assert sig.sig_object["/Location"] == "Bakı"
-    status = await async_validate_pdf_signature(sig, _context(formats_bed))
+    status = await async_validate_pdf_signature(sig, trust_context(formats_bed))
     assert status.intact and status.valid and status.trusted
     assert status.timestamp_validity is None
 
@@ -142,8 +132,8 @@ async def test_b_t_ec(formats_daemon: Daemon, formats_bed: FormatsBed, tmp_path:
     report = _pdfsig(pdf, tmp_path, nss_db)
     assert "Signature is Valid." in report, report
     [sig] = PdfFileReader(BytesIO(pdf)).embedded_signatures
-    status = await async_validate_pdf_signature(sig, _context(formats_bed),
-                                                ts_validation_context=_context(formats_bed))
+    status = await async_validate_pdf_signature(sig, trust_context(formats_bed),
+                                                ts_validation_context=trust_context(formats_bed))
     assert status.valid and status.trusted
     assert status.timestamp_validity is not None and status.timestamp_validity.trusted
 
@@ -161,7 +151,7 @@ async def test_b_lt_and_b_lta(formats_daemon: Daemon, formats_bed: FormatsBed,
         crls = [c.get_object().data for c in dss.crls]
         assert ocsps, level
         # Validation with fetching off and hard-fail succeeds on the DSS contents alone.
-        offline = _context(formats_bed, allow_fetching=False, revocation_mode="hard-fail",
+        offline = trust_context(formats_bed, allow_fetching=False, revocation_mode="hard-fail",
                            ocsps=ocsps, crls=crls)
         signatures = reader.embedded_signatures
         status = await async_validate_pdf_signature(signatures[0], offline,
@@ -311,7 +301,7 @@ async def test_visible_stamp_is_drawn_in_its_box(stamp_daemon: Daemon, formats_b
     reader = PdfFileReader(BytesIO(pdf))
     [sig] = reader.embedded_signatures
     assert sig.field_name == "Imza1"
-    status = await async_validate_pdf_signature(sig, _context(formats_bed))
+    status = await async_validate_pdf_signature(sig, trust_context(formats_bed))
     assert status.intact and status.valid and status.trusted
     field = sig.sig_field
     widget = field["/Kids"][0].get_object() if "/Kids" in field else field
