@@ -80,3 +80,15 @@ def test_language_change_is_announced() -> None:
     finally:
         i18n.set_language("en")
     assert heard[-2:] == ["tr", "en"]
+
+
+def test_the_language_chosen_in_the_tray_is_found_again(agent_home: Path) -> None:
+    from agent.ui.preferences import save_language, saved_language
+
+    env = {"LANG": "ru_RU.UTF-8"}
+    assert saved_language() is None
+    assert i18n.resolve("auto", env, saved=saved_language()) == "ru"  # the OS locale
+    save_language("az")  # what the tray does on a choice
+    assert i18n.resolve("auto", env, saved=saved_language()) == "az"
+    assert i18n.resolve("tr", env, saved=saved_language()) == "tr"  # the config file wins
+    assert oct((agent_home / "preferences.json").stat().st_mode & 0o777) == "0o600"

@@ -65,14 +65,27 @@ def tray_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
                                "--height", "32", "--widthtype", "request"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: _x("xdotool", "search", "--name", "^panel$")), \
-            "trayer did not come up"
+        assert _wait_for(lambda: _tray_manager_ready(display)), "trayer did not come up"
         yield display
     finally:
         trayer.terminate()
         trayer.wait()
         xvfb.terminate()
         xvfb.wait()
+
+
+def _tray_manager_ready(display: str) -> bool:
+    """A tray host has claimed the system tray selection of screen 0. pystray looks for
+    it once at start, so an icon made before that moment would never dock."""
+    from Xlib import X
+    from Xlib.display import Display
+
+    conn = Display(display)
+    try:
+        owner = conn.get_selection_owner(conn.intern_atom("_NET_SYSTEM_TRAY_S0"))
+        return owner != X.NONE and owner is not None
+    finally:
+        conn.close()
 
 
 def _x(*args: str) -> str:

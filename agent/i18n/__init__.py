@@ -42,10 +42,12 @@ def detect_language(env: Mapping[str, str] | None = None) -> str:
     return DEFAULT_LANGUAGE
 
 
-def resolve(configured: str, env: Mapping[str, str] | None = None) -> str:
-    """``auto`` → the OS locale's language; any supported code → itself."""
+def resolve(configured: str, env: Mapping[str, str] | None = None,
+            saved: str | None = None) -> str:
+    """``auto`` → the language chosen in the tray (``saved``), else the OS locale's;
+    any supported code → itself."""
     if configured == "auto":
-        return detect_language(env)
+        return saved if saved in LANGUAGES else detect_language(env)
     if configured not in LANGUAGES:
         raise ValueError(f"unsupported language {configured!r}")
     return configured

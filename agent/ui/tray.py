@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 
 from agent import i18n
 from agent.i18n import _
+from agent.ui.preferences import save_language
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +244,32 @@ class Tray:
                 "imza-agent", lambda _icon, _item: self._popup(), default=True, visible=False))
         self._thread = threading.Thread(target=self.icon.run, name="imza-tray", daemon=True)
         self._thread.start()
+        if self.backend == "xorg":
+            threading.Thread(target=self._ensure_docked, name="imza-tray-dock",
+                             daemon=True).start()
+
+    def _ensure_docked(self, delays: tuple[float, ...] = (1.0, 2.0, 4.0)) -> None:
+        """pystray's xorg backend asks the tray host to dock the icon once. A host that
+        is still starting (seen with trayer right after login) can lose that request and
+        the icon never shows; ask again while the icon window has no parent but the root.
+        """
+        for delay in delays:
+            time.sleep(delay)
+            if self.icon is None or self._docked():
+                return
+            log.info("the tray host did not take the icon; asking again")
+            self.icon.visible = False
+            self.icon.visible = True
+
+    def _docked(self) -> bool:
+        window = getattr(self.icon, "_window", None)  # pystray's xorg icon window
+        if window is None:
+            return True  # nothing to check against: trust the backend
+        try:
+            tree = window.query_tree()
+            return tree.parent != tree.root
+        except Exception:  # the window or the display went away: nothing to dock
+            return True
 
     @property
     def backend(self) -> str:
@@ -330,7 +358,12 @@ def start_tray(runtime: Any) -> Tray | None:
     runner = None
     with contextlib.suppress(Exception):
         runner = ui.runner() if ui is not None and hasattr(ui, "runner") else None
-    tray = Tray(RuntimeActions(runtime, asyncio.get_running_loop()), tk_runner=runner)
+    def choose_language(code: str) -> None:
+        i18n.set_language(code)
+        save_language(code)  # found again after a restart (the config file still wins)
+
+    tray = Tray(RuntimeActions(runtime, asyncio.get_running_loop()), tk_runner=runner,
+                on_language=choose_language)
     try:
         tray.start()
     except Exception as exc:

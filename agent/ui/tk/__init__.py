@@ -20,6 +20,7 @@ from agent.config import UiConfig
 from agent.errors import UserCancelled
 from agent.keystores.base import Credential
 from agent.ui.base import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
+from agent.ui.preferences import saved_language
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class TkUI:
 
     def __init__(self, config: UiConfig) -> None:
         self.config = config
-        i18n.set_language(i18n.resolve(config.language))
+        i18n.set_language(i18n.resolve(config.language, saved=saved_language()))
         self._runner: Any = None
         self._runner_lock = threading.Lock()
         self._turn: asyncio.Lock | None = None
