@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +223,7 @@ class Tray:
         self.icon: Any = None
         self.watcher: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def entries(self) -> list[Entry]:
         return menu_entries(self.actions, self.on_language)
@@ -254,8 +254,7 @@ class Tray:
         the icon never shows; ask again while the icon window has no parent but the root.
         """
         for delay in delays:
-            time.sleep(delay)
-            if self.icon is None or self._docked():
+            if self._stopping.wait(delay) or self.icon is None or self._docked():
                 return
             log.info("the tray host did not take the icon; asking again")
             self.icon.visible = False
@@ -290,6 +289,7 @@ class Tray:
             self.icon.title = self.title()
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.watcher is not None:
             self.watcher.cancel()
         if self.icon is not None:
