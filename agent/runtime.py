@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agent import __version__
@@ -172,11 +171,3 @@ class AgentRuntime:
         await self.stores.close()
         with contextlib.suppress(FileNotFoundError):
             (data_dir() / RUNTIME_FILE).unlink()
-
-
-def read_runtime_file(home: Path | None = None) -> dict[str, Any] | None:
-    path = (home or data_dir()) / RUNTIME_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None

@@ -7,6 +7,7 @@ never overlap: the contract promises that an authentication key is never usable 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -68,6 +69,20 @@ def purpose_of(cert: x509.Certificate) -> str | None:
 def _name_attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
     attrs = name.get_attributes_for_oid(oid)
     return str(attrs[0].value) if attrs else None
+
+
+def build_chain(cert: x509.Certificate, pool: Sequence[x509.Certificate]
+                ) -> list[x509.Certificate]:
+    """Issuers of ``cert`` found in ``pool``, issuer first, up to a self-signed one."""
+    chain: list[x509.Certificate] = []
+    current = cert
+    while current.issuer != current.subject and len(chain) < 8:
+        issuer = next((c for c in pool if c.subject == current.issuer), None)
+        if issuer is None or issuer in chain:
+            break
+        chain.append(issuer)
+        current = issuer
+    return chain
 
 
 def holder(cert: x509.Certificate) -> str:

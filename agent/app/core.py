@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from agent.app import certs
 from agent.app.certs import CertificateFilter
@@ -47,6 +47,7 @@ from agent.keystores.mechanisms import scheme_fits_key, verify_with_certificate
 from agent.policy.policy import Policy
 from agent.policy.rules import Permission
 from agent.protocol.dispatch import CallContext
+from agent.protocol.ports import KeyStoresPort
 from agent.protocol.results import TokenList, TokenState
 from agent.ui.base import ConsentAnswer, ConsentRequest, PinRequest, UserInterface
 
@@ -65,16 +66,6 @@ class HandleTarget:
 
 # What one "allow" in the consent dialog covers. `list` is never granted by a dialog.
 CONSENTABLE = (Permission.SELECT, Permission.SIGN, Permission.AUTH, Permission.TOKENS)
-
-
-class Stores(Protocol):
-    """The part of the store manager the core needs."""
-
-    async def tokens(self) -> list[TokenInfo]: ...
-
-    async def certificates(self) -> list[CertificateEntry]: ...
-
-    def store(self, store_id: str) -> KeyStore: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +87,7 @@ def _cap(text: str | None, limit: int) -> str | None:
 
 
 class AgentCore:
-    def __init__(self, *, stores: Stores, ui: UserInterface, policy: Policy,
+    def __init__(self, *, stores: KeyStoresPort, ui: UserInterface, policy: Policy,
                  journal: Journal | None, dialog_timeout: float,
                  max_pin_attempts: int = 5) -> None:
         self.stores = stores

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from agent.app.certs import build_chain
 from agent.app.core import Display
 from agent.errors import AgentError, InternalError
 from agent.formats.network import NetworkSettings, choose_tsa, issuer_fingerprint
-from agent.formats.revocation import Anchors, build_chain, load_anchors
+from agent.formats.revocation import Anchors, load_anchors
 from agent.formats.signer_adapter import KeyAccess
 from agent.formats.status import check_signer
 from agent.policy.rules import Permission

@@ -70,20 +70,6 @@ def load_anchors(paths: Iterable[Path]) -> Anchors:
     return anchors
 
 
-def build_chain(cert: x509.Certificate, pool: Sequence[x509.Certificate]
-                ) -> list[x509.Certificate]:
-    """Issuers of ``cert`` found in ``pool``, issuer first, up to a self-signed one."""
-    chain: list[x509.Certificate] = []
-    current = cert
-    while current.issuer != current.subject and len(chain) < 8:
-        issuer = next((c for c in pool if c.subject == current.issuer), None)
-        if issuer is None or issuer in chain:
-            break
-        chain.append(issuer)
-        current = issuer
-    return chain
-
-
 def as_crypto(certs: Iterable[asn1_x509.Certificate]) -> list[x509.Certificate]:
     return [x509.load_der_x509_certificate(c.dump()) for c in certs]
 
@@ -236,7 +222,3 @@ async def collect_validation_data(context: ValidationContext,
     data.crls = list(context.crls)
     data.ocsps = [*context.ocsps, *extra_ocsps]
     return data
-
-
-def der_certificates(items: Iterable[Any]) -> list[bytes]:
-    return [c.dump() for c in items]

@@ -54,12 +54,6 @@ def key_type_of(cert: x509.Certificate) -> KeyType:
     raise Unsupported(f"unsupported public key type {type(pub).__name__}")
 
 
-def ecdsa_order_bytes(cert: x509.Certificate) -> int:
-    pub = cert.public_key()
-    assert isinstance(pub, ec.EllipticCurvePublicKey)
-    return (pub.curve.key_size + 7) // 8
-
-
 def raw_to_der(raw: bytes) -> bytes:
     """r‖s (as PKCS#11 CKM_ECDSA returns it) → DER ECDSA-Sig-Value."""
     half = len(raw) // 2

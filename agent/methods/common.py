@@ -27,18 +27,10 @@ def to_filter(flt: p.CertificateFilter) -> CertificateFilter:
 
 
 def chain_for(entry: CertificateEntry, everything: list[CertificateEntry]) -> list[bytes]:
-    """Issuer certificates found on the same token, from the issuer up."""
+    """Issuer certificates found on the same token, from the issuer up (DER)."""
     pool = [certs.load(e.der) for e in everything
             if e.token.token_id == entry.token.token_id and e.der != entry.der]
-    chain: list[bytes] = []
-    current = certs.load(entry.der)
-    while current.issuer != current.subject and len(chain) < 8:
-        issuer = next((c for c in pool if c.subject == current.issuer), None)
-        if issuer is None:
-            break
-        chain.append(issuer.public_bytes(Encoding.DER))
-        current = issuer
-    return chain
+    return [c.public_bytes(Encoding.DER) for c in certs.build_chain(certs.load(entry.der), pool)]
 
 
 def algorithms_for(entry: CertificateEntry) -> list[Algorithm]:

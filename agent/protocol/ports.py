@@ -25,8 +25,10 @@ class PolicyPort(Protocol):
 
 
 class KeyStoresPort(Protocol):
-    def stores(self) -> Sequence[KeyStore]:
-        """Every loaded key store (PKCS#11 modules, PKCS#12 files, the demo)."""
+    """The store manager as the methods and the core use it."""
+
+    def store(self, store_id: str) -> KeyStore:
+        """The store a KeyRef names; raises InvalidHandle for an unknown one."""
         ...
 
     async def tokens(self) -> list[TokenInfo]:
