@@ -10,8 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import PROTOCOL_VERSION, __version__
+
+if TYPE_CHECKING:  # imported lazily at run time: `run` must listen fast
+    from agent.config import Config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_config(path: Path | None):  # -> Config; typed loosely to keep imports lazy
+def _load_config(path: Path | None) -> Config:
     from agent.config import ConfigError, load_config
 
     try:
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _load_config(args.config)
 
     if args.command == "run":
-        from agent.daemon import run_daemon
+        from agent.daemon.run import run_daemon
 
         return run_daemon(config, headless=args.headless)
     if args.command == "doctor":
@@ -97,9 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(config, args.config, port=args.port, open_browser=not args.no_browser)
     if args.command == "native-host":
-        from agent.nativehost import main as native_host_main
+        if args.args[:1] == ["install"]:
+            from agent.platform.native_messaging import install
 
-        return native_host_main(args.args, args.config)
+            return install(args.args[1:], args.config)
+        # Otherwise the browser started us; what it passes (the caller's origin for Chrome,
+        # the manifest path and add-on ID for Firefox) is ignored: the browser only starts
+        # hosts whose manifest allows the calling extension.
+        from agent.transport.native_host import run_host
+
+        return run_host(args.config)
     raise AssertionError(args.command)
 
 

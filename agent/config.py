@@ -19,21 +19,23 @@ class _Section(BaseModel):
 
 
 class ServerConfig(_Section):
-    wss_port: int = Field(29170, ge=0, le=65535, description="Port of the TLS WebSocket.")
-    ws_port: int = Field(29171, ge=0, le=65535, description="Port of the plain WebSocket.")
-    wss_enabled: bool = Field(True, description="Serve wss:// on wss_port.")
-    ws_enabled: bool = Field(True, description="Serve ws:// on ws_port.")
-    max_frame_bytes: int = Field(8 * 1024 * 1024, ge=1024,
+    wss_port: int = Field(default=29170, ge=0, le=65535, description="Port of the TLS WebSocket.")
+    ws_port: int = Field(default=29171, ge=0, le=65535, description="Port of the plain WebSocket.")
+    wss_enabled: bool = Field(default=True, description="Serve wss:// on wss_port.")
+    ws_enabled: bool = Field(default=True, description="Serve ws:// on ws_port.")
+    max_frame_bytes: int = Field(default=8 * 1024 * 1024, ge=1024,
                                  description="Largest accepted WebSocket frame (bytes).")
     max_connections_per_origin: int = Field(
-        8, ge=1, description="Open connections one origin may hold at once.")
+        default=8, ge=1, description="Open connections one origin may hold at once.")
     rate_per_second: float = Field(
-        50.0, gt=0, description="Requests per second one origin may send (sustained).")
-    rate_burst: int = Field(100, ge=1, description="Requests one origin may send in a burst.")
+        default=50.0, gt=0, description="Requests per second one origin may send (sustained).")
+    rate_burst: int = Field(
+        default=100, ge=1, description="Requests one origin may send in a burst.")
     max_requests_in_flight: int = Field(
-        32, ge=1, description="Unanswered requests one connection may have at once; more "
-                              "are answered RATE_LIMITED. (Requests waiting for the user: "
-                              "one per origin, by the protocol; a second gets BUSY.)")
+        default=32, ge=1,
+        description="Unanswered requests one connection may have at once; more are answered "
+                    "RATE_LIMITED. (Requests waiting for the user: one per origin, by the "
+                    "protocol; a second gets BUSY.)")
     dev_origins: list[str] = Field(
         default_factory=list,
         description="Non-https origins accepted for development, e.g. http://localhost:8000.")
@@ -41,52 +43,55 @@ class ServerConfig(_Section):
 
 class Pkcs12File(_Section):
     path: Path = Field(description="Path of a .p12/.pfx file.")
-    label: str | None = Field(None, description="Name shown to the user (default: file name).")
+    label: str | None = Field(
+        default=None, description="Name shown to the user (default: file name).")
 
 
 class TokensConfig(_Section):
     modules: list[Path] = Field(
         default_factory=list, description="Extra PKCS#11 module paths to load.")
     known_modules: bool = Field(
-        True, description="Also load the built-in vendor modules found on this machine.")
+        default=True, description="Also load the built-in vendor modules found on this machine.")
     call_timeout: float = Field(
-        20.0, gt=0, description="Seconds a token call may take before its worker is restarted.")
+        default=20.0, gt=0,
+        description="Seconds a token call may take before its worker is restarted.")
     pin_pad_timeout: float = Field(
-        120.0, gt=0, description="Seconds a PIN-pad login may take.")
+        default=120.0, gt=0, description="Seconds a PIN-pad login may take.")
     pkcs12: list[Pkcs12File] = Field(
         default_factory=list, description="PKCS#12 files offered as key stores.")
     poll_interval: float = Field(
-        2.0, gt=0, description="Seconds between looks for token changes (tokens.changed).")
+        default=2.0, gt=0, description="Seconds between looks for token changes (tokens.changed).")
 
 
 class UiConfig(_Section):
     backend: Literal["tk", "scripted", "none"] = Field(
-        "tk", description="Dialogs: tk (desktop), scripted (tests), none (refuse all).")
+        default="tk", description="Dialogs: tk (desktop), scripted (tests), none (refuse all).")
     answers_file: Path | None = Field(
-        None, description="With backend = scripted: the answers file.")
+        default=None, description="With backend = scripted: the answers file.")
     language: Literal["auto", "az", "tr", "ru", "en"] = Field(
-        "auto", description="Dialog language; auto follows the OS locale.")
+        default="auto", description="Dialog language; auto follows the OS locale.")
     dialog_timeout: float = Field(
-        120.0, gt=0, description="Seconds a dialog waits before USER_TIMEOUT.")
-    tray: bool = Field(True, description="Show the tray icon (ignored with --headless).")
+        default=120.0, gt=0, description="Seconds a dialog waits before USER_TIMEOUT.")
+    tray: bool = Field(default=True, description="Show the tray icon (ignored with --headless).")
     max_pin_attempts: int = Field(
-        5, ge=1, le=100,
+        default=5, ge=1, le=100,
         description="Wrong PINs one request may try before it ends as USER_CANCELLED "
                     "(tokens lock on their own; PKCS#12 files never do).")
 
 
 class DemoConfig(_Section):
     enabled: Literal["auto", "never"] = Field(
-        "auto", description="auto: create the demo identity when no key store is present.")
+        default="auto", description="auto: create the demo identity when no key store is present.")
 
 
 class JournalConfig(_Section):
-    enabled: bool = Field(True, description="Write the hash-chained signing journal.")
+    enabled: bool = Field(default=True, description="Write the hash-chained signing journal.")
 
 
 class PolicyConfig(_Section):
     remove_defaults: bool = Field(
-        False, description="Drop the sites the agent trusts by default (see docs/policy.md).")
+        default=False,
+        description="Drop the sites the agent trusts by default (see docs/policy.md).")
 
 
 def _http_url(value: str, *, echo: bool = True) -> str:
@@ -105,12 +110,13 @@ class FormatsConfig(_Section):
                     "checking the signer's certificate and gathering B-LT validation data; "
                     "the others serve as intermediates for path building.")
     tsa_url: str | None = Field(
-        None, description="RFC 3161 time-stamping service used instead of the page's tsaUrl.")
+        default=None,
+        description="RFC 3161 time-stamping service used instead of the page's tsaUrl.")
     tsa_by_origin: dict[str, str] = Field(
         default_factory=dict,
         description="Origin → time-stamping service for that origin (wins over tsa_url).")
     allow_page_tsa: bool = Field(
-        True, description="Use the page's tsaUrl when no TSA is configured for its origin.")
+        default=True, description="Use the page's tsaUrl when no TSA is configured for its origin.")
     tsa_by_issuer: dict[str, str] = Field(
         default_factory=dict,
         description="Issuing CA of the signer's certificate → time-stamping service (after "
@@ -122,18 +128,19 @@ class FormatsConfig(_Section):
         description="Issuing CA (SHA-256 fingerprint, as in tsa_by_issuer) → OCSP responder "
                     "for the certificates it issued, used instead of their AIA address.")
     http_proxy: str | None = Field(
-        None, repr=False,  # may hold a password
+        default=None, repr=False,  # may hold a password
         description="HTTP proxy (`http://[user:password@]host:port`) for TSA, OCSP, CRL and "
                     "certificate downloads; unset: the system proxy (HTTP_PROXY, "
                     "HTTPS_PROXY, NO_PROXY; on Windows and macOS also the system settings).")
     revocation: Literal["off", "warn", "enforce"] = Field(
-        "warn", description="Signer certificate check before signing: off; warn (refuse "
-                            "revoked/expired, sign when status is unknown); enforce (also "
-                            "refuse when path or status cannot be established, or when the "
-                            "certificate names no OCSP/CRL source and its issuer has no "
-                            "ocsp_by_issuer entry).")
+        default="warn",
+        description="Signer certificate check before signing: off; warn (refuse "
+                    "revoked/expired, sign when status is unknown); enforce (also "
+                    "refuse when path or status cannot be established, or when the "
+                    "certificate names no OCSP/CRL source and its issuer has no "
+                    "ocsp_by_issuer entry).")
     network_timeout: float = Field(
-        10.0, gt=0, le=120,
+        default=10.0, gt=0, le=120,
         description="Seconds per TSA/OCSP/CRL request before the call fails with NETWORK.")
 
     @field_validator("tsa_by_issuer", "ocsp_by_issuer")
@@ -157,7 +164,8 @@ class FormatsConfig(_Section):
 
 class AtrRule(_Section):
     atr: str = Field(description="Card ATR as hex bytes; `..` matches any byte.")
-    mask: str | None = Field(None, description="Optional bit mask, hex, as long as the ATR.")
+    mask: str | None = Field(
+        default=None, description="Optional bit mask, hex, as long as the ATR.")
     name: str = Field(description="Product name shown to the user and in doctor.")
     modules: list[str] = Field(
         default_factory=list,
@@ -175,7 +183,7 @@ class AtrRule(_Section):
 
 class PcscConfig(_Section):
     enabled: bool = Field(
-        True, description="Watch smart-card readers through PC/SC (pcscd / WinSCard).")
+        default=True, description="Watch smart-card readers through PC/SC (pcscd / WinSCard).")
     atr: list[AtrRule] = Field(
         default_factory=list,
         description="Extra ATR → product → module entries, tried before the built-in "

@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import get_args
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from agent.config import Config
 
@@ -31,12 +30,10 @@ This page is generated from the code: `python -m agent.config_doc > docs/configu
 
 
 def _default(info: FieldInfo) -> str:
-    if info.default_factory is not None:
-        value: Any = info.default_factory()  # type: ignore[call-arg]
-    elif info.default is PydanticUndefined:
+    if info.is_required():
         return "(required)"
-    else:
-        value = info.default
+    # No factory here reads the other fields: an empty ``validated_data`` is enough.
+    value: object = info.get_default(call_default_factory=True, validated_data={})
     if isinstance(value, BaseModel):
         return "—"
     if value is None:
@@ -58,7 +55,7 @@ def render() -> str:
         _section(f"## `[{name}]`", section, lines)
         for sub_name, sub_info in section.model_fields.items():
             # lists of tables, e.g. [[tokens.pkcs12]]
-            for arg in getattr(sub_info.annotation, "__args__", ()):
+            for arg in get_args(sub_info.annotation):
                 if isinstance(arg, type) and issubclass(arg, BaseModel):
                     _section(f"## `[[{name}.{sub_name}]]` (repeatable)", arg, lines)
     lines += ["", "## Example", "", "```toml", EXAMPLE.strip(), "```", ""]

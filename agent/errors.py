@@ -90,7 +90,18 @@ class RateLimited(AgentError):
 
 
 class InternalError(AgentError):
+    """Something on the agent's side failed.  The page learns the class's fixed message and
+    a ``detail`` code at most: the text given here is for logs, since it may name a module
+    path, a file or a library's exception."""
+
     code, reason, default_message = 5000, "INTERNAL", "internal error"
+    PAGE_DETAILS: ClassVar[frozenset[str]] = frozenset({"MODULE_CRASHED", "MODULE_TIMEOUT"})
+
+    def to_wire(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"reason": self.reason}
+        if self.data.get("detail") in self.PAGE_DETAILS:
+            data["detail"] = self.data["detail"]
+        return {"code": self.code, "message": self.default_message, "data": data}
 
 
 # --- token-module failures: the request in flight fails, the agent keeps running ----------

@@ -15,15 +15,32 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 GENESIS = "0" * 64
 
 
-def _line_hash(entry: dict[str, Any]) -> str:
+class JournalEntry(TypedDict):
+    """One line of the journal, with the wire's key names."""
+
+    seq: int
+    time: str  # ISO 8601, UTC, milliseconds
+    origin: str
+    method: str
+    certificate: str | None  # SHA-256 of the certificate, hex
+    digestAlgorithm: str | None
+    digest: str | None  # hex
+    count: int
+    result: str  # "ok" or the error reason
+    prev: str  # the previous line's hash (GENESIS for the first)
+    hash: str  # over the line's canonical JSON without this field
+
+
+def _line_hash(entry: Mapping[str, object]) -> str:
     body = {k: v for k, v in entry.items() if k != "hash"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -50,8 +67,8 @@ class Journal:
 
     def append(self, *, origin: str, method: str, certificate_sha256: str | None,
                digest_algorithm: str | None, digest_hex: str | None, result: str,
-               count: int = 1) -> dict[str, Any]:
-        entry: dict[str, Any] = {
+               count: int = 1) -> JournalEntry:
+        entry: JournalEntry = {
             "seq": self._seq + 1,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "origin": origin,
@@ -62,6 +79,7 @@ class Journal:
             "count": count,
             "result": result,
             "prev": self._prev,
+            "hash": "",  # not part of what it hashes
         }
         entry["hash"] = _line_hash(entry)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +88,6 @@ class Journal:
         self._write_head(entry["seq"], entry["hash"])
         self._seq, self._prev = entry["seq"], entry["hash"]
         return entry
-
 
     def _write_head(self, seq: int, line_hash: str) -> None:
         # Fixed width, overwritten in place: a rename or truncate per signature would make
@@ -88,10 +105,10 @@ def verify(path: Path) -> list[JournalProblem]:
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     for number, text in enumerate(lines, start=1):
         try:
-            entry = json.loads(text)
-            if not isinstance(entry, dict):
-                raise ValueError
+            entry: object = json.loads(text)
         except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
             problems.append(JournalProblem(number, "not a JSON object"))
             continue
         if entry.get("hash") != _line_hash(entry):
@@ -99,10 +116,13 @@ def verify(path: Path) -> list[JournalProblem]:
         if entry.get("prev") != prev:
             problems.append(JournalProblem(
                 number, "chain broken: a line before it was removed, reordered or edited"))
-        if entry.get("seq") != seq + 1:
+        line_seq = entry.get("seq")
+        if line_seq != seq + 1:
             problems.append(JournalProblem(number, f"sequence jumps from {seq} to "
-                                                   f"{entry.get('seq')}"))
-        prev, seq = str(entry.get("hash")), int(entry.get("seq") or 0)
+                                                   f"{line_seq}"))
+        # A line whose seq is not a number still takes the next place in the chain.
+        prev = str(entry.get("hash"))
+        seq = line_seq if isinstance(line_seq, int) else seq + 1
     head_seq, head_hash = Journal(path)._read_head()
     if (head_seq, head_hash) != (seq, prev) and (head_seq, lines) != (0, []):
         problems.append(JournalProblem(

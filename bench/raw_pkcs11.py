@@ -15,8 +15,8 @@ from pathlib import Path
 import pkcs11
 from pkcs11 import Mechanism, ObjectClass
 
-from agent.keystores.base import HashAlgorithm
 from agent.keystores.mechanisms import digest_info
+from agent.protocol.enums import HashAlgorithm
 
 
 @dataclass(frozen=True)

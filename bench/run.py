@@ -113,7 +113,7 @@ _IMPORT_PROBE = (
     "import sys\n"
     "from agent.protocol.dispatch import Dispatcher\n"
     "from agent.methods import register_all\n"
-    "import agent.daemon, agent.runtime, agent.tls.material\n"
+    "import agent.daemon.run, agent.daemon.runtime, agent.tls.material\n"
     "register_all(Dispatcher())\n"
     f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n")
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests need
-# (Debian packages, a venv with the Python packages), checks lint, runs pytest.
+# (Debian packages, a venv with the Python packages), checks lint and types, runs
+# pytest.
 # Safe to run twice. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh scripts/runtime-packages.txt scripts/system-packages.txt
 bash scripts/venv.sh test,formats
 .venv/bin/ruff check .
+.venv/bin/mypy  # strict, over agent/ (pyproject.toml [tool.mypy])
 # playwright-core for the browser end-to-end tests (tests/e2e; no browser download)
 if [ ! -d tests/e2e/node_modules/playwright-core ]; then
   if ! command -v npm >/dev/null 2>&1; then

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,13 @@ _SESSION_HOME = tempfile.mkdtemp(prefix="imza-agent-home-")
 os.environ["IMZA_AGENT_HOME"] = _SESSION_HOME
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 
+# Component markers: a missing component stops the run at its start (tests/components.py).
+from components import (  # noqa: E402
+    pytest_collection_finish,  # noqa: F401
+    pytest_runtest_setup,  # noqa: F401
+    require_marker,
+)
+from daemon import Daemon  # noqa: E402
 from testbed import (  # noqa: E402
     Pkcs12Bed,
     SoftHsmBed,
@@ -31,6 +38,22 @@ from testbed import (  # noqa: E402
     build_pki,
     build_softhsm,
 )
+
+from agent.keystores.pkcs11 import Pkcs11Store  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _daemon_needs_its_marker() -> Iterator[None]:
+    """Every ``Daemon.start()`` (tests/daemon.py) checks that its test is marked daemon."""
+    start = Daemon.start
+
+    def checked_start(self: Daemon) -> Daemon:
+        require_marker("daemon")
+        return start(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Daemon, "start", checked_start)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +77,16 @@ def softhsm(pki: TestPKI, bed_dir: Path) -> Iterator[SoftHsmBed]:
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = previous
+
+
+@pytest.fixture
+async def softhsm_store(softhsm: SoftHsmBed) -> AsyncIterator[Pkcs11Store]:
+    """A PKCS#11 store on the session's SoftHSM module (tokens A and B), closed after the test."""
+    store = Pkcs11Store(softhsm.module, env=softhsm.env, call_timeout=15)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @pytest.fixture(scope="session")

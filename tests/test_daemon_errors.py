@@ -26,6 +26,8 @@ from daemon import Daemon, assert_served, b64, copy_softhsm, pick, unb64, verify
 from testbed import SoftHsmBed
 from testbed.native import build_faulty_module
 
+pytestmark = [pytest.mark.softhsm, pytest.mark.daemon]
+
 GOV = "https://www.e-gov.az"
 DIGEST = b64(hashlib.sha256(b"errors").digest())
 

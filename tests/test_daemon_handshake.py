@@ -14,6 +14,8 @@ from daemon import Daemon, assert_served, raw_handshake
 from testbed import SoftHsmBed
 from websockets.exceptions import InvalidStatus
 
+pytestmark = [pytest.mark.softhsm, pytest.mark.daemon]
+
 DEV = "http://localhost:8000"
 BLOCKED = "https://blocked.example"
 INTRANET = "https://intranet.corp.az"

@@ -27,6 +27,8 @@ from testbed import SoftHsmBed
 from testbed.native import build_faulty_module
 from websockets.exceptions import InvalidStatus
 
+pytestmark = [pytest.mark.softhsm, pytest.mark.daemon]
+
 MAX_FRAME = 64 * 1024
 MAX_CONNECTIONS = 2
 RATE, BURST = 2.0, 10

@@ -22,6 +22,8 @@ from authverify import TokenRejected, verify_login_token
 from daemon import Daemon, b64, copy_softhsm, pick, unb64, verify_hash_signature
 from testbed import Pkcs12Bed, SoftHsmBed
 
+pytestmark = [pytest.mark.softhsm, pytest.mark.daemon]
+
 INTRANET = "https://intranet.corp.az"  # the system policy grants it `list` (and the rest)
 GOV = "https://www.e-gov.az"  # granted by the shipped defaults: no consent dialog
 PLAIN = "https://portal.example"  # well-formed, listed nowhere

@@ -15,15 +15,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent.errors import PinIncorrect
 from agent.keystores.base import (
-    HashAlgorithm,
     KeyStore,
     KeyType,
-    Scheme,
     Secret,
+    SecretKind,
     SignMechanism,
     StoreKind,
 )
 from agent.keystores.demo import DEMO_PIN, DemoStore, ensure_demo_identity
+from agent.protocol.enums import HashAlgorithm, Scheme
 
 
 def fingerprints(paths: tuple[Path, ...]) -> list[bytes]:
@@ -104,6 +104,9 @@ async def test_demo_store_lists_one_demo_token_and_signs(agent_home: Path) -> No
     (token,) = await store.tokens()
     assert token.demo is True and token.needs_unlock is False
     assert "DEMO" in token.label
+    # The documented demo PIN is asked for as a PIN; the demo never locks.
+    assert (token.secret, token.unlock) == (SecretKind.PIN, "ISSUER")
+    assert store.card_events is None
     entries = await store.certificates(token)
     keyed = [e for e in entries if e.key is not None]
     assert {e.key.key_type for e in keyed if e.key} == {KeyType.RSA, KeyType.EC}
@@ -128,4 +131,14 @@ async def test_demo_store_lists_one_demo_token_and_signs(agent_home: Path) -> No
                                    SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256))
             assert isinstance(pub, ec.EllipticCurvePublicKey)
             pub.verify(sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    # Many hashes at once: one signature each, in order (the demo has no faster path).
+    [ec_entry] = [e for e in keyed if e.key is not None and e.key.key_type is KeyType.EC]
+    assert ec_entry.key is not None
+    digests = [bytes([i]) * 32 for i in range(3)]
+    signatures = await store.sign_many(ec_entry.key, digests,
+                                       SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256))
+    ec_pub = x509.load_der_x509_certificate(ec_entry.der).public_key()
+    assert isinstance(ec_pub, ec.EllipticCurvePublicKey) and len(signatures) == 3
+    for d, sig in zip(digests, signatures, strict=True):
+        ec_pub.verify(sig, d, ec.ECDSA(Prehashed(hashes.SHA256())))
     await store.close()

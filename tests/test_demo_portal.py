@@ -1,4 +1,4 @@
-"""The demo portal's server (examples/portal/) against tokens and signatures from real
+"""The demo portal's server (agent/demo_portal/) against tokens and signatures from real
 agents (the demo identity; SoftHSM token A, whose CA the portal does not trust): it accepts
 what is right and refuses replays, tokens made for another origin, cross-origin requests,
 and declaration signatures (CAdES, verified with pyHanko) over another document, by an
@@ -6,11 +6,11 @@ authentication key, by an untrusted signer or without the time-stamp it asked fo
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
 import ssl
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -33,8 +33,10 @@ from pyhanko.sign import signers
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from testbed.softhsm import ALIYEV, SoftHsmBed
 
-sys.path.insert(0, str(REPO / "examples" / "portal"))
-from server import PortalServer, sample_pdf
+import agent.demo_portal as demo_command
+from agent.config import Config
+from agent.demo_portal import server as portal_module
+from agent.demo_portal.server import PortalServer, sample_pdf
 
 GOV = "https://www.e-gov.az"  # allow-listed by the shipped defaults: no consent dialog
 DEMO_ANSWERS = {"certificate": {"holder": "DEMO"}, "pin": "0000"}
@@ -84,6 +86,14 @@ class Browser:
         self.context.check_hostname = False
         self.context.verify_mode = ssl.CERT_NONE  # the portal's throwaway certificate
 
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.base + path, context=self.context,
+                                        timeout=30) as reply:
+                return reply.status, reply.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
     def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         request = urllib.request.Request(
             self.base + path, data=json.dumps(body or {}).encode(), method="POST",
@@ -105,6 +115,7 @@ async def _token(agent: Daemon, origin: str, challenge: str) -> dict[str, Any]:
         return (await page.call("auth.login", {"challenge": challenge}))["token"]
 
 
+@pytest.mark.daemon
 async def test_login_once_and_only_for_its_own_origin(agent: Daemon,
                                                       portal: PortalServer) -> None:
     browser = Browser(portal)
@@ -150,6 +161,7 @@ def _submit(browser: Browser, doc: dict[str, Any], cms: str) -> tuple[int, dict[
                                                     "cms": cms})
 
 
+@pytest.mark.daemon
 async def test_declaration_cms_is_accepted_once_and_only_for_its_document(
         agent: Daemon, portal: PortalServer) -> None:
     browser = await _logged_in(agent, portal)
@@ -175,6 +187,7 @@ async def test_declaration_cms_is_accepted_once_and_only_for_its_document(
     assert len(portal.portal.signed) == 1
 
 
+@pytest.mark.daemon
 async def test_cms_over_another_document_is_refused(agent: Daemon,
                                                     portal: PortalServer) -> None:
     browser = await _logged_in(agent, portal)
@@ -185,6 +198,7 @@ async def test_cms_over_another_document_is_refused(agent: Daemon,
     assert portal.portal.signed == []
 
 
+@pytest.mark.daemon
 async def test_cms_by_the_authentication_key_is_refused(agent: Daemon,
                                                         portal: PortalServer) -> None:
     """The logged-in user's own demo authentication key, chaining to the trusted demo CA,
@@ -214,6 +228,8 @@ def _pem_to_der(pem: bytes) -> bytes:
     return base64.b64decode(body)
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
 async def test_cms_by_an_untrusted_signer_is_refused(agent: Daemon, hsm_agent: Daemon,
                                                      portal: PortalServer) -> None:
     """A real CAdES from token A (test PKI): valid, over the right document, by a signing
@@ -225,6 +241,8 @@ async def test_cms_by_an_untrusted_signer_is_refused(agent: Daemon, hsm_agent: D
     assert portal.portal.signed == []
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
 async def test_with_a_tsa_the_portal_asks_for_and_checks_cades_b_t(
         agent: Daemon, softhsm: SoftHsmBed, tmp_path: Path) -> None:
     services = start_services(softhsm.pki)
@@ -248,12 +266,14 @@ async def test_with_a_tsa_the_portal_asks_for_and_checks_cades_b_t(
         services.close()
 
 
+@pytest.mark.daemon
 def test_garbage_instead_of_a_cms_is_refused(portal: PortalServer) -> None:
     status, answer = Browser(portal).post("/api/declaration/submit",
                                           {"documentId": "x", "cms": "bm90IGEgY21z"})
     assert status == 400 and "already used" in answer["error"]  # no such document
 
 
+@pytest.mark.daemon
 def test_cross_origin_requests_are_refused(portal: PortalServer) -> None:
     status, answer = Browser(portal, origin="https://evil.example").post(
         "/api/login/challenge")
@@ -265,3 +285,49 @@ def test_sample_pdf_is_well_formed() -> None:
     assert pdf.startswith(b"%PDF-1.7") and pdf.rstrip().endswith(b"%%EOF")
     xref = int(pdf.rsplit(b"startxref\n", 1)[1].split(b"\n", 1)[0])
     assert pdf[xref:xref + 4] == b"xref"
+
+
+@pytest.mark.daemon
+def test_the_page_and_the_sdk_are_served(portal: PortalServer) -> None:
+    browser = Browser(portal)
+    status, page = browser.get("/")
+    assert status == 200 and b'<script type="module" src="/app.js">' in page
+    status, app = browser.get("/app.js")
+    assert status == 200 and b'from "/sdk/imza.js"' in app
+    # The page SDK is extension/sdk/imza.js itself, not a copy that could drift.
+    status, sdk = browser.get("/sdk/imza.js")
+    assert status == 200 and sdk == (REPO / "extension" / "sdk" / "imza.js").read_bytes()
+    assert browser.get("/server.py")[0] == 404
+
+
+# What a relying party copies must not need the agent: only the standard library, the
+# crypto libraries and its sibling.
+PORTABLE = {"verify.py": {"base64", "datetime", "hashlib", "collections", "typing",
+                          "cryptography", "__future__"},
+            "verify_cms.py": {"asyncio", "base64", "binascii", "datetime", "collections",
+                              "dataclasses", "asn1crypto", "cryptography", "pyhanko",
+                              "pyhanko_certvalidator", "__future__", ".verify"}}
+
+
+@pytest.mark.parametrize("name", sorted(PORTABLE))
+def test_the_verifiers_import_nothing_from_the_agent(name: str) -> None:
+    tree = ast.parse((Path(portal_module.__file__).parent / name).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            imported.add("." * node.level + module if node.level
+                         else module.split(".")[0])
+    assert imported == PORTABLE[name]
+
+
+def test_demo_without_the_formats_extra_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import agent.formats
+
+    monkeypatch.setattr(agent.formats, "available_formats", lambda: {})
+    code = demo_command.main(Config(), None, port=0, open_browser=False)
+    assert code == 2
+    assert "pip install 'imza-agent[formats]'" in capsys.readouterr().err

@@ -57,6 +57,7 @@ def write_config(path: Path, softhsm: SoftHsmBed, pkcs12_file: Pkcs12Bed,
     return path
 
 
+@pytest.mark.softhsm
 def test_collect_reports_tokens_certificates_and_pairing(
         agent_home: Path, softhsm: SoftHsmBed, pkcs12_file: Pkcs12Bed, full_config: Config,
         tmp_path: Path, bad_module: Path) -> None:
@@ -69,6 +70,9 @@ def test_collect_reports_tokens_certificates_and_pairing(
     assert {softhsm.tokens["A"].label, softhsm.tokens["B"].label, "Şəxsi imza"} <= token_labels
     token_a = next(t for t in report["tokens"] if t["label"] == softhsm.tokens["A"].label)
     assert token_a["kind"] == "pkcs11" and token_a["pinState"] in {"ok", "count low"}
+    assert (token_a["secret"], token_a["unlock"]) == ("pin", "PUK")
+    p12_token = next(t for t in report["tokens"] if t["label"] == "Şəxsi imza")
+    assert (p12_token["secret"], p12_token["unlock"]) == ("password", "ISSUER")
     assert token_a["pin"]["maxLength"] >= token_a["pin"]["minLength"] > 0
 
     certs = by_fingerprint(report)
@@ -96,7 +100,8 @@ def test_collect_reports_tokens_certificates_and_pairing(
     missing = modules[str(tmp_path / "nonexistent-pkcs11.so")]
     assert missing["loaded"] is False and "not there" in missing["error"]
     broken = modules[str(bad_module)]
-    assert broken["present"] is True and broken["loaded"] is False and broken["error"]
+    assert broken["present"] is True and broken["loaded"] is False
+    assert "cannot load the library" in broken["error"]  # the loader's words, shown locally
     assert {str(tmp_path / "nonexistent-pkcs11.so"), str(bad_module)} <= {
         p["source"] for p in report["problems"]}
 
@@ -113,6 +118,7 @@ def test_collect_reports_tokens_certificates_and_pairing(
     assert pkcs12_file.password not in json.dumps(report, ensure_ascii=False)
 
 
+@pytest.mark.softhsm
 def test_text_output_keeps_names_and_says_what_failed(
         agent_home: Path, softhsm: SoftHsmBed, full_config: Config, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,6 +131,7 @@ def test_text_output_keeps_names_and_says_what_failed(
     assert "PC/SC" in out
     assert f"{tmp_path / 'nonexistent-pkcs11.so'} [config] — FAILED" in out
     assert "paired by public key" in out
+    assert "password-protected file (no retry counter)" in out  # the PKCS#12 file's token
     assert "EXPIRED" in out and "NOT YET VALID" in out
 
 
@@ -144,6 +151,7 @@ def test_demo_is_labelled(agent_home: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.parametrize("json_flag", [True, False])
+@pytest.mark.softhsm
 def test_command_line_prints_utf8(agent_home: Path, softhsm: SoftHsmBed,
                                   pkcs12_file: Pkcs12Bed, tmp_path: Path,
                                   json_flag: bool) -> None:

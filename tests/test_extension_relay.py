@@ -1,5 +1,6 @@
 """The extension's path into the agent without a browser: the daemon's Unix socket
-(agent/transport/local.py) and the native messaging host (agent/nativehost.py), against
+(agent/transport/local.py) and the native messaging host (agent/transport/native_host.py
+and its relay, agent/transport/native_relay.py), against
 a real daemon with the demo identity.
 
 The browser half (extension, SDK, portal) is tested in real Chromium in tests/e2e/.
@@ -26,7 +27,8 @@ from authverify import TokenRejected, verify_login_token
 from cryptography import x509
 from daemon import REPO, Daemon, stop_pid
 
-from agent.nativehost import CHROMIUM_EXTENSION_ID, HOST_NAME, Relay
+from agent.platform.native_messaging import CHROMIUM_EXTENSION_ID, HOST_NAME
+from agent.transport.native_relay import Relay
 
 GOV = "https://www.e-gov.az"  # the shipped defaults grant it: no consent dialog
 BLOCKED = "https://blocked.example"
@@ -96,6 +98,7 @@ class SocketPage:
         self.writer.close()
 
 
+@pytest.mark.daemon
 def test_socket_is_private_and_announced(agent: Daemon) -> None:
     path = _socket(agent)
     assert stat.S_ISSOCK(path.stat().st_mode)
@@ -105,6 +108,7 @@ def test_socket_is_private_and_announced(agent: Daemon) -> None:
     assert runtime["socket"] == str(path)
 
 
+@pytest.mark.daemon
 async def test_login_over_the_socket_is_bound_to_the_named_origin(agent: Daemon) -> None:
     agent.set_answers({"certificate": "first", "pin": "0000"})
     page = SocketPage(agent)
@@ -128,6 +132,7 @@ async def test_login_over_the_socket_is_bound_to_the_named_origin(agent: Daemon)
     (None, "bad origin"),
     (["https://www.e-gov.az"], "bad origin"),
 ])
+@pytest.mark.daemon
 async def test_handshake_runs_the_websocket_policy(agent: Daemon, origin: Any,
                                                    reason: str) -> None:
     mark = agent.transcript_mark()
@@ -139,6 +144,7 @@ async def test_handshake_runs_the_websocket_policy(agent: Daemon, origin: Any,
     assert agent.transcript(mark) == []
 
 
+@pytest.mark.daemon
 async def test_oversized_frame_is_too_large_and_closes(agent: Daemon) -> None:
     page = SocketPage(agent)
     assert await page.open(GOV) == {"ok": True}
@@ -173,6 +179,7 @@ def _request(msg_id: int, method: str, params: dict[str, Any] | None = None) -> 
     return json.dumps(message)
 
 
+@pytest.mark.daemon
 async def test_relay_splits_long_replies_into_parts(agent: Daemon) -> None:
     browser = Browser()
     relay = Relay(browser.to_browser, _socket(agent), part_chars=100)
@@ -196,6 +203,7 @@ async def test_relay_splits_long_replies_into_parts(agent: Daemon) -> None:
     await relay.close()
 
 
+@pytest.mark.daemon
 async def test_relay_answers_too_large_for_a_reply_over_its_limit(agent: Daemon) -> None:
     browser = Browser()
     relay = Relay(browser.to_browser, _socket(agent), max_reply_chars=100)
@@ -210,6 +218,7 @@ async def test_relay_answers_too_large_for_a_reply_over_its_limit(agent: Daemon)
     await relay.close()
 
 
+@pytest.mark.daemon
 async def test_relay_reports_a_refused_origin(agent: Daemon) -> None:
     browser = Browser()
     relay = Relay(browser.to_browser, _socket(agent))
@@ -263,6 +272,7 @@ class HostProcess:
             else ""
 
 
+@pytest.mark.daemon
 def test_native_host_relays_and_ignores_junk(agent: Daemon) -> None:
     host = HostProcess(agent.home, None, {"IMZA_AGENT_SYSTEM_POLICY": "/nonexistent"})
     host.send(b"not json")
@@ -277,6 +287,7 @@ def test_native_host_relays_and_ignores_junk(agent: Daemon) -> None:
     assert host.finish() == 0
 
 
+@pytest.mark.daemon
 def test_native_host_starts_the_daemon_when_none_runs() -> None:
     with tempfile.TemporaryDirectory(prefix="imza-auto-") as tmp:
         stopped = Daemon(home=Path(tmp) / "home", modules=[], env={})

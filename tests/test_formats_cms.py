@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pki_services
+import pytest
 from asn1crypto import cms, ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -19,6 +20,8 @@ from pki_services import (
     trust_context,
 )
 from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+
+pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
 
 # Fixtures shared by the format tests.
 formats_bed = pki_services.formats_bed

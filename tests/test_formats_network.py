@@ -30,9 +30,10 @@ from pki_services import (
     unused_port,
 )
 
+from agent.app.documents import choose_tsa
 from agent.config import ConfigError, FormatsConfig, load_config
 from agent.errors import Unsupported
-from agent.formats.network import NetworkSettings, choose_tsa, split_proxy_credentials
+from agent.formats.network import NetworkSettings, split_proxy_credentials
 
 formats_bed = pki_services.formats_bed
 
@@ -168,6 +169,9 @@ def _has_timestamp(der: bytes) -> bool:
 
 # --- proxy ---------------------------------------------------------------------------------
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_configured_proxy_carries_tsa_and_revocation(
         proxied: Daemon, net_bed: FormatsBed, proxy: ForwardingProxy, tmp_path: Path) -> None:
     tsa = net_bed.services.url("/tsa")
@@ -190,6 +194,9 @@ async def test_configured_proxy_carries_tsa_and_revocation(
     assert signer in _embedded_ocsp_serials(der)
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_proxy_down_is_network_and_asks_nothing(net_bed: FormatsBed) -> None:
     services = net_bed.services
     with _agent(net_bed, http_proxy=f"http://127.0.0.1:{unused_port()}") as daemon:
@@ -203,6 +210,9 @@ async def test_proxy_down_is_network_and_asks_nothing(net_bed: FormatsBed) -> No
             assert services.requests[before:] == [], "a request went around the proxy"
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_system_proxy_from_the_environment(net_bed: FormatsBed, proxy: ForwardingProxy,
                                                  tmp_path: Path) -> None:
     env = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "NO_PROXY": "", "no_proxy": ""}
@@ -225,6 +235,9 @@ def test_proxy_credentials_kept_apart() -> None:
 
 # --- per-issuer addresses ------------------------------------------------------------------
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_ocsp_by_issuer_wins_over_aia(by_issuer: Daemon, net_bed: FormatsBed,
                                             tmp_path: Path) -> None:
     requests = net_bed.services.requests
@@ -235,6 +248,9 @@ async def test_ocsp_by_issuer_wins_over_aia(by_issuer: Daemon, net_bed: FormatsB
     assert "POST /ocsp" not in requests[before:]  # the AIA's responder is not asked
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_ocsp_by_issuer_for_a_certificate_naming_no_service(
         by_issuer: Daemon, net_bed: FormatsBed, tmp_path: Path) -> None:
     requests = net_bed.services.requests
@@ -251,6 +267,9 @@ async def test_ocsp_by_issuer_for_a_certificate_naming_no_service(
     assert net_bed.identities["no_revinfo"].cert.serial_number in _embedded_ocsp_serials(der)
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_revoked_by_the_issuer_responder(by_issuer: Daemon, net_bed: FormatsBed) -> None:
     before = len(net_bed.services.requests)
     error = await _refusal(by_issuer, net_bed, "net_revoked", "sign.cms", {
@@ -260,6 +279,9 @@ async def test_revoked_by_the_issuer_responder(by_issuer: Daemon, net_bed: Forma
     assert "POST /ocsp-alt" in net_bed.services.requests[before:]
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_tsa_by_issuer_then_origin(by_issuer: Daemon, net_bed: FormatsBed,
                                          tmp_path: Path) -> None:
     services = net_bed.services
@@ -315,6 +337,9 @@ def test_issuer_keys_validated_and_normalised(tmp_path: Path) -> None:
 
 # --- the signer-status modes ---------------------------------------------------------------
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_warn_signs_when_status_unknown_and_logs(warn: Daemon, net_bed: FormatsBed,
                                                        tmp_path: Path) -> None:
     before = len(net_bed.services.requests)
@@ -324,6 +349,9 @@ async def test_warn_signs_when_status_unknown_and_logs(warn: Daemon, net_bed: Fo
     assert "WARNING agent.formats.status signer revocation status unknown" in warn.log_text()
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_warn_refuses_revoked(warn: Daemon, net_bed: FormatsBed) -> None:
     mark = warn.transcript_mark()
     error = await _refusal(warn, net_bed, "net_revoked", "sign.cms", {
@@ -333,6 +361,9 @@ async def test_warn_refuses_revoked(warn: Daemon, net_bed: FormatsBed) -> None:
     assert pin_dialogs(warn, mark) == []
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_warn_signs_without_revocation_source(warn: Daemon, net_bed: FormatsBed,
                                                     tmp_path: Path) -> None:
     der = await _cms(warn, net_bed, "no_revinfo", "B")
@@ -340,6 +371,9 @@ async def test_warn_signs_without_revocation_source(warn: Daemon, net_bed: Forma
     assert "names no OCSP or CRL service; signing anyway" in warn.log_text()
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_enforce_refuses_certificate_without_revocation_source(
         proxied: Daemon, net_bed: FormatsBed) -> None:
     mark = proxied.transcript_mark()
@@ -350,6 +384,9 @@ async def test_enforce_refuses_certificate_without_revocation_source(
     assert pin_dialogs(proxied, mark) == []
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_enforce_status_unknown_is_network(proxied: Daemon, net_bed: FormatsBed) -> None:
     mark = proxied.transcript_mark()
     error = await _refusal(proxied, net_bed, "ocsp_down", "sign.cms", {
@@ -358,6 +395,9 @@ async def test_enforce_status_unknown_is_network(proxied: Daemon, net_bed: Forma
     assert pin_dialogs(proxied, mark) == []
 
 
+@pytest.mark.softhsm
+@pytest.mark.daemon
+@pytest.mark.verifiers
 async def test_off_asks_no_service(net_bed: FormatsBed, tmp_path: Path) -> None:
     services = net_bed.services
     with _agent(net_bed, revocation="off") as daemon:

@@ -39,6 +39,8 @@ from pyhanko.sign import fields
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
+pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
+
 # Fixtures shared by the format tests.
 formats_bed = pki_services.formats_bed
 formats_daemon = pki_services.formats_daemon

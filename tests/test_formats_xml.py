@@ -7,6 +7,7 @@ import base64
 from pathlib import Path
 
 import pki_services
+import pytest
 from cryptography import x509
 from daemon import Daemon, b64, unb64
 from lxml import etree
@@ -18,6 +19,8 @@ from pki_services import (
     select_handle,
 )
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
+
+pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
 
 # Fixtures shared by the format tests.
 formats_bed = pki_services.formats_bed

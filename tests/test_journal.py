@@ -76,3 +76,19 @@ def test_cli_verify_reports_tampering(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "agent.cli", "journal", "verify"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "line 2" in bad.stdout
+
+
+@pytest.mark.parametrize("seq", ["x", [2], None])
+def test_a_line_whose_seq_is_not_a_number_is_reported_not_fatal(tmp_path: Path,
+                                                                 seq: object) -> None:
+    path = tmp_path / "journal.jsonl"
+    _write(path, 3)
+    lines = _lines(path)
+    entry = json.loads(lines[1])
+    entry["seq"] = seq
+    lines[1] = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    problems = verify(path)
+    # The edited line is named; the line after it keeps its place in the sequence.
+    assert {p.line for p in problems} == {2}
+    assert any("sequence jumps from 1 to" in p.problem for p in problems)

@@ -29,6 +29,7 @@ def holder(der: bytes) -> str:
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
+@pytest.mark.softhsm
 async def test_softhsm_and_p12_listed_together(agent_home: Path, softhsm: SoftHsmBed,
                                                pkcs12_file: Pkcs12Bed) -> None:
     manager = StoreManager.from_config(
@@ -56,6 +57,7 @@ async def test_softhsm_and_p12_listed_together(agent_home: Path, softhsm: SoftHs
         await manager.close()
 
 
+@pytest.mark.softhsm
 async def test_failing_store_is_a_problem_not_an_exception(
         agent_home: Path, softhsm: SoftHsmBed, tmp_path: Path) -> None:
     not_a_module = tmp_path / "libnot-pkcs11.so"
@@ -86,6 +88,7 @@ def test_demo_rule_static_half() -> None:
     assert demo_wanted(config(demo="never")) is False
 
 
+@pytest.mark.softhsm
 async def test_demo_not_created_when_module_or_p12_configured(
         agent_home: Path, softhsm: SoftHsmBed, pkcs12_file: Pkcs12Bed) -> None:
     for cfg in (config(modules=[softhsm.module]), config(p12=[pkcs12_file.path]),
@@ -99,9 +102,12 @@ async def test_demo_not_created_when_module_or_p12_configured(
     assert not (agent_home / "demo").exists()
 
 
-async def test_demo_offered_with_known_module_but_no_card(agent_home: Path) -> None:
+@pytest.mark.softhsm
+async def test_demo_offered_with_known_module_but_no_card(
+        agent_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # OpenSC is installed on the test machine, and no card is in any reader: the user
     # has no token, so the demo must still be offered.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # OpenSC makes its dir
     manager = StoreManager.from_config(config(known=True))
     try:
         assert any(c.vendor == "OpenSC" and c.present for c in manager.module_candidates)
@@ -117,6 +123,7 @@ async def test_demo_offered_with_known_module_but_no_card(agent_home: Path) -> N
         await manager.close()
 
 
+@pytest.mark.softhsm
 async def test_demo_hidden_while_a_real_token_is_present(agent_home: Path,
                                                          softhsm: SoftHsmBed) -> None:
     demo = DemoStore(ensure_demo_identity(agent_home))

@@ -18,8 +18,8 @@ from agent import doctor
 from agent.config import AtrRule, Config, PcscConfig, TokensConfig
 from agent.keystores.pkcs11.modules import KNOWN_MODULES
 from agent.pcsc.atr import AtrDatabase, AtrSyntaxError, entry_from, parse_atr
+from agent.pcsc.probe import probe_pcsc
 from agent.pcsc.report import unknown_card_report
-from agent.pcsc_probe import probe_pcsc
 
 # Real ATRs (pcsc-tools' smartcard_list.txt) → the product the table must name.
 REAL_CARDS = {
@@ -138,6 +138,8 @@ def _doctor(config: Config) -> tuple[dict[str, Any], str]:
     return report, out.getvalue()
 
 
+@pytest.mark.pcscd
+@pytest.mark.softhsm
 def test_doctor_names_an_unknown_card_with_a_report(pcscd: Pcscd, softhsm: SoftHsmBed) -> None:
     card = _insert_and_wait(UNKNOWN_ATR, pcscd.port)
     try:
@@ -154,6 +156,8 @@ def test_doctor_names_an_unknown_card_with_a_report(pcscd: Pcscd, softhsm: SoftH
     assert "UNKNOWN card" in text and row["report"].splitlines()[1] in text
 
 
+@pytest.mark.pcscd
+@pytest.mark.softhsm
 def test_doctor_names_a_known_card_and_its_module(pcscd: Pcscd, softhsm: SoftHsmBed) -> None:
     card = _insert_and_wait(UNKNOWN_ATR, pcscd.port)
     try:
@@ -170,6 +174,7 @@ def test_doctor_names_a_known_card_and_its_module(pcscd: Pcscd, softhsm: SoftHsm
     assert f"Test card — {softhsm.module}" in text
 
 
+@pytest.mark.pcscd
 def test_doctor_says_the_service_is_not_running(tmp_path: Path) -> None:
     pcscd = Pcscd(tmp_path)  # configured, never started: fails if another pcscd serves
     pcscd.start()

@@ -22,6 +22,8 @@ from testbed import SoftHsmBed
 from testbed.native import build_faulty_module
 from vcard import PairedCard, Pcscd, VirtualCard
 
+pytestmark = [pytest.mark.pcscd, pytest.mark.softhsm, pytest.mark.daemon]
+
 GOV = "https://www.e-gov.az"  # granted by the shipped defaults: no consent dialog
 TEST_ATR = bytes.fromhex("3B8880014D5A41544553540A")  # made up: no real card has it
 HOLDER = "Əliyev"

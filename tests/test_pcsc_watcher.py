@@ -12,6 +12,8 @@ from vcard import READER_NAME, Pcscd, VirtualCard
 
 from agent.pcsc.watcher import EventKind, PcscEvent, PcscWatcher, ServiceState, load_scard
 
+pytestmark = [pytest.mark.pcscd]
+
 ATR = bytes.fromhex("3B8B015275746F6B656E20454350A0")  # a Rutoken ECP's
 OTHER_ATR = bytes.fromhex("3B9F968131FE45806755454B41451293318073B3A1806B")  # AKİS v1.3
 EVENT_TIMEOUT = 15.0  # generous for CI; never asserted on

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -20,25 +21,20 @@ from testbed import SoftHsmBed
 from testbed.native import build_faulty_module
 
 from agent.errors import (
+    AgentError,
+    InternalError,
     LoginRequired,
     ModuleCrashed,
     ModuleTimeout,
+    ModuleUnavailable,
     PinIncorrect,
     PinLocked,
     Unsupported,
 )
-from agent.keystores.base import (
-    PIN_PAD,
-    CertificateEntry,
-    HashAlgorithm,
-    KeyRef,
-    Scheme,
-    Secret,
-    SignMechanism,
-    TokenInfo,
-)
+from agent.keystores.base import PIN_PAD, CertificateEntry, KeyRef, Secret, SignMechanism, TokenInfo
 from agent.keystores.mechanisms import verify_with_certificate
 from agent.keystores.pkcs11 import Pkcs11Store, wire
+from agent.protocol.enums import HashAlgorithm, Scheme
 
 ECDSA = SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256)
 DIGEST = hashlib.sha256(b"isolation").digest()
@@ -77,15 +73,6 @@ async def faulty(softhsm: SoftHsmBed, faulty_module: Path,
         await store.close()
 
 
-@pytest.fixture
-async def plain(softhsm: SoftHsmBed) -> AsyncIterator[Pkcs11Store]:
-    store = Pkcs11Store(softhsm.module, env=softhsm.env, call_timeout=15)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def _token_a(store: Pkcs11Store, softhsm: SoftHsmBed) -> TokenInfo:
     [token] = [t for t in await store.tokens() if t.label == softhsm.tokens["A"].label]
     return token
@@ -115,12 +102,13 @@ def _alive(pid: int) -> bool:
 
 # --- crashes and hangs ------------------------------------------------------------------------
 
-async def test_crash_during_sign_then_recovery(faulty: FaultyBed, plain: Pkcs11Store,
+@pytest.mark.softhsm
+async def test_crash_during_sign_then_recovery(faulty: FaultyBed, softhsm_store: Pkcs11Store,
                                                softhsm: SoftHsmBed) -> None:
     token, key = await _ec_sign_key(faulty.store, softhsm)
     await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))
-    plain_token, plain_key = await _ec_sign_key(plain, softhsm)
-    await plain.login(plain_token, Secret(softhsm.tokens["A"].pin))
+    plain_token, plain_key = await _ec_sign_key(softhsm_store, softhsm)
+    await softhsm_store.login(plain_token, Secret(softhsm.tokens["A"].pin))
     crashed_pid = faulty.store.worker.pid
     assert crashed_pid is not None
 
@@ -130,7 +118,7 @@ async def test_crash_during_sign_then_recovery(faulty: FaultyBed, plain: Pkcs11S
     assert caught.value.to_wire()["data"] == {"reason": "INTERNAL", "detail": "MODULE_CRASHED"}
     assert faulty.store.worker.pid is None and not _alive(crashed_pid)
 
-    await _sign_and_verify(plain, plain_key, softhsm)  # the other store never noticed
+    await _sign_and_verify(softhsm_store, plain_key, softhsm)  # the other store never noticed
 
     faulty.set_mode("")
     with pytest.raises(LoginRequired):  # the login died with the worker
@@ -140,8 +128,9 @@ async def test_crash_during_sign_then_recovery(faulty: FaultyBed, plain: Pkcs11S
     await _sign_and_verify(faulty.store, key, softhsm)
 
 
+@pytest.mark.softhsm
 async def test_hang_during_sign_times_out_then_recovery(faulty: FaultyBed,
-                                                        plain: Pkcs11Store,
+                                                        softhsm_store: Pkcs11Store,
                                                         softhsm: SoftHsmBed) -> None:
     token, key = await _ec_sign_key(faulty.store, softhsm)
     await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))
@@ -153,13 +142,14 @@ async def test_hang_during_sign_times_out_then_recovery(faulty: FaultyBed,
         await faulty.store.sign(key, DIGEST, ECDSA)
     assert not _alive(hung_pid)  # killed, not left sleeping
 
-    assert {t.label for t in await plain.tokens()} >= {softhsm.tokens["A"].label}
+    assert {t.label for t in await softhsm_store.tokens()} >= {softhsm.tokens["A"].label}
 
     faulty.set_mode("")
     await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))
     await _sign_and_verify(faulty.store, key, softhsm)
 
 
+@pytest.mark.softhsm
 async def test_caller_giving_up_kills_the_busy_worker(faulty: FaultyBed,
                                                       softhsm: SoftHsmBed) -> None:
     token, key = await _ec_sign_key(faulty.store, softhsm)
@@ -174,6 +164,7 @@ async def test_caller_giving_up_kills_the_busy_worker(faulty: FaultyBed,
     assert faulty.store.worker.pid != busy_pid
 
 
+@pytest.mark.softhsm
 async def test_crash_during_listing_then_recovery(faulty: FaultyBed,
                                                   softhsm: SoftHsmBed) -> None:
     faulty.set_mode("crash_on_list")
@@ -184,6 +175,7 @@ async def test_crash_during_listing_then_recovery(faulty: FaultyBed,
     assert labels == {spec.label for spec in softhsm.tokens.values()}
 
 
+@pytest.mark.softhsm
 async def test_module_printing_to_stdout_does_not_corrupt_frames(
         softhsm: SoftHsmBed, faulty_module: Path, tmp_path: Path) -> None:
     mode_file = tmp_path / "mode"
@@ -199,6 +191,7 @@ async def test_module_printing_to_stdout_does_not_corrupt_frames(
 
 # --- PIN states the token reports -------------------------------------------------------------
 
+@pytest.mark.softhsm
 async def test_final_try_reported(faulty: FaultyBed, softhsm: SoftHsmBed) -> None:
     faulty.set_mode("final_try")
     token = await _token_a(faulty.store, softhsm)
@@ -210,16 +203,43 @@ async def test_final_try_reported(faulty: FaultyBed, softhsm: SoftHsmBed) -> Non
     await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))  # clears count-low
 
 
+@pytest.mark.softhsm
 async def test_locked_pin(faulty: FaultyBed, softhsm: SoftHsmBed) -> None:
     faulty.set_mode("locked")
     token = await _token_a(faulty.store, softhsm)
     assert token.pin.locked
     with pytest.raises(PinLocked) as caught:
         await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))
-    assert caught.value.data["unlock"] == "SO_PIN"
+    # The store decides how its token is unlocked, and says the same before and after.
+    assert caught.value.data["unlock"] == token.unlock == "PUK"
     assert caught.value.to_wire()["data"]["reason"] == "PIN_LOCKED"
 
 
+@pytest.mark.softhsm
+async def test_expired_pin_is_locked_until_changed(faulty: FaultyBed,
+                                                   softhsm: SoftHsmBed) -> None:
+    token = await _token_a(faulty.store, softhsm)
+    faulty.set_mode("expired")
+    with pytest.raises(PinLocked) as caught:
+        await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))
+    assert caught.value.data["unlock"] == "CHANGE_PIN"
+    faulty.set_mode("")
+    await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))  # nothing stuck
+
+
+@pytest.mark.softhsm
+async def test_pin_never_set_says_init_pin(faulty: FaultyBed, softhsm: SoftHsmBed) -> None:
+    faulty.set_mode("pin_not_set")
+    token = await _token_a(faulty.store, softhsm)
+    assert token.unlock == "INIT_PIN"  # known from the token's flags before any login
+    with pytest.raises(PinLocked) as caught:
+        await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))
+    assert caught.value.data["unlock"] == "INIT_PIN"
+    faulty.set_mode("")
+    assert (await _token_a(faulty.store, softhsm)).unlock == "PUK"
+
+
+@pytest.mark.softhsm
 async def test_pin_pad_login(faulty: FaultyBed, softhsm: SoftHsmBed) -> None:
     faulty.set_mode("pin_pad")
     token, key = await _ec_sign_key(faulty.store, softhsm)
@@ -228,6 +248,7 @@ async def test_pin_pad_login(faulty: FaultyBed, softhsm: SoftHsmBed) -> None:
     await _sign_and_verify(faulty.store, key, softhsm)
 
 
+@pytest.mark.softhsm
 async def test_pin_pad_login_refused_without_a_pad(faulty: FaultyBed,
                                                    softhsm: SoftHsmBed) -> None:
     token = await _token_a(faulty.store, softhsm)
@@ -238,8 +259,9 @@ async def test_pin_pad_login_refused_without_a_pad(faulty: FaultyBed,
 
 # --- module_info for doctor ---------------------------------------------------------------------
 
-async def test_module_info_of_a_working_module(plain: Pkcs11Store) -> None:
-    info = await plain.module_info()
+@pytest.mark.softhsm
+async def test_module_info_of_a_working_module(softhsm_store: Pkcs11Store) -> None:
+    info = await softhsm_store.module_info()
     assert info.ok and info.error is None
     assert info.manufacturer == "SoftHSM"
     assert info.cryptoki_version.startswith("2.")
@@ -262,11 +284,69 @@ async def test_module_info_of_a_library_that_is_not_pkcs11() -> None:
     await store.close()
 
 
+@pytest.mark.softhsm
 async def test_module_info_when_initialisation_fails(faulty_module: Path) -> None:
     store = Pkcs11Store(faulty_module, env={"FAULTY_PKCS11_TARGET": "/nonexistent.so"})
     info = await store.module_info()
     assert not info.ok and info.error is not None and "C_Initialize" in info.error
     await store.close()
+
+
+# --- INTERNAL errors say nothing of the module: no path, no file name, no exception text ---------
+
+def _assert_generic(error: AgentError, *leaks: str) -> None:
+    shown = json.dumps(error.to_wire(), ensure_ascii=False) + str(error)
+    for leak in leaks:
+        assert leak not in shown, (leak, shown)
+    assert error.to_wire()["data"]["reason"] == "INTERNAL"
+
+
+async def test_missing_module_error_names_no_path(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-module.so"
+    store = Pkcs11Store(path)
+    try:
+        with pytest.raises(ModuleUnavailable) as caught:
+            await store.tokens()
+    finally:
+        await store.close()
+    _assert_generic(caught.value, str(tmp_path), "no-such-module", "not found")
+
+
+async def test_unloadable_library_error_names_no_path() -> None:
+    store = Pkcs11Store(LIBC)
+    try:
+        with pytest.raises(ModuleUnavailable) as caught:
+            await store.tokens()
+    finally:
+        await store.close()
+    _assert_generic(caught.value, "libc", "/lib", "C_GetFunctionList")
+
+
+@pytest.mark.softhsm
+async def test_failed_initialisation_error_has_no_exception_text(faulty_module: Path) -> None:
+    store = Pkcs11Store(faulty_module, env={"FAULTY_PKCS11_TARGET": "/nonexistent.so"})
+    try:
+        with pytest.raises(ModuleUnavailable) as caught:
+            await store.tokens()
+    finally:
+        await store.close()
+    _assert_generic(caught.value, "nonexistent", "C_Initialize", "GeneralError",
+                    faulty_module.name)
+
+
+@pytest.mark.softhsm
+async def test_module_failure_in_a_call_has_no_exception_text(faulty: FaultyBed,
+                                                              softhsm: SoftHsmBed) -> None:
+    token, key = await _ec_sign_key(faulty.store, softhsm)
+    await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))
+    faulty.set_mode("device_error")
+    with pytest.raises(InternalError) as signing:
+        await faulty.store.sign(key, DIGEST, ECDSA)
+    with pytest.raises(InternalError) as login:
+        await faulty.store.login(token, Secret(softhsm.tokens["A"].pin))
+    for caught in (signing, login):
+        _assert_generic(caught.value, "DeviceError", "sign:", "login:",
+                        str(faulty.store.module), softhsm.tokens["A"].pin)
 
 
 # --- framing --------------------------------------------------------------------------------------

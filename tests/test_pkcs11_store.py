@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,9 @@ from agent.errors import (
 )
 from agent.keystores.base import (
     CertificateEntry,
-    EcdsaEncoding,
-    HashAlgorithm,
     KeyStore,
-    Scheme,
     Secret,
+    SecretKind,
     SignMechanism,
     StoreKind,
     TokenInfo,
@@ -34,6 +31,8 @@ from agent.keystores.base import (
 from agent.keystores.mechanisms import verify_with_certificate
 from agent.keystores.pkcs11 import Pkcs11Store, discover_modules
 from agent.keystores.pkcs11.modules import KNOWN_MODULES
+from agent.keystores.pkcs11.store import SIGN_CHUNK
+from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 
 _DER = Encoding.DER
 HASHES = {HashAlgorithm.SHA256: hashlib.sha256, HashAlgorithm.SHA384: hashlib.sha384,
@@ -42,15 +41,6 @@ HASHES = {HashAlgorithm.SHA256: hashlib.sha256, HashAlgorithm.SHA384: hashlib.sh
 
 def digest_of(alg: HashAlgorithm, text: bytes = b"imza-agent test document") -> bytes:
     return HASHES[alg](text).digest()
-
-
-@pytest.fixture
-async def store(softhsm: SoftHsmBed) -> AsyncIterator[Pkcs11Store]:
-    s = Pkcs11Store(softhsm.module, env=softhsm.env, call_timeout=15)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def token_named(store: Pkcs11Store, label: str) -> TokenInfo:
@@ -75,15 +65,17 @@ async def logged_in_entry(store: Pkcs11Store, softhsm: SoftHsmBed,
 
 # --- listing ------------------------------------------------------------------------------
 
-async def test_store_identity(store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
-    assert isinstance(store, KeyStore)
-    assert store.store_id == f"pkcs11:{softhsm.module}"
-    assert store.kind is StoreKind.PKCS11
+@pytest.mark.softhsm
+async def test_store_identity(softhsm_store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
+    assert isinstance(softhsm_store, KeyStore)
+    assert softhsm_store.store_id == f"pkcs11:{softhsm.module}"
+    assert softhsm_store.kind is StoreKind.PKCS11
 
 
-async def test_both_tokens_listed_with_unicode_labels(store: Pkcs11Store,
+@pytest.mark.softhsm
+async def test_both_tokens_listed_with_unicode_labels(softhsm_store: Pkcs11Store,
                                                       softhsm: SoftHsmBed) -> None:
-    tokens = await store.tokens()
+    tokens = await softhsm_store.tokens()
     by_label = {t.label: t for t in tokens}
     assert set(by_label) == {"Rəqəmsal İmza A", "Token B"}  # SoftHSM's empty slot is hidden
     for spec in softhsm.tokens.values():
@@ -91,15 +83,18 @@ async def test_both_tokens_listed_with_unicode_labels(store: Pkcs11Store,
         assert token.serial == spec.serial
         assert token.manufacturer == "SoftHSM project"
         assert token.token_id == f"SoftHSM project/{spec.serial}"
-        assert token.store_id == store.store_id
+        assert token.store_id == softhsm_store.store_id
         assert not token.pin.pin_pad and not token.pin.locked
         assert (token.pin.min_length, token.pin.max_length) == (4, 255)
+        assert (token.secret, token.unlock) == (SecretKind.PIN, "PUK")
+    assert softhsm_store.card_events is softhsm_store  # it follows PC/SC card events
 
 
-async def test_every_certificate_paired_before_login(store: Pkcs11Store,
+@pytest.mark.softhsm
+async def test_every_certificate_paired_before_login(softhsm_store: Pkcs11Store,
                                                      softhsm: SoftHsmBed) -> None:
     for name, obj in softhsm.objects.items():
-        entry = await entry_for(store, softhsm, name)
+        entry = await entry_for(softhsm_store, softhsm, name)
         assert entry.key is not None, name
         assert entry.key.key_id == obj.key_id.hex(), name
         assert entry.key.key_type.value == obj.identity.key_type
@@ -112,10 +107,11 @@ async def test_every_certificate_paired_before_login(store: Pkcs11Store,
     assert mismatched.cert_id != mismatched.key_id
 
 
-async def test_after_login_keys_pair_by_id(store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
-    entry = await logged_in_entry(store, softhsm, "rsa_sign_always_auth")
-    store.invalidate(entry.token.token_id)
-    entries = {e.der: e for e in await store.certificates(entry.token)}
+@pytest.mark.softhsm
+async def test_after_login_keys_pair_by_id(softhsm_store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
+    entry = await logged_in_entry(softhsm_store, softhsm, "rsa_sign_always_auth")
+    softhsm_store.invalidate(entry.token.token_id)
+    entries = {e.der: e for e in await softhsm_store.certificates(entry.token)}
     for name in softhsm.tokens["B"].identities:
         obj = softhsm.objects[name]
         got = entries[obj.identity.cert.public_bytes(_DER)]
@@ -124,17 +120,18 @@ async def test_after_login_keys_pair_by_id(store: Pkcs11Store, softhsm: SoftHsmB
         assert got.key.always_authenticate is obj.always_authenticate
 
 
+@pytest.mark.softhsm
 async def test_certificates_served_from_cache_until_invalidated(
-        store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
-    token = await token_named(store, softhsm.tokens["A"].label)
-    first = await store.certificates(token)
-    await store.worker.close()
-    assert store.worker.pid is None
-    assert await store.certificates(token) == first  # no worker needed
-    assert store.worker.pid is None
-    store.invalidate(token.token_id)
-    assert await store.certificates(token) == first
-    assert store.worker.pid is not None  # listed again by a fresh worker
+        softhsm_store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
+    token = await token_named(softhsm_store, softhsm.tokens["A"].label)
+    first = await softhsm_store.certificates(token)
+    await softhsm_store.worker.close()
+    assert softhsm_store.worker.pid is None
+    assert await softhsm_store.certificates(token) == first  # no worker needed
+    assert softhsm_store.worker.pid is None
+    softhsm_store.invalidate(token.token_id)
+    assert await softhsm_store.certificates(token) == first
+    assert softhsm_store.worker.pid is not None  # listed again by a fresh worker
 
 
 # --- signing ------------------------------------------------------------------------------
@@ -155,12 +152,13 @@ SIGN_CASES = [
 @pytest.mark.parametrize(("name", "mechanism"), SIGN_CASES,
                          ids=[f"{n}-{m.scheme.value}-{m.hash_algorithm.value}-"
                               f"{m.ecdsa_encoding.value}" for n, m in SIGN_CASES])
-async def test_sign_verifies_with_certificate(store: Pkcs11Store, softhsm: SoftHsmBed,
+@pytest.mark.softhsm
+async def test_sign_verifies_with_certificate(softhsm_store: Pkcs11Store, softhsm: SoftHsmBed,
                                               name: str, mechanism: SignMechanism) -> None:
-    entry = await logged_in_entry(store, softhsm, name)
+    entry = await logged_in_entry(softhsm_store, softhsm, name)
     assert entry.key is not None
     digest = digest_of(mechanism.hash_algorithm)
-    signature = await store.sign(entry.key, digest, mechanism)
+    signature = await softhsm_store.sign(entry.key, digest, mechanism)
     cert = softhsm.identity(name).cert
     if mechanism.scheme is Scheme.ECDSA:  # all EC test keys are P-256
         if mechanism.ecdsa_encoding is EcdsaEncoding.RAW:
@@ -174,60 +172,81 @@ async def test_sign_verifies_with_certificate(store: Pkcs11Store, softhsm: SoftH
                                 signature, mechanism)
 
 
-async def test_sign_without_login_requires_login(store: Pkcs11Store,
+@pytest.mark.softhsm
+async def test_sign_many_crosses_worker_chunks_in_order(softhsm_store: Pkcs11Store,
+                                                        softhsm: SoftHsmBed) -> None:
+    entry = await logged_in_entry(softhsm_store, softhsm, "ec_sign")
+    assert entry.key is not None
+    mechanism = SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256, EcdsaEncoding.RAW)
+    digests = [digest_of(HashAlgorithm.SHA256, b"%d" % i) for i in range(SIGN_CHUNK + 2)]
+    signatures = await softhsm_store.sign_many(entry.key, digests, mechanism)
+    assert len(signatures) == len(digests)
+    cert = softhsm.identity("ec_sign").cert
+    for i in (0, SIGN_CHUNK - 1, SIGN_CHUNK, SIGN_CHUNK + 1):  # both sides of the seam
+        verify_with_certificate(cert, digests[i], signatures[i], mechanism)
+    with pytest.raises(CertificateInvalid):  # in order: not any hash's signature
+        verify_with_certificate(cert, digests[1], signatures[0], mechanism)
+
+
+@pytest.mark.softhsm
+async def test_sign_without_login_requires_login(softhsm_store: Pkcs11Store,
                                                  softhsm: SoftHsmBed) -> None:
-    entry = await entry_for(store, softhsm, "ec_sign")
+    entry = await entry_for(softhsm_store, softhsm, "ec_sign")
     assert entry.key is not None
     mechanism = SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256)
     with pytest.raises(LoginRequired):
-        await store.sign(entry.key, digest_of(HashAlgorithm.SHA256), mechanism)
-    await store.login(entry.token, Secret(softhsm.tokens["A"].pin))
-    await store.sign(entry.key, digest_of(HashAlgorithm.SHA256), mechanism)
-    await store.logout(entry.token)
+        await softhsm_store.sign(entry.key, digest_of(HashAlgorithm.SHA256), mechanism)
+    await softhsm_store.login(entry.token, Secret(softhsm.tokens["A"].pin))
+    await softhsm_store.sign(entry.key, digest_of(HashAlgorithm.SHA256), mechanism)
+    await softhsm_store.logout(entry.token)
     with pytest.raises(LoginRequired):
-        await store.sign(entry.key, digest_of(HashAlgorithm.SHA256), mechanism)
+        await softhsm_store.sign(entry.key, digest_of(HashAlgorithm.SHA256), mechanism)
 
 
+@pytest.mark.softhsm
 async def test_always_authenticate_key_needs_the_pin_per_signature(
-        store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
-    entry = await logged_in_entry(store, softhsm, "rsa_sign_always_auth")
+        softhsm_store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
+    entry = await logged_in_entry(softhsm_store, softhsm, "rsa_sign_always_auth")
     assert entry.key is not None
     mechanism = SignMechanism(Scheme.RSA_PKCS1_V15, HashAlgorithm.SHA256)
     digest = digest_of(HashAlgorithm.SHA256)
     with pytest.raises(LoginRequired):
-        await store.sign(entry.key, digest, mechanism)
+        await softhsm_store.sign(entry.key, digest, mechanism)
     with pytest.raises(PinIncorrect):
-        await store.sign(entry.key, digest, mechanism, Secret("000000"))
-    signature = await store.sign(entry.key, digest, mechanism,
+        await softhsm_store.sign(entry.key, digest, mechanism, Secret("000000"))
+    signature = await softhsm_store.sign(entry.key, digest, mechanism,
                                  Secret(softhsm.tokens["B"].pin))
     verify_with_certificate(softhsm.identity("rsa_sign_always_auth").cert, digest, signature,
                             mechanism)
 
 
-async def test_wrong_pin_reports_count_low(store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
-    token = await token_named(store, softhsm.tokens["B"].label)
+@pytest.mark.softhsm
+async def test_wrong_pin_reports_count_low(softhsm_store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
+    token = await token_named(softhsm_store, softhsm.tokens["B"].label)
     with pytest.raises(PinIncorrect) as caught:
-        await store.login(token, Secret("111111"))
+        await softhsm_store.login(token, Secret("111111"))
     assert caught.value.status.count_low
     assert "111111" not in repr(caught.value) and "111111" not in str(caught.value.to_wire())
-    await store.login(token, Secret(softhsm.tokens["B"].pin))  # SoftHSM clears the flag
-    assert not (await token_named(store, token.label)).pin.count_low
+    await softhsm_store.login(token, Secret(softhsm.tokens["B"].pin))  # SoftHSM clears the flag
+    assert not (await token_named(softhsm_store, token.label)).pin.count_low
 
 
-async def test_scheme_must_fit_the_key(store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
-    entry = await logged_in_entry(store, softhsm, "rsa_sign")
+@pytest.mark.softhsm
+async def test_scheme_must_fit_the_key(softhsm_store: Pkcs11Store, softhsm: SoftHsmBed) -> None:
+    entry = await logged_in_entry(softhsm_store, softhsm, "rsa_sign")
     assert entry.key is not None
     with pytest.raises(Unsupported):
-        await store.sign(entry.key, digest_of(HashAlgorithm.SHA256),
+        await softhsm_store.sign(entry.key, digest_of(HashAlgorithm.SHA256),
                          SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256))
     with pytest.raises(Unsupported):  # a SHA-256 hash announced as SHA-384
-        await store.sign(entry.key, digest_of(HashAlgorithm.SHA256),
+        await softhsm_store.sign(entry.key, digest_of(HashAlgorithm.SHA256),
                          SignMechanism(Scheme.RSA_PKCS1_V15, HashAlgorithm.SHA384))
 
 
-async def test_keys_of_other_stores_are_refused(store: Pkcs11Store,
+@pytest.mark.softhsm
+async def test_keys_of_other_stores_are_refused(softhsm_store: Pkcs11Store,
                                                 softhsm: SoftHsmBed) -> None:
-    entry = await entry_for(store, softhsm, "ec_sign")
+    entry = await entry_for(softhsm_store, softhsm, "ec_sign")
     other = Pkcs11Store(Path("/nonexistent/module.so"))
     assert entry.key is not None
     with pytest.raises(InvalidHandle):
@@ -244,6 +263,7 @@ def _softhsm_util(conf: Path, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.softhsm
 async def test_cache_dropped_when_token_disappears(softhsm: SoftHsmBed,
                                                    tmp_path: Path) -> None:
     tokendir = tmp_path / "tokens"
@@ -279,6 +299,7 @@ def test_discover_configured_first_and_deduplicated(tmp_path: Path) -> None:
         (link, "config", True), (missing, "config", False)]
 
 
+@pytest.mark.softhsm
 def test_discover_known_lists_only_present_modules(softhsm: SoftHsmBed) -> None:
     found = discover_modules([softhsm.module], use_known=True, os_name="linux")
     assert found[0].path == softhsm.module and found[0].source == "config"

@@ -16,17 +16,16 @@ from testbed import Pkcs12Bed, TestPKI
 
 from agent.errors import InvalidHandle, LoginRequired, PinIncorrect, TokenNotPresent, Unsupported
 from agent.keystores.base import (
-    EcdsaEncoding,
-    HashAlgorithm,
     KeyStore,
     KeyType,
-    Scheme,
     Secret,
+    SecretKind,
     SignMechanism,
     StoreKind,
 )
 from agent.keystores.mechanisms import raw_to_der
 from agent.keystores.pkcs12 import Pkcs12Store
+from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 
 HASHES = {HashAlgorithm.SHA256: hashes.SHA256(), HashAlgorithm.SHA384: hashes.SHA384(),
           HashAlgorithm.SHA512: hashes.SHA512()}
@@ -66,6 +65,9 @@ async def test_store_kind_and_token_before_unlock(agent_home: Path, p12_copy: Pa
     assert token.manufacturer == "PKCS#12 file"
     assert token.needs_unlock is True
     assert token.demo is False
+    # The user types the file's password; nothing the user holds unlocks a file.
+    assert (token.secret, token.unlock) == (SecretKind.PASSWORD, "ISSUER")
+    assert store.card_events is None
     assert await store.certificates(token) == []
     labelled = Pkcs12Store(p12_copy, label="Mənim imzam")
     assert (await labelled.tokens())[0].label == "Mənim imzam"
@@ -236,10 +238,12 @@ async def test_removed_file_is_not_present(agent_home: Path, p12_copy: Path,
     p12_copy.unlink()
     assert await store.tokens() == []
     assert not list((agent_home / "p12-cache").iterdir())
-    with pytest.raises(TokenNotPresent):
+    with pytest.raises(TokenNotPresent) as login:
         await store.login(token, Secret(pkcs12_file.password))
-    with pytest.raises(TokenNotPresent):
+    with pytest.raises(TokenNotPresent) as listing:
         await store.certificates(token)
-    with pytest.raises(TokenNotPresent):
+    with pytest.raises(TokenNotPresent) as signing:
         await store.sign(key, b"\4" * 32,
                          SignMechanism(Scheme.RSA_PKCS1_V15, HashAlgorithm.SHA256))
+    for caught in (login, listing, signing):  # a page may see these: no file name in them
+        assert p12_copy.name not in repr(caught.value.to_wire())

@@ -142,6 +142,10 @@ permissions = ["select", "sign"]
     ("[[allow]]\norigin = \"https://a.az\"", "permissions is required"),
     ("[[allow]]\norigin = \"https://a.az\"\npermissions = [\"write\"]", "unknown permission"),
     ("[[allow]]\norigin = \"https://a.az\"\npermissions = \"sign\"", "got a string"),
+    # Not a list: refused as a policy error, neither a crash nor a table read as its keys.
+    ("[[allow]]\norigin = \"https://a.az\"\npermissions = 5", "expected a list of perm"),
+    ("[[allow]]\norigin = \"https://a.az\"\npermissions = {sign = true}",
+     "expected a list of perm"),
     ("[[allow]]\npermissions = [\"sign\"]", "exactly one of origin or origins"),
     ("[[allow]]\norigin = \"https://*.az\"\npermissions = [\"sign\"]", "single-label"),
     ("[[allow]]\norigin = \"https://a.az\"\npermissions = []\nextra = 1", "unknown key"),
@@ -465,10 +469,12 @@ def test_hand_edited_entries_are_sanitised(tmp_path: Path) -> None:
         {"origin": "https://b.example/", "permissions": ["sign"]},
         {"origin": "https://c.example", "permissions": ["teleport"]},
         {"origin": "https://d.example", "permissions": ["sign"], "denied": ["sign"]},
+        {"origin": "https://e.example", "permissions": {"sign": True}},  # not a list
         "junk",
     ]}), encoding="utf-8")
     store = GrantStore(path)
     assert [str(g.origin) for g in store.all()] == ["https://a.example", "https://d.example"]
-    assert store.get(parse_origin("https://a.example")).permissions == {SIGN}
+    a = store.get(parse_origin("https://a.example"))
+    assert a is not None and a.permissions == {SIGN}
     d = store.get(parse_origin("https://d.example"))
-    assert d.permissions == frozenset() and d.denied == {SIGN}
+    assert d is not None and d.permissions == frozenset() and d.denied == {SIGN}

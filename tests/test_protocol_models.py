@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.keystores.base import EcdsaEncoding, HashAlgorithm, Scheme
 from agent.protocol.catalog import METHODS
+from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 from agent.protocol.jsonrpc import wire_field_path
 from agent.protocol.params import (
     AuthLoginParams,

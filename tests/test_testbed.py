@@ -24,6 +24,7 @@ def _spki(public_key) -> bytes:
     return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
+@pytest.mark.softhsm
 def test_both_tokens_visible_with_unicode_labels(softhsm: SoftHsmBed) -> None:
     lib = softhsm.lib()
     tokens = [slot.get_token() for slot in lib.get_slots(token_present=True)]
@@ -37,6 +38,7 @@ def test_both_tokens_visible_with_unicode_labels(softhsm: SoftHsmBed) -> None:
 
 
 @pytest.mark.parametrize("token_key", ["A", "B"])
+@pytest.mark.softhsm
 def test_certificates_pair_with_on_token_public_keys(softhsm: SoftHsmBed, token_key: str) -> None:
     spec = softhsm.tokens[token_key]
     token = softhsm.lib().get_token(token_label=spec.label)
@@ -64,6 +66,7 @@ def test_certificates_pair_with_on_token_public_keys(softhsm: SoftHsmBed, token_
                 assert obj.key_id == ski.value.digest
 
 
+@pytest.mark.softhsm
 def test_private_keys_are_on_token_and_locked_down(softhsm: SoftHsmBed) -> None:
     spec = softhsm.tokens["B"]
     token = softhsm.lib().get_token(token_label=spec.label)
@@ -79,6 +82,7 @@ def test_private_keys_are_on_token_and_locked_down(softhsm: SoftHsmBed) -> None:
             assert key[Attribute.ALWAYS_AUTHENTICATE] == (name == "rsa_sign_always_auth")
 
 
+@pytest.mark.softhsm
 def test_chain_verifies(softhsm: SoftHsmBed, pkcs12_file: Pkcs12Bed, pki: TestPKI) -> None:
     root, intermediate = pki.root.cert, pki.intermediate.cert
     root.verify_directly_issued_by(root)
@@ -89,6 +93,7 @@ def test_chain_verifies(softhsm: SoftHsmBed, pkcs12_file: Pkcs12Bed, pki: TestPK
         identity.cert.verify_directly_issued_by(intermediate)
 
 
+@pytest.mark.softhsm
 def test_certificate_contents(softhsm: SoftHsmBed, pki: TestPKI) -> None:
     now = dt.datetime.now(dt.UTC)
     sign = softhsm.identity("rsa_sign").cert
@@ -122,6 +127,7 @@ def test_pkcs12_opens_only_with_its_password(pkcs12_file: Pkcs12Bed) -> None:
     assert pkcs12_file.password not in repr(pkcs12_file)
 
 
+@pytest.mark.softhsm
 def test_rsa_sign_on_token_verifies_with_its_certificate(softhsm: SoftHsmBed) -> None:
     spec = softhsm.tokens["A"]
     obj = softhsm.objects["rsa_sign"]
@@ -132,6 +138,7 @@ def test_rsa_sign_on_token_verifies_with_its_certificate(softhsm: SoftHsmBed) ->
     obj.identity.cert.public_key().verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
 
 
+@pytest.mark.softhsm
 def test_always_authenticate_key_needs_pin_per_signature(softhsm: SoftHsmBed) -> None:
     spec = softhsm.tokens["B"]
     obj = softhsm.objects["rsa_sign_always_auth"]
@@ -152,6 +159,7 @@ def test_agent_home_is_isolated(agent_home) -> None:
     assert list(agent_home.iterdir()) == []
 
 
+@pytest.mark.softhsm
 def test_child_processes_see_the_same_tokens(softhsm: SoftHsmBed) -> None:
     # The agent's PKCS#11 workers are subprocesses: they must find the bed via os.environ.
     assert os.environ["SOFTHSM2_CONF"] == softhsm.env["SOFTHSM2_CONF"]

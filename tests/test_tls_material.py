@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from agent.tls.material import (
@@ -33,7 +34,7 @@ def _cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def _spki(key_or_cert) -> bytes:
+def _spki(key_or_cert: x509.Certificate | PrivateKeyTypes) -> bytes:
     public = key_or_cert.public_key()
     return public.public_bytes(serialization.Encoding.DER,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -52,6 +53,7 @@ def test_ca_is_constrained_to_loopback_names(material: TlsMaterial) -> None:
     assert usage.key_cert_sign and not usage.digital_signature
     constraints = ca.extensions.get_extension_for_class(x509.NameConstraints)
     assert constraints.critical
+    assert constraints.value.permitted_subtrees is not None
     assert set(constraints.value.permitted_subtrees) == {
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_network("127.0.0.1/32")),

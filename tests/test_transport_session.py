@@ -37,7 +37,7 @@ async def test_requests_beyond_the_in_flight_limit_are_refused_not_queued() -> N
 
     cleaned: list[bool] = []
     ctx = CallContext(origin="https://portal.example", transport="ws", connection_id="c1",
-                      services=None, send=send)  # type: ignore[arg-type]
+                      send=send)
     ctx.on_close(lambda: cleaned.append(True))
     session = FrameSession(dispatcher, ctx, send, RateLimiter(1000.0, 1000),
                            lambda: 0.0, (ConnectionError,), max_in_flight=2)
@@ -80,7 +80,7 @@ async def test_the_rate_limit_applies_per_origin() -> None:
         sent.append(json.loads(text))
 
     ctx = CallContext(origin="https://portal.example", transport="ws", connection_id="c1",
-                      services=None, send=send)  # type: ignore[arg-type]
+                      send=send)
     session = FrameSession(dispatcher, ctx, send, RateLimiter(1.0, 3), lambda: 0.0,
                            (ConnectionError,), max_in_flight=100)
     for msg_id in range(1, 6):

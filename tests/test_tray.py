@@ -109,6 +109,7 @@ def _parent(window: str) -> str:
     return ""
 
 
+@pytest.mark.desktop
 def test_the_icon_docks_in_the_tray_host(tray_host: str) -> None:
     tray = Tray(RecordingActions())
     tray.start()

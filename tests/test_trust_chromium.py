@@ -16,6 +16,8 @@ import pytest
 from agent.tls import trust
 from agent.tls.material import TlsMaterial, ensure_tls_material, ssl_context
 
+pytestmark = [pytest.mark.browser]
+
 MARKER = "imza-agent-tls-marker-7f3a"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -66,6 +68,7 @@ def _load_in_chromium(home: Path, url: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest.mark.verifiers
 def test_chromium_trusts_the_installed_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           material: TlsMaterial, https_port: int,
                                           host: str) -> None:

@@ -46,6 +46,7 @@ def _fingerprint_now(tls_dir: Path) -> str:
     return ensure_tls_material(tls_dir).ca_fingerprint_sha256
 
 
+@pytest.mark.verifiers
 def test_install_creates_chromium_db_and_trusts_the_ca(home: Path, tls_dir: Path) -> None:
     assert not (home / ".pki/nssdb").exists()
     assert trust.main("install") == 0
@@ -54,6 +55,7 @@ def test_install_creates_chromium_db_and_trusts_the_ca(home: Path, tls_dir: Path
     assert listing == {trust.nickname_for(fp): "C,,"}
 
 
+@pytest.mark.verifiers
 def test_install_reaches_firefox_profiles(home: Path, tmp_path: Path) -> None:
     default = _make_db(home / ".mozilla/firefox/abcd1234.default-release")
     elsewhere = _make_db(tmp_path / "profiles/outside")
@@ -74,6 +76,7 @@ def test_install_reaches_firefox_profiles(home: Path, tmp_path: Path) -> None:
     assert not (home / ".mozilla/firefox/never-started/cert9.db").exists()
 
 
+@pytest.mark.verifiers
 def test_status_reports_trust_by_fingerprint(home: Path, tls_dir: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert trust.main("install") == 0
@@ -85,6 +88,7 @@ def test_status_reports_trust_by_fingerprint(home: Path, tls_dir: Path,
                                     "trusted": True, "stale": [], "error": None}]
 
 
+@pytest.mark.verifiers
 def test_status_is_untrusted_when_only_the_nickname_matches(home: Path, tls_dir: Path,
                                                             tmp_path: Path) -> None:
     db = nss.NssDb(_make_db(home / ".pki/nssdb"), "chromium")
@@ -96,6 +100,7 @@ def test_status_is_untrusted_when_only_the_nickname_matches(home: Path, tls_dir:
     assert status.stale == [trust.nickname_for(_fingerprint_now(tls_dir))]
 
 
+@pytest.mark.verifiers
 def test_status_without_c_trust_is_untrusted(home: Path, tls_dir: Path) -> None:
     assert trust.main("install") == 0
     nickname = trust.nickname_for(_fingerprint_now(tls_dir))
@@ -106,6 +111,7 @@ def test_status_without_c_trust_is_untrusted(home: Path, tls_dir: Path) -> None:
     assert trust.main("status") == 1
 
 
+@pytest.mark.verifiers
 def test_renewal_leaves_a_stale_ca_that_install_replaces(home: Path, tls_dir: Path) -> None:
     assert trust.main("install") == 0
     old = ensure_tls_material(tls_dir)
@@ -123,6 +129,7 @@ def test_renewal_leaves_a_stale_ca_that_install_replaces(home: Path, tls_dir: Pa
         trust.nickname_for(renewed.ca_fingerprint_sha256): "C,,"}
 
 
+@pytest.mark.verifiers
 def test_install_removes_stale_generations(home: Path, tls_dir: Path, tmp_path: Path) -> None:
     db = nss.NssDb(_make_db(home / ".pki/nssdb"), "chromium")
     older = ensure_tls_material(tmp_path / "older-generation")
@@ -132,6 +139,7 @@ def test_install_removes_stale_generations(home: Path, tls_dir: Path, tmp_path: 
     assert _listing(db.path) == {trust.nickname_for(_fingerprint_now(tls_dir)): "C,,"}
 
 
+@pytest.mark.verifiers
 def test_remove_deletes_every_generation_and_nothing_else(home: Path, tls_dir: Path,
                                                           tmp_path: Path) -> None:
     assert trust.main("install") == 0

@@ -1,7 +1,8 @@
 """The desktop dialogs as a citizen meets them: a real daemon with the tkinter UI on an
 Xvfb display, real WebSocket requests from a page's origin, SoftHSM tokens, and keys
-typed from outside with xdotool.  Also writes docs/screenshots/ (every dialog in every
-language), which the README shows.
+typed from outside with xdotool.  Also screenshots every dialog in every language, into
+a temp dir; ``scripts/screenshots.sh`` points that at docs/screenshots/, which the README
+shows (``IMZA_SCREENSHOTS_DIR``).
 """
 
 from __future__ import annotations
@@ -27,15 +28,18 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from agent import i18n
 from agent.app import certs
+from agent.app.dialogs import CertificateChoice, ConsentRequest, PinRequest
 from agent.config import UiConfig
 from agent.errors import PinStatus, UserCancelled
 from agent.keystores.base import PIN_PAD
-from agent.ui.base import CertificateChoice, ConsentRequest, PinRequest
 from agent.ui.tk import TkUI
 from agent.ui.tk.dialogs import ARM_MS
 
+# Every test draws on Xvfb with the SoftHSM bed's certificates; three also start the agent.
+pytestmark = [pytest.mark.softhsm, pytest.mark.desktop]
+
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS_ENV = "IMZA_SCREENSHOTS_DIR"  # set by scripts/screenshots.sh only
 ORIGIN = "https://portal.example"
 WAIT = 20.0  # upper bound for a window to appear or go; never asserted as a duration
 
@@ -117,6 +121,14 @@ class Desktop:
 @pytest.fixture(scope="module")
 def desktop(display: str) -> Desktop:
     return Desktop(display)
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: a temp dir, unless scripts/screenshots.sh asks for
+    docs/screenshots/ (a test run never rewrites tracked files)."""
+    target = os.environ.get(SCREENSHOTS_ENV)
+    return Path(target) if target else tmp_path_factory.mktemp("screenshots")
 
 
 # --- the daemon and the page ----------------------------------------------------------------
@@ -234,6 +246,7 @@ async def select_by_keyboard(page: Page, desktop: Desktop) -> dict[str, Any]:
     return reply["result"]
 
 
+@pytest.mark.daemon
 async def test_sign_by_keyboard_with_a_wrong_pin_first(daemon: Daemon, desktop: Desktop,
                                                        softhsm: Any) -> None:
     async with connect(f"ws://127.0.0.1:{daemon.port}/v1", origin=ORIGIN) as ws:
@@ -256,6 +269,7 @@ async def test_sign_by_keyboard_with_a_wrong_pin_first(daemon: Daemon, desktop: 
     assert desktop.wait_gone("ImzaPin")
 
 
+@pytest.mark.daemon
 async def test_escape_cancels_and_tab_reaches_cancel(daemon: Daemon, desktop: Desktop,
                                                      softhsm: Any) -> None:
     async with connect(f"ws://127.0.0.1:{daemon.port}/v1", origin=ORIGIN) as ws:
@@ -290,6 +304,7 @@ async def test_escape_cancels_and_tab_reaches_cancel(daemon: Daemon, desktop: De
     verify(tabbed_to_sign["result"], b"x")
 
 
+@pytest.mark.daemon
 async def test_deny_in_the_consent_dialog_is_permission_denied(daemon: Daemon,
                                                                desktop: Desktop) -> None:
     async with connect(f"ws://127.0.0.1:{daemon.port}/v1", origin=ORIGIN) as ws:
@@ -395,20 +410,20 @@ def screen_requests(softhsm: Any) -> list[tuple[str, str, Any]]:
 
 @pytest.mark.parametrize("language", i18n.LANGUAGES)
 async def test_screenshot_every_dialog(ui: TkUI, desktop: Desktop, softhsm: Any,
-                                       language: str) -> None:
+                                       screenshots: Path, language: str) -> None:
     i18n.set_language(language)
     for name, window_class, call in screen_requests(softhsm):
         task = asyncio.create_task(call(ui))
         window = await in_thread(desktop.wait_window, window_class)
         path = await in_thread(desktop.screenshot, window,
-                               SCREENSHOTS / language / f"{name}.png")
+                               screenshots / language / f"{name}.png")
         assert path.stat().st_size > 2000
         if name == "pin-pad":
             # "Sign" hands over to the reader; the window stays as its prompt.
             await in_thread(desktop.key, window, "Return")
             assert await task is PIN_PAD
             await in_thread(desktop.screenshot, window,
-                            SCREENSHOTS / language / "pin-pad-waiting.png")
+                            screenshots / language / "pin-pad-waiting.png")
             ui.close_pin_pad_prompt()
         else:
             task.cancel()

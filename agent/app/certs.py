@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from agent.app.dialogs import CertificateChoice
 from agent.keystores.base import CertificateEntry
-from agent.ui.base import CertificateChoice
 
 KEY_USAGE_NAMES = ("digitalSignature", "nonRepudiation", "keyEncipherment",
                    "dataEncipherment", "keyAgreement", "keyCertSign", "cRLSign")

@@ -19,7 +19,7 @@ from typing import Any
 
 from asn1crypto import cms
 
-from agent.formats.request import FormatJob
+from agent.formats.job import FormatJob
 from agent.formats.revocation import (
     ValidationData,
     as_crypto,
@@ -28,17 +28,16 @@ from agent.formats.revocation import (
     to_asn1,
     validation_context,
 )
-from agent.formats.signer_adapter import NAME_BY_HASH, CoreSigner
+from agent.formats.signer_adapter import JobSigner, checked_digest_name
 from agent.formats.timestamps import GuardedTimeStamper, token_certificates, token_signer
-from agent.keystores.base import HashAlgorithm
-
-LEVELS = ("B", "T", "LT")
 
 
-async def build_cades(job: FormatJob, data_digest: bytes, hash_alg: HashAlgorithm,
+async def build_cades(job: FormatJob, data_digest: bytes, digest_algorithm: str,
                       level: str) -> bytes:
-    md = NAME_BY_HASH[hash_alg]
-    signer = CoreSigner(job.access, job.chain)
+    """``data_digest``: the hash of the signed data with ``digest_algorithm`` ("sha256",
+    "sha384", "sha512"), which also hashes the signed attributes."""
+    md = checked_digest_name(digest_algorithm)
+    signer = JobSigner(job)
     async with job.network.session() as session:
         stamper = None
         token = None
@@ -70,7 +69,8 @@ async def build_cades(job: FormatJob, data_digest: bytes, hash_alg: HashAlgorith
             encap_content_info={"content_type": "data"})
     if validation is not None:
         content = embed_validation_data(content, validation)
-    return content.dump()
+    der: bytes = content.dump()
+    return der
 
 
 def embed_validation_data(content: cms.ContentInfo,

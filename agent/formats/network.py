@@ -1,18 +1,16 @@
-"""HTTP for TSA, OCSP, CRL and certificate downloads: one proxy, one timeout, and which
-service (time-stamping, OCSP) a request uses for a given origin or certificate issuer.
+"""HTTP for TSA, OCSP, CRL and certificate downloads: one proxy, one timeout, and the
+OCSP responder configured for a certificate's issuer.
 
-Light on purpose: ``request.py`` imports it on every format call, aiohttp only when a
-session is opened."""
+Light on purpose: the signing use case imports it on every format call; aiohttp is
+imported only when a session is opened."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
-
-from agent.errors import Unsupported
 
 if TYPE_CHECKING:
     import aiohttp
@@ -28,13 +26,6 @@ class NetworkSettings:
     timeout: float = 10.0
     proxy: str | None = field(default=None, repr=False)  # may carry proxy credentials
     ocsp_by_issuer: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_config(cls, config: Any) -> NetworkSettings:
-        if config is None:
-            return cls()
-        return cls(timeout=config.network_timeout, proxy=config.http_proxy,
-                   ocsp_by_issuer=dict(config.ocsp_by_issuer))
 
     def session(self) -> aiohttp.ClientSession:
         """A session for one request.  The configured proxy when there is one; otherwise
@@ -69,22 +60,3 @@ def split_proxy_credentials(url: str) -> tuple[str, str | None, str]:
         netloc += f":{parts.port}"
     bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return bare, unquote(parts.username), unquote(parts.password or "")
-
-
-def choose_tsa(config: Any, origin: str, page_url: str | None,
-               issuer: str | None = None) -> str:
-    """The TSA for this request: the administrator's mapping for the origin, then for the
-    signer's issuing CA (``issuer``: its fingerprint), the configured default, and — when
-    allowed — the page's own ``tsaUrl``."""
-    if config is not None:
-        if origin in config.tsa_by_origin:
-            return str(config.tsa_by_origin[origin])
-        if issuer is not None and issuer in config.tsa_by_issuer:
-            return str(config.tsa_by_issuer[issuer])
-        if config.tsa_url:
-            return str(config.tsa_url)
-        if not config.allow_page_tsa:
-            raise Unsupported("no time-stamping service is configured for this origin")
-    if page_url is None:
-        raise Unsupported("this level needs a time-stamping service (tsaUrl)")
-    return page_url

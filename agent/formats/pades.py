@@ -16,9 +16,11 @@ from __future__ import annotations
 import functools
 import logging
 import unicodedata
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils import layout
@@ -34,26 +36,34 @@ from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 from pyhanko.stamp import TextStampStyle
 
 from agent.errors import AgentError, NetworkError, Unsupported
-from agent.formats.request import FormatJob
+from agent.formats.job import FormatJob
 from agent.formats.revocation import (
     as_crypto,
     collect_validation_data,
     to_asn1,
     validation_context,
 )
-from agent.formats.signer_adapter import CoreSigner
+from agent.formats.signer_adapter import JobSigner
 from agent.formats.timestamps import GuardedTimeStamper, token_certificates, token_signer
-from agent.protocol.params import PdfStamp
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 DEFAULT_MD = "sha256"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A visible signature: a box on one page (1-based; negative counts from the end)
+    showing the signer's name, the signing time and an optional line of ``text``."""
+
+    page: int
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in PDF points
+    text: str | None = None
 
 
 async def build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
                       location: str | None, field_name: str | None,
-                      stamp: PdfStamp | None = None) -> bytes:
+                      stamp: Stamp | None = None) -> bytes:
     try:
         writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
     except (PdfError, ValueError, KeyError) as exc:
@@ -65,19 +75,21 @@ async def build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | N
     if field_name is None:
         field_name = _free_field_name(writer)
     field_spec = None
-    if stamp is not None:
-        field_spec = fields.SigFieldSpec(field_name, box=stamp.box,  # type: ignore[arg-type]
+    if stamp is not None and page_index is not None:
+        x1, y1, x2, y2 = stamp.box
+        # pyHanko types the box as ints; PDF coordinates may be fractional.
+        field_spec = fields.SigFieldSpec(field_name, box=(x1, y1, x2, y2),  # type: ignore[arg-type]
                                          on_page=page_index)
     # Also used when ``fieldName`` names an existing visible field: pyHanko's default
     # appearance uses Courier, which cannot write "ə" or "Ж".
     style, text_params = stamp_appearance(job.certificate, stamp.text if stamp else None)
     long_term = level in ("B-LT", "B-LTA")
-    signer = CoreSigner(job.access, job.chain)
+    signer = JobSigner(job)
     out = BytesIO()
     async with job.network.session() as session:
         stamper = None
-        tsa_certs: list = []
-        tsa_signer: list = []
+        tsa_certs: list[asn1_x509.Certificate] = []
+        tsa_signer: list[asn1_x509.Certificate] = []
         if level != "B-B":
             assert job.tsa_url is not None
             stamper = GuardedTimeStamper(job.tsa_url, job.network, session)
@@ -140,7 +152,7 @@ STAMP_FONT_CANDIDATES = (
 )
 
 
-def _stamp_page(writer: IncrementalPdfFileWriter, stamp: PdfStamp,
+def _stamp_page(writer: IncrementalPdfFileWriter, stamp: Stamp,
                 field_name: str | None) -> int:
     """The 0-based index of the page the new visible field goes on."""
     if field_name is not None and field_name in {

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,11 +19,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.authority import Authority
 from pyhanko_certvalidator.errors import OCSPFetchError
-from pyhanko_certvalidator.fetchers.aiohttp_fetchers import (
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.cert_fetch_client import (
     AIOHttpCertificateFetcher,
-    AIOHttpCRLFetcher,
-    AIOHttpOCSPFetcher,
 )
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.crl_client import AIOHttpCRLFetcher
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.ocsp_client import AIOHttpOCSPFetcher
 from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers, FetchLimits
 from pyhanko_certvalidator.fetchers.common_utils import (
     FetchBudget,
@@ -38,36 +37,10 @@ from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 from pyhanko_certvalidator.util import get_ocsp_urls
 
 from agent.errors import AgentError, NetworkError
+from agent.formats.anchors import Anchors
 from agent.formats.network import NetworkSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Anchors:
-    roots: list[x509.Certificate] = field(default_factory=list)
-    others: list[x509.Certificate] = field(default_factory=list)
-
-
-def _read_certificates(path: Path) -> list[x509.Certificate]:
-    data = path.read_bytes()
-    if b"-----BEGIN CERTIFICATE-----" in data:
-        return x509.load_pem_x509_certificates(data)
-    return [x509.load_der_x509_certificate(data)]
-
-
-def load_anchors(paths: Iterable[Path]) -> Anchors:
-    """Self-signed certificates are roots; the rest help to build paths."""
-    anchors = Anchors()
-    for path in paths:
-        try:
-            certs = _read_certificates(Path(path))
-        except (OSError, ValueError):
-            log.warning("trust anchor file %s is unreadable; ignored", path)
-            continue
-        for cert in certs:
-            (anchors.roots if cert.issuer == cert.subject else anchors.others).append(cert)
-    return anchors
 
 
 def as_crypto(certs: Iterable[asn1_x509.Certificate]) -> list[x509.Certificate]:

@@ -32,9 +32,9 @@ from pyhanko_certvalidator.errors import (
 from pyhanko_certvalidator.util import get_declared_revinfo
 
 from agent.errors import CertificateInvalid, NetworkError
+from agent.formats.anchors import Anchors
 from agent.formats.network import NetworkSettings
 from agent.formats.revocation import (
-    Anchors,
     ocsp_from_issuer_responder,
     to_asn1,
     validation_context,

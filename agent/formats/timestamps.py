@@ -8,6 +8,7 @@ import logging
 
 import aiohttp
 from asn1crypto import cms, tsp
+from asn1crypto import x509 as asn1_x509
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 
 from agent.errors import AgentError, NetworkError
@@ -45,12 +46,12 @@ class GuardedTimeStamper(HTTPTimeStamper):
         return await self.async_dummy_response(md_algorithm)
 
 
-def token_certificates(token: cms.ContentInfo) -> list:
+def token_certificates(token: cms.ContentInfo) -> list[asn1_x509.Certificate]:
     """The certificates a time-stamp token carries (asn1crypto)."""
     return [c.chosen for c in token["content"]["certificates"] or []]
 
 
-def token_signer(token: cms.ContentInfo) -> list:
+def token_signer(token: cms.ContentInfo) -> list[asn1_x509.Certificate]:
     """The certificate that signed the time-stamp token, as a one-item list (or empty)."""
     sid = token["content"]["signer_infos"][0]["sid"]
     if sid.name != "issuer_and_serial_number":
@@ -87,4 +88,5 @@ async def timestamp_token(url: str, settings: NetworkSettings, data: bytes,
         stamper = GuardedTimeStamper(url, settings, session)
         token = await stamper.async_timestamp(hashlib.new(md_algorithm, data).digest(),
                                               md_algorithm)
-    return token.dump()
+    der: bytes = token.dump()
+    return der

@@ -23,16 +23,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
-from signxml import SignatureReference, methods
-from signxml.xades import XAdESSigner
+from signxml import methods
+from signxml.signer import SignatureReference
+from signxml.xades.xades import XAdESSigner
 
 from agent.errors import Unsupported
-from agent.formats.request import FormatJob
+from agent.formats.job import FormatJob
 from agent.formats.signer_adapter import placeholder_signature
 from agent.formats.timestamps import preflight_tsa, timestamp_token
-from agent.keystores.base import EcdsaEncoding, HashAlgorithm
 
-LEVELS = ("B-B", "B-T")
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -51,12 +50,13 @@ class CapturingKey:
         self._public = cert.public_key()
         if not isinstance(self._public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise Unsupported("only RSA and EC keys can sign")
+        self._key_size = self._public.key_size
         self._placeholder = placeholder_signature(cert)
         self.captured: bytes | None = None
 
     @property
     def key_size(self) -> int:
-        return self._public.key_size
+        return self._key_size
 
     @property
     def curve(self) -> ec.EllipticCurve:
@@ -82,7 +82,8 @@ class _Utf8XAdESSigner(XAdESSigner):
 
     def _tostring(self, xml_node: Any, **kwargs: Any) -> bytes:
         kwargs.setdefault("encoding", "utf-8")
-        return etree.tostring(xml_node, **kwargs)
+        text: bytes = etree.tostring(xml_node, **kwargs)
+        return text
 
     def add_signing_certificate(self, signed_signature_properties: Any, sig_root: Any,
                                 signing_settings: Any) -> None:
@@ -130,15 +131,14 @@ async def build_xades(job: FormatJob, document: bytes, level: str, mode: str) ->
         digest_algorithm="sha256", c14n_algorithm=C14N)
     kwargs: dict[str, Any] = {}
     if mode == "detached":
-        uri = _detached_uri(job.access.display.document_name)
+        uri = _detached_uri(job.document_name)
         kwargs["reference_uri"] = [SignatureReference(URI=uri)]
     signed = signer.sign(root, key=key, cert=[cert, *job.chain], always_add_key_value=False,
                          **kwargs)
     assert key.captured is not None
     digest = hashlib.sha256(key.captured).digest()
     # XMLDSig wants ECDSA as raw r‖s (RFC 4050 / XMLDSig 1.1): ask the token for that.
-    value = await job.access.sign_digest(digest, HashAlgorithm.SHA256,
-                                         EcdsaEncoding.RAW if is_ec else EcdsaEncoding.DER)
+    value = await job.sign(digest, "sha256", ecdsa_raw=is_ec)
     signature = signed if mode == "detached" else signed.find(f".//{{{DS}}}Signature")
     assert signature is not None
     value_node = signature.find(f"{{{DS}}}SignatureValue")
@@ -149,7 +149,8 @@ async def build_xades(job: FormatJob, document: bytes, level: str, mode: str) ->
         await _add_signature_timestamp(signature, value_node, job)
     tree = signed.getroottree()
     encoding = root.getroottree().docinfo.encoding or "UTF-8"
-    return etree.tostring(tree, xml_declaration=True, encoding=encoding)
+    out: bytes = etree.tostring(tree, xml_declaration=True, encoding=encoding)
+    return out
 
 
 async def _add_signature_timestamp(signature: etree._Element, value_node: etree._Element,

@@ -28,13 +28,15 @@ def po_path(language: str) -> Path:
 
 
 def _unquote(token: str) -> str:
-    return ast.literal_eval(token)  # a .po string is a C string; Python's rules fit ours
+    value = ast.literal_eval(token)  # a .po string is a C string; Python's rules fit ours
+    if not isinstance(value, str):
+        raise ValueError(f"not a quoted string in .po: {token!r}")
+    return value
 
 
 def parse_po(text: str) -> dict[str, str]:
     """msgid → msgstr, the header (msgid "") included; no plurals or contexts needed."""
     entries: dict[str, str] = {}
-    key: str | None = None
     current: dict[str, str] = {}
     field = ""
 
@@ -58,8 +60,6 @@ def parse_po(text: str) -> dict[str, str]:
             current[field] += _unquote(line)
         else:
             raise ValueError(f"unexpected line in .po: {raw!r}")
-        key = field
-    del key
     flush()
     return entries
 

@@ -13,36 +13,35 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from agent.errors import PinStatus
+from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 
 
 class StoreKind(enum.StrEnum):
+    """A label for people (``doctor`` shows it); no code decides anything on it."""
+
     PKCS11 = "pkcs11"
     PKCS12 = "pkcs12"
     DEMO = "demo"
 
 
-class Scheme(enum.StrEnum):
-    RSA_PKCS1_V15 = "RSASSA-PKCS1-v1_5"
-    RSA_PSS = "RSASSA-PSS"
-    ECDSA = "ECDSA"
+class SecretKind(enum.StrEnum):
+    """What the user types to unlock a token's keys (a PIN pad is ``PinStatus.pin_pad``)."""
+
+    PIN = "pin"            # a token's user PIN
+    PASSWORD = "password"  # a key file's password
 
 
-class HashAlgorithm(enum.StrEnum):
-    SHA256 = "SHA-256"
-    SHA384 = "SHA-384"
-    SHA512 = "SHA-512"
+class Unlock(enum.StrEnum):
+    """The way out of PIN_LOCKED (``data.unlock``); the store that knows the token says which."""
 
-    @property
-    def digest_size(self) -> int:
-        return {"SHA-256": 32, "SHA-384": 48, "SHA-512": 64}[self.value]
-
-
-class EcdsaEncoding(enum.StrEnum):
-    DER = "der"
-    RAW = "raw"
+    PUK = "PUK"                # blocked after wrong PINs: the PUK / SO PIN unblocks it
+    ISSUER = "ISSUER"          # nothing the user holds unblocks it: ask the issuer
+    CHANGE_PIN = "CHANGE_PIN"  # the PIN has expired: change it with the token's software
+    INIT_PIN = "INIT_PIN"      # the token's user PIN was never set
 
 
 class KeyType(enum.StrEnum):
@@ -60,8 +59,12 @@ class TokenInfo:
     manufacturer: str
     model: str
     serial: str
-    kind: StoreKind
+    kind: StoreKind  # for people and `doctor` only: no code decides on it
     pin: PinStatus = field(default_factory=PinStatus)
+    secret: SecretKind = SecretKind.PIN
+    # What PIN_LOCKED's ``data.unlock`` says when this token's PIN is locked: the store
+    # knows its token ("PUK", "SO_PIN", "ISSUER", ...); the core passes it on unchanged.
+    unlock: str = "PUK"
     present: bool = True
     # PKCS#12 files whose certificates are unknown until the first unlock.
     needs_unlock: bool = False
@@ -145,15 +148,70 @@ PIN_PAD = PinPad()
 Credential = Secret | PinPad
 
 
+# What ``diagnostics()`` reports: plain JSON values.
+JSON: TypeAlias = str | int | float | bool | list["JSON"] | dict[str, "JSON"] | None
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """What ``imza-agent doctor`` shows about one store, learnt without a login or a secret.
+
+    ``section`` names the list of the doctor's report the row joins ("modules" for PKCS#11
+    modules, "pkcs12" for files, "demo"); ``row`` holds its JSON fields.
+    """
+
+    section: str
+    row: dict[str, JSON]
+
+
+class CardEvents(Protocol):
+    """A store whose tokens are smart cards in PC/SC readers, as the PC/SC code drives it
+    when cards come and go (``agent/pcsc/sync.py``)."""
+
+    @property
+    def store_id(self) -> str: ...
+
+    @property
+    def module(self) -> Path:
+        """The library that serves the cards, matched against the ATR table's modules."""
+        ...
+
+    @property
+    def busy(self) -> bool:
+        """A call into the token is in flight (a busy store is not re-initialised)."""
+        ...
+
+    async def tokens(self) -> list[TokenInfo]: ...
+
+    def invalidate(self) -> None:
+        """Forget what is cached about the tokens (certificates); list afresh next time."""
+        ...
+
+    async def reinitialize(self) -> None:
+        """Start the store afresh, for drivers that read their readers only at start."""
+        ...
+
+    def token_pulled(self) -> None:
+        """A card left while a call may hang on it: end that call (it fails with
+        TOKEN_NOT_PRESENT) and forget the caches."""
+        ...
+
+
 @runtime_checkable
 class KeyStore(Protocol):
     """What the agent needs from any source of keys."""
 
     store_id: str
-    kind: StoreKind
+    kind: StoreKind  # a label for people, see StoreKind
+
+    @property
+    def card_events(self) -> CardEvents | None:
+        """How PC/SC events reach this store; None for stores that are not smart cards."""
+        ...
 
     async def tokens(self) -> list[TokenInfo]:
-        """Tokens present now. Never logs in, never asks for a PIN."""
+        """Tokens present now, each saying how it is unlocked (``secret``, ``pin``,
+        ``unlock``). Never logs in, never asks for a PIN."""
         ...
 
     async def certificates(self, token: TokenInfo) -> list[CertificateEntry]:
@@ -161,7 +219,8 @@ class KeyStore(Protocol):
         ...
 
     async def login(self, token: TokenInfo, credential: Credential) -> None:
-        """Log in to the token. Raises PinIncorrect (with status), PinLocked, Unsupported."""
+        """Log in to the token. Raises PinIncorrect (with status), PinLocked (with the
+        ``unlock`` this token needs), Unsupported."""
         ...
 
     async def logout(self, token: TokenInfo) -> None: ...
@@ -173,12 +232,20 @@ class KeyStore(Protocol):
         a login raises LoginRequired."""
         ...
 
+    async def sign_many(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
+                        credential: Credential | None = None) -> list[bytes]:
+        """``sign`` for many hashes with one key, in order; a store with no faster way
+        signs them one by one (``sign_each``)."""
+        ...
+
+    async def diagnostics(self) -> StoreReport:
+        """What ``doctor`` shows about the store; never logs in, never raises."""
+        ...
+
     async def close(self) -> None: ...
 
 
-@runtime_checkable
-class BatchSigner(Protocol):
-    """Optional: a store that signs many hashes with one key faster than one by one."""
-
-    async def sign_many(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
-                        credential: Credential | None = None) -> list[bytes]: ...
+async def sign_each(store: KeyStore, key: KeyRef, digests: Sequence[bytes],
+                    mechanism: SignMechanism, credential: Credential | None) -> list[bytes]:
+    """``sign_many`` for a store without a batch path."""
+    return [await store.sign(key, digest, mechanism, credential) for digest in digests]

@@ -30,6 +30,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,15 +42,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent.errors import InvalidHandle, PinIncorrect, PinStatus, Unsupported
 from agent.keystores.base import (
+    CardEvents,
     CertificateEntry,
     Credential,
     KeyRef,
     Secret,
+    SecretKind,
     SignMechanism,
     StoreKind,
+    StoreReport,
     TokenInfo,
+    Unlock,
+    sign_each,
 )
-from agent.keystores.pkcs12 import Pkcs12Store, _FileState, decrypt_pkcs12
+from agent.keystores.pkcs12 import P12Certificate, Pkcs12Store, _FileState, decrypt_pkcs12
 
 DEMO_PIN = "0000"
 DEMO_DIR_NAME = "demo"
@@ -212,18 +218,20 @@ class _DemoFile(Pkcs12Store):
         contents = await asyncio.to_thread(decrypt_pkcs12, data, DEMO_PIN.encode("utf-8"))
         self._entries = contents.certificates  # keys dropped: they wait for login
 
-    def _remember(self, state: _FileState, entries: tuple) -> None:
+    def _remember(self, state: _FileState, entries: tuple[P12Certificate, ...]) -> None:
         pass  # nothing to cache: the files can always be listed
 
 
 class DemoStore:
     """The demo identity as one token of two certificates; ``TokenInfo.demo`` is set.
 
-    Login still asks for the (documented) demo PIN, so the user sees the real flow.
+    Login still asks for the (documented) demo PIN, so the user sees the real flow: a PIN,
+    as on a token, though the files underneath take it as their password.  It never locks.
     """
 
     kind: StoreKind = StoreKind.DEMO
     store_id: str = DEMO_STORE_ID
+    card_events: CardEvents | None = None
 
     def __init__(self, identity: DemoIdentity) -> None:
         self.identity = identity
@@ -234,7 +242,7 @@ class DemoStore:
                          label=DEMO_TOKEN_LABEL, manufacturer="imza-agent (DEMO)",
                          model="DEMO PKCS#12", serial="DEMO", kind=self.kind,
                          pin=PinStatus(min_length=len(DEMO_PIN), max_length=len(DEMO_PIN)),
-                         demo=True)
+                         secret=SecretKind.PIN, unlock=Unlock.ISSUER.value, demo=True)
 
     @staticmethod
     def _check(token_id: str) -> None:
@@ -305,6 +313,14 @@ class DemoStore:
                     if e.key is not None and e.key.key_id == key.key_id:
                         return await f.sign(e.key, digest, mechanism, credential)
         raise InvalidHandle("the demo identity has no such key")
+
+    async def sign_many(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
+                        credential: Credential | None = None) -> list[bytes]:
+        return await sign_each(self, key, digests, mechanism, credential)
+
+    async def diagnostics(self) -> StoreReport:
+        return StoreReport("demo", {"directory": str(self.identity.p12_path.parent),
+                                    "caCertificate": str(self.identity.ca_cert_path)})
 
     async def close(self) -> None:
         for f in self._files:

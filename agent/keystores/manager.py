@@ -26,14 +26,24 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from agent import paths
 from agent.config import Config
 from agent.errors import AgentError, InvalidHandle
-from agent.keystores.base import CertificateEntry, KeyStore, TokenInfo
+from agent.keystores.base import (
+    JSON,
+    CardEvents,
+    CertificateEntry,
+    KeyStore,
+    StoreReport,
+    TokenInfo,
+)
 from agent.keystores.demo import DemoStore, ensure_demo_identity
 from agent.keystores.pkcs12 import Pkcs12Store
+
+if TYPE_CHECKING:
+    from agent.keystores.pkcs11.modules import ModuleCandidate
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ class StoreProblem:
     reason: str     # contract reason (AgentError.reason) or an exception class name
     message: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, JSON]:
         return {"storeId": self.store_id, "source": self.source, "reason": self.reason,
                 "message": self.message}
 
@@ -72,7 +82,7 @@ def demo_wanted(config: Config) -> bool:
 
 class StoreManager:
     def __init__(self, stores: Sequence[ManagedStore], *, demo: DemoStore | None = None,
-                 module_candidates: Sequence[Any] = (),
+                 module_candidates: Sequence[ModuleCandidate] = (),
                  problems: Sequence[StoreProblem] = ()) -> None:
         self._managed = list(stores)
         self.demo_store = demo
@@ -152,6 +162,24 @@ class StoreManager:
     def problems(self) -> list[StoreProblem]:
         """Configuration problems plus those of the most recent listing."""
         return self._static_problems + self._listing_problems
+
+    def card_stores(self) -> list[CardEvents]:
+        """The stores that follow PC/SC card events (``agent/pcsc/sync.py`` drives them)."""
+        return [m.store.card_events for m in self._managed if m.store.card_events is not None]
+
+    async def diagnostics(self) -> list[StoreReport]:
+        """What every store, the demo included, tells ``doctor`` about itself; a store
+        that cannot say is a row of the "problems" section."""
+        managed = list(self._by_id.values())
+
+        async def one(m: ManagedStore) -> StoreReport:
+            try:
+                return await m.store.diagnostics()
+            except Exception as exc:
+                problem = problem_from(exc, m.store.store_id, m.source)
+                return StoreReport("problems", dict(problem.as_dict()))
+
+        return list(await asyncio.gather(*(one(m) for m in managed)))
 
     def store(self, store_id: str) -> KeyStore:
         managed = self._by_id.get(store_id)

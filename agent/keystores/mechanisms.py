@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from agent.errors import CertificateInvalid, InternalError, Unsupported
-from agent.keystores.base import EcdsaEncoding, HashAlgorithm, KeyType, Scheme, SignMechanism
+from agent.keystores.base import KeyType, SignMechanism
+from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 
 # DER prefixes of DigestInfo (RFC 8017 §9.2 note 1): the hash value follows each.
 _DIGEST_INFO_PREFIX = {

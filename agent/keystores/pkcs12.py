@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,16 +41,19 @@ from agent.errors import (
     Unsupported,
 )
 from agent.keystores.base import (
+    CardEvents,
     CertificateEntry,
     Credential,
-    EcdsaEncoding,
     KeyRef,
     KeyType,
-    Scheme,
     Secret,
+    SecretKind,
     SignMechanism,
     StoreKind,
+    StoreReport,
     TokenInfo,
+    Unlock,
+    sign_each,
 )
 from agent.keystores.mechanisms import (
     check_digest,
@@ -59,6 +63,7 @@ from agent.keystores.mechanisms import (
     scheme_fits_key,
     verify_with_certificate,
 )
+from agent.protocol.enums import EcdsaEncoding, Scheme
 
 CACHE_DIR_NAME = "p12-cache"
 _CACHE_VERSION = 1
@@ -255,10 +260,10 @@ def _read_file(path: Path) -> tuple[bytes, _FileState]:
         data = path.read_bytes()
         st = path.stat()
     except FileNotFoundError as exc:
-        raise TokenNotPresent("the PKCS#12 file is not there", path=str(path)) from exc
+        raise TokenNotPresent("the PKCS#12 file is not there") from exc
     except OSError as exc:
-        raise TokenNotPresent(f"the PKCS#12 file cannot be read: {exc.strerror}",
-                              path=str(path)) from exc
+        # No path in the error: a page may see it (``doctor`` names the file).
+        raise TokenNotPresent(f"the PKCS#12 file cannot be read: {exc.strerror}") from exc
     return data, _FileState(hashlib.sha256(data).hexdigest(),
                             (st.st_ino, st.st_size, st.st_mtime_ns))
 
@@ -272,9 +277,14 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
 
 
 class Pkcs12Store:
-    """One PKCS#12 file as a key store holding one token."""
+    """One PKCS#12 file as a key store holding one token.
+
+    The user types the file's password; nothing counts wrong tries, so the file never
+    locks (``Unlock.ISSUER`` only names who could help).  Files know no card events.
+    """
 
     kind: StoreKind = StoreKind.PKCS12
+    card_events: CardEvents | None = None
 
     def __init__(self, path: Path, label: str | None = None, *,
                  cache_dir: Path | None = None) -> None:
@@ -297,7 +307,8 @@ class Pkcs12Store:
     def _token_info(self, needs_unlock: bool) -> TokenInfo:
         return TokenInfo(store_id=self.store_id, token_id=self.token_id, label=self.label,
                          manufacturer="PKCS#12 file", model="PKCS#12", serial="",
-                         kind=self.kind, pin=PinStatus(), needs_unlock=needs_unlock)
+                         kind=self.kind, pin=PinStatus(), secret=SecretKind.PASSWORD,
+                         unlock=Unlock.ISSUER.value, needs_unlock=needs_unlock)
 
     async def _fill_without_password(self, data: bytes, state: _FileState) -> None:
         """Learn the certificates without the user: from the on-disk cache."""
@@ -354,7 +365,7 @@ class Pkcs12Store:
         self._check_token(token.token_id)
         async with self._lock:
             if not await self._refresh():
-                raise TokenNotPresent("the PKCS#12 file is not there", path=str(self.path))
+                raise TokenNotPresent("the PKCS#12 file is not there")
             info = self._token_info(needs_unlock=self._entries is None and not self._keys)
             return [self._entry(info, e) for e in self._entries or ()]
 
@@ -407,7 +418,7 @@ class Pkcs12Store:
             if (current is None or (self._state is not None
                                     and current != self._state.stat_key)) \
                     and not await self._refresh():
-                raise TokenNotPresent("the PKCS#12 file is not there", path=str(self.path))
+                raise TokenNotPresent("the PKCS#12 file is not there")
             private = self._keys.get(key.key_id)
             if private is None and credential is not None:
                 # Per-operation secret: decrypt for this one signature, keep nothing.
@@ -427,6 +438,17 @@ class Pkcs12Store:
             verify_with_certificate(x509.load_der_x509_certificate(cert_der), digest,
                                     signature, mechanism)
         return signature
+
+    async def sign_many(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
+                        credential: Credential | None = None) -> list[bytes]:
+        return await sign_each(self, key, digests, mechanism, credential)
+
+    async def diagnostics(self) -> StoreReport:
+        tokens = await self.tokens()  # never asks for the password
+        return StoreReport("pkcs12", {
+            "storeId": self.store_id, "path": str(self.path), "label": self.label,
+            "exists": self.path.is_file(),
+            "needsUnlock": tokens[0].needs_unlock if tokens else None})
 
     async def close(self) -> None:
         async with self._lock:

@@ -1,11 +1,13 @@
-"""Method handlers, one module per method family; each exposes ``register(dispatcher)``."""
+"""Method handlers, one module per method family; each exposes
+``register(dispatcher, services)``."""
 
 from __future__ import annotations
 
+from agent.app.services import Services
 from agent.protocol.dispatch import Dispatcher
 
 
-def register_all(dispatcher: Dispatcher) -> None:
+def register_all(dispatcher: Dispatcher, services: Services) -> None:
     from agent.methods import (
         auth_login,
         certificates_list,
@@ -20,4 +22,4 @@ def register_all(dispatcher: Dispatcher) -> None:
 
     for module in (info, certificates_select, certificates_list, sign_hash, auth_login,
                    tokens_subscribe, sign_cms, sign_pdf, sign_xml):
-        module.register(dispatcher)
+        module.register(dispatcher, services)

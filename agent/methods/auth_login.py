@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import hashlib
 
-from agent.app import certs
-from agent.app.certs import CertificateFilter
-from agent.errors import AgentError
-from agent.keystores.base import (
-    CertificateEntry,
-    EcdsaEncoding,
-    HashAlgorithm,
-    KeyType,
-    Scheme,
-    SignMechanism,
-)
-from agent.methods.common import chain_for
-from agent.policy.rules import Permission
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agent.app.services import Services
+from agent.app.signing import KeyUse, SigningRequest, sign_with_key
+from agent.keystores.base import CertificateEntry, KeyType, SignMechanism
+from agent.methods.common import bound, chain_for
 from agent.protocol.dispatch import CallContext, Dispatcher
+from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 from agent.protocol.params import AuthLoginParams
 from agent.protocol.results import AuthAlgorithm, AuthLoginResult, AuthToken
 
@@ -37,41 +31,34 @@ def login_message(origin: str, challenge: bytes) -> bytes:
     return hashlib.sha256(origin.encode("utf-8")).digest() + hashlib.sha256(challenge).digest()
 
 
-def algorithm_for(entry: CertificateEntry) -> tuple[AuthAlgorithm, SignMechanism]:
-    assert entry.key is not None
-    if entry.key.key_type is KeyType.RSA:
+def algorithm_for(use: KeyUse) -> tuple[AuthAlgorithm, SignMechanism]:
+    entry: CertificateEntry = use.entry
+    if entry.key is not None and entry.key.key_type is KeyType.RSA:
         return AuthAlgorithm.RS256, SignMechanism(Scheme.RSA_PKCS1_V15, HashAlgorithm.SHA256)
-    size = certs.load(entry.der).public_key().key_size  # type: ignore[union-attr]
+    public = use.certificate.public_key()
+    size = public.key_size if isinstance(public, ec.EllipticCurvePublicKey) else 256
     alg, hash_alg = _EC_BY_SIZE.get(size, (AuthAlgorithm.ES256, HashAlgorithm.SHA256))
     return alg, SignMechanism(Scheme.ECDSA, hash_alg, EcdsaEncoding.RAW)
 
 
-async def auth_login(ctx: CallContext, params: AuthLoginParams) -> AuthLoginResult:
-    core = ctx.services.core
-    entry: CertificateEntry | None = None
-    digest, hash_name = b"", None
-    try:
-        async def work() -> AuthToken:
-            nonlocal entry, digest, hash_name
-            await core.require(ctx, Permission.AUTH)
-            _, entry = await core.choose(ctx, "auth", CertificateFilter())
-            algorithm, mechanism = algorithm_for(entry)
-            message = login_message(ctx.origin, params.challenge)
-            digest = _HASHLIB[mechanism.hash_algorithm](message).digest()
-            hash_name = mechanism.hash_algorithm.value
-            [signature] = await core.sign_digests(ctx, entry, "auth", [digest], mechanism)
-            return AuthToken(certificate=entry.der,
-                             chain=chain_for(entry, await core.stores.certificates()),
-                             algorithm=algorithm, signature=signature)
+async def auth_login(app: Services, ctx: CallContext, params: AuthLoginParams
+                     ) -> AuthLoginResult:
+    core = app.core
+    message = login_message(ctx.origin, params.challenge)
 
-        token = await core.interaction(ctx, work)
-    except AgentError as exc:
-        core.record(ctx, "auth.login", entry, hash_name, [digest] if digest else [],
-                    exc.reason)
-        raise
-    core.record(ctx, "auth.login", entry, hash_name, [digest], "ok")
+    async def produce(use: KeyUse) -> AuthToken:
+        algorithm, mechanism = algorithm_for(use)
+        digest = _HASHLIB[mechanism.hash_algorithm](message).digest()
+        [signature] = await use.sign([digest], mechanism)
+        return AuthToken(certificate=use.entry.der,
+                         chain=chain_for(use.entry, await core.stores.certificates()),
+                         algorithm=algorithm, signature=signature)
+
+    # The hash depends on the key the user picks; the journal names the one used.
+    request = SigningRequest(method="auth.login", purpose="auth")
+    token = await sign_with_key(core, ctx, request, produce)
     return AuthLoginResult(token=token)
 
 
-def register(dispatcher: Dispatcher) -> None:
-    dispatcher.register("auth.login", AuthLoginParams, auth_login)
+def register(dispatcher: Dispatcher, app: Services) -> None:
+    dispatcher.register("auth.login", AuthLoginParams, bound(app, auth_login))

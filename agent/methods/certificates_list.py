@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
+from agent.app.services import Services
 from agent.errors import PermissionDenied
-from agent.methods.common import certificate_info, to_filter
+from agent.methods.common import bound, certificate_info, to_filter
 from agent.policy.rules import Permission
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import CertificatesListParams
 from agent.protocol.results import CertificatesListResult
 
 
-async def certificates_list(ctx: CallContext,
+async def certificates_list(app: Services, ctx: CallContext,
                             params: CertificatesListParams) -> CertificatesListResult:
-    core = ctx.services.core
+    core = app.core
     if not core.allowed_without_asking(ctx, Permission.LIST):
         raise PermissionDenied(permission=Permission.LIST.value)
     flt = to_filter(params.filter)
@@ -24,5 +25,6 @@ async def certificates_list(ctx: CallContext,
         certificate_info(core.handle_for(ctx, e, purpose), e, everything) for e in entries])
 
 
-def register(dispatcher: Dispatcher) -> None:
-    dispatcher.register("certificates.list", CertificatesListParams, certificates_list)
+def register(dispatcher: Dispatcher, app: Services) -> None:
+    dispatcher.register("certificates.list", CertificatesListParams,
+                        bound(app, certificates_list))

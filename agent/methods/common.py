@@ -1,21 +1,35 @@
-"""Conversions the certificate and signing methods share."""
+"""Conversions from wire models to the use cases' values and back, shared by methods."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.app import certs
 from agent.app.certs import CertificateFilter
-from agent.keystores.base import (
-    CertificateEntry,
-    HashAlgorithm,
-    KeyType,
-    Scheme,
-)
+from agent.app.services import Services
+from agent.app.signing import Display
+from agent.keystores.base import CertificateEntry, KeyType
 from agent.protocol import params as p
+from agent.protocol.dispatch import CallContext
+from agent.protocol.enums import HashAlgorithm, Scheme
 from agent.protocol.results import Algorithm, CertificateInfo, TokenSummary
 
 _RSA_SCHEMES = (Scheme.RSA_PKCS1_V15, Scheme.RSA_PSS)
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+def bound(app: Services, method: Callable[[Services, CallContext, P], Awaitable[R]]
+          ) -> Callable[[CallContext, P], Awaitable[R]]:
+    """A dispatcher handler that calls ``method`` with the agent's services."""
+
+    async def handler(ctx: CallContext, params: P) -> R:
+        return await method(app, ctx, params)
+
+    return handler
 
 
 def to_filter(flt: p.CertificateFilter) -> CertificateFilter:
@@ -26,6 +40,10 @@ def to_filter(flt: p.CertificateFilter) -> CertificateFilter:
         include_expired=flt.include_expired)
 
 
+def display_of(shown: p.Display | None) -> Display:
+    return Display(shown.text, shown.document_name) if shown else Display()
+
+
 def chain_for(entry: CertificateEntry, everything: list[CertificateEntry]) -> list[bytes]:
     """Issuer certificates found on the same token, from the issuer up (DER)."""
     pool = [certs.load(e.der) for e in everything
@@ -34,8 +52,8 @@ def chain_for(entry: CertificateEntry, everything: list[CertificateEntry]) -> li
 
 
 def algorithms_for(entry: CertificateEntry) -> list[Algorithm]:
-    assert entry.key is not None
-    schemes = (Scheme.ECDSA,) if entry.key.key_type is KeyType.EC else _RSA_SCHEMES
+    ec_key = entry.key is not None and entry.key.key_type is KeyType.EC
+    schemes = (Scheme.ECDSA,) if ec_key else _RSA_SCHEMES
     return [Algorithm(scheme=s, hash_algorithm=h) for s in schemes for h in HashAlgorithm]
 
 

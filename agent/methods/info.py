@@ -7,6 +7,7 @@ cannot fingerprint the installation (formats, enabled methods) without the user'
 from __future__ import annotations
 
 from agent import PROTOCOL_VERSION, __version__
+from agent.app.services import Services
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import NoParams
 from agent.protocol.results import AgentInfoResult
@@ -14,15 +15,15 @@ from agent.protocol.results import AgentInfoResult
 AGENT_NAME = "imza-agent"
 
 
-def register(dispatcher: Dispatcher) -> None:
+def register(dispatcher: Dispatcher, app: Services) -> None:
     async def agent_info(ctx: CallContext, params: NoParams) -> AgentInfoResult:
-        if not ctx.services.policy.has_any_grant(ctx.origin):
+        if not app.core.policy.has_any_grant(ctx.origin):
             return AgentInfoResult(name=AGENT_NAME, version=__version__,
                                    protocol=PROTOCOL_VERSION)
         return AgentInfoResult(
             name=AGENT_NAME, version=__version__, protocol=PROTOCOL_VERSION,
             origin=ctx.origin, transport=ctx.transport,
             features=sorted(dispatcher.methods),
-            formats={fmt: list(levels) for fmt, levels in ctx.services.formats.items()})
+            formats={fmt: list(levels) for fmt, levels in app.formats.items()})
 
     dispatcher.register("agent.info", NoParams, agent_info)

@@ -1,36 +1,43 @@
-"""``sign.cms``: a detached CAdES baseline signature (B-B, B-T, B-LT) over data or a hash
-the page gives; one confirmation + PIN dialog, as ``sign.hash``."""
+"""``sign.cms``: a detached CAdES baseline signature (B, T, LT) over data or a hash the
+page gives; one confirmation + PIN dialog, as ``sign.hash``."""
 
 from __future__ import annotations
 
 import hashlib
 
+from agent.app.documents import NAME_BY_HASH, sign_document
+from agent.app.services import Services
+from agent.app.signing import SigningRequest
 from agent.formats import available_formats
+from agent.formats.job import FormatJob
+from agent.methods.common import bound, display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import SignCmsParams
 from agent.protocol.results import SignCmsResult
 
 
-async def sign_cms(ctx: CallContext, params: SignCmsParams) -> SignCmsResult:
-    from agent.formats.cades import build_cades
-    from agent.formats.request import FormatJob, run_format
-    from agent.formats.signer_adapter import NAME_BY_HASH
+async def sign_cms(app: Services, ctx: CallContext, params: SignCmsParams) -> SignCmsResult:
+    from agent.formats.cades import build_cades  # pyHanko: only when asked
 
-    hash_alg = params.hash_algorithm
+    md = NAME_BY_HASH[params.hash_algorithm]
     if params.hash is not None:
         digest = params.hash
     else:
-        assert params.data is not None
-        digest = hashlib.new(NAME_BY_HASH[hash_alg], params.data).digest()
+        assert params.data is not None  # the params model requires one of the two
+        digest = hashlib.new(md, params.data).digest()
 
     async def build(job: FormatJob) -> bytes:
-        return await build_cades(job, digest, hash_alg, params.level.value)
+        return await build_cades(job, digest, md, params.level.value)
 
-    cms = await run_format(ctx, params, "sign.cms", hash_alg.value,
-                           params.level.value != "B", build)
+    request = SigningRequest(method="sign.cms", purpose="sign", handle=params.handle,
+                             display=display_of(params.display),
+                             digest_algorithm=params.hash_algorithm.value)
+    cms = await sign_document(app.core, ctx, app.formats_config, request,
+                              page_tsa_url=params.tsa_url,
+                              needs_tsa=params.level.value != "B", build=build)
     return SignCmsResult(cms=cms)
 
 
-def register(dispatcher: Dispatcher) -> None:
+def register(dispatcher: Dispatcher, app: Services) -> None:
     if "cms" in available_formats():
-        dispatcher.register("sign.cms", SignCmsParams, sign_cms)
+        dispatcher.register("sign.cms", SignCmsParams, bound(app, sign_cms))

@@ -3,51 +3,39 @@ one signature per hash (a batch shares one dialog and one PIN)."""
 
 from __future__ import annotations
 
-from agent.app.core import Display
-from agent.errors import AgentError
-from agent.policy.rules import Permission
+from agent.app.services import Services
+from agent.app.signing import KeyUse, SigningRequest, mechanism_for, sign_with_key
+from agent.methods.common import display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
+from agent.protocol.enums import Scheme
 from agent.protocol.params import SignHashesParams, SignHashParams
 from agent.protocol.results import SignHashesResult, SignHashResult
 
 
-async def _sign(ctx: CallContext, params: SignHashParams | SignHashesParams,
-                method: str, digests: list[bytes]) -> tuple[list[bytes], bytes, object]:
-    core = ctx.services.core
-    entry = None
-    try:
-        async def work() -> tuple[list[bytes], bytes, object]:
-            nonlocal entry
-            await core.require(ctx, Permission.SIGN)
-            _, entry = await core.entry_for(ctx, params.handle, "sign")
-            mechanism = core.mechanism_for(entry, params.scheme, params.hash_algorithm,
-                                           params.ecdsa_encoding)
-            shown = params.display or None
-            display = Display(shown.text, shown.document_name) if shown else Display()
-            signatures = await core.sign_digests(ctx, entry, "sign", digests, mechanism,
-                                                 display)
-            return signatures, entry.der, mechanism.scheme
+async def _sign(app: Services, ctx: CallContext, params: SignHashParams | SignHashesParams,
+                method: str, digests: list[bytes]) -> tuple[list[bytes], bytes, Scheme]:
+    async def produce(use: KeyUse) -> tuple[list[bytes], bytes, Scheme]:
+        mechanism = mechanism_for(use.entry, params.scheme, params.hash_algorithm,
+                                  params.ecdsa_encoding)
+        return await use.sign(digests, mechanism), use.entry.der, mechanism.scheme
 
-        result = await core.interaction(ctx, work)
-    except AgentError as exc:
-        core.record(ctx, method, entry, params.hash_algorithm.value, digests, exc.reason)
-        raise
-    core.record(ctx, method, entry, params.hash_algorithm.value, digests, "ok")
-    return result
+    request = SigningRequest(method=method, purpose="sign", handle=params.handle,
+                             display=display_of(params.display),
+                             digest_algorithm=params.hash_algorithm.value)
+    return await sign_with_key(app.core, ctx, request, produce)
 
 
-async def sign_hash(ctx: CallContext, params: SignHashParams) -> SignHashResult:
-    signatures, cert, scheme = await _sign(ctx, params, "sign.hash", [params.hash])
-    return SignHashResult(signature=signatures[0], scheme=scheme,
-                          hash_algorithm=params.hash_algorithm, certificate=cert)
+def register(dispatcher: Dispatcher, app: Services) -> None:
+    async def sign_hash(ctx: CallContext, params: SignHashParams) -> SignHashResult:
+        signatures, cert, scheme = await _sign(app, ctx, params, "sign.hash", [params.hash])
+        return SignHashResult(signature=signatures[0], scheme=scheme,
+                              hash_algorithm=params.hash_algorithm, certificate=cert)
 
+    async def sign_hashes(ctx: CallContext, params: SignHashesParams) -> SignHashesResult:
+        signatures, cert, scheme = await _sign(app, ctx, params, "sign.hashes",
+                                               list(params.hashes))
+        return SignHashesResult(signatures=signatures, scheme=scheme,
+                                hash_algorithm=params.hash_algorithm, certificate=cert)
 
-async def sign_hashes(ctx: CallContext, params: SignHashesParams) -> SignHashesResult:
-    signatures, cert, scheme = await _sign(ctx, params, "sign.hashes", list(params.hashes))
-    return SignHashesResult(signatures=signatures, scheme=scheme,
-                            hash_algorithm=params.hash_algorithm, certificate=cert)
-
-
-def register(dispatcher: Dispatcher) -> None:
     dispatcher.register("sign.hash", SignHashParams, sign_hash)
     dispatcher.register("sign.hashes", SignHashesParams, sign_hashes)

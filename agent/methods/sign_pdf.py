@@ -4,27 +4,36 @@ dialog naming the document."""
 
 from __future__ import annotations
 
+from agent.app.documents import sign_document
+from agent.app.services import Services
+from agent.app.signing import SigningRequest
 from agent.formats import available_formats
+from agent.formats.job import FormatJob
+from agent.methods.common import bound, display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import SignPdfParams
 from agent.protocol.results import SignPdfResult
 
 
-async def sign_pdf(ctx: CallContext, params: SignPdfParams) -> SignPdfResult:
-    from agent.formats.pades import DEFAULT_MD, build_pades
-    from agent.formats.request import FormatJob, run_format
-    from agent.formats.signer_adapter import hash_for_name
+async def sign_pdf(app: Services, ctx: CallContext, params: SignPdfParams) -> SignPdfResult:
+    from agent.formats.pades import Stamp, build_pades  # pyHanko: only when asked
+
+    stamp = (Stamp(page=params.stamp.page, box=params.stamp.box, text=params.stamp.text)
+             if params.stamp is not None else None)
 
     async def build(job: FormatJob) -> bytes:
         return await build_pades(job, params.pdf, params.level.value, reason=params.reason,
                                  location=params.location, field_name=params.field_name,
-                                 stamp=params.stamp)
+                                 stamp=stamp)
 
-    pdf = await run_format(ctx, params, "sign.pdf", hash_for_name(DEFAULT_MD).value,
-                           params.level.value != "B-B", build)
+    request = SigningRequest(method="sign.pdf", purpose="sign", handle=params.handle,
+                             display=display_of(params.display), digest_algorithm="SHA-256")
+    pdf = await sign_document(app.core, ctx, app.formats_config, request,
+                              page_tsa_url=params.tsa_url,
+                              needs_tsa=params.level.value != "B-B", build=build)
     return SignPdfResult(pdf=pdf)
 
 
-def register(dispatcher: Dispatcher) -> None:
+def register(dispatcher: Dispatcher, app: Services) -> None:
     if "pdf" in available_formats():
-        dispatcher.register("sign.pdf", SignPdfParams, sign_pdf)
+        dispatcher.register("sign.pdf", SignPdfParams, bound(app, sign_pdf))

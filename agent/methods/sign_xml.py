@@ -3,24 +3,31 @@ or detached beside it; one confirmation + PIN dialog."""
 
 from __future__ import annotations
 
+from agent.app.documents import sign_document
+from agent.app.services import Services
+from agent.app.signing import SigningRequest
 from agent.formats import available_formats
+from agent.formats.job import FormatJob
+from agent.methods.common import bound, display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import SignXmlParams
 from agent.protocol.results import SignXmlResult
 
 
-async def sign_xml(ctx: CallContext, params: SignXmlParams) -> SignXmlResult:
-    from agent.formats.request import FormatJob, run_format
-    from agent.formats.xades import build_xades
+async def sign_xml(app: Services, ctx: CallContext, params: SignXmlParams) -> SignXmlResult:
+    from agent.formats.xades import build_xades  # signxml and lxml: only when asked
 
     async def build(job: FormatJob) -> bytes:
         return await build_xades(job, params.xml, params.level.value, params.mode.value)
 
-    xml = await run_format(ctx, params, "sign.xml", "SHA-256",
-                           params.level.value != "B-B", build)
+    request = SigningRequest(method="sign.xml", purpose="sign", handle=params.handle,
+                             display=display_of(params.display), digest_algorithm="SHA-256")
+    xml = await sign_document(app.core, ctx, app.formats_config, request,
+                              page_tsa_url=params.tsa_url,
+                              needs_tsa=params.level.value != "B-B", build=build)
     return SignXmlResult(xml=xml)
 
 
-def register(dispatcher: Dispatcher) -> None:
+def register(dispatcher: Dispatcher, app: Services) -> None:
     if "xml" in available_formats():
-        dispatcher.register("sign.xml", SignXmlParams, sign_xml)
+        dispatcher.register("sign.xml", SignXmlParams, bound(app, sign_xml))

@@ -1,26 +1,23 @@
 """The daemon's PC/SC part: the watcher thread plus the event → key-store sync.
 
 ``start_pcsc`` returns None when PC/SC cannot be used at all (pyscard missing, or
-``[pcsc] enabled = false``); the runtime then keeps polling for token changes.  While the
-smart card service is down the runtime polls too (``events_flowing`` is False).
+``[pcsc] enabled = false``).  Either way the runtime's slow token poll keeps running: it
+is what notices changes no reader reports, and the only notice while the smart card
+service is down (``status`` tells the tray so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.config import Config
 from agent.keystores.manager import StoreManager
-from agent.keystores.pkcs11.store import Pkcs11Store
 from agent.pcsc.atr import AtrDatabase
 from agent.pcsc.sync import TokenEventSync
-from agent.pcsc.watcher import PcscStatus, PcscWatcher, ServiceState, load_scard
-
-log = logging.getLogger(__name__)
+from agent.pcsc.watcher import PcscStatus, PcscWatcher, load_scard
 
 
 def atr_database(config: Config) -> AtrDatabase:
@@ -36,10 +33,6 @@ class PcscService:
     @property
     def status(self) -> PcscStatus:
         return self.watcher.status
-
-    @property
-    def events_flowing(self) -> bool:
-        return self.watcher.status.service is ServiceState.RUNNING
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -62,8 +55,7 @@ def start_pcsc(config: Config, stores: StoreManager,
     scard = load_scard()
     if scard is None:
         return None
-    pkcs11 = [m.store for m in stores.managed if isinstance(m.store, Pkcs11Store)]
-    service = PcscService(PcscWatcher(scard), TokenEventSync(pkcs11, atr_database(config),
-                                                             publish))
+    sync = TokenEventSync(stores.card_stores(), atr_database(config), publish)
+    service = PcscService(PcscWatcher(scard), sync)
     service.start()
     return service

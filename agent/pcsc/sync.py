@@ -1,22 +1,23 @@
 """PC/SC events → key-store work → ``tokens.changed``.
 
-Runs on the event loop and handles events one at a time, in order:
+Drives the stores that follow card events (``CardEvents`` in ``keystores/base.py``; today
+the PKCS#11 stores).  Runs on the event loop and handles events one at a time, in order:
 
-* a card arrives: the PKCS#11 stores whose module serves its ATR (``atr.py``; every
-  PKCS#11 store when the ATR is unknown or its module is not loaded) drop their cached
-  certificates and list their tokens again.  A module that shows no new token is
-  re-initialised once (``C_Finalize``/``C_Initialize``): some vendor modules read their
-  slots only at start.
-* a card leaves: the same stores drop their caches and list again (re-initialising a
-  module that still shows every token it showed before).  A call that is still running in
-  one of the card's own modules after ``PULL_GRACE`` seconds is ended: a well-behaved
-  module answers CKR_DEVICE_REMOVED by then, a hung one would hold the signature forever,
-  and either way the caller gets TOKEN_NOT_PRESENT.
-* then subscribers hear about it (``AgentCore.publish_tokens``).
+* a card arrives: the stores whose module serves its ATR (``atr.py``; all of them when
+  the ATR is unknown or its module is not loaded) drop their cached certificates and
+  list their tokens again.  A store that shows no new token and is not busy is
+  re-initialised once and listed again: some vendor modules read their slots only at start.
+* a card leaves: the same stores drop their caches and list again, re-initialising one
+  that still shows every token it showed before.  A call that is still running in one of
+  the card's own modules after ``PULL_GRACE`` seconds is ended: a well-behaved module
+  answers CKR_DEVICE_REMOVED by then, a hung one would hold the signature forever, and
+  either way the caller gets TOKEN_NOT_PRESENT.
+* a card came or went, or the smart card service started or stopped: subscribers hear
+  about it once per burst of events (``publish``, the core's ``publish_tokens``).
 
 Handles keep working across re-insertion because they name tokens by their stable id
-(manufacturer/serial), not by slot.  Cards whose ATR is unknown are remembered with what
-was tried, for ``imza-agent doctor`` and the report a user can send (``report.py``).
+(manufacturer/serial), not by slot.  An unknown ATR is logged with a pointer to
+``imza-agent doctor``, which reports the card on its own PC/SC look (``report.py``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from agent.keystores.pkcs11.store import Pkcs11Store
+from agent.keystores.base import CardEvents
 from agent.pcsc.atr import AtrDatabase, AtrEntry, same_file
 from agent.pcsc.watcher import EventKind, PcscEvent
 
@@ -37,22 +38,18 @@ log = logging.getLogger(__name__)
 PULL_GRACE = 1.0  # seconds a module gets to fail a call by itself after its card left
 
 
-@dataclass
+@dataclass(frozen=True)
 class CardSeen:
-    """A card in a reader, as identified; ``tried`` is module path → what it showed."""
+    """A card in a reader, as identified when it arrived (its ATR may be gone when it
+    leaves)."""
 
     reader: str
     atr: bytes
     entry: AtrEntry | None
-    tried: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def known(self) -> bool:
-        return self.entry is not None
 
 
 class TokenEventSync:
-    def __init__(self, stores: Sequence[Pkcs11Store], atr_db: AtrDatabase,
+    def __init__(self, stores: Sequence[CardEvents], atr_db: AtrDatabase,
                  publish: Callable[[], Awaitable[None]], *,
                  pull_grace: float = PULL_GRACE) -> None:
         self.stores = list(stores)
@@ -60,7 +57,6 @@ class TokenEventSync:
         self.publish = publish
         self.pull_grace = pull_grace
         self.cards: dict[str, CardSeen] = {}  # reader → card now in it
-        self.events_handled = 0
         self._known: dict[str, set[str]] = {}  # store id → token ids last listed
         self._queue: asyncio.Queue[PcscEvent] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -84,7 +80,6 @@ class TokenEventSync:
                     await self.publish()
             except Exception:
                 log.warning("handling %s failed", event.kind, exc_info=True)
-            self.events_handled += 1
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -105,22 +100,21 @@ class TokenEventSync:
             return True
         return event.kind in (EventKind.SERVICE_UP, EventKind.SERVICE_DOWN)
 
-    def stores_for(self, entry: AtrEntry | None) -> list[Pkcs11Store]:
+    def stores_for(self, entry: AtrEntry | None) -> list[CardEvents]:
         """The loaded stores whose module the ATR table names for this card."""
         if entry is None:
             return []
         wanted = self.atr_db.module_paths(entry)  # the entry's modules, then OpenSC
         return [s for s in self.stores if any(same_file(s.module, p) for p in wanted)]
 
-    def _targets(self, entry: AtrEntry | None) -> tuple[list[Pkcs11Store], bool]:
+    def _targets(self, entry: AtrEntry | None) -> tuple[list[CardEvents], bool]:
         """(stores to refresh, whether they are the card's own modules)."""
         own = self.stores_for(entry)
         return (own, True) if own else (list(self.stores), False)
 
     async def _inserted(self, reader: str, atr: bytes) -> None:
         entry = self.atr_db.match(atr)
-        card = CardSeen(reader, atr, entry)
-        self.cards[reader] = card
+        self.cards[reader] = CardSeen(reader, atr, entry)
         targets, _own = self._targets(entry)
         for store in targets:
             before = set(self._known.get(store.store_id, set()))
@@ -128,8 +122,7 @@ class TokenEventSync:
             found = await self._list(store)
             if found is not None and not found - before and not store.busy:
                 await store.reinitialize()
-                found = await self._list(store)
-            card.tried[str(store.module)] = _outcome(found, before)
+                await self._list(store)
         if entry is None:
             log.warning("unknown card in %s: ATR %s (see `imza-agent doctor`)", reader,
                         atr.hex(" ").upper())
@@ -150,7 +143,7 @@ class TokenEventSync:
                 await store.reinitialize()
                 await self._list(store)
 
-    async def _end_stuck_call(self, store: Pkcs11Store) -> None:
+    async def _end_stuck_call(self, store: CardEvents) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pull_grace
         while store.busy and loop.time() < deadline:
@@ -164,7 +157,7 @@ class TokenEventSync:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _list(self, store: Pkcs11Store) -> set[str] | None:
+    async def _list(self, store: CardEvents) -> set[str] | None:
         try:
             found = {t.token_id for t in await store.tokens()}
         except Exception as exc:
@@ -172,17 +165,3 @@ class TokenEventSync:
             return None
         self._known[store.store_id] = found
         return found
-
-    # --- for doctor and the tray --------------------------------------------------------------
-
-    def unknown_cards(self) -> list[CardSeen]:
-        return [card for card in self.cards.values() if not card.known]
-
-
-def _outcome(found: set[str] | None, before: set[str]) -> str:
-    if found is None:
-        return "failed to list tokens"
-    new = found - before
-    if new:
-        return f"new token: {', '.join(sorted(new))}"
-    return "no new token"

@@ -13,7 +13,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,10 @@ class UserGrant:
                 "permissions": sorted(p.value for p in self.permissions),
                 "denied": sorted(p.value for p in self.denied),
                 "granted_at": self.granted_at}
+
+
+# From the origin's current entry to its new (granted, denied) sets.
+_Change = Callable[[UserGrant], tuple[frozenset[Permission], frozenset[Permission]]]
 
 
 class GrantStore:
@@ -80,7 +84,7 @@ class GrantStore:
             self._grants = remaining
             return True
 
-    def _update(self, origin: Origin, change) -> UserGrant:
+    def _update(self, origin: Origin, change: _Change) -> UserGrant:
         with self._lock:
             old = self._grants.get(origin) or UserGrant(origin, frozenset(), frozenset(), "")
             granted, denied = change(old)

@@ -15,10 +15,10 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-try:  # IDNA 2008 + UTS #46 mapping: what browsers use to turn Unicode hosts into punycode.
-    import idna as _idna
-except ImportError:  # pragma: no cover - exercised only where the package is missing
-    _idna = None
+# IDNA 2008 + UTS #46 mapping: what browsers use to turn Unicode hosts into punycode.  A
+# required dependency: the stdlib's IDNA 2003 codec maps some hosts differently ("ß"), so
+# a rule could silently miss the header it was written for.
+import idna
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
@@ -66,7 +66,7 @@ class Origin:
         return is_loopback_host(self.host)
 
 
-def parse_origin(text: str | None) -> Origin:
+def parse_origin(text: object) -> Origin:
     """Parse an ``Origin`` header value or a policy entry; raise ``OriginError``."""
     if text is None or text == "":
         raise OriginError("missing origin")
@@ -223,27 +223,15 @@ def _ip_or_none(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 
 def _to_punycode(host: str) -> str:
-    if _idna is not None:
-        try:
-            return _idna.encode(host, uts46=True, transitional=False).decode("ascii")
-        except (_idna.IDNAError, UnicodeError) as exc:
-            raise OriginError(f"invalid international host name: {exc}") from None
-    # Fallback: the stdlib codec implements IDNA 2003 (nameprep), which maps a few
-    # characters differently from browsers (e.g. "ß" -> "ss" instead of "xn--zca"), so
-    # such hosts could fail to match; the common case (Cyrillic, Turkish, Azerbaijani
-    # letters) encodes identically.
     try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
+        return idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
         raise OriginError(f"invalid international host name: {exc}") from None
 
 
 def _check_punycode_label(label: str) -> None:
     """An ``xn--`` label must decode to a valid IDN, else it is a smuggling attempt."""
     try:
-        if _idna is not None:
-            _idna.decode(label)
-        else:  # pragma: no cover
-            label.encode("ascii").decode("idna")
+        idna.decode(label)
     except (UnicodeError, ValueError):
         raise OriginError(f"invalid punycode label {label!r}") from None

@@ -7,7 +7,6 @@ suffix)``: ``evile-gov.az`` and ``e-gov.az.evil.example`` can never match ``*.e-
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,10 +25,14 @@ class RuleError(ValueError):
     """A policy rule or permission list is invalid; the message says which and why."""
 
 
-def parse_permissions(values: Iterable[str], where: str = "permissions") -> frozenset[Permission]:
+def parse_permissions(values: object, where: str = "permissions") -> frozenset[Permission]:
+    """``values`` comes from a file (TOML or JSON): anything but a list of names is refused,
+    so a table such as ``{sign = true}`` does not pass as its keys."""
     if isinstance(values, str):
         raise RuleError(f"{where}: expected a list of permissions, got a string")
-    result = set()
+    if not isinstance(values, list | tuple | set | frozenset):
+        raise RuleError(f"{where}: expected a list of permissions")
+    result: set[Permission] = set()
     for value in values:
         try:
             result.add(Permission(value))
@@ -64,7 +67,7 @@ class OriginPattern:
         return self.serialize()
 
 
-def parse_pattern(text: str) -> OriginPattern:
+def parse_pattern(text: object) -> OriginPattern:
     """Parse an exact origin or a ``scheme://*.suffix[:port]`` wildcard."""
     if not isinstance(text, str):
         raise RuleError("origin rule must be a string")

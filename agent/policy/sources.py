@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from agent.policy.rules import (
     OriginPattern,
@@ -102,10 +102,10 @@ def load_system_policy(path: Path | None = None) -> PolicyFile:
                       parsed.remove_default, parsed.plain_websocket, path)
 
 
-def _allow_rules(entries: Any, source: str) -> list[Rule]:
+def _allow_rules(entries: object, source: str) -> list[Rule]:
     if not isinstance(entries, list):
         raise RuleError("allow: expected [[allow]] tables")
-    rules = []
+    rules: list[Rule] = []
     for index, entry in enumerate(entries):
         where = f"allow[{index}]"
         if not isinstance(entry, dict):
@@ -123,7 +123,7 @@ def _allow_rules(entries: Any, source: str) -> list[Rule]:
     return rules
 
 
-def _patterns(values: Any, where: str) -> list[OriginPattern]:
+def _patterns(values: object, where: str) -> list[OriginPattern]:
     if not isinstance(values, list):
         raise RuleError(f"{where}: expected a list of origins")
     patterns = []
@@ -135,7 +135,7 @@ def _patterns(values: Any, where: str) -> list[OriginPattern]:
     return patterns
 
 
-def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
+def _flag(data: Mapping[str, object], key: str, default: bool) -> bool:
     value = data.get(key, default)
     if not isinstance(value, bool):
         raise RuleError(f"{key}: expected true or false")

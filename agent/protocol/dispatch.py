@@ -12,7 +12,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -20,29 +20,27 @@ from agent.errors import PAGE_VISIBLE, InternalError
 from agent.protocol import jsonrpc
 from agent.protocol.base import WireModel
 from agent.protocol.catalog import METHODS, NOTIFICATIONS
-from agent.protocol.handles import HandleTable
-from agent.protocol.ports import Services
 
 log = logging.getLogger(__name__)
 
 Transport = Literal["wss", "ws", "extension"]
-Handler = Callable[["CallContext", Any], Awaitable[WireModel]]
 Cleanup = Callable[[], Awaitable[None] | None]
+P = TypeVar("P", bound=WireModel)
 
 
 @dataclass(eq=False)
 class CallContext:
     """One connection as handlers see it; the transport creates one per connection and
-    passes the same object with every frame of that connection."""
+    passes the same object with every frame of that connection.
+
+    It carries what the transport knows and nothing of the application: what the agent
+    keeps per connection (handles, "allow once" grants) lives in ``agent.app`` and is
+    dropped through ``on_close``."""
 
     origin: str  # as the transport saw it (handshake Origin / extension sender), never page data
     transport: Transport
     connection_id: str
-    services: Services
     send: Callable[[str], Awaitable[None]] | None = None  # pushes a text frame to the peer
-    handles: HandleTable[Any] = field(default_factory=HandleTable)
-    # What the user allowed "once" (policy OnceGrant objects): lasts as long as the connection.
-    once_grants: list[Any] = field(default_factory=list)
     _cleanups: list[Cleanup] = field(default_factory=list, repr=False)
 
     async def notify(self, method: str, params: WireModel) -> None:
@@ -59,9 +57,8 @@ class CallContext:
         self._cleanups.append(cleanup)
 
     async def close(self) -> None:
-        """Called by the transport once the connection is gone: forget the handles and
-        run the cleanups, newest first; one failing cleanup does not stop the others."""
-        self.handles.clear()
+        """Called by the transport once the connection is gone: run the cleanups, newest
+        first; one failing cleanup does not stop the others."""
         while self._cleanups:
             cleanup = self._cleanups.pop()
             try:
@@ -76,7 +73,8 @@ class CallContext:
 @dataclass(frozen=True)
 class _Registration:
     params_model: type[WireModel]
-    handler: Handler
+    # Params arrive validated as ``params_model``; ``register`` ties the two types.
+    handler: Callable[[CallContext, Any], Awaitable[WireModel]]
     result_model: type[WireModel] | None
 
 
@@ -84,7 +82,8 @@ class Dispatcher:
     def __init__(self) -> None:
         self._methods: dict[str, _Registration] = {}
 
-    def register(self, name: str, params_model: type[WireModel], handler: Handler) -> None:
+    def register(self, name: str, params_model: type[P],
+                 handler: Callable[[CallContext, P], Awaitable[WireModel]]) -> None:
         """Serve ``name``: params are validated with ``params_model`` before ``handler``
         runs.  A method of the contract must use the contract's params model, so the
         published schema stays true; its handler must return the contract's result."""

@@ -142,6 +142,7 @@ def _parse(text: str | bytes) -> Request | Notification:
         raise _FrameError(INVALID_REQUEST, "params must be an object", reply_id)
     if not has_id:
         return Notification(method, params)
+    assert isinstance(msg_id, str | int)  # _valid_id checked it
     return Request(msg_id, method, params)
 
 

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from agent.keystores.base import EcdsaEncoding, HashAlgorithm, Scheme
 from agent.protocol.base import WireModel
+from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 from agent.protocol.fields import (
     B64Bytes,
     B64Document,

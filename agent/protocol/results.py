@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from agent.keystores.base import HashAlgorithm, Scheme
 from agent.protocol.base import WireModel
+from agent.protocol.enums import HashAlgorithm, Scheme
 from agent.protocol.fields import B64Bytes
 
 

@@ -4,7 +4,8 @@ messaging host (`imza-agent native-host`) that relays the browser extension.
 Only this user can reach the socket (the directory is 0700 and the socket 0600), so the
 daemon believes the origin the native host names in the handshake: the host got it from
 the extension's background, which computed it from the browser's ``sender.url``. The
-origin then passes the same ``Policy.connection_decision`` as a WebSocket handshake, and
+origin then passes the admission every transport shares (``agent/transport/admission.py``:
+policy and the per-origin connection limit, counted together with the WebSocket's), and
 the dispatcher sees transport ``"extension"``.
 
 Framing, both directions: a 4-byte big-endian length, then that many bytes of UTF-8
@@ -27,15 +28,14 @@ import secrets
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from agent.config import ServerConfig
 from agent.errors import TooLarge
-from agent.limits import ConnectionCounter, RateLimiter
-from agent.policy.policy import Policy
+from agent.limits import RateLimiter
 from agent.protocol import jsonrpc
 from agent.protocol.dispatch import CallContext, Dispatcher
-from agent.transport.session import FrameSession, printable
+from agent.transport.admission import Admission, Admitted, Attempt
+from agent.transport.session import FrameSession
 
 log = logging.getLogger("imza_agent.transport")
 
@@ -74,21 +74,17 @@ def encode_frame(payload: bytes) -> bytes:
 class LocalSocketTransport:
     """Serves the dispatcher on ``<data_dir>/agent.sock`` for the native messaging host.
 
-    ``connections`` and ``rate`` should be the WebSocket transport's objects, so an
-    origin's limits hold across transports rather than doubling with each one."""
+    ``admission`` and ``rate`` are the WebSocket transport's objects, so an origin's limits
+    hold across transports rather than doubling with each one."""
 
-    def __init__(self, dispatcher: Dispatcher, services: Any, policy: Policy,
-                 settings: ServerConfig, path: Path, *,
-                 connections: ConnectionCounter | None = None,
-                 rate: RateLimiter | None = None,
+    def __init__(self, dispatcher: Dispatcher, settings: ServerConfig,
+                 path: Path, admission: Admission, rate: RateLimiter, *,
                  clock: Callable[[], float] | None = None) -> None:
         self.dispatcher = dispatcher
-        self.services = services
-        self.policy = policy
         self.settings = settings
         self.path = path
-        self.connections = connections or ConnectionCounter(settings.max_connections_per_origin)
-        self.rate = rate or RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.admission = admission
+        self.rate = rate
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
@@ -144,12 +140,12 @@ class LocalSocketTransport:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._open.add(writer)
         try:
-            origin = await self._handshake(reader, writer)
-            if origin is not None:
+            admitted = await self._handshake(reader, writer)
+            if admitted is not None:
                 try:
-                    await self._messages(origin, reader, writer)
+                    await self._messages(admitted.origin, reader, writer)
                 finally:
-                    self.connections.release(origin)
+                    admitted.release()
         except (ConnectionError, asyncio.IncompleteReadError, FrameTooLarge) as exc:
             log.info("extension connection ended: %s", type(exc).__name__)
         finally:
@@ -159,8 +155,8 @@ class LocalSocketTransport:
                 await writer.wait_closed()
 
     async def _handshake(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> str | None:
-        """The admitted origin (its connection slot taken), or None after a refusal."""
+                         writer: asyncio.StreamWriter) -> Admitted | None:
+        """The admitted connection (its slot taken), or None after a refusal."""
         try:
             raw = await asyncio.wait_for(read_frame(reader, HANDSHAKE_MAX_BYTES),
                                          HANDSHAKE_TIMEOUT)
@@ -168,31 +164,20 @@ class LocalSocketTransport:
             return None
         if raw is None:
             return None
+        verdict = self.admission.admit(Attempt("extension", _hello_origin(raw)))
+        if not isinstance(verdict, Admitted):
+            writer.write(encode_frame(json.dumps({"ok": False,
+                                                  "reason": verdict.reason}).encode()))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            return None
         try:
-            hello = json.loads(raw)
-            origin_text = hello.get("origin") if isinstance(hello, dict) else None
-        except ValueError:
-            origin_text = None
-        if not isinstance(origin_text, str):
-            origin_text = None
-        decision = self.policy.connection_decision(origin_text, self.settings.dev_origins)
-        if not decision.allowed or decision.origin is None:
-            return await self._refuse(writer, origin_text, decision.reason)
-        origin = decision.origin.serialize()
-        if not self.connections.acquire(origin):
-            return await self._refuse(writer, origin, "too many connections from this origin")
-        writer.write(encode_frame(b'{"ok":true}'))
-        await writer.drain()
-        return origin
-
-    async def _refuse(self, writer: asyncio.StreamWriter, origin: str | None,
-                      reason: str) -> None:
-        log.warning("refused extension connection: origin=%r reason=%s", printable(origin),
-                    reason)
-        writer.write(encode_frame(json.dumps({"ok": False, "reason": reason}).encode()))
-        with contextlib.suppress(ConnectionError):
+            writer.write(encode_frame(b'{"ok":true}'))
             await writer.drain()
-        return None
+        except BaseException:
+            verdict.release()
+            raise
+        return verdict
 
     async def _messages(self, origin: str, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
@@ -204,8 +189,7 @@ class LocalSocketTransport:
                 await writer.drain()
 
         ctx = CallContext(origin=origin, transport="extension",
-                          connection_id=secrets.token_hex(6), services=self.services,
-                          send=send)
+                          connection_id=secrets.token_hex(6), send=send)
         session = FrameSession(self.dispatcher, ctx, send, self.rate, self._clock,
                                (ConnectionError,), self.settings.max_requests_in_flight)
         try:
@@ -226,6 +210,16 @@ class LocalSocketTransport:
                 await session.submit(text)
         finally:
             await session.close()
+
+
+def _hello_origin(raw: bytes) -> str | None:
+    """The origin the host's first frame names; None for anything else (refused)."""
+    try:
+        hello = json.loads(raw)
+    except ValueError:
+        return None
+    origin = hello.get("origin") if isinstance(hello, dict) else None
+    return origin if isinstance(origin, str) else None
 
 
 async def _is_alive(path: Path) -> bool:

@@ -59,9 +59,3 @@ class FrameSession:
             task.cancel()
         await self.ctx.close()
 
-
-def printable(value: str | None, limit: int = 200) -> str | None:
-    """A header or handshake value made safe for one log line."""
-    if value is None:
-        return None
-    return "".join(ch if ch.isprintable() else "?" for ch in value)[:limit]

@@ -1,20 +1,20 @@
 """The WebSocket transport: a thin adapter between `websockets` and the dispatcher.
 
 Everything that can be decided from the HTTP upgrade request is decided there, before a
-single message is read: the Host header (DNS rebinding), the Origin (well-formed https or
-a configured development origin, not blocked, allow-listed when the policy is locked),
-the path, and the per-origin connection limit.  A refusal is an HTTP 403 and one log
-line — never a stack trace.
+single message is read, by the admission every transport shares
+(``agent/transport/admission.py``): the Host header (DNS rebinding), the path, the Origin
+and the per-origin connection limit. A refusal is an HTTP 403 and one log line — never a
+stack trace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -24,11 +24,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agent.config import ServerConfig
-from agent.limits import ConnectionCounter, RateLimiter
-from agent.policy.origin import check_host_header
+from agent.limits import RateLimiter
 from agent.policy.policy import Policy
 from agent.protocol.dispatch import CallContext, Dispatcher, Transport
-from agent.transport.session import FrameSession, printable
+from agent.transport.admission import Admission, Admitted, Attempt, HttpRequest
+from agent.transport.session import FrameSession
 
 log = logging.getLogger("imza_agent.transport")
 
@@ -36,26 +36,24 @@ PATH = "/v1"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 
 
-@dataclass
-class _Admitted:
-    origin: str
-    transport: Transport
-
-
 class WebSocketTransport:
     """Serves one dispatcher on the configured loopback ports (wss and/or ws)."""
 
-    def __init__(self, dispatcher: Dispatcher, services: Any, policy: Policy,
-                 settings: ServerConfig, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, dispatcher: Dispatcher, policy: Policy,
+                 settings: ServerConfig, admission: Admission, rate: RateLimiter, *,
+                 clock: Callable[[], float] | None = None) -> None:
         self.dispatcher = dispatcher
-        self.services = services
-        self.policy = policy
+        self.policy = policy  # for plain_websocket_allowed; admission has its own view
         self.settings = settings
-        self.connections = ConnectionCounter(settings.max_connections_per_origin)
-        self.rate = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.admission = admission
+        self.rate = rate
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._servers: list[Server] = []
         self.ports: dict[str, int] = {}
+        # Upgrades admitted but not yet handed to the handler, and the tasks that free
+        # their slots when their connection ends.
+        self._admitted: dict[ServerConnection, Admitted] = {}
+        self._releasers: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -79,7 +77,7 @@ class WebSocketTransport:
             compression=None, ssl=ssl_context, server_header=None, max_queue=16)
         server = await serve(handler, LOOPBACK_HOSTS[0], port, **kwargs)
         self._servers.append(server)
-        bound = server.sockets[0].getsockname()[1]
+        bound = int(server.sockets[0].getsockname()[1])
         try:  # the same port on IPv6 loopback (port 0 picked it on IPv4 first)
             self._servers.append(await serve(handler, LOOPBACK_HOSTS[1], bound, **kwargs))
         except OSError:
@@ -93,29 +91,38 @@ class WebSocketTransport:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        for task in list(self._releasers):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # --- handshake -----------------------------------------------------------------------
-
-    def _refuse(self, conn: ServerConnection, origin: str | None, reason: str) -> Response:
-        log.warning("refused connection: origin=%r reason=%s", printable(origin), reason)
-        return conn.respond(HTTPStatus.FORBIDDEN, f"refused: {reason}\n")
 
     def _check_handshake(self, conn: ServerConnection, request: Request,
                          transport: Transport) -> Response | None:
         headers: Headers = request.headers
-        origin_header = _single(headers, "Origin")
-        if not check_host_header(_single(headers, "Host"), set(self._own_ports(transport))):
-            return self._refuse(conn, origin_header, "Host is not this agent on loopback")
-        if request.path != PATH:
-            return self._refuse(conn, origin_header, "unknown path")
-        decision = self.policy.connection_decision(origin_header, self.settings.dev_origins)
-        if not decision.allowed or decision.origin is None:
-            return self._refuse(conn, origin_header, decision.reason)
-        origin = decision.origin.serialize()
-        if self.connections.count(origin) >= self.connections.limit:
-            return self._refuse(conn, origin, "too many connections from this origin")
-        conn.admitted = _Admitted(origin, transport)  # type: ignore[attr-defined]
+        attempt = Attempt(transport, _single(headers, "Origin"), HttpRequest(
+            _single(headers, "Host"), frozenset(self._own_ports(transport)), request.path,
+            PATH))
+        verdict = self.admission.admit(attempt)
+        if not isinstance(verdict, Admitted):
+            return conn.respond(HTTPStatus.FORBIDDEN, f"refused: {verdict.reason}\n")
+        # The slot is taken now, so concurrent upgrades cannot overshoot the limit. The
+        # handler frees it; if the upgrade fails and no handler runs, the end of the
+        # connection does.
+        self._admitted[conn] = verdict
+        task = asyncio.get_running_loop().create_task(
+            self._release_when_closed(conn, verdict))
+        self._releasers.add(task)
+        task.add_done_callback(self._releasers.discard)
         return None
+
+    async def _release_when_closed(self, conn: ServerConnection, admitted: Admitted) -> None:
+        try:
+            await conn.wait_closed()
+        finally:
+            self._admitted.pop(conn, None)
+            admitted.release()
 
     def _own_ports(self, transport: Transport) -> list[int]:
         port = self.ports.get(transport)
@@ -128,9 +135,9 @@ class WebSocketTransport:
     # --- messages ------------------------------------------------------------------------
 
     async def _serve_connection(self, conn: ServerConnection) -> None:
-        admitted: _Admitted = conn.admitted  # type: ignore[attr-defined]
-        if not self.connections.acquire(admitted.origin):
-            await conn.close(1008, "too many connections from this origin")
+        admitted = self._admitted.pop(conn, None)
+        if admitted is None:  # not through _check_handshake: cannot happen, never serve
+            await conn.close(1008, "not admitted")
             return
         send_lock = asyncio.Lock()
 
@@ -139,8 +146,7 @@ class WebSocketTransport:
                 await conn.send(text)
 
         ctx = CallContext(origin=admitted.origin, transport=admitted.transport,
-                          connection_id=secrets.token_hex(6), services=self.services,
-                          send=send)
+                          connection_id=secrets.token_hex(6), send=send)
         session = FrameSession(self.dispatcher, ctx, send, self.rate, self._clock,
                                (ConnectionClosed,), self.settings.max_requests_in_flight)
         try:
@@ -152,7 +158,7 @@ class WebSocketTransport:
         except ConnectionClosed:
             pass
         finally:
-            self.connections.release(admitted.origin)
+            admitted.release()
             await session.close()
 
 

@@ -1,1 +1,2 @@
-"""Dialogs: the UserInterface port and its backends."""
+"""Dialog backends (tkinter, scripted, none) and the tray; the port they implement is
+``agent.app.dialogs``."""

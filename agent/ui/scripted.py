@@ -24,11 +24,10 @@ import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
+from agent.app.dialogs import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
 from agent.errors import UserCancelled
 from agent.keystores.base import PIN_PAD, Credential, Secret
-from agent.ui.base import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
 
 
 class ScriptedUI:
@@ -40,20 +39,20 @@ class ScriptedUI:
         # PIN attempts per origin: a retry continues the answer list, a new request restarts
         self._attempts: dict[str, int] = {}
 
-    def _answers(self) -> dict[str, Any]:
+    def _answers(self) -> dict[str, object]:
         try:
             data = json.loads(self.answers_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
         return data if isinstance(data, dict) else {}
 
-    async def _record(self, dialog: str, **shown: Any) -> dict[str, Any]:
+    async def _record(self, dialog: str, **shown: object) -> dict[str, object]:
         answers = self._answers()
         with self.transcript.open("a", encoding="utf-8") as out:
             out.write(json.dumps({"dialog": dialog, **shown}, ensure_ascii=False,
                                  default=str) + "\n")
-        delay = float(answers.get("delay", 0) or 0)
-        if delay:
+        delay = answers.get("delay")
+        if isinstance(delay, int | float) and delay > 0:
             await asyncio.sleep(delay)
         return answers
 
@@ -67,7 +66,7 @@ class ScriptedUI:
         answer = answers.get("consent", "deny")
         if answer == "ignore":
             await self._never()
-        return ConsentAnswer(answer)
+        return ConsentAnswer(str(answer))
 
     async def choose_certificate(self, origin: str, purpose: str,
                                  choices: list[CertificateChoice]) -> int:

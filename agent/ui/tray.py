@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import os
 import shutil
@@ -24,11 +25,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent import i18n
 from agent.i18n import _
 from agent.ui.preferences import save_language
+
+if TYPE_CHECKING:
+    from agent.daemon.token_watch import TokenSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -132,18 +136,22 @@ def _open(path: Path) -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+def _toggle_autostart() -> None:
+    set_autostart(not autostart_enabled())
+
+
 def menu_entries(actions: TrayActions, on_language: Callable[[str], None]) -> list[Entry]:
     facts = actions.facts()
     sites = [Entry(origin, children=[
         Entry(_("Allowed: {permissions}").format(permissions=", ".join(perms) or "—"),
               enabled=False),
-        Entry(_("Revoke"), action=lambda o=origin: actions.revoke(o))])
+        Entry(_("Revoke"), action=functools.partial(actions.revoke, origin))])
         for origin, perms in facts.grants] or [Entry(_("No sites allowed yet"), enabled=False)]
     tokens = [Entry(line, enabled=False) for line in facts.tokens] or [
         Entry(_("No token found"), enabled=False)]
     if facts.smartcard_down:
         tokens.insert(0, Entry(_("The smart card service is not running"), enabled=False))
-    languages = [Entry(name, action=lambda c=code: on_language(c), radio=True,
+    languages = [Entry(name, action=functools.partial(on_language, code), radio=True,
                        checked=i18n.current_language() == code)
                  for code, name in i18n.LANGUAGE_NAMES.items()]
     trust_text = {True: _("Browsers trust the agent's certificate"),
@@ -159,8 +167,7 @@ def menu_entries(actions: TrayActions, on_language: Callable[[str], None]) -> li
         journal = facts.journal
         entries.append(Entry(_("Open the signing journal"), action=lambda: _open(journal)))
     entries += [
-        Entry(_("Start at login"), checked=autostart_enabled(),
-              action=lambda: set_autostart(not autostart_enabled())),
+        Entry(_("Start at login"), checked=autostart_enabled(), action=_toggle_autostart),
         Entry(_("TLS trust"), children=[
             Entry(trust_text, enabled=False),
             Entry(_("Repair"), action=actions.repair_trust)]),
@@ -195,7 +202,8 @@ def tk_popup(root: Any, entries: Sequence[Entry]) -> Any:
 
     def fill(menu: tkinter.Menu, items: Sequence[Entry]) -> None:
         for entry in items:
-            state = "normal" if entry.enabled else "disabled"
+            state: Literal["normal", "disabled"] = "normal" if entry.enabled else "disabled"
+            command: Callable[[], object] | str = entry.action or ""  # "": no command
             if entry.children is not None:
                 sub = tkinter.Menu(menu, tearoff=False)
                 fill(sub, entry.children)
@@ -203,9 +211,9 @@ def tk_popup(root: Any, entries: Sequence[Entry]) -> Any:
             elif entry.checked is not None:
                 var = tkinter.BooleanVar(menu, value=entry.checked)
                 menu.add_checkbutton(label=entry.text, variable=var, state=state,
-                                     command=entry.action)
+                                     command=command)
             else:
-                menu.add_command(label=entry.text, command=entry.action, state=state)
+                menu.add_command(label=entry.text, command=command, state=state)
 
     menu = tkinter.Menu(root, tearoff=False)
     fill(menu, entries)
@@ -221,7 +229,8 @@ class Tray:
         self.on_language = on_language
         self.state = TrayState.RUNNING
         self.icon: Any = None
-        self.watcher: asyncio.Task[None] | None = None
+        # Undo the subscriptions start_tray made (the token watch, the dialogs' listeners).
+        self.detach: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -266,7 +275,7 @@ class Tray:
             return True  # nothing to check against: trust the backend
         try:
             tree = window.query_tree()
-            return tree.parent != tree.root
+            return bool(tree.parent != tree.root)
         except Exception:  # the window or the display went away: nothing to dock
             return True
 
@@ -290,8 +299,10 @@ class Tray:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self.watcher is not None:
-            self.watcher.cancel()
+        for detach in self.detach:
+            with contextlib.suppress(Exception):
+                detach()
+        self.detach.clear()
         if self.icon is not None:
             with contextlib.suppress(Exception):
                 self.icon.stop()
@@ -369,45 +380,56 @@ def start_tray(runtime: Any) -> Tray | None:
     except Exception as exc:
         log.warning("no tray icon: %s", exc)
         return None
-    waiting = [False]
-    tokens_present = [False]
-    problem = [False]
-
-    def show() -> None:
-        tray.set_state(state_for(waiting=waiting[0], tokens_present=tokens_present[0],
-                                 problem=problem[0]))
-
-    def on_waiting(now: bool) -> None:
-        waiting[0] = now
-        show()
-
-    if ui is not None and hasattr(ui, "listeners"):
-        ui.listeners.append(on_waiting)
-
-    async def watch_tokens() -> None:
-        while True:
-            try:
-                tokens = await runtime.stores.tokens()
-                tokens_present[0] = any(t.present and not t.demo for t in tokens)
-                # A module that fails to load or a smart card service that is down.
-                problem[0] = bool(runtime.stores.problems) or smartcard_down(runtime)
-                show()
-            except Exception:
-                tray.set_state(TrayState.PROBLEM)
-            await asyncio.sleep(runtime.config.tokens.poll_interval)
-
-    tray.watcher = asyncio.get_running_loop().create_task(watch_tokens())
+    follow(tray, runtime)
     return tray
+
+
+class IconState:
+    """What the icon shows, from the two things that change it: dialogs starting and
+    ending (the UI's listeners) and the runtime's token snapshots (its ``TokenWatch``).
+    The tray has no look of its own at the tokens."""
+
+    def __init__(self, show: Callable[[TrayState], None]) -> None:
+        self._show = show
+        self.waiting = False
+        self.tokens_present = False
+        self.problem = False
+
+    @property
+    def state(self) -> TrayState:
+        return state_for(waiting=self.waiting, tokens_present=self.tokens_present,
+                         problem=self.problem)
+
+    def on_waiting(self, now: bool) -> None:
+        self.waiting = now
+        self._show(self.state)
+
+    def on_tokens(self, snapshot: TokenSnapshot) -> None:
+        self.tokens_present = snapshot.real_token_present
+        # A module that fails to load or a smart card service that is down.
+        self.problem = snapshot.problem
+        self._show(self.state)
+
+
+def follow(tray: Tray, runtime: Any) -> IconState:
+    """Subscribe the tray's icon to the runtime's UI and token watch."""
+    icon = IconState(tray.set_state)
+    ui = getattr(runtime, "ui", None)
+    listeners = getattr(ui, "listeners", None)
+    if isinstance(listeners, list):
+        listeners.append(icon.on_waiting)
+        tray.detach.append(lambda: listeners.remove(icon.on_waiting))
+    watch = getattr(runtime, "token_watch", None)
+    if watch is not None:
+        tray.detach.append(watch.subscribe(icon.on_tokens))
+    return icon
 
 
 def smartcard_down(runtime: Any) -> bool:
     """PC/SC is watched and its service does not answer (doctor says the same)."""
-    pcsc = getattr(runtime, "pcsc", None)
-    if pcsc is None:
-        return False
-    from agent.pcsc.watcher import ServiceState
+    from agent.daemon.token_watch import smartcard_service_down
 
-    return pcsc.status.service is ServiceState.NOT_RUNNING
+    return smartcard_service_down(getattr(runtime, "pcsc", None))
 
 
 def state_for(*, waiting: bool, tokens_present: bool, problem: bool = False) -> TrayState:

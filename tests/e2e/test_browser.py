@@ -33,10 +33,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from daemon import REPO, Daemon, stop_pid, to_toml
 
-from agent.nativehost import CHROMIUM_EXTENSION_ID, HOST_NAME
+from agent.demo_portal.server import PortalServer, sample_pdf
+from agent.platform.native_messaging import CHROMIUM_EXTENSION_ID, HOST_NAME
 
-sys.path.insert(0, str(REPO / "examples" / "portal"))
-from server import PortalServer, sample_pdf
+pytestmark = [pytest.mark.browser, pytest.mark.daemon, pytest.mark.verifiers]
 
 E2E = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
@@ -69,11 +69,11 @@ def _spki_hash(cert_path: Path) -> str:
 
 
 def _ensure_node_modules() -> None:
+    # The session-start check (tests/components.py) says the same; a test installs nothing.
     assert shutil.which("node"), "node is required: apt-get install nodejs npm"
     assert Path(CHROMIUM).is_file(), "Debian's chromium is required: apt-get install chromium"
-    if not (E2E / "node_modules" / "playwright-core").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=E2E, check=True,
-                       timeout=300)
+    assert (E2E / "node_modules" / "playwright-core").is_dir(), \
+        "playwright-core is required: (cd tests/e2e && npm ci), or bash scripts/test.sh"
 
 
 def _policy(origin: str) -> dict[str, Any]:

@@ -12,6 +12,10 @@
  *   crash_on_list      abort() in C_GetSlotList
  *   final_try          C_GetTokenInfo adds CKF_USER_PIN_FINAL_TRY
  *   locked             C_GetTokenInfo adds CKF_USER_PIN_LOCKED; C_Login says CKR_PIN_LOCKED
+ *   expired            C_Login says CKR_PIN_EXPIRED
+ *   pin_not_set        C_GetTokenInfo drops CKF_USER_PIN_INITIALIZED; C_Login says
+ *                      CKR_USER_PIN_NOT_INITIALIZED
+ *   device_error       C_Login and C_Sign say CKR_DEVICE_ERROR (a module failing inside)
  *   pin_pad            C_GetTokenInfo adds CKF_PROTECTED_AUTHENTICATION_PATH; C_Login with
  *                      no PIN logs in with $FAULTY_PKCS11_PAD_PIN, as a reader's pad would
  *
@@ -80,6 +84,8 @@ static CK_RV shim_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
         info->flags |= CKF_USER_PIN_LOCKED;
     else if (mode_is("pin_pad"))
         info->flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
+    else if (mode_is("pin_not_set"))
+        info->flags &= ~(CK_FLAGS)CKF_USER_PIN_INITIALIZED;
     return CKR_OK;
 }
 
@@ -88,6 +94,12 @@ static CK_RV shim_Login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHA
 {
     if (mode_is("locked"))
         return CKR_PIN_LOCKED;
+    if (mode_is("expired"))
+        return CKR_PIN_EXPIRED;
+    if (mode_is("pin_not_set"))
+        return CKR_USER_PIN_NOT_INITIALIZED;
+    if (mode_is("device_error"))
+        return CKR_DEVICE_ERROR;
     if (mode_is("pin_pad") && pin == NULL) {
         const char *pad_pin = getenv("FAULTY_PKCS11_PAD_PIN");
         if (pad_pin == NULL)
@@ -108,6 +120,8 @@ static CK_RV shim_Sign(CK_SESSION_HANDLE session, CK_BYTE_PTR data, CK_ULONG dat
                        CK_BYTE_PTR signature, CK_ULONG_PTR signature_len)
 {
     misbehave_on_sign();
+    if (mode_is("device_error"))
+        return CKR_DEVICE_ERROR;
     return target->C_Sign(session, data, data_len, signature, signature_len);
 }
 

@@ -28,13 +28,18 @@ _CLOSE_GRACE = 2.0  # seconds a worker gets to finalise the module before it is 
 
 
 class WorkerFailure(Exception):
-    """The worker answered ``ok: false``; ``kind`` and ``data`` say what went wrong."""
+    """The worker answered ``ok: false``; ``kind`` and ``data`` say what went wrong.
 
-    def __init__(self, kind: str, message: str, data: dict[str, Any]) -> None:
+    ``detail`` is the worker's account for the log (the module's exception, its path):
+    it never becomes part of an error a page can see."""
+
+    def __init__(self, kind: str, message: str, data: dict[str, Any],
+                 detail: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.data = data
+        self.detail = detail
 
 
 class WorkerClient:
@@ -45,6 +50,8 @@ class WorkerClient:
         self._lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._reapers: set[asyncio.Future[int]] = set()
+        # Why the module would not load, in the loader's words, for `doctor` and the log.
+        self.load_problem: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -98,7 +105,11 @@ class WorkerClient:
             _result(await self._read(self._proc))
         except WorkerFailure as exc:
             await self._reap()
-            raise ModuleUnavailable(exc.message, module=str(self.module)) from None
+            self.load_problem = exc.detail or exc.message
+            log.debug("PKCS#11 module %s cannot be loaded: %s", self.module,
+                      self.load_problem)
+            raise ModuleUnavailable() from None
+        self.load_problem = None
         return self._proc
 
     def _worker_env(self) -> dict[str, str]:
@@ -169,4 +180,7 @@ def _result(answer: dict[str, Any]) -> Any:
     error = answer.get("error") or {}
     kind = str(error.pop("kind", "INTERNAL"))
     message = str(error.pop("message", "the token module failed"))
-    raise WorkerFailure(kind, message, error)
+    detail = error.pop("detail", None)
+    if detail:
+        log.debug("PKCS#11 worker: %s: %s", kind, detail)
+    raise WorkerFailure(kind, message, error, str(detail) if detail else None)

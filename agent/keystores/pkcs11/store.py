@@ -37,11 +37,13 @@ from agent.keystores.base import (
     Credential,
     KeyRef,
     PinPad,
-    Scheme,
     Secret,
+    SecretKind,
     SignMechanism,
     StoreKind,
+    StoreReport,
     TokenInfo,
+    Unlock,
 )
 from agent.keystores.pkcs11.client import WorkerClient, WorkerFailure
 from agent.keystores.pkcs11.pairing import (
@@ -51,8 +53,10 @@ from agent.keystores.pkcs11.pairing import (
     public_key_numbers,
 )
 from agent.keystores.pkcs11.wire import b64, unb64
+from agent.protocol.enums import Scheme
 
 # CK_TOKEN_INFO.flags bits the PIN dialog cares about.
+CKF_USER_PIN_INITIALIZED = 0x00000008
 CKF_PROTECTED_AUTHENTICATION_PATH = 0x00000100
 CKF_USER_PIN_COUNT_LOW = 0x00010000
 CKF_USER_PIN_FINAL_TRY = 0x00020000
@@ -62,7 +66,8 @@ CKF_USER_PIN_TO_BE_CHANGED = 0x00080000
 
 @dataclass(frozen=True)
 class ModuleInfo:
-    """What ``imza-agent doctor`` shows about one module; ``error`` says why it failed."""
+    """What ``imza-agent doctor`` shows about one module; ``error`` says why it failed
+    (locally only: the path and the loader's words may be in it)."""
 
     path: Path
     ok: bool
@@ -84,6 +89,12 @@ def pin_status(flags: int, min_length: int = 0, max_length: int = 0) -> PinStatu
         to_be_changed=bool(flags & CKF_USER_PIN_TO_BE_CHANGED))
 
 
+def unlock_of(flags: int) -> str:
+    """How this token's locked user PIN is unlocked: by the security officer's PIN (the
+    PUK, as cards call it), or, while no user PIN was ever set, by setting one."""
+    return (Unlock.PUK if flags & CKF_USER_PIN_INITIALIZED else Unlock.INIT_PIN).value
+
+
 def _identity(token: TokenInfo) -> tuple[str, str, str, str]:
     return token.label, token.manufacturer, token.model, token.serial
 
@@ -100,6 +111,8 @@ SIGN_CHUNK = 100
 
 
 class Pkcs11Store:
+    """A PKCS#11 module's tokens; it follows PC/SC card events itself (``card_events``)."""
+
     kind = StoreKind.PKCS11
 
     def __init__(self, module: Path, *, call_timeout: float = 20.0,
@@ -114,6 +127,10 @@ class Pkcs11Store:
 
     def __repr__(self) -> str:
         return f"Pkcs11Store({str(self.module)!r})"
+
+    @property
+    def card_events(self) -> Pkcs11Store:
+        return self  # invalidate, busy, reinitialize, token_pulled below
 
     async def _call(self, op: str, args: dict[str, Any], *, timeout: float | None = None,
                     token_id: str | None = None) -> Any:
@@ -144,7 +161,8 @@ class Pkcs11Store:
             store_id=self.store_id, token_id=item["token_id"], label=item["label"],
             manufacturer=item["manufacturer"], model=item["model"], serial=item["serial"],
             kind=self.kind,
-            pin=pin_status(int(item["flags"]), int(item["min_pin"]), int(item["max_pin"])))
+            pin=pin_status(int(item["flags"]), int(item["min_pin"]), int(item["max_pin"])),
+            secret=SecretKind.PIN, unlock=unlock_of(int(item["flags"])))
 
     def invalidate(self, token_id: str | None = None) -> None:
         """Forget cached certificates of one token (or all): the PC/SC watcher calls this
@@ -277,14 +295,25 @@ class Pkcs11Store:
         """Load the module and describe it; never raises (``ok=False`` says why)."""
         try:
             info = await self._call("info", {})
-        except ModuleUnavailable as exc:
-            return ModuleInfo(self.module, ok=False, error=exc.message)
+        except ModuleUnavailable:
+            return ModuleInfo(self.module, ok=False,
+                              error=self.worker.load_problem or ModuleUnavailable.default_message)
         except AgentError as exc:
             return ModuleInfo(self.module, ok=False, error=f"{type(exc).__name__}: {exc.message}")
         return ModuleInfo(self.module, ok=True, manufacturer=info["manufacturer"],
                           description=info["description"],
                           library_version=info["library_version"],
                           cryptoki_version=info["cryptoki_version"], slots=int(info["slots"]))
+
+    async def diagnostics(self) -> StoreReport:
+        info = await self.module_info()
+        return StoreReport("modules", {
+            "path": str(info.path), "loaded": info.ok, "error": info.error,
+            "manufacturer": info.manufacturer if info.ok else None,
+            "description": info.description if info.ok else None,
+            "libraryVersion": info.library_version if info.ok else None,
+            "cryptokiVersion": info.cryptoki_version if info.ok else None,
+            "slots": info.slots if info.ok else None})
 
     async def close(self) -> None:
         await self.worker.close()
@@ -324,29 +353,37 @@ def _status_of(failure: WorkerFailure) -> PinStatus:
 
 
 def _raise_for(failure: WorkerFailure) -> NoReturn:
-    kind, message = failure.kind, failure.message
+    """The agent's error for a worker's answer.  Errors carry fixed texts only (the
+    worker's messages are such texts); the module's own words and paths stayed in the
+    worker's ``detail``, which only the log sees."""
+    kind = failure.kind
     if kind == "PIN_INCORRECT":
         status = _status_of(failure)
         if status.locked:
-            raise PinLocked(unlock="SO_PIN")
+            raise PinLocked(unlock=_unlock_after(failure))
         raise PinIncorrect(status)
     if kind == "PIN_LOCKED":
-        raise PinLocked(unlock="SO_PIN")
+        raise PinLocked(unlock=_unlock_after(failure))
     if kind == "PIN_EXPIRED":
         raise PinLocked("the PIN has expired; change it with the token's software",
-                        unlock="CHANGE_PIN")
+                        unlock=Unlock.CHANGE_PIN.value)
     if kind == "PIN_NOT_INITIALIZED":
-        raise PinLocked("the token's user PIN is not set", unlock="INIT_PIN")
+        raise PinLocked("the token's user PIN is not set", unlock=Unlock.INIT_PIN.value)
     if kind == "TOKEN_NOT_PRESENT":
         raise TokenNotPresent()
     if kind == "LOGIN_REQUIRED":
-        raise LoginRequired(message, context=failure.data.get("context"))
+        raise LoginRequired(context=failure.data.get("context"))
     if kind == "UNSUPPORTED":
-        raise Unsupported(message)
+        raise Unsupported(failure.message)
     if kind == "USER_CANCELLED":
         raise UserCancelled()
     if kind == "KEY_NOT_FOUND":
         raise InvalidHandle("the private key is no longer on the token", detail="KEY_NOT_FOUND")
     if kind == "LOAD_FAILED":
-        raise ModuleUnavailable(message)
-    raise InternalError(message)
+        raise ModuleUnavailable()
+    raise InternalError("the token module failed")
+
+
+def _unlock_after(failure: WorkerFailure) -> str:
+    token = failure.data.get("token")
+    return unlock_of(int(token["flags"])) if token else Unlock.PUK.value

@@ -30,7 +30,7 @@ def encode_frame(message: dict[str, Any]) -> bytes:
 
 
 def frame_length(header: bytes) -> int:
-    (length,) = _HEADER.unpack(header)
+    length = int(_HEADER.unpack(header)[0])
     if length > MAX_FRAME:
         raise FrameError(f"frame of {length} bytes announced, over the limit")
     return length

@@ -67,7 +67,10 @@ def _answer(module: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error_frame(exc: Any) -> dict[str, Any]:
-    return {"ok": False, "error": {"kind": exc.kind, "message": exc.message, **exc.data}}
+    error = {"kind": exc.kind, "message": exc.message, **exc.data}
+    if exc.detail:
+        error["detail"] = exc.detail  # for the daemon's log only
+    return {"ok": False, "error": error}
 
 
 if __name__ == "__main__":

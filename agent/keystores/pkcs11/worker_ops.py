@@ -34,12 +34,18 @@ CK_UNAVAILABLE_INFORMATION = ctypes.c_ulong(-1).value
 
 
 class WorkerError(Exception):
-    """An answer of ``ok: false``: ``kind`` names the error for the parent."""
+    """An answer of ``ok: false``: ``kind`` names the error for the parent.
 
-    def __init__(self, kind: str, message: str, **data: Any) -> None:
+    ``message`` says what the kind means and nothing else; ``detail`` (the module's
+    exception, a path) is only for the parent's log and ``doctor``.  Neither ever holds
+    the PIN."""
+
+    def __init__(self, kind: str, message: str, *, detail: str | None = None,
+                 **data: Any) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.detail = detail
         self.data = data
 
 
@@ -104,7 +110,7 @@ class _RawCryptoki:
         get_list = cdll.C_GetFunctionList
         get_list.restype = ctypes.c_ulong
         get_list.argtypes = (ctypes.POINTER(ctypes.POINTER(_CkFunctionList)),)
-        table = ctypes.POINTER(_CkFunctionList)()
+        table: Any = ctypes.POINTER(_CkFunctionList)()
         if get_list(ctypes.byref(table)) != 0 or not table:
             raise OSError("C_GetFunctionList failed")
         funcs = table.contents
@@ -143,6 +149,16 @@ _KINDS: tuple[tuple[tuple[type[Exception], ...], str], ...] = (
 )
 
 
+_MESSAGES = {
+    "PIN_INCORRECT": "wrong PIN", "PIN_LOCKED": "the PIN is locked",
+    "PIN_EXPIRED": "the PIN has expired", "PIN_NOT_INITIALIZED": "the user PIN is not set",
+    "TOKEN_NOT_PRESENT": "the token is not present",
+    "LOGIN_REQUIRED": "log in to the token first",
+    "UNSUPPORTED": "the token does not support this", "USER_CANCELLED": "cancelled",
+}
+INTERNAL_MESSAGE = "the token module failed"
+
+
 def _kind_of(exc: Exception) -> str:
     for classes, kind in _KINDS:
         if isinstance(exc, classes):
@@ -150,8 +166,14 @@ def _kind_of(exc: Exception) -> str:
     return "INTERNAL"
 
 
+def _exception_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__} {exc}".strip()
+
+
 def _as_worker_error(exc: Exception, what: str) -> WorkerError:
-    return WorkerError(_kind_of(exc), f"{what}: {type(exc).__name__}")
+    kind = _kind_of(exc)
+    return WorkerError(kind, _MESSAGES.get(kind, INTERNAL_MESSAGE),
+                       detail=f"{what}: {_exception_text(exc)}")
 
 
 # --- object attributes ---------------------------------------------------------------------
@@ -205,21 +227,23 @@ class LoadedModule:
 
     @classmethod
     def load(cls, path: str) -> LoadedModule:
+        def failed(detail: str) -> WorkerError:
+            return WorkerError("LOAD_FAILED", "the token module could not be loaded",
+                               detail=detail)
+
         if not os.path.exists(path):
-            raise WorkerError("LOAD_FAILED", f"module file not found: {path}")
+            raise failed(f"module file not found: {path}")
         try:
             cdll = ctypes.CDLL(path)
         except OSError as exc:
-            raise WorkerError("LOAD_FAILED", f"cannot load the library: {exc}") from exc
+            raise failed(f"cannot load the library: {exc}") from exc
         if not hasattr(cdll, "C_GetFunctionList"):
-            raise WorkerError(
-                "LOAD_FAILED", "not a PKCS#11 library (no C_GetFunctionList)")
+            raise failed(f"not a PKCS#11 library (no C_GetFunctionList): {path}")
         try:
             lib = pkcs11.lib(path)
         except p11x.PKCS11Error as exc:
-            detail = f"{type(exc).__name__} {exc}".strip()
-            raise WorkerError("LOAD_FAILED",
-                              f"C_GetFunctionList/C_Initialize failed: {detail}") from exc
+            detail = f"C_GetFunctionList/C_Initialize failed: {_exception_text(exc)}"
+            raise failed(detail) from exc
         try:
             raw: _RawCryptoki | None = _RawCryptoki(cdll)
         except (OSError, AttributeError, ValueError):
@@ -229,7 +253,7 @@ class LoadedModule:
     def handle(self, op: Any, args: dict[str, Any]) -> Any:
         handler = self._ops.get(op) if isinstance(op, str) else None
         if handler is None:
-            raise WorkerError("BAD_REQUEST", f"unknown operation {op!r}")
+            raise WorkerError("BAD_REQUEST", INTERNAL_MESSAGE, detail=f"unknown operation {op!r}")
         try:
             return handler(args)
         except WorkerError:
@@ -237,7 +261,8 @@ class LoadedModule:
         except p11x.PKCS11Error as exc:
             raise _as_worker_error(exc, str(op)) from exc
         except Exception as exc:  # a bug here must not take the worker down
-            raise WorkerError("INTERNAL", f"{op}: {type(exc).__name__}: {exc}") from exc
+            raise WorkerError("INTERNAL", INTERNAL_MESSAGE,
+                              detail=f"{op}: {_exception_text(exc)}") from exc
 
     def close(self) -> None:
         for token_id in list(self.sessions):

@@ -1,6 +1,6 @@
 """The desktop UI: tkinter dialogs on their own thread, awaited from asyncio.
 
-``TkUI`` implements ``agent.ui.base.UserInterface``.  Only one dialog is on screen at a
+``TkUI`` implements ``agent.app.dialogs.UserInterface``.  Only one dialog is on screen at a
 time, whatever origin asks: the others wait their turn (and their timeout keeps running,
 so a queue cannot hold a page forever).  tkinter itself is imported on the first dialog,
 off the daemon's start-up path.
@@ -13,18 +13,28 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from agent import i18n
+from agent.app.dialogs import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
 from agent.config import UiConfig
 from agent.errors import UserCancelled
 from agent.keystores.base import Credential
-from agent.ui.base import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
 from agent.ui.preferences import saved_language
+
+if TYPE_CHECKING:  # tkinter and the dialogs load with the first dialog
+    import tkinter
+
+    from agent.ui.tk.dialogs import Dialog, PinDialog
+    from agent.ui.tk.runner import TkThread
 
 log = logging.getLogger(__name__)
 
 __all__ = ["TkUI"]
+
+T = TypeVar("T")
+# Draws one dialog on the Tk thread, given the root window and the future it answers through.
+DialogBuilder = Callable[["tkinter.Tk", concurrent.futures.Future[T]], "Dialog[T]"]
 
 
 class TkUI:
@@ -33,17 +43,17 @@ class TkUI:
     def __init__(self, config: UiConfig) -> None:
         self.config = config
         i18n.set_language(i18n.resolve(config.language, saved=saved_language()))
-        self._runner: Any = None
+        self._runner: TkThread | None = None
         self._runner_lock = threading.Lock()
         self._turn: asyncio.Lock | None = None
-        self._pin_pad_prompt: Any = None
+        self._pin_pad_prompt: PinDialog | None = None
         self._waiting = 0
         # Told True while a dialog waits for the person, False after (the tray's state).
         self.listeners: list[Callable[[bool], None]] = []
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def runner(self) -> Any:
+    def runner(self) -> TkThread:
         """The Tk thread, started on first use (raises TkUnavailable without a display)."""
         with self._runner_lock:
             if self._runner is None:
@@ -59,7 +69,7 @@ class TkUI:
             except Exception:
                 log.exception("a UI listener failed")
 
-    async def _show(self, build: Callable[[Any, concurrent.futures.Future[Any]], Any]) -> Any:
+    async def _show(self, build: DialogBuilder[T]) -> T:
         if self._turn is None:
             self._turn = asyncio.Lock()
         async with self._turn:  # one dialog on screen at a time, across origins
@@ -69,7 +79,7 @@ class TkUI:
                 log.error("cannot show a dialog: %s", exc)
                 raise UserCancelled("no desktop to ask on") from None
             self.close_pin_pad_prompt()
-            answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            answer: concurrent.futures.Future[T] = concurrent.futures.Future()
             dialog = await asyncio.wrap_future(runner.call(lambda: build(runner.root, answer)))
             self._waiting += 1
             self._notify(True)
@@ -101,19 +111,23 @@ class TkUI:
         from agent.ui.tk.dialogs import ConsentDialog
 
         timeout = self.config.dialog_timeout
-        answer: ConsentAnswer = await self._show(
-            lambda root, future: ConsentDialog(root, future, request, timeout))
-        return answer
+
+        def build(root: tkinter.Tk, future: concurrent.futures.Future[ConsentAnswer]
+                  ) -> ConsentDialog:
+            return ConsentDialog(root, future, request, timeout)
+
+        return await self._show(build)
 
     async def choose_certificate(self, origin: str, purpose: str,
                                  choices: list[CertificateChoice]) -> int:
         from agent.ui.tk.dialogs import CertificatePicker
 
         timeout = self.config.dialog_timeout
-        index: int = await self._show(
-            lambda root, future: CertificatePicker(root, future, origin, purpose, choices,
-                                                   timeout))
-        return index
+
+        def build(root: tkinter.Tk, future: concurrent.futures.Future[int]) -> CertificatePicker:
+            return CertificatePicker(root, future, origin, purpose, choices, timeout)
+
+        return await self._show(build)
 
     async def ask_pin(self, request: PinRequest) -> Credential:
         from agent.keystores.base import PinPad
@@ -122,13 +136,13 @@ class TkUI:
         timeout = self.config.dialog_timeout
         dialogs: list[PinDialog] = []
 
-        def build(root: Any, future: concurrent.futures.Future[Any]) -> PinDialog:
+        def build(root: tkinter.Tk, future: concurrent.futures.Future[Credential]) -> PinDialog:
             dialog = PinDialog(root, future, request, timeout)
             dialog.pin_pad_seconds = timeout
             dialogs.append(dialog)
             return dialog
 
-        credential: Credential = await self._show(build)
+        credential = await self._show(build)
         if isinstance(credential, PinPad):
             # The window stays as the reader's prompt until the next dialog or its timeout.
             self._pin_pad_prompt = dialogs[0]
@@ -138,5 +152,8 @@ class TkUI:
         from agent.ui.tk.dialogs import PinLockedDialog
 
         timeout = self.config.dialog_timeout
-        await self._show(lambda root, future: PinLockedDialog(root, future, origin,
-                                                              token_label, unlock, timeout))
+
+        def build(root: tkinter.Tk, future: concurrent.futures.Future[None]) -> PinLockedDialog:
+            return PinLockedDialog(root, future, origin, token_label, unlock, timeout)
+
+        await self._show(build)

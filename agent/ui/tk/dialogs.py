@@ -13,15 +13,18 @@ import concurrent.futures
 import math
 import time
 import tkinter as tk
+from collections.abc import Callable
 from tkinter import ttk
-from typing import Any
+from typing import Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
+from agent.app.dialogs import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
 from agent.errors import PinStatus, UserCancelled, UserTimeout
 from agent.i18n import N_, _
-from agent.keystores.base import PIN_PAD, Secret
-from agent.ui.base import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
+from agent.keystores.base import PIN_PAD, Credential, Secret
 from agent.ui.tk.style import WRAP
+
+T = TypeVar("T")  # what a dialog answers
 
 # Buttons stay inert this long after a dialog appears, so a key pressed for the web page
 # a moment earlier cannot answer the agent's question.
@@ -57,10 +60,10 @@ def _plain(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class Dialog:
+class Dialog(Generic[T]):
     window_class = "ImzaDialog"
 
-    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[Any], origin: str,
+    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[T], origin: str,
                  timeout: float) -> None:
         self.future = future
         self.origin = origin
@@ -123,12 +126,12 @@ class Dialog:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def add_button(self, text: str, command: Any) -> ttk.Button:
+    def add_button(self, text: str, command: Callable[[], object]) -> ttk.Button:
         button = ttk.Button(self.button_row, text=text, command=lambda: self._press(command),
                             state="disabled")
         button.pack(side="left", padx=(8, 0))
 
-        def on_return(_event: tk.Event[Any]) -> str:
+        def on_return(_event: tk.Event[tk.Misc]) -> str:
             button.invoke()
             return "break"  # the dialog's own Return binding must not run as well
 
@@ -146,7 +149,7 @@ class Dialog:
                 row=row, column=1, sticky="nw", pady=1)
         return grid
 
-    def _press(self, command: Any) -> None:
+    def _press(self, command: Callable[[], object]) -> None:
         if self._armed and not self._closed:
             command()
 
@@ -188,7 +191,7 @@ class Dialog:
 
     # --- ending ----------------------------------------------------------------------
 
-    def finish(self, value: Any) -> None:
+    def finish(self, value: T) -> None:
         if not self.future.done():
             self.future.set_result(value)
         self.close()
@@ -211,10 +214,10 @@ class Dialog:
         self.win.destroy()
 
 
-class ConsentDialog(Dialog):
+class ConsentDialog(Dialog[ConsentAnswer]):
     window_class = "ImzaConsent"
 
-    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[Any],
+    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[ConsentAnswer],
                  request: ConsentRequest, timeout: float) -> None:
         self.request = request
         super().__init__(root, future, request.origin, timeout)
@@ -246,10 +249,10 @@ def certificate_facts(choice: CertificateChoice) -> list[tuple[str, str]]:
             (_("Valid"), f"{choice.not_before} – {choice.not_after}"), (_("Token"), token)]
 
 
-class CertificatePicker(Dialog):
+class CertificatePicker(Dialog[int]):
     window_class = "ImzaPicker"
 
-    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[Any], origin: str,
+    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[int], origin: str,
                  purpose: str, choices: list[CertificateChoice], timeout: float) -> None:
         self.purpose = purpose
         self.choices = choices
@@ -276,8 +279,7 @@ class CertificatePicker(Dialog):
                                   state="normal" if choice.usable else "disabled")
             row.configure(style="TRadiobutton")
             row.pack(anchor="w", fill="x", pady=3)
-            row.bind("<Down>", lambda _e, i=index: self._step(i, 1))
-            row.bind("<Up>", lambda _e, i=index: self._step(i, -1))
+            self._bind_arrows(row, index)
             # A row never changes the selection when Tab passes through it.
             self.rows.append(row)
         usable = [i for i, c in enumerate(self.choices) if c.usable]
@@ -286,6 +288,10 @@ class CertificatePicker(Dialog):
         self.choose = self.add_button(_("Choose"), self._choose)
         self.add_button(_("Cancel"), self.cancel)
         return self.rows[usable[0]] if usable else self.buttons[-1]
+
+    def _bind_arrows(self, row: ttk.Radiobutton, index: int) -> None:
+        row.bind("<Down>", lambda _e: self._step(index, 1))
+        row.bind("<Up>", lambda _e: self._step(index, -1))
 
     def _step(self, index: int, direction: int) -> str:
         i = index + direction
@@ -315,7 +321,33 @@ class CertificatePicker(Dialog):
         self._choose()
 
 
-class PinDialog(Dialog):
+class PinNotice(NamedTuple):
+    """One warning line of the PIN dialog."""
+
+    text: str
+    style: str  # ttk label style: Warning.TLabel or Danger.TLabel
+    gap: int  # pixels above the line
+
+
+def pin_notices(request: PinRequest) -> list[PinNotice]:
+    """The PIN dialog's warnings: a wrong PIN or password, then what the token's flags
+    say.  PKCS#11 reports no count of tries left, only "low" and "final try", so neither
+    does the dialog."""
+    notices: list[PinNotice] = []
+    if request.retry is not None:
+        wrong = _("Wrong password.") if request.password else _("Wrong PIN.")
+        notices.append(PinNotice(wrong, "Warning.TLabel", 10))
+    status = request.retry if request.retry is not None else request.pin
+    if status.final_try:
+        notices.append(PinNotice(
+            _("Last try: if this PIN is wrong too, the token will be locked."),
+            "Danger.TLabel", 6))
+    elif status.count_low:
+        notices.append(PinNotice(_("Only a few tries are left."), "Warning.TLabel", 6))
+    return notices
+
+
+class PinDialog(Dialog[Credential]):
     """What is signed, for which site, with which certificate, and the PIN for it.
 
     With a PIN pad the dialog has no field: after "Sign" it asks for the PIN on the
@@ -323,7 +355,7 @@ class PinDialog(Dialog):
 
     window_class = "ImzaPin"
 
-    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[Any],
+    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[Credential],
                  request: PinRequest, timeout: float) -> None:
         self.request = request
         self.entry: ttk.Entry | None = None
@@ -389,22 +421,9 @@ class PinDialog(Dialog):
         box.pack(anchor="w", fill="x")
 
     def _warnings(self) -> None:
-        retry, pin = self.request.retry, self.request.pin
-        status = retry or pin
-        if retry is not None:
-            wrong = _("Wrong password.") if self.request.password else _("Wrong PIN.")
-            tries = getattr(retry, "tries_left", None)
-            if tries is not None:
-                wrong += " " + _("Tries left: {n}").format(n=tries)
-            ttk.Label(self.body, text=wrong, style="Warning.TLabel",
-                      wraplength=WRAP).pack(anchor="w", pady=(10, 0))
-        if status.final_try:
-            ttk.Label(self.body, style="Danger.TLabel", wraplength=WRAP, justify="left",
-                      text=_("Last try: if this PIN is wrong too, the token will be "
-                             "locked.")).pack(anchor="w", pady=(6, 0))
-        elif status.count_low:
-            ttk.Label(self.body, text=_("Only a few tries are left."),
-                      style="Warning.TLabel", wraplength=WRAP).pack(anchor="w", pady=(6, 0))
+        for notice in pin_notices(self.request):
+            ttk.Label(self.body, text=notice.text, style=notice.style, wraplength=WRAP,
+                      justify="left").pack(anchor="w", pady=(notice.gap, 0))
 
     @staticmethod
     def _length_hint(pin: PinStatus) -> str | None:
@@ -470,10 +489,10 @@ class PinDialog(Dialog):
             self.entry.delete(0, "end")
 
 
-class PinLockedDialog(Dialog):
+class PinLockedDialog(Dialog[None]):
     window_class = "ImzaPinLocked"
 
-    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[Any], origin: str,
+    def __init__(self, root: tk.Misc, future: concurrent.futures.Future[None], origin: str,
                  token_label: str, unlock: str, timeout: float) -> None:
         self.token_label = token_label
         self.unlock = unlock

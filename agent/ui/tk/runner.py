@@ -13,9 +13,15 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # tkinter itself is imported on the Tk thread, on first use
+    import tkinter
+    from tkinter import font as tkfont
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 _POLL_MS = 25
 
@@ -30,12 +36,20 @@ class TkThread:
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._error: BaseException | None = None
-        self.root: Any = None
+        self._root: tkinter.Tk | None = None
+        self._fonts: list[tkfont.Font] = []
         self._thread = threading.Thread(target=self._main, name="imza-tk", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
             raise TkUnavailable(str(self._error)) from self._error
+
+    @property
+    def root(self) -> tkinter.Tk:
+        """The hidden root window, parent of every dialog (use it on the Tk thread only)."""
+        if self._root is None:
+            raise TkUnavailable("the Tk thread has no root window")
+        return self._root
 
     def _main(self) -> None:
         try:
@@ -43,19 +57,21 @@ class TkThread:
 
             from agent.ui.tk.style import apply_style
 
-            self.root = tkinter.Tk(className="ImzaAgent")
-            self.root.withdraw()
-            apply_style(self.root)
+            root = tkinter.Tk(className="ImzaAgent")
+            root.withdraw()
+            # A named font lives as long as its Python object: keep them with the root.
+            self._fonts = apply_style(root)
         except Exception as exc:  # TclError without a display, ImportError without Tk
             self._error = exc
             self._ready.set()
             return
-        self.root.after(_POLL_MS, self._drain)
+        self._root = root
+        root.after(_POLL_MS, self._drain)
         self._ready.set()
-        self.root.mainloop()
+        root.mainloop()
         # Close the display connection here: Tk ends the whole process if the X server
         # goes away under an open connection.
-        self.root.destroy()
+        root.destroy()
         self._stopped.set()
         # Then keep this thread, and with it the Tcl interpreter, until the process ends:
         # Tcl aborts the process when its interpreter is freed from another thread, as a
@@ -78,9 +94,9 @@ class TkThread:
         """Run ``fn`` on the Tk thread, without waiting."""
         self._calls.put(fn)
 
-    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+    def call(self, fn: Callable[[], R]) -> concurrent.futures.Future[R]:
         """Run ``fn`` on the Tk thread; its return value (or exception) in a future."""
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
 
         def run() -> None:
             if not future.set_running_or_notify_cancel():
@@ -95,6 +111,6 @@ class TkThread:
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the Tk loop and close the display (windows still open are dropped)."""
-        if self.root is not None and not self._stopped.is_set():
-            self.call_soon(self.root.quit)
+        if self._root is not None and not self._stopped.is_set():
+            self.call_soon(self._root.quit)
             self._stopped.wait(timeout)

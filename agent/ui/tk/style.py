@@ -22,12 +22,13 @@ def _family(root: tkinter.Misc) -> str:
     return tkfont.nametofont("TkDefaultFont", root).actual("family")
 
 
-def apply_style(root: tkinter.Tk) -> None:
+def apply_style(root: tkinter.Tk) -> list[tkfont.Font]:
+    """Style ``root``; returns the named fonts the styles use, which exist only as long
+    as the caller keeps these objects."""
     family = _family(root)
     for name in ("TkDefaultFont", "TkTextFont", "TkMenuFont", "TkHeadingFont"):
         tkfont.nametofont(name, root).configure(family=family, size=10)
-    # A named font lives as long as its Python object: keep them with the root.
-    root.imza_fonts = [  # type: ignore[attr-defined]
+    fonts = [
         tkfont.Font(root, name="ImzaHost", family=family, size=18, weight="bold"),
         tkfont.Font(root, name="ImzaStrong", family=family, size=10, weight="bold"),
         tkfont.Font(root, name="ImzaSmall", family=family, size=9),
@@ -43,3 +44,4 @@ def apply_style(root: tkinter.Tk) -> None:
     style.configure("Treeview", rowheight=22)
     style.configure("TButton", padding=(10, 4))
     style.map("TButton", relief=[("focus", "solid")])
+    return fonts

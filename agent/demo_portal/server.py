@@ -1,7 +1,7 @@
 """A small relying party that looks like an e-government service, for trying imza-agent
 end to end: "log in with e-signature", "sign the declaration", "sign a PDF".
 
-    python examples/portal/server.py --port 8443 \
+    python -m agent.demo_portal.server --port 8443 \
         --trust-anchor ~/.local/share/imza-agent/demo/demo-root-ca.pem
 
 (`imza-agent demo` starts the agent, this portal and a browser in one go.)
@@ -11,6 +11,9 @@ Standard library, `cryptography` and pyHanko (the `formats` extra); serves https
 it checks itself: the login token against its OWN configured origin and a challenge it
 issued once (verify.py); the declaration's CAdES signature against the document it
 composed itself, once, with pyHanko's validator (verify_cms.py).
+
+The page (static/) and the page SDK it imports (static/sdk/imza.js, the file
+extension/sdk/imza.js that portals serve) are package data: they are in the wheel.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import ipaddress
 import json
 import secrets
 import ssl
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +41,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from verify import Rejected, describe, verify_login  # noqa: E402
-from verify_cms import verify_declaration_cms  # noqa: E402
+from .verify import Rejected, describe, verify_login
+from .verify_cms import verify_declaration_cms
 
-SDK_DIR = HERE.parent.parent / "extension" / "sdk"
+STATIC_DIR = files(__package__) / "static"
 CHALLENGE_TTL = 300.0  # seconds a login challenge stays usable
 COOKIE = "portal_session"
-STATIC = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
+STATIC = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css",
+          "/sdk/imza.js": "sdk/imza.js"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".pdf": "application/pdf"}
 
@@ -111,9 +113,10 @@ class Portal:
 
     def _login(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
         challenge = body.get("challenge")
+        if not isinstance(challenge, str):
+            raise Rejected("unknown, used or expired challenge")
         with self.lock:  # single use: taken out before anything is checked
-            expiry = session.challenges.pop(challenge, None) if isinstance(challenge, str) \
-                else None
+            expiry = session.challenges.pop(challenge, None)
         if expiry is None or expiry < time.monotonic():
             raise Rejected("unknown, used or expired challenge")
         cert = verify_login(body.get("token"), own_origin=self.origin, challenge=challenge,
@@ -124,7 +127,8 @@ class Portal:
     def _prepare(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
         if session.user is None:
             raise Rejected("log in first")
-        form = body.get("form") if isinstance(body.get("form"), dict) else {}
+        given = body.get("form")
+        form = given if isinstance(given, dict) else {}
         fields = {k: str(form.get(k, ""))[:200] for k in ("year", "income", "tax", "note")}
         # The server composes the document itself: the browser never decides what is signed.
         # The random id in it is the server's nonce: each issued document is unique, so a
@@ -172,16 +176,26 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+class _HttpServer(http.server.ThreadingHTTPServer):
+    """The standard server, carrying the portal its handlers serve."""
+
+    def __init__(self, address: tuple[str, int], portal: Portal, verbose: bool) -> None:
+        super().__init__(address, _Handler)
+        self.portal = portal
+        self.verbose = verbose
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "demo-portal"
     sys_version = ""
+    server: _HttpServer
 
     @property
     def portal(self) -> Portal:
-        return self.server.portal  # type: ignore[attr-defined]
+        return self.server.portal
 
     def log_message(self, format: str, *args: Any) -> None:
-        if getattr(self.server, "verbose", False):
+        if self.server.verbose:
             super().log_message(format, *args)
 
     def _sid(self) -> str | None:
@@ -207,18 +221,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path in STATIC:
-            file = HERE / "static" / STATIC[path]
-        elif path == "/sdk/imza.js":
-            file = SDK_DIR / "imza.js"
-        elif path == "/sample.pdf":
+        if path == "/sample.pdf":
             self._send(200, sample_pdf(), TYPES[".pdf"])
             return
-        else:
+        if path not in STATIC:
             self._send(404, b"not found\n", "text/plain")
             return
+        name = STATIC[path]
         sid, _ = self.portal.session(self._sid())
-        self._send(200, file.read_bytes(), TYPES[file.suffix], sid)
+        file = STATIC_DIR.joinpath(*name.split("/"))
+        self._send(200, file.read_bytes(), TYPES[Path(name).suffix], sid)
 
     def do_POST(self) -> None:
         # Same-origin requests only: a page elsewhere cannot drive this session.
@@ -303,10 +315,12 @@ class PortalServer:
                  public_host: str = "localhost", origin: str | None = None,
                  cert: Path | None = None, key: Path | None = None,
                  tsa_url: str | None = None, verbose: bool = False) -> None:
-        self.httpd = http.server.ThreadingHTTPServer((host, port), _Handler)
+        self.httpd = _HttpServer((host, port), Portal("", anchors, tsa_url), verbose)
         self.port = self.httpd.server_address[1]
         default = f"https://{public_host}" + ("" if self.port == 443 else f":{self.port}")
-        self.portal = Portal(origin or default, anchors, tsa_url)
+        self.portal = self.httpd.portal
+        # Known once the port is: port 0 asks the system for a free one.
+        self.portal.origin = origin or default
         if cert is None or key is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="demo-portal-")
             cert, key = self_signed([public_host, "localhost", "127.0.0.1"], Path(self._tmp.name))
@@ -314,8 +328,6 @@ class PortalServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.httpd.portal = self.portal  # type: ignore[attr-defined]
-        self.httpd.verbose = verbose  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
     @property

@@ -13,40 +13,30 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from agent import __version__
 from agent.app.core import AgentCore
+from agent.app.dialogs import UserInterface
+from agent.app.services import Services
 from agent.config import Config
+from agent.daemon.token_watch import TokenWatch, smartcard_service_down
 from agent.formats import available_formats
 from agent.journal import Journal
 from agent.keystores.manager import StoreManager
+from agent.limits import RateLimiter
 from agent.methods import register_all
 from agent.paths import data_dir, sub_dir
 from agent.policy.policy import Policy
 from agent.protocol.dispatch import Dispatcher
+from agent.transport.admission import Admission
 from agent.transport.local import SOCKET_NAME, LocalSocketTransport
 from agent.transport.websocket import WebSocketTransport
-from agent.ui.base import UserInterface
 
 log = logging.getLogger("imza_agent")
 
 RUNTIME_FILE = "runtime.json"
-
-
-@dataclass
-class Services:
-    """The concrete ``agent.protocol.ports.Services`` the method handlers receive."""
-
-    core: AgentCore
-    policy: Policy
-    keystores: StoreManager
-    ui: UserInterface
-    journal: Journal | None
-    formats: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    formats_config: Any = None  # agent.config.FormatsConfig, for the sign.* format methods
 
 
 def make_ui(config: Config, *, headless: bool) -> UserInterface:
@@ -59,7 +49,7 @@ def make_ui(config: Config, *, headless: bool) -> UserInterface:
         return ScriptedUI(config.ui.answers_file)
     if backend == "tk" and not headless:
         try:
-            from agent.ui.tk import TkUI  # type: ignore[import-not-found]
+            from agent.ui.tk import TkUI
         except ImportError:
             log.warning("desktop dialogs are not available in this build; "
                         "requests that need the user will be refused")
@@ -89,28 +79,38 @@ class AgentRuntime:
         self.core = AgentCore(stores=self.stores, ui=self.ui, policy=self.policy,
                               journal=self.journal, dialog_timeout=config.ui.dialog_timeout,
                               max_pin_attempts=config.ui.max_pin_attempts)
-        self.services = Services(self.core, self.policy, self.stores, self.ui, self.journal,
-                                 formats=available_formats(), formats_config=config.formats)
+        self.services = Services(self.core, formats=available_formats(),
+                                 formats_config=config.formats)
         self.dispatcher = Dispatcher()
-        register_all(self.dispatcher)
+        register_all(self.dispatcher, self.services)
 
-        self.transport = WebSocketTransport(self.dispatcher, self.services, self.policy,
-                                            config.server)
+        # One admission and one rate limiter for every transport: an origin's limits hold
+        # across them rather than doubling with each one.
+        server = config.server
+        self.admission = Admission(self.policy, dev_origins=server.dev_origins,
+                                   max_connections_per_origin=server.max_connections_per_origin)
+        rate = RateLimiter(server.rate_per_second, server.rate_burst)
+        self.transport = WebSocketTransport(self.dispatcher, self.policy, server,
+                                            self.admission, rate)
         await self.transport.start(self._tls_context())
         # The native messaging host (browser extension) reaches the same dispatcher here.
-        self.local = LocalSocketTransport(
-            self.dispatcher, self.services, self.policy, config.server,
-            data_dir() / SOCKET_NAME, connections=self.transport.connections,
-            rate=self.transport.rate)
+        self.local = LocalSocketTransport(self.dispatcher, server, data_dir() / SOCKET_NAME,
+                                          self.admission, rate)
         await self.local.start()
         self.timings["listening"] = time.monotonic() - self.started_at
         self._write_runtime_file()
+        # The one look at the tokens: pages (tokens.changed) and the tray follow it.
+        self.token_watch = TokenWatch(
+            self.stores, self.core.publish_tokens,
+            pages_watching=lambda: bool(self.core.watchers),
+            smartcard_down=lambda: smartcard_service_down(self.pcsc))
         self._tasks.append(asyncio.create_task(self._stores_ready()))
-        self._tasks.append(asyncio.create_task(self._watch_tokens()))
-        # Card and reader events (None without pyscard: the poll loop above stands in).
+        self._tasks.append(asyncio.create_task(
+            self.token_watch.run(config.tokens.poll_interval)))
+        # Card and reader events, at once (None without pyscard: the look above stands in).
         from agent.pcsc.service import start_pcsc
 
-        self.pcsc = start_pcsc(config, self.stores, self.core.publish_tokens)
+        self.pcsc = start_pcsc(config, self.stores, self.token_watch.changed)
         # The tray icon on a desktop run (agent/ui/tray.py); none with --headless.
         self.tray: Any = None
         if not self.headless and config.ui.backend == "tk" and config.ui.tray:
@@ -129,23 +129,12 @@ class AgentRuntime:
         return ssl_context(material)
 
     async def _stores_ready(self) -> None:
-        tokens = await self.stores.tokens()
+        # The first look, which the tray (if already subscribed) shows at once.
+        snapshot = await self.token_watch.refresh()
         self.timings["stores_ready"] = time.monotonic() - self.started_at
         self._write_runtime_file()
-        log.info("key stores ready: %d token(s)%s", len(tokens),
+        log.info("key stores ready: %d token(s)%s", len(snapshot.tokens),
                  " (demo identity offered)" if self.stores.demo_active else "")
-
-    async def _watch_tokens(self) -> None:
-        """Look at the tokens now and then for subscribers. PC/SC events publish at once;
-        this look still catches what no reader reports (PKCS#12 files, modules with no
-        reader behind them, a PC/SC service that is down)."""
-        while True:
-            await asyncio.sleep(self.config.tokens.poll_interval)
-            if self.core.watchers:
-                try:
-                    await self.core.publish_tokens()
-                except Exception:
-                    log.warning("looking for token changes failed", exc_info=True)
 
     def _write_runtime_file(self) -> None:
         """Where this agent listens, for `native-host`, the tray and the tests."""

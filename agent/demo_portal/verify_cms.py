@@ -7,7 +7,7 @@ audited CMS/AdES implementation (ASN.1 parsing, signed attributes, path building
 usage, time-stamp tokens are easy to get subtly wrong). What stays ours is the portal's
 own policy: which CAs it trusts, which document it expects, what level it asked for.
 
-Like verify.py, nothing here comes from the agent.
+Like verify.py, nothing here comes from the agent: copy both files together.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from pyhanko.sign.validation import async_validate_detached_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import StandardCMSSignatureStatus
 from pyhanko_certvalidator import ValidationContext
-from verify import Rejected
+
+from .verify import Rejected
 
 MAX_CMS = 1024 * 1024  # a CAdES-B-LT with a long chain is tens of kB; more is abuse
 

@@ -1,4 +1,4 @@
-"""The interface between the agent and the person in front of it.
+"""The dialog port: the interface between the agent and the person in front of it.
 
 Every dialog the citizen sees goes through ``UserInterface``: the production backend draws
 tkinter windows, the scripted backend answers from a file (tests, automated checks), the
@@ -55,7 +55,7 @@ class PinRequest:
     count: int = 1
     display_text: str | None = None
     document_name: str | None = None
-    # Set after a wrong PIN: the token's state then ("n tries left", final try).
+    # Set after a wrong PIN: the token's state then (few tries left, final try).
     retry: PinStatus | None = None
     password: bool = False  # a PKCS#12 password rather than a token PIN
 

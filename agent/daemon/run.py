@@ -9,7 +9,7 @@ import os
 import signal
 
 from agent.config import Config
-from agent.runtime import AgentRuntime
+from agent.daemon.runtime import AgentRuntime
 
 
 def run_daemon(config: Config, *, headless: bool) -> int:

@@ -1,9 +1,10 @@
 """A one-shot look at PC/SC: which readers there are and which hold a card (with ATR).
 
-Used by ``imza-agent doctor``.  pyscard is optional: without it, or without a running
-PC/SC service, the report says why instead of failing.  The probe only asks the
-resource manager for reader states (SCardGetStatusChange); it never connects to a card,
-so it cannot disturb a token another program is using.
+Used by ``imza-agent doctor`` (the daemon watches with ``watcher.py``).  pyscard is
+optional: without it, or without a running PC/SC service, the report says why instead
+of failing.  The probe only asks the resource manager for reader states
+(SCardGetStatusChange); it never connects to a card, so it cannot disturb a token
+another program is using.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What the demo portal's server checks, written the way any relying party would: from
-docs/protocol.md alone, with `cryptography`, importing nothing from the agent.
+docs/protocol.md alone, with `cryptography`, importing nothing from the agent (a portal
+developer may copy this file as it is; tests/test_demo_portal.py holds it to that).
 
 * ``verify_login``: an ``auth.login`` token proves control of an authentication key for
   *this portal's own origin* and the challenge it issued.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -23,7 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-_JOSE_HASH = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_JOSE_HASH: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 
 
 class Rejected(Exception):

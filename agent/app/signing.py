@@ -1,0 +1,244 @@
+"""The one signing use case: every method that uses a private key goes through
+``sign_with_key`` — ``sign.hash``/``sign.hashes``, ``auth.login`` and the document formats.
+
+    consent → the handle's certificate (or the picker) → certificate checks →
+    the method's own work, which may use the key once (confirmation + PIN dialog,
+    login, signatures checked against the certificate) → the journal entry.
+
+A method supplies only what differs: what it needs permission for, how the certificate
+is found, and ``produce`` — what it makes with one use of the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from cryptography import x509
+
+from agent.app import certs
+from agent.app.certs import CertificateFilter
+from agent.app.core import AgentCore
+from agent.app.dialogs import PinRequest
+from agent.errors import (
+    AgentError,
+    CertificateInvalid,
+    InternalError,
+    LoginRequired,
+    PinIncorrect,
+    PinLocked,
+    UserCancelled,
+    UserTimeout,
+)
+from agent.keystores.base import (
+    CertificateEntry,
+    Credential,
+    KeyRef,
+    KeyStore,
+    KeyType,
+    PinPad,
+    Secret,
+    SecretKind,
+    SignMechanism,
+    TokenInfo,
+)
+from agent.keystores.mechanisms import scheme_fits_key, verify_with_certificate
+from agent.policy.rules import Permission
+from agent.protocol.dispatch import CallContext
+from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Text from a page is shown as plain text and capped: a page must not fill the dialog.
+DISPLAY_TEXT_LIMIT = 500
+DOCUMENT_NAME_LIMIT = 120
+
+
+@dataclass(frozen=True)
+class Display:
+    """What the page asks the confirmation dialog to show besides origin and certificate."""
+
+    text: str | None = None
+    document_name: str | None = None
+
+
+@dataclass(frozen=True)
+class SigningRequest:
+    method: str                    # the protocol method, for the journal
+    purpose: str                   # "sign" or "auth": which certificates and permission
+    handle: str | None = None      # None: the user picks a certificate now
+    display: Display = Display()
+    # For the journal ("SHA-256") until the key is used; then the one it signed with.
+    digest_algorithm: str | None = None
+
+
+def _cap(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    text = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mechanism_for(entry: CertificateEntry, scheme: Scheme | None,
+                  hash_algorithm: HashAlgorithm,
+                  ecdsa_encoding: EcdsaEncoding | None = None) -> SignMechanism:
+    """The page's scheme (or the key's natural one), checked against the key type."""
+    key = _key(entry)
+    if scheme is None:
+        scheme = Scheme.ECDSA if key.key_type is KeyType.EC else Scheme.RSA_PKCS1_V15
+    scheme_fits_key(scheme, key.key_type)
+    return SignMechanism(scheme, hash_algorithm, ecdsa_encoding or EcdsaEncoding.DER)
+
+
+def _key(entry: CertificateEntry) -> KeyRef:
+    if entry.key is None:  # the picker and handles only ever offer paired certificates
+        raise InternalError("the certificate has no private key")
+    return entry.key
+
+
+@dataclass
+class KeyUse:
+    """One request's single use of the key behind the chosen certificate.
+
+    ``sign`` shows the confirmation + PIN dialog, logs in, signs every digest and checks
+    the signatures against the certificate — once.  A second call fails loudly, so a
+    format library that wanted to sign twice cannot make the user confirm twice."""
+
+    core: AgentCore
+    ctx: CallContext
+    entry: CertificateEntry
+    request: SigningRequest
+    digests: list[bytes] = field(default_factory=list)  # what was signed, for the journal
+    digest_algorithm: str | None = None
+    _used: bool = False
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return certs.load(self.entry.der)
+
+    async def sign(self, digests: Sequence[bytes], mechanism: SignMechanism) -> list[bytes]:
+        if self._used:
+            raise InternalError("a second signature was asked for in one request")
+        self._used = True
+        self.digests = list(digests)
+        self.digest_algorithm = mechanism.hash_algorithm.value
+        return await _confirm_and_sign(self.core, self.ctx, self.entry, self.request,
+                                       self.digests, mechanism)
+
+
+async def sign_with_key(core: AgentCore, ctx: CallContext, request: SigningRequest,
+                        produce: Callable[[KeyUse], Awaitable[T]]) -> T:
+    """The use case; see the module docstring.  Every outcome is journalled."""
+    use: KeyUse | None = None
+    permission = Permission.AUTH if request.purpose == "auth" else Permission.SIGN
+
+    async def work() -> T:
+        nonlocal use
+        await core.require(ctx, permission)
+        if request.handle is None:
+            _, entry = await core.choose(ctx, request.purpose, CertificateFilter())
+        else:
+            entry = await core.entry_for(ctx, request.handle, request.purpose)
+        problem = certs.validity_problem(certs.load(entry.der))
+        if problem is not None:  # before any network call or dialog
+            raise CertificateInvalid(detail=problem.upper())
+        use = KeyUse(core, ctx, entry, request)
+        return await produce(use)
+
+    def journal(result: str) -> None:
+        algorithm = (use.digest_algorithm if use else None) or request.digest_algorithm
+        core.record(ctx, request.method, use.entry if use else None, algorithm,
+                    use.digests if use else [], result)
+
+    try:
+        result = await core.interaction(ctx, work)
+    except AgentError as exc:
+        journal(exc.reason)
+        raise
+    journal("ok")
+    return result
+
+
+# --- confirmation, PIN loop, signatures ------------------------------------------------------
+
+async def _confirm_and_sign(core: AgentCore, ctx: CallContext, entry: CertificateEntry,
+                            request: SigningRequest, digests: Sequence[bytes],
+                            mechanism: SignMechanism) -> list[bytes]:
+    key = _key(entry)
+    cert = certs.load(entry.der)
+    store = core.stores.store(key.store_id)
+    pin_request = PinRequest(
+        origin=ctx.origin, action=request.purpose, certificate=certs.choice_for(entry),
+        pin=entry.token.pin, count=len(digests),
+        display_text=_cap(request.display.text, DISPLAY_TEXT_LIMIT),
+        document_name=_cap(request.display.document_name, DOCUMENT_NAME_LIMIT),
+        password=entry.token.secret is SecretKind.PASSWORD)
+    credential = await _login(core, ctx, store, entry.token, pin_request)
+    try:
+        # Before login a token may hide CKA_ALWAYS_AUTHENTICATE; the first signature
+        # then asks for the context-specific login and we learn it.
+        per_op = credential if key.always_authenticate else None
+        try:
+            signatures = await store.sign_many(key, digests, mechanism, per_op)
+        except LoginRequired:
+            if per_op is not None or isinstance(credential, PinPad):
+                raise
+            signatures = await store.sign_many(key, digests, mechanism, credential)
+        # The key behind the handle must still be the certificate's. The store resolves
+        # the key once per batch (or chunk of one): the first and the last signature
+        # prove it without paying a verification per hash.
+        for i in {0, len(signatures) - 1}:
+            verify_with_certificate(cert, digests[i], signatures[i], mechanism)
+        return signatures
+    finally:
+        if isinstance(credential, Secret):
+            credential.wipe()
+        try:
+            await store.logout(entry.token)
+        except AgentError:
+            log.warning("logout from %s failed", entry.token.label)
+
+
+async def _login(core: AgentCore, ctx: CallContext, store: KeyStore, token: TokenInfo,
+                 request: PinRequest) -> Credential:
+    if token.pin.locked:
+        await _pin_locked(core, ctx, token, token.unlock)
+    for _attempt in range(core.max_pin_attempts):
+        credential = await core.dialog(core.ui.ask_pin(request))
+        try:
+            try:
+                await store.login(token, credential)
+            finally:
+                if isinstance(credential, PinPad):
+                    core.ui.pin_pad_finished()
+            return credential
+        except PinIncorrect as wrong:
+            _wipe(credential)
+            if wrong.status.locked:
+                await _pin_locked(core, ctx, token, token.unlock)
+            request = replace(request, retry=wrong.status)
+        except PinLocked as locked:
+            _wipe(credential)
+            # The store knows why (blocked, expired, never set): pass its word on.
+            await _pin_locked(core, ctx, token, str(locked.data.get("unlock", token.unlock)))
+        except BaseException:
+            _wipe(credential)
+            raise
+    raise UserCancelled("too many wrong PINs for one request")
+
+
+def _wipe(credential: Credential) -> None:
+    if isinstance(credential, Secret):
+        credential.wipe()
+
+
+async def _pin_locked(core: AgentCore, ctx: CallContext, token: TokenInfo,
+                      unlock: str) -> None:
+    """Tell the user how to unlock, then fail the request with the same word."""
+    with contextlib.suppress(UserCancelled, UserTimeout):
+        await core.dialog(core.ui.show_pin_locked(ctx.origin, token.label, unlock))
+    raise PinLocked(unlock=unlock)

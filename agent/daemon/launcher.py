@@ -1,0 +1,81 @@
+"""Starting the daemon on demand, for the native messaging host and `imza-agent demo`.
+
+The daemon runs in its own session so it outlives whoever started it (the browser kills
+the native host when the extension disconnects). A lock file makes "start it" idempotent
+across processes: two browsers starting their hosts at once start one daemon, not two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from agent.paths import data_dir
+
+log = logging.getLogger("imza_agent.launcher")
+
+DAEMON_START_TIMEOUT = 30.0
+
+
+def daemon_command(config_path: Path | None) -> list[str]:
+    command = [sys.executable, "-m", "agent.cli"]
+    if config_path is not None:
+        command += ["--config", str(config_path)]
+    return [*command, "run"]
+
+
+def make_daemon_starter(socket_path: Path, config_path: Path | None,
+                        timeout: float = DAEMON_START_TIMEOUT
+                        ) -> Callable[[], Awaitable[None]]:
+    """An idempotent "make sure the daemon runs": under a lock file, so two browsers
+    starting their hosts at once start one daemon, not two."""
+    lock = asyncio.Lock()
+
+    async def ensure() -> None:
+        async with lock:
+            if await _socket_answers(socket_path):
+                return
+            await asyncio.to_thread(_start_and_wait, socket_path, config_path, timeout)
+
+    return ensure
+
+
+def _start_and_wait(socket_path: Path, config_path: Path | None, timeout: float) -> None:
+    home = data_dir()
+    with open(home / "daemon-start.lock", "a+b") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if _socket_answers_sync(socket_path):
+            return
+        log.info("starting the agent")
+        with open(home / "daemon.log", "ab") as log_file:
+            # Its own session: the daemon outlives this host (the browser kills the host
+            # when the extension disconnects). stdout must not be the browser's pipe.
+            subprocess.Popen(daemon_command(config_path), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=log_file,
+                             start_new_session=True, close_fds=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _socket_answers_sync(socket_path):
+                return
+            time.sleep(0.05)
+    raise OSError("the agent did not start in time (see daemon.log in its data dir)")
+
+
+async def _socket_answers(path: Path) -> bool:
+    return await asyncio.to_thread(_socket_answers_sync, path)
+
+
+def _socket_answers_sync(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,131 @@
+"""The one look at the tokens that everybody in the daemon follows.
+
+Two kinds of followers want to know when tokens come and go: pages that subscribed to
+``tokens.changed`` (the core's ``publish_tokens`` tells them) and in-process listeners such
+as the tray icon (``subscribe``). Card and reader events reach ``changed`` at once through
+the PC/SC path; the periodic ``run`` loop still looks now and then for what no reader reports
+(PKCS#12 files, modules with no reader behind them, a PC/SC service that is down), and only
+while somebody follows. Nobody else polls the key stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent.keystores.base import TokenInfo
+
+log = logging.getLogger(__name__)
+
+
+class TokenLister(Protocol):
+    """The part of ``StoreManager`` a look needs."""
+
+    async def tokens(self) -> list[TokenInfo]: ...
+
+    @property
+    def problems(self) -> Sequence[object]: ...
+
+
+@dataclass(frozen=True)
+class TokenSnapshot:
+    tokens: tuple[TokenInfo, ...]
+    # A store failed to load or to list, the smart card service does not answer, or the
+    # look itself failed.
+    problem: bool
+
+    @property
+    def real_token_present(self) -> bool:
+        """A token the user plugged in (the demo identity does not count)."""
+        return any(t.present and not t.demo for t in self.tokens)
+
+
+Listener = Callable[[TokenSnapshot], None]
+
+
+class TokenWatch:
+    def __init__(self, stores: TokenLister, publish: Callable[[], Awaitable[None]], *,
+                 pages_watching: Callable[[], bool],
+                 smartcard_down: Callable[[], bool] = lambda: False) -> None:
+        self.stores = stores
+        self._publish = publish  # tells the subscribed pages, when the set of tokens changed
+        self._pages_watching = pages_watching
+        self._smartcard_down = smartcard_down
+        self.listeners: list[Listener] = []
+        self.latest: TokenSnapshot | None = None
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Follow the snapshots (called on the event loop's thread); the latest one, if
+        any, at once. Returns the call that stops following."""
+        self.listeners.append(listener)
+        if self.latest is not None:
+            self._tell(listener, self.latest)
+
+        def unsubscribe() -> None:
+            if listener in self.listeners:
+                self.listeners.remove(listener)
+
+        return unsubscribe
+
+    @property
+    def followed(self) -> bool:
+        return bool(self.listeners) or self._pages_watching()
+
+    async def changed(self) -> None:
+        """Tokens may have changed (a card or reader event): tell everyone now. A failure
+        to publish propagates to the caller, which logs it."""
+        try:
+            await self._publish()
+        finally:
+            if self.listeners:
+                await self.refresh()
+
+    async def look(self) -> None:
+        """The periodic look, for those who follow."""
+        if self._pages_watching():
+            try:
+                await self._publish()
+            except Exception:
+                log.warning("looking for token changes failed", exc_info=True)
+        if self.listeners:
+            await self.refresh()
+
+    async def refresh(self) -> TokenSnapshot:
+        """List the tokens once and hand the snapshot to the listeners."""
+        try:
+            tokens = tuple(await self.stores.tokens())
+            problem = bool(self.stores.problems) or self._smartcard_down()
+            snapshot = TokenSnapshot(tokens, problem)
+        except Exception:
+            log.warning("listing the tokens failed", exc_info=True)
+            snapshot = TokenSnapshot((), problem=True)
+        self.latest = snapshot
+        for listener in list(self.listeners):
+            self._tell(listener, snapshot)
+        return snapshot
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self.followed:
+                await self.look()
+
+    @staticmethod
+    def _tell(listener: Listener, snapshot: TokenSnapshot) -> None:
+        try:
+            listener(snapshot)
+        except Exception:  # one broken follower must not stop the others or the loop
+            log.warning("a token listener failed", exc_info=True)
+
+
+def smartcard_service_down(pcsc: Any) -> bool:
+    """PC/SC is watched (``pcsc``: the runtime's ``PcscService`` or None) and its service
+    does not answer."""
+    if pcsc is None:
+        return False
+    from agent.pcsc.watcher import ServiceState
+
+    return bool(pcsc.status.service is ServiceState.NOT_RUNNING)

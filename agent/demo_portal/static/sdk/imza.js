@@ -1,0 +1,1 @@
+../../../../extension/sdk/imza.js

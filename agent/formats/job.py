@@ -1,0 +1,36 @@
+"""What a format builder is given besides its document: a way to sign one digest, the
+signer's certificate and chain, validation material and the network to reach services.
+
+Builders know nothing of the protocol, the dialogs or the policy: the signing use case
+(``agent.app.documents``) builds a ``FormatJob`` and hands it over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography import x509
+
+from agent.formats.anchors import Anchors
+from agent.formats.network import NetworkSettings
+
+
+class DigestSigner(Protocol):
+    async def __call__(self, digest: bytes, digest_algorithm: str, *,
+                       ecdsa_raw: bool = False) -> bytes:
+        """Sign a precomputed hash (``digest_algorithm``: "sha256", "sha384",
+        "sha512") with the user's key: DER ECDSA unless ``ecdsa_raw`` (r‖s), PKCS#1 v1.5
+        for RSA.  May be called once per job."""
+        ...
+
+
+@dataclass(frozen=True)
+class FormatJob:
+    sign: DigestSigner
+    certificate: x509.Certificate
+    chain: list[x509.Certificate]  # issuers of the signer, issuer first
+    anchors: Anchors
+    network: NetworkSettings
+    tsa_url: str | None            # None unless the level needs a time-stamp
+    document_name: str | None = None  # the page's name for the document (XAdES detached URI)

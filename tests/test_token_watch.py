@@ -1,0 +1,189 @@
+"""The one look at the tokens (agent/daemon/token_watch.py) and the tray icon following it
+(agent/ui/tray.py ``IconState``/``follow``), in process and without a display: the tray has
+no polling loop of its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import SimpleNamespace
+
+from agent.daemon.token_watch import TokenSnapshot, TokenWatch
+from agent.keystores.base import StoreKind, TokenInfo
+from agent.ui.tray import IconState, Tray, TrayFacts, TrayState, follow
+
+
+def _token(label: str, *, present: bool = True, demo: bool = False) -> TokenInfo:
+    return TokenInfo(store_id="s", token_id=label, label=label, manufacturer="Fake",
+                     model="Fake", serial="1", kind=StoreKind.DEMO if demo else StoreKind.PKCS11,
+                     present=present, demo=demo)
+
+
+class Stores:
+    """The part of StoreManager a look needs, counting the looks."""
+
+    def __init__(self) -> None:
+        self.current: list[TokenInfo] = []
+        self.problems: list[object] = []
+        self.looks = 0
+        self.fail = False
+
+    async def tokens(self) -> list[TokenInfo]:
+        self.looks += 1
+        if self.fail:
+            raise OSError("the module went away")
+        return list(self.current)
+
+
+class Pages:
+    """The core's side: whether pages watch, and how often they were told."""
+
+    def __init__(self) -> None:
+        self.watching = False
+        self.published = 0
+
+    async def publish(self) -> None:
+        self.published += 1
+
+
+def _watch(stores: Stores, pages: Pages,
+           smartcard_down: Callable[[], bool] = lambda: False) -> TokenWatch:
+    return TokenWatch(stores, pages.publish, pages_watching=lambda: pages.watching,
+                      smartcard_down=smartcard_down)
+
+
+class NoActions:
+    def facts(self) -> TrayFacts:
+        return TrayFacts("0", {})
+
+    def revoke(self, origin: str) -> None: ...
+    def repair_trust(self) -> None: ...
+    def quit(self) -> None: ...
+
+
+# --- the watch -----------------------------------------------------------------------------
+
+async def test_nobody_following_means_no_look() -> None:
+    stores, pages = Stores(), Pages()
+    watch = _watch(stores, pages)
+    await watch.look()
+    assert (stores.looks, pages.published) == (0, 0)
+    assert not watch.followed
+    pages.watching = True
+    await watch.look()
+    assert pages.published == 1 and stores.looks == 0  # pages only: the core lists itself
+
+
+async def test_listeners_get_each_snapshot_and_the_latest_at_once() -> None:
+    stores, pages = Stores(), Pages()
+    stores.current = [_token("A")]
+    watch = _watch(stores, pages)
+    first: list[TokenSnapshot] = []
+    watch.subscribe(first.append)
+    await watch.look()
+    assert [s.real_token_present for s in first] == [True]
+    late: list[TokenSnapshot] = []
+    stop = watch.subscribe(late.append)
+    assert late == first  # no waiting for the next look
+    stop()
+    stores.current = []
+    await watch.look()
+    assert [s.real_token_present for s in first] == [True, False]
+    assert len(late) == 1 and pages.published == 0
+
+
+async def test_a_card_event_tells_pages_and_listeners_at_once() -> None:
+    stores, pages = Stores(), Pages()
+    watch = _watch(stores, pages)
+    seen: list[TokenSnapshot] = []
+    watch.subscribe(seen.append)
+    stores.current = [_token("card")]
+    await watch.changed()
+    assert pages.published == 1  # as before: the PC/SC path always publishes
+    assert seen[-1].tokens == (stores.current[0],)
+
+
+async def test_problems_a_failed_look_and_a_broken_listener() -> None:
+    stores, pages = Stores(), Pages()
+    down = [False]
+    watch = _watch(stores, pages, smartcard_down=lambda: down[0])
+    seen: list[TokenSnapshot] = []
+
+    def broken(_snapshot: TokenSnapshot) -> None:
+        raise RuntimeError("a listener bug")
+
+    watch.subscribe(broken)
+    watch.subscribe(seen.append)
+    assert not (await watch.refresh()).problem
+    down[0] = True
+    assert (await watch.refresh()).problem
+    down[0] = False
+    stores.problems = ["MODULE_NOT_FOUND"]
+    assert (await watch.refresh()).problem
+    stores.problems = []
+    stores.fail = True
+    failed = await watch.refresh()
+    assert failed.problem and failed.tokens == ()
+    assert [s.problem for s in seen] == [False, True, True, True]
+
+
+async def test_the_loop_looks_only_while_someone_follows() -> None:
+    stores, pages = Stores(), Pages()
+    watch = _watch(stores, pages)
+    loop = asyncio.create_task(watch.run(0.01))
+    try:
+        await asyncio.sleep(0.1)
+        assert stores.looks == 0
+        watch.subscribe(lambda _s: None)
+        for _ in range(200):
+            if stores.looks >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert stores.looks >= 2
+    finally:
+        loop.cancel()
+
+
+# --- the tray icon follows it ------------------------------------------------------------------
+
+def test_the_icon_state_from_dialogs_and_snapshots() -> None:
+    shown: list[TrayState] = []
+    icon = IconState(shown.append)
+    icon.on_tokens(TokenSnapshot((_token("demo", demo=True),), problem=False))
+    icon.on_tokens(TokenSnapshot((_token("A", present=False),), problem=False))
+    icon.on_tokens(TokenSnapshot((_token("A"),), problem=False))
+    icon.on_waiting(True)
+    icon.on_tokens(TokenSnapshot((), problem=True))  # the person's attention comes first
+    icon.on_waiting(False)
+    assert shown == [TrayState.RUNNING, TrayState.RUNNING, TrayState.TOKEN,
+                     TrayState.WAITING, TrayState.WAITING, TrayState.PROBLEM]
+
+
+async def test_the_tray_subscribes_to_the_runtime_and_starts_no_poller() -> None:
+    stores, pages = Stores(), Pages()
+    watch = _watch(stores, pages)
+    ui = SimpleNamespace(listeners=[])
+    runtime = SimpleNamespace(ui=ui, token_watch=watch)
+    tray = Tray(NoActions())  # never started: no display needed for its state
+    tasks = asyncio.all_tasks()
+    follow(tray, runtime)
+    assert asyncio.all_tasks() == tasks  # no loop of its own
+    await asyncio.sleep(0.05)
+    assert stores.looks == 0  # nothing looked at the stores on the tray's behalf
+
+    states: list[TrayState] = []
+    stores.current = [_token("A")]
+    await watch.look()  # the runtime's look
+    states.append(tray.state)
+    assert stores.looks == 1
+    ui.listeners[0](True)
+    states.append(tray.state)
+    ui.listeners[0](False)
+    stores.fail = True
+    await watch.look()
+    states.append(tray.state)
+    assert states == [TrayState.TOKEN, TrayState.WAITING, TrayState.PROBLEM]
+
+    tray.stop()
+    assert watch.listeners == [] and ui.listeners == []
+    assert not watch.followed
