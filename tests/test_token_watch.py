@@ -5,8 +5,10 @@ no polling loop of its own."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
+
+import pytest
 
 from agent.daemon.token_watch import TokenSnapshot, TokenWatch
 from agent.keystores.base import StoreKind, TokenInfo
@@ -41,9 +43,11 @@ class Pages:
     def __init__(self) -> None:
         self.watching = False
         self.published = 0
+        self.told: list[list[TokenInfo]] = []
 
-    async def publish(self) -> None:
+    async def publish(self, tokens: Sequence[TokenInfo]) -> None:
         self.published += 1
+        self.told.append(list(tokens))
 
 
 def _watch(stores: Stores, pages: Pages,
@@ -71,7 +75,7 @@ async def test_nobody_following_means_no_look() -> None:
     assert not watch.followed
     pages.watching = True
     await watch.look()
-    assert pages.published == 1 and stores.looks == 0  # pages only: the core lists itself
+    assert pages.published == 1 and stores.looks == 1
 
 
 async def test_listeners_get_each_snapshot_and_the_latest_at_once() -> None:
@@ -101,6 +105,20 @@ async def test_a_card_event_tells_pages_and_listeners_at_once() -> None:
     await watch.changed()
     assert pages.published == 1  # as before: the PC/SC path always publishes
     assert seen[-1].tokens == (stores.current[0],)
+    # One listing served both: pages and the tray are told the same tokens.
+    assert stores.looks == 1 and pages.told == [stores.current]
+
+
+async def test_a_failed_listing_never_tells_pages_the_tokens_are_gone() -> None:
+    stores, pages = Stores(), Pages()
+    pages.watching = True
+    watch = _watch(stores, pages)
+    stores.fail = True
+    await watch.look()  # the periodic look logs and goes on
+    assert pages.published == 0
+    with pytest.raises(RuntimeError):
+        await watch.changed()  # a card event's caller hears of it
+    assert pages.published == 0
 
 
 async def test_problems_a_failed_look_and_a_broken_listener() -> None:

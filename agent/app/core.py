@@ -28,7 +28,7 @@ from agent.errors import (
     UserCancelled,
     UserTimeout,
 )
-from agent.keystores.base import CertificateEntry
+from agent.keystores.base import CertificateEntry, TokenInfo
 from agent.policy.rules import Permission
 from agent.protocol.dispatch import CallContext
 from agent.protocol.results import TokenList, TokenState
@@ -154,7 +154,10 @@ class AgentCore:
     # --- token events ----------------------------------------------------------------------
 
     async def token_list(self) -> TokenList:
-        tokens = await self.stores.tokens()
+        return self._as_token_list(await self.stores.tokens())
+
+    @staticmethod
+    def _as_token_list(tokens: Sequence[TokenInfo]) -> TokenList:
         return TokenList(tokens=[TokenState(label=t.label, serial=t.serial, present=t.present)
                                  for t in tokens])
 
@@ -170,9 +173,10 @@ class AgentCore:
             ctx.on_close(lambda: self.watchers.discard(ctx))
         return current
 
-    async def publish_tokens(self) -> None:
-        """Tell subscribers when the set of tokens changed since the last look."""
-        current = await self.token_list()
+    async def publish_tokens(self, tokens: Sequence[TokenInfo]) -> None:
+        """Tell subscribers when the set of tokens (as just listed) changed since the last
+        look."""
+        current = self._as_token_list(tokens)
         if current == self._last_tokens:
             return
         self._last_tokens = current

@@ -5,7 +5,8 @@ Two kinds of followers want to know when tokens come and go: pages that subscrib
 as the tray icon (``subscribe``). Card and reader events reach ``changed`` at once through
 the PC/SC path; the periodic ``run`` loop still looks now and then for what no reader reports
 (PKCS#12 files, modules with no reader behind them, a PC/SC service that is down), and only
-while somebody follows. Nobody else polls the key stores.
+while somebody follows. Each look lists the stores once, and that listing serves both
+kinds of followers. Nobody else polls the key stores.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.keystores.base import TokenInfo
+
+Publish = Callable[[Sequence[TokenInfo]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +50,13 @@ Listener = Callable[[TokenSnapshot], None]
 
 
 class TokenWatch:
-    def __init__(self, stores: TokenLister, publish: Callable[[], Awaitable[None]], *,
+    def __init__(self, stores: TokenLister, publish: Publish, *,
                  pages_watching: Callable[[], bool],
                  smartcard_down: Callable[[], bool] = lambda: False) -> None:
         self.stores = stores
-        self._publish = publish  # tells the subscribed pages, when the set of tokens changed
+        # Tells the subscribed pages, when the set of tokens changed; given the listing, so
+        # one look at the stores serves pages and listeners alike.
+        self._publish = publish
         self._pages_watching = pages_watching
         self._smartcard_down = smartcard_down
         self.listeners: list[Listener] = []
@@ -76,42 +81,52 @@ class TokenWatch:
 
     async def changed(self) -> None:
         """Tokens may have changed (a card or reader event): tell everyone now. A failure
-        to publish propagates to the caller, which logs it."""
-        try:
-            await self._publish()
-        finally:
-            if self.listeners:
-                await self.refresh()
+        to list or to publish propagates to the caller, which logs it."""
+        await self._look(publish=True, quiet=False)
 
     async def look(self) -> None:
         """The periodic look, for those who follow."""
-        if self._pages_watching():
-            try:
-                await self._publish()
-            except Exception:
-                log.warning("looking for token changes failed", exc_info=True)
-        if self.listeners:
-            await self.refresh()
+        if self.followed:
+            await self._look(publish=self._pages_watching(), quiet=True)
 
     async def refresh(self) -> TokenSnapshot:
         """List the tokens once and hand the snapshot to the listeners."""
+        snapshot, _ = await self._list()
+        return snapshot
+
+    async def _look(self, *, publish: bool, quiet: bool) -> None:
+        _, listed = await self._list()
+        if not publish:
+            return
+        if listed is None:  # never tell pages "every token is gone" for a failed look
+            if not quiet:
+                raise RuntimeError("the key stores could not be listed")
+            return
         try:
-            tokens = tuple(await self.stores.tokens())
+            await self._publish(listed)
+        except Exception:
+            if not quiet:
+                raise
+            log.warning("telling pages about token changes failed", exc_info=True)
+
+    async def _list(self) -> tuple[TokenSnapshot, list[TokenInfo] | None]:
+        listed: list[TokenInfo] | None
+        try:
+            listed = await self.stores.tokens()
             problem = bool(self.stores.problems) or self._smartcard_down()
-            snapshot = TokenSnapshot(tokens, problem)
         except Exception:
             log.warning("listing the tokens failed", exc_info=True)
-            snapshot = TokenSnapshot((), problem=True)
+            listed, problem = None, True
+        snapshot = TokenSnapshot(tuple(listed or ()), problem)
         self.latest = snapshot
         for listener in list(self.listeners):
             self._tell(listener, snapshot)
-        return snapshot
+        return snapshot, listed
 
     async def run(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            if self.followed:
-                await self.look()
+            await self.look()
 
     @staticmethod
     def _tell(listener: Listener, snapshot: TokenSnapshot) -> None:

@@ -13,7 +13,8 @@ the PKCS#11 stores).  Runs on the event loop and handles events one at a time, i
   answers CKR_DEVICE_REMOVED by then, a hung one would hold the signature forever, and
   either way the caller gets TOKEN_NOT_PRESENT.
 * a card came or went, or the smart card service started or stopped: subscribers hear
-  about it once per burst of events (``publish``, the core's ``publish_tokens``).
+  about it once per burst of events (``publish``: the runtime's token watch, which tells
+  the pages and the tray).
 
 Handles keep working across re-insertion because they name tokens by their stable id
 (manufacturer/serial), not by slot.  An unknown ATR is logged with a pointer to
