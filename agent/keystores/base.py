@@ -62,8 +62,8 @@ class TokenInfo:
     kind: StoreKind  # for people and `doctor` only: no code decides on it
     pin: PinStatus = field(default_factory=PinStatus)
     secret: SecretKind = SecretKind.PIN
-    # What PIN_LOCKED's ``data.unlock`` says when this token's PIN is locked: the store
-    # knows its token ("PUK", "SO_PIN", "ISSUER", ...); the core passes it on unchanged.
+    # What PIN_LOCKED's ``data.unlock`` says when this token's PIN is locked (an ``Unlock``
+    # value): the store knows its token; the core passes it on unchanged.
     unlock: str = "PUK"
     present: bool = True
     # PKCS#12 files whose certificates are unknown until the first unlock.
