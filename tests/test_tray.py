@@ -3,6 +3,7 @@ agent's state, and its menu does what it says."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import time
 from collections.abc import Iterator
@@ -127,6 +128,10 @@ def test_the_icon_docks_in_the_tray_host(tray_host: str) -> None:
         assert tray.icon.title == tray.title()
     finally:
         tray.stop()
+        # pystray closes its X connection only when the icon is collected: let that happen
+        # while this test's X server runs, not in a later test after the fixture ended it.
+        del tray
+        gc.collect()
 
 
 def test_each_state_has_its_own_colour() -> None:
