@@ -22,6 +22,7 @@ import asyncio
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 PNP_READER = "\\\\?PnP?\\Notification"
 WAIT_MS = 500
+# While stopping, how often SCardCancel is repeated until the thread has ended (seconds).
+CANCEL_AGAIN = 0.05
 # Pauses between attempts to reach the service; the last one repeats.
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 SERVICE_NOT_RUNNING = "the smart card service is not running"
@@ -119,14 +122,23 @@ class PcscWatcher:
     def stop(self, timeout: float = 5.0) -> None:
         """Ends the thread; blocks at most ``timeout`` (call through ``to_thread``)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
+        while True:
+            self._cancel()
+            left = deadline - time.monotonic()
+            if self._thread is None or not self._thread.is_alive() or left <= 0:
+                return
+            # SCardCancel wakes only a wait already under way: a thread that was between
+            # its stop check and SCardGetStatusChange starts waiting after it. Cancel again.
+            self._thread.join(min(CANCEL_AGAIN, left))
+
+    def _cancel(self) -> None:
         with self._context_lock:
             if self._context is not None:
                 try:  # wakes a waiting SCardGetStatusChange at once
                     self.scard.SCardCancel(self._context)
                 except Exception:
                     log.debug("SCardCancel failed", exc_info=True)
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     # --- the thread ----------------------------------------------------------------------
 
