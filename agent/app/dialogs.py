@@ -21,6 +21,7 @@ class ConsentAnswer(enum.StrEnum):
     ONCE = "once"
     ALWAYS = "always"
     DENY = "deny"
+    BLOCK = "block"  # deny, and refuse every connection from this origin from now on
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class ConsentRequest:
     permissions: tuple[str, ...]
 
 
+class SignedField(enum.StrEnum):
+    """Page-chosen text that goes into the signature itself; the dialog shows each one,
+    labelled by the agent, inside the area that is marked as the site's."""
+
+    REASON = "reason"
+    LOCATION = "location"
+    STAMP_TEXT = "stamp_text"  # the visible stamp's extra line
+    FIELD_NAME = "field_name"  # the PDF signature field's name
+
+
 @dataclass(frozen=True)
 class PinRequest:
     """The confirmation + PIN dialog: what is signed, for whom, with which certificate."""
@@ -58,14 +69,23 @@ class PinRequest:
     # Set after a wrong PIN: the token's state then (few tries left, final try).
     retry: PinStatus | None = None
     password: bool = False  # a PKCS#12 password rather than a token PIN
+    # Every page-chosen string that is signed, in the order the page gave them; values
+    # are already checked (no Cf/Zl/Zp characters) and capped by the core.
+    signed_fields: tuple[tuple[SignedField, str], ...] = ()
 
 
 class UserInterface(Protocol):
     async def ask_consent(self, request: ConsentRequest) -> ConsentAnswer: ...
 
     async def choose_certificate(self, origin: str, purpose: str,
-                                 choices: list[CertificateChoice]) -> int:
-        """Index into ``choices``; raises UserCancelled."""
+                                 choices: list[CertificateChoice], *,
+                                 filtered: bool = False) -> int:
+        """Index into ``choices``; raises UserCancelled.
+
+        ``choices`` may be empty: the picker is then still shown, saying that no
+        certificate is there (``filtered``: none matches what this site asks for), with
+        only a way to close it, so a page cannot learn without the user what certificates
+        exist. ``filtered`` is True whenever the page narrowed the list."""
         ...
 
     async def ask_pin(self, request: PinRequest) -> Credential:

@@ -69,9 +69,11 @@ class ScriptedUI:
         return ConsentAnswer(str(answer))
 
     async def choose_certificate(self, origin: str, purpose: str,
-                                 choices: list[CertificateChoice]) -> int:
+                                 choices: list[CertificateChoice], *,
+                                 filtered: bool = False) -> int:
         answers = await self._record("certificate", origin=origin, purpose=purpose,
-                                     choices=[asdict(c) for c in choices])
+                                     choices=[asdict(c) for c in choices],
+                                     filtered=filtered)
         rule = answers.get("certificate", "first")
         if rule == "ignore":
             await self._never()
@@ -130,7 +132,8 @@ class NoUI:
         return ConsentAnswer.DENY
 
     async def choose_certificate(self, origin: str, purpose: str,
-                                 choices: list[CertificateChoice]) -> int:
+                                 choices: list[CertificateChoice], *,
+                                 filtered: bool = False) -> int:
         raise UserCancelled("no desktop to ask on")
 
     async def ask_pin(self, request: PinRequest) -> Credential:

@@ -119,7 +119,8 @@ class TkUI:
         return await self._show(build)
 
     async def choose_certificate(self, origin: str, purpose: str,
-                                 choices: list[CertificateChoice]) -> int:
+                                 choices: list[CertificateChoice], *,
+                                 filtered: bool = False) -> int:
         from agent.ui.tk.dialogs import CertificatePicker
 
         timeout = self.config.dialog_timeout
