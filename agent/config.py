@@ -7,11 +7,19 @@ never silently leaves the default in force.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Section(BaseModel):
@@ -22,20 +30,65 @@ class ServerConfig(_Section):
     wss_port: int = Field(default=29170, ge=0, le=65535, description="Port of the TLS WebSocket.")
     ws_port: int = Field(default=29171, ge=0, le=65535, description="Port of the plain WebSocket.")
     wss_enabled: bool = Field(default=True, description="Serve wss:// on wss_port.")
-    ws_enabled: bool = Field(default=True, description="Serve ws:// on ws_port.")
-    max_frame_bytes: int = Field(default=8 * 1024 * 1024, ge=1024,
-                                 description="Largest accepted WebSocket frame (bytes).")
+    ws_enabled: bool = Field(
+        default=False,
+        description="Serve plain ws:// on ws_port: a development setting. Without TLS a page "
+                    "cannot tell the agent from another program that took the port first; "
+                    "served only while the system policy also allows it (plain_websocket).")
+    max_frame_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024,
+        description="Largest accepted frame (bytes) from an origin that holds a grant.")
+    max_frame_bytes_ungranted: int = Field(
+        default=64 * 1024, ge=1024,
+        description="Largest accepted frame (bytes) until the origin holds a grant (by the "
+                    "user, this connection's \"allow once\" included, or by policy); at "
+                    "most max_frame_bytes.")
     max_connections_per_origin: int = Field(
         default=8, ge=1, description="Open connections one origin may hold at once.")
+    max_connections_per_site: int = Field(
+        default=16, ge=1,
+        description="Open connections one site (registrable domain: all its sub-domains "
+                    "together) may hold at once.")
+    max_connections: int = Field(
+        default=128, ge=1, description="Open connections from all pages together.")
     rate_per_second: float = Field(
         default=50.0, gt=0, description="Requests per second one origin may send (sustained).")
     rate_burst: int = Field(
         default=100, ge=1, description="Requests one origin may send in a burst.")
+    bytes_per_second: int = Field(
+        default=2 * 1024 * 1024, ge=1024,
+        description="Frame bytes per second one site may send (sustained); frames beyond "
+                    "are answered RATE_LIMITED without being parsed.")
+    bytes_burst: int = Field(
+        default=16 * 1024 * 1024, ge=1024,
+        description="Frame bytes one site may send in a burst (a frame larger than this "
+                    "still passes when the site has sent nothing for a while).")
     max_requests_in_flight: int = Field(
         default=32, ge=1,
         description="Unanswered requests one connection may have at once; more are answered "
                     "RATE_LIMITED. (Requests waiting for the user: one per origin, by the "
                     "protocol; a second gets BUSY.)")
+    max_pending_requests_per_site: int = Field(
+        default=32, ge=1,
+        description="Unanswered requests (running or waiting for the user) one site may "
+                    "have on all its connections; more are answered RATE_LIMITED.")
+    max_pending_requests: int = Field(
+        default=256, ge=1,
+        description="Unanswered requests from all pages together; more are answered "
+                    "RATE_LIMITED.")
+    max_pending_bytes_per_site: int = Field(
+        default=16 * 1024 * 1024, ge=1024,
+        description="Frame bytes one site's unanswered requests may hold (a site's first "
+                    "request always fits); more are answered RATE_LIMITED.")
+    max_pending_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024,
+        description="Frame bytes the unanswered requests of all pages may hold together; "
+                    "more are answered RATE_LIMITED.")
+    reserved_for_granted: float = Field(
+        default=0.25, ge=0, lt=1,
+        description="Share of max_connections, max_pending_requests and max_pending_bytes "
+                    "that only origins holding a grant may use, so pages without one cannot "
+                    "shut the user's portals out.")
     dev_origins: list[str] = Field(
         default_factory=list,
         description="Non-https origins accepted for development, e.g. http://localhost:8000.")
@@ -71,12 +124,33 @@ class UiConfig(_Section):
     language: Literal["auto", "az", "tr", "ru", "en"] = Field(
         default="auto", description="Dialog language; auto follows the OS locale.")
     dialog_timeout: float = Field(
-        default=120.0, gt=0, description="Seconds a dialog waits before USER_TIMEOUT.")
+        default=120.0, gt=0,
+        description="Seconds from asking for a dialog (waiting for the screen included) "
+                    "to USER_TIMEOUT.")
     tray: bool = Field(default=True, description="Show the tray icon (ignored with --headless).")
     max_pin_attempts: int = Field(
         default=5, ge=1, le=100,
         description="Wrong PINs one request may try before it ends as USER_CANCELLED "
                     "(tokens lock on their own; PKCS#12 files never do).")
+    arming_delay: float = Field(
+        default=0.5, ge=0.2, le=5.0,
+        description="Seconds a dialog ignores keys and clicks after it appears; every key "
+                    "press and focus change before then starts the wait again.")
+    max_pending_dialogs_per_site: int = Field(
+        default=2, ge=1, le=100,
+        description="Dialogs that origins without a grant may have waiting or shown per "
+                    "site (registrable domain); more get BUSY with no dialog.")
+    max_pending_dialogs: int = Field(
+        default=8, ge=1, le=1000,
+        description="Dialogs that origins without a grant may have waiting or shown in "
+                    "all; more get BUSY with no dialog.")
+    max_filtered_selects_per_site: int = Field(
+        default=10, ge=1, le=10000,
+        description="certificates.select calls with a filter one site may make per "
+                    "filtered_select_window; more get RATE_LIMITED with no dialog.")
+    filtered_select_window: float = Field(
+        default=600.0, gt=0, le=86400,
+        description="Seconds over which max_filtered_selects_per_site is counted.")
 
 
 class DemoConfig(_Section):
@@ -85,13 +159,29 @@ class DemoConfig(_Section):
 
 
 class JournalConfig(_Section):
-    enabled: bool = Field(default=True, description="Write the hash-chained signing journal.")
+    enabled: bool = Field(default=True, description="Write the HMAC-chained signing journal.")
+    max_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=4096,
+        description="Size (bytes) at which journal.jsonl is rotated to journal.jsonl.1 "
+                    "(see docs/journal.md).")
+    keep_files: int = Field(
+        default=5, ge=0, le=1000,
+        description="Rotated journal files kept besides the current one; older ones are "
+                    "deleted.")
+    keyring_timeout: float = Field(
+        default=10.0, gt=0, le=600,
+        description="Seconds the first journal line waits for the OS keyring (the HMAC key) "
+                    "before the key is kept in a file next to the journal instead.")
 
 
 class PolicyConfig(_Section):
     remove_defaults: bool = Field(
         default=False,
         description="Drop the sites the agent trusts by default (see docs/policy.md).")
+
+
+_HOST_PATTERN = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+                           r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 
 
 def _http_url(value: str, *, echo: bool = True) -> str:
@@ -116,7 +206,37 @@ class FormatsConfig(_Section):
         default_factory=dict,
         description="Origin → time-stamping service for that origin (wins over tsa_url).")
     allow_page_tsa: bool = Field(
-        default=True, description="Use the page's tsaUrl when no TSA is configured for its origin.")
+        default=False,
+        description="Use the page's tsaUrl when no TSA is configured for its origin (off: "
+                    "UNSUPPORTED). Its address, and the OCSP/CRL/caIssuers addresses in its "
+                    "certificates, must then be public (see docs/formats.md).")
+    page_tsa_allowed: list[str] = Field(
+        default_factory=list,
+        description="When not empty (and allow_page_tsa is on): the only page tsaUrl "
+                    "values used. An entry is an exact URL (`https://tsa.example/tsr`, "
+                    "trusted like tsa_url) or a host (`tsa.example`, or `*.example.az` "
+                    "for its sub-domains).")
+    page_tsa_private_addresses: bool = Field(
+        default=False,
+        description="Development only: let a page-chosen TSA, and the services its "
+                    "certificates name, be on loopback or a private network.")
+    max_tsa_failures_per_handle: int = Field(
+        default=3, ge=1, le=100,
+        description="Failed requests with a page-chosen TSA per certificate handle (per "
+                    "connection when the picker chooses); past it RATE_LIMITED without "
+                    "contacting anything.")
+    max_tsa_response_bytes: int = Field(
+        default=128 * 1024, ge=1024, le=16 * 1024 * 1024,
+        description="Largest time-stamping answer accepted (bytes, never decompressed).")
+    max_ocsp_response_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+        description="Largest OCSP answer accepted (bytes, never decompressed).")
+    max_crl_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
+        description="Largest CRL accepted (bytes, never decompressed).")
+    max_certificate_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+        description="Largest certificate download (AIA caIssuers) accepted (bytes).")
     tsa_by_issuer: dict[str, str] = Field(
         default_factory=dict,
         description="Issuing CA of the signer's certificate → time-stamping service (after "
@@ -161,6 +281,78 @@ class FormatsConfig(_Section):
     def _proxy_url(cls, value: str | None) -> str | None:
         return None if value is None else _http_url(value, echo=False)
 
+    @field_validator("page_tsa_allowed")
+    @classmethod
+    def _page_tsa_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "://" in entry:
+                _http_url(entry)
+            elif not _HOST_PATTERN.fullmatch(entry):
+                raise ValueError(f"{entry!r} is neither an http(s) URL nor a host name "
+                                 "(`tsa.example`, `*.example.az`)")
+        return value
+
+    @model_validator(mode="after")
+    def _list_needs_page_tsa(self) -> FormatsConfig:
+        if self.page_tsa_allowed and not self.allow_page_tsa:
+            raise ValueError("page_tsa_allowed has no effect unless allow_page_tsa = true")
+        return self
+
+
+class DocumentsConfig(_Section):
+    """Pages' documents (sign.pdf, sign.xml, sign.cms) are parsed and prepared in a worker
+    process under these limits, after cheap structural caps (docs/formats.md)."""
+
+    worker_cpu_seconds: int = Field(
+        default=30, ge=1, le=3600,
+        description="CPU seconds one document worker may use (Linux RLIMIT_CPU); past it the "
+                    "request gets TOO_LARGE.")
+    worker_memory_mb: int = Field(
+        default=1024, ge=256, le=65536,
+        description="Address space of one document worker, MiB (Linux RLIMIT_AS); past it the "
+                    "request gets TOO_LARGE.")
+    prepare_timeout: float = Field(
+        default=120.0, gt=0, le=3600,
+        description="Wall-clock seconds a worker may take before the signature, and again "
+                    "after it (time-stamps, validation data); the user's time in the dialog "
+                    "is not counted. Past it the worker is killed and the request gets "
+                    "TOO_LARGE.")
+    max_workers: int = Field(
+        default=4, ge=1, le=64,
+        description="Documents prepared at once (one worker process each); one more is "
+                    "answered BUSY.")
+    warm_workers: int = Field(
+        default=1, ge=0, le=4,
+        description="Idle workers kept started (after the first document) so the next "
+                    "document does not wait for Python and the format libraries to load; 0: "
+                    "start one per document.")
+    max_xref_entries_per_kib: int = Field(
+        default=512, ge=1,
+        description="Cross-reference entries (/Size, /Index, xref sections) a PDF may "
+                    "declare per KiB of its size, plus max_xref_entries_slack.")
+    max_xref_entries_slack: int = Field(
+        default=4096, ge=0,
+        description="Cross-reference entries any PDF may declare whatever its size.")
+    max_pdf_objects: int = Field(
+        default=1_000_000, ge=16,
+        description="Indirect objects a PDF may declare in all (cross-reference size).")
+    max_page_tree_nodes: int = Field(
+        default=100_000, ge=1,
+        description="Nodes of a PDF's page tree (pages and /Kids); a node reached twice is "
+                    "UNSUPPORTED.")
+    max_page_tree_depth: int = Field(
+        default=64, ge=2, description="Levels of a PDF's page tree.")
+    max_form_fields: int = Field(
+        default=10_000, ge=1,
+        description="Form fields (with their /Kids) a PDF may have; a field reached twice "
+                    "is UNSUPPORTED.")
+    max_xml_namespace_declarations: int = Field(
+        default=64, ge=1,
+        description="Namespace declarations (xmlns) in an XML document; signing time grows "
+                    "with their square times the number of elements.")
+    max_xml_elements: int = Field(
+        default=100_000, ge=1, description="Elements in an XML document.")
+
 
 class AtrRule(_Section):
     atr: str = Field(description="Card ATR as hex bytes; `..` matches any byte.")
@@ -199,26 +391,48 @@ class Config(_Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     pcsc: PcscConfig = Field(default_factory=PcscConfig)
     formats: FormatsConfig = Field(default_factory=FormatsConfig)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
 
 
 class ConfigError(Exception):
     """The configuration file is unreadable or invalid; the message says where."""
 
 
+def config_file(explicit: Path | None) -> Path | None:
+    """The file the configuration comes from: the one given with ``--config``, else the
+    user's default file (``~/.config/imza-agent/config.toml``) when it exists; None means
+    the built-in defaults. A given file is absolute from here on, so a daemon started
+    elsewhere (launcher, native host) reads the same file."""
+    from agent.paths import default_config_file
+
+    if explicit is not None:
+        return explicit.expanduser().absolute()
+    default = default_config_file()
+    return default if default.is_file() else None
+
+
 def load_config(path: Path | None) -> Config:
+    """The configuration in ``path``; ``None``: the built-in defaults (callers that want
+    the user's default file pass ``config_file(None)``)."""
     if path is None:
         return Config()
+    from agent.i18n import _  # the command line shows these in the person's language
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(_("cannot read {path}: {reason}").format(
+            path=path, reason=exc.strerror)) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(_("{path} is not TOML: {reason}").format(
+            path=path, reason=exc)) from exc
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
+        # The key and pydantic's explanation stay English: they name the file's text.
         lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{path} is not valid:\n" + "\n".join(lines)) from None
+        raise ConfigError(_("{path} is not valid:").format(path=path) + "\n"
+                          + "\n".join(lines)) from None
     return _resolve_paths(config, path.parent)
 
 

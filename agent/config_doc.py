@@ -16,7 +16,9 @@ from agent.config import Config
 INTRO = """\
 # Configuration
 
-imza-agent reads one TOML file, given with `imza-agent --config FILE run`. Every key is
+imza-agent reads one TOML file: `--config FILE` (before or after the command), else
+`~/.config/imza-agent/config.toml` (`$XDG_CONFIG_HOME`) when it exists; `imza-agent config
+path|show|edit` finds, prints and edits it (see [cli.md](cli.md)). Every key is
 optional and no file at all is a valid configuration; unknown keys are refused, so a typo
 never leaves a default silently in force. Relative paths are relative to the file.
 

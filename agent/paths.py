@@ -1,6 +1,8 @@
 """Where the agent keeps its user data: the platform's user data dir, never the cwd.
 
-``IMZA_AGENT_HOME`` overrides it (tests, portable installs)."""
+``IMZA_AGENT_HOME`` overrides it (tests, portable installs). The configuration file the
+agent reads when no ``--config`` is given lives in the platform's user config dir
+(``$XDG_CONFIG_HOME/imza-agent/config.toml``, i.e. ``~/.config/imza-agent/config.toml``)."""
 
 from __future__ import annotations
 
@@ -23,3 +25,15 @@ def sub_dir(name: str) -> Path:
     path = data_dir() / name
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+CONFIG_FILE_NAME = "config.toml"
+
+
+def config_dir() -> Path:
+    """The user's config dir for the agent; not created here (no file is a valid config)."""
+    return Path(platformdirs.user_config_dir(APP_NAME, False))
+
+
+def default_config_file() -> Path:
+    return config_dir() / CONFIG_FILE_NAME

@@ -2,6 +2,10 @@
 //   node extension/build.mjs [outDir]      (default: extension/dist)
 // writes <outDir>/chromium and <outDir>/firefox, each with its own manifest.json
 // (manifest.base.json's "common" merged with the browser's section) and the same scripts.
+// The installable packages (Chromium zip, Firefox .xpi) are made by the same merge in
+// Python, so the wheel and the .deb need no node: installer/extension/package.py, or
+// `imza-agent extension` (agent/browser_extension; tests/test_extension_package.py checks
+// the two builds agree byte for byte).
 import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";

@@ -27,6 +27,7 @@ SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 PKCS11_HEADER = Path("/usr/include/p11-kit-1/p11-kit/pkcs11.h")
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 PLAYWRIGHT = TESTS / "e2e" / "node_modules" / "playwright-core"
+PUPPETEER = TESTS / "e2e" / "node_modules" / "puppeteer-core"
 
 VENV_HINT = "bash scripts/venv.sh test,formats"
 
@@ -75,6 +76,11 @@ COMPONENTS: Mapping[str, Component] = {
         "chromium nodejs npm",
         programs=("/usr/bin/chromium", "node"), files=(PLAYWRIGHT,),
         extra_hint="(cd tests/e2e && npm ci)"),
+    # Firefox over WebDriver BiDi (e2e/test_firefox.py): Debian's ESR, puppeteer-core.
+    "firefox": Component(
+        "firefox-esr nodejs npm",
+        programs=("/usr/bin/firefox-esr", "node"), files=(PUPPETEER,),
+        extra_hint="(cd tests/e2e && npm ci)"),
     # The agent runs from this checkout with the venv's Python: nothing else to install.
     "daemon": Component(""),
     # Tools we did not write, run on what the agent produced: OpenSSL (cms, ts), poppler
@@ -83,6 +89,18 @@ COMPONENTS: Mapping[str, Component] = {
         "openssl poppler-utils xmlsec1 libnss3-tools",
         programs=("openssl", "pdfsig", "pdftoppm", "xmlsec1", "certutil")),
     "wheel": Component("python3-venv", modules=("venv", "ensurepip")),
+    # The .deb: built with Debian's python3 (installer/linux/build-packages.txt), tried in a
+    # fresh root that debootstrap makes from the Debian mirror apt uses.
+    "package": Component(
+        "debootstrap python3-venv python3-dev dpkg-dev gcc libpcsclite-dev",
+        programs=("debootstrap", "chroot", "dpkg-deb", "/usr/bin/python3"),
+        files=(Path("/usr/include/python3.11/Python.h"),)),
+    # The OS keyring of the journal's HMAC key: gnome-keyring's Secret Service on a private
+    # D-Bus bus (tests/keyring_bus.py), reached through keyring → secretstorage → jeepney.
+    "keyring": Component(
+        "gnome-keyring dbus",
+        programs=("gnome-keyring-daemon", "dbus-daemon"),
+        modules=("keyring", "secretstorage", "jeepney")),
 }
 
 # Shared fixtures that need a component: a test using one (even through another fixture)
@@ -92,6 +110,8 @@ FIXTURE_COMPONENTS: Mapping[str, tuple[str, ...]] = {
     "softhsm_store": ("softhsm",),
     "formats_bed": ("softhsm", "verifiers"),
     "formats_daemon": ("daemon",),  # and, through formats_bed, softhsm and verifiers
+    "keyring_bus": ("keyring",),
+    "keyring_env": ("keyring",),
 }
 
 

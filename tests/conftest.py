@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Importable as ``testbed`` whatever pytest's rootdir/import mode is.
 _TESTS_DIR = str(Path(__file__).resolve().parent)
@@ -40,6 +41,20 @@ from testbed import (  # noqa: E402
 )
 
 from agent.keystores.pkcs11 import Pkcs11Store  # noqa: E402
+
+# Hypothesis (tests/test_properties_*.py): the same examples on every run, so CI failures
+# reproduce; no example database. Its caches (Unicode tables, constants) would still go to
+# ./.hypothesis/: they go to a session temp dir instead, so nothing lands in the checkout.
+# A longer local search: HYPOTHESIS_PROFILE=deep (docs/testing.md, "Fuzzing").
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="imza-hypothesis-")
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", _HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+settings.register_profile(
+    "ci", database=None, derandomize=True, deadline=None, max_examples=200,
+    print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "deep", parent=settings.get_profile("ci"), derandomize=False, max_examples=20_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)

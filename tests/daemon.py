@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from websockets.asyncio.client import ClientConnection, connect
 
 REPO = Path(__file__).resolve().parent.parent
+NO_KEYRING = "keyring.backends.fail.Keyring"
 START_TIMEOUT = 30.0  # generous: a loaded CI machine; never asserted on
 
 
@@ -102,19 +103,39 @@ def copy_softhsm(conf: Path, dest: Path) -> Path:
 
 # --- the daemon --------------------------------------------------------------------------------
 
+# Added to every test daemon's system policy (unless locked, or ``test_grants=False``).
+# The shipped defaults grant exact portal origins only; the tests use sub-domains of
+# e-gov.az as well-behaved portals (e.g. ``assert_served``), so the test administrator
+# grants them, as a real one may.
+TEST_POLICY: dict[str, Any] = {"allow": [{
+    "origins": ["https://*.e-gov.az"], "permissions": ["select", "sign", "auth", "tokens"]}]}
+
+
+def with_test_grants(policy: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``policy`` plus TEST_POLICY's allow rules; a locked policy stays as it is."""
+    merged = dict(policy or {})
+    if not merged.get("locked"):
+        merged["allow"] = [*merged.get("allow", []), *TEST_POLICY["allow"]]
+    return merged
+
+
 @dataclass
 class Daemon:
-    """One agent process.  ``config`` is merged over a test default (ports 0, scripted UI,
-    no vendor modules, ``modules`` as given)."""
+    """One agent process.  ``config`` is merged over a test default (ports 0, plain ws
+    enabled, scripted UI, no vendor modules, ``modules`` as given); a value of None drops
+    the key, leaving the agent's own default."""
 
     home: Path
     modules: list[Path]
     env: dict[str, str]  # SOFTHSM2_CONF and friends
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
-    policy: dict[str, Any] | None = None  # system policy (IMZA_AGENT_SYSTEM_POLICY)
+    # The system policy (IMZA_AGENT_SYSTEM_POLICY), with TEST_POLICY's grants added
+    # unless ``test_grants`` is False or the policy is locked.
+    policy: dict[str, Any] | None = None
     answers: dict[str, Any] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    test_grants: bool = True
 
     @property
     def answers_file(self) -> Path:
@@ -130,24 +151,36 @@ class Daemon:
 
     def _config_text(self) -> str:
         merged: dict[str, dict[str, Any]] = {
-            "server": {"wss_port": 0, "ws_port": 0},
+            # Plain ws:// is a development setting, off by default: the tests use it.
+            "server": {"wss_port": 0, "ws_port": 0, "ws_enabled": True},
             "tokens": {"known_modules": False, "modules": [str(m) for m in self.modules]},
             "ui": {"backend": "scripted", "answers_file": str(self.answers_file)},
         }
         for section, values in self.config.items():
             merged.setdefault(section, {}).update(values)
-        return to_toml(merged)
+        # None: leave the key out, so the agent's own default applies.
+        return to_toml({section: {k: v for k, v in values.items() if v is not None}
+                        for section, values in merged.items()})
 
     def start(self) -> Daemon:
         self.home.mkdir(parents=True, exist_ok=True)
         config_file = self.home.parent / (self.home.name + "-config.toml")
         config_file.write_text(self._config_text(), encoding="utf-8")
         self.set_answers(self.answers)
-        env = {**os.environ, **self.env, "IMZA_AGENT_HOME": str(self.home),
+        # A home of its own: the agent installs its CA into the user's browser
+        # databases at start, and must never touch the test runner's.
+        user_home = self.home.parent / (self.home.name + "-user")
+        user_home.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "HOME": str(user_home),
+               "XDG_CONFIG_HOME": str(user_home / ".config"),
+               "XDG_DATA_HOME": str(user_home / ".local/share"),
+               **self.env, "IMZA_AGENT_HOME": str(self.home),
+               # Never a developer's real keyring: the journal key goes to its file.
+               "PYTHON_KEYRING_BACKEND": NO_KEYRING,
                "PYTHONUNBUFFERED": "1"}
         policy_file = self.home.parent / (self.home.name + "-policy.toml")
-        if self.policy is not None:
-            policy_file.write_text(to_toml(self.policy), encoding="utf-8")
+        policy = with_test_grants(self.policy) if self.test_grants else (self.policy or {})
+        policy_file.write_text(to_toml(policy), encoding="utf-8")
         # Always point at a file of our own: a policy in /etc must not change the tests.
         env["IMZA_AGENT_SYSTEM_POLICY"] = str(policy_file)
         log = self.log_file.open("ab")
@@ -232,7 +265,8 @@ class Daemon:
         return Client(self, origin, transport, **kwargs)
 
     def journal_verify(self) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "IMZA_AGENT_HOME": str(self.home)}
+        env = {**os.environ, "IMZA_AGENT_HOME": str(self.home),
+               "PYTHON_KEYRING_BACKEND": NO_KEYRING}
         return subprocess.run([sys.executable, "-m", "agent.cli", "journal", "verify"],
                               cwd=REPO, env=env, capture_output=True, text=True,
                               check=False, timeout=30)

@@ -21,7 +21,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from testbed.pki import TestPKI, build_pki
 
 from agent.app.core import AgentCore
+from agent.app.dialogs import (
+    CertificateChoice,
+    ConsentAnswer,
+    ConsentRequest,
+    PinRequest,
+    UserInterface,
+)
 from agent.app.services import Services
+from agent.config import UiConfig
 from agent.errors import (
     AgentError,
     InvalidHandle,
@@ -46,7 +54,9 @@ from agent.keystores.base import (
     sign_each,
 )
 from agent.keystores.pkcs12 import sign_digest
+from agent.methods import register_all
 from agent.policy.policy import Policy
+from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.ui.scripted import ScriptedUI
 
 PrivateKey = Any  # an in-memory cryptography private key
@@ -259,7 +269,7 @@ def shared_pki() -> TestPKI:
 
 
 def make_bench(tmp: Path, *, interactive: bool = True, dialog_timeout: float = 5.0,
-               **store_options: Any) -> Bench:
+               limits: UiConfig | None = None, **store_options: Any) -> Bench:
     from agent.config import FormatsConfig
 
     store = FakeKeyStore(**store_options)
@@ -272,11 +282,101 @@ def make_bench(tmp: Path, *, interactive: bool = True, dialog_timeout: float = 5
         ui.interactive = False  # type: ignore[misc]
     policy = Policy.load(system_policy=tmp / "no-policy.toml", grants_file=tmp / "grants.json")
     core = AgentCore(stores=stores, ui=ui, policy=policy, journal=journal,
-                     dialog_timeout=dialog_timeout)
+                     dialog_timeout=dialog_timeout, limits=limits)
     services = Services(core=core, formats={}, formats_config=FormatsConfig())
     return Bench(shared_pki(), store, stores, journal, answers, policy, core, services)
+
+
+PAGE_ORIGIN = "https://portal.example.az"
+
+
+class Page:
+    """One connection of a page to the in-process agent."""
+
+    def __init__(self, bench: Bench, origin: str = PAGE_ORIGIN) -> None:
+        self.bench = bench
+        self.dispatcher = Dispatcher()
+        register_all(self.dispatcher, bench.services)
+        self.ctx = CallContext(origin=origin, transport="wss", connection_id="c1")
+        self._id = 0
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._id += 1
+        frame = json.dumps({"jsonrpc": "2.0", "id": self._id, "method": method,
+                            "params": params or {}})
+        reply = await self.dispatcher.handle_frame(self.ctx, frame)
+        assert reply is not None
+        answer: dict[str, Any] = json.loads(reply)
+        return answer
+
+    async def select(self, purpose: str = "sign") -> str:
+        answer = await self.call("certificates.select", {"purpose": purpose})
+        assert "result" in answer, answer
+        handle: str = answer["result"]["handle"]
+        return handle
 
 
 def fingerprint(cert_der: bytes) -> str:
     return x509.load_der_x509_certificate(cert_der).fingerprint(hashes.SHA256()).hex()
 
+
+
+class WatchingUI:
+    """Wraps a UI backend (the scripted one) to see what the transcript cannot: how many
+    dialogs are open at once, and the whole ``PinRequest`` of every PIN dialog."""
+
+    def __init__(self, inner: UserInterface) -> None:
+        self.inner = inner
+        self.open = 0
+        self.most_open = 0
+        self.pin_requests: list[PinRequest] = []
+
+    @property
+    def interactive(self) -> bool:
+        return self.inner.interactive
+
+    def _opened(self) -> None:
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+
+    async def ask_consent(self, request: ConsentRequest) -> ConsentAnswer:
+        self._opened()
+        try:
+            return await self.inner.ask_consent(request)
+        finally:
+            self.open -= 1
+
+    async def choose_certificate(self, origin: str, purpose: str,
+                                 choices: list[CertificateChoice], *,
+                                 filtered: bool = False) -> int:
+        self._opened()
+        try:
+            return await self.inner.choose_certificate(origin, purpose, choices,
+                                                       filtered=filtered)
+        finally:
+            self.open -= 1
+
+    async def ask_pin(self, request: PinRequest) -> Credential:
+        self.pin_requests.append(request)
+        self._opened()
+        try:
+            return await self.inner.ask_pin(request)
+        finally:
+            self.open -= 1
+
+    async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
+        self._opened()
+        try:
+            await self.inner.show_pin_locked(origin, token_label, unlock)
+        finally:
+            self.open -= 1
+
+    def pin_pad_finished(self) -> None:
+        self.inner.pin_pad_finished()
+
+
+def watch_dialogs(bench: Bench) -> WatchingUI:
+    """Put a ``WatchingUI`` between the bench's core and its scripted UI."""
+    watching = WatchingUI(bench.core.ui)
+    bench.core.ui = watching
+    return watching

@@ -13,6 +13,10 @@ One ``ThreadingHTTPServer`` serves, over real HTTP:
 * ``POST /tsa-alt``, ``POST /ocsp-alt`` — the same TSA and responder under other names,
   so a test can tell which configured address was asked; ``POST /ocsp-down`` — 503.
 
+``HostileServer`` (``start_hostile``) misbehaves on purpose — redirects, gzip bombs, huge
+bodies, a slow drip — and counts what reached it (tests/test_ssrf.py,
+tests/test_capped_reader.py).
+
 ``ForwardingProxy`` is a plain HTTP proxy (absolute-URI requests) on loopback that
 forwards to these services and records what it forwarded.
 
@@ -23,14 +27,18 @@ this server; ``revoked`` serials are reported revoked by both OCSP and the CRL.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import http.client
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
 import time
+import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,7 +102,10 @@ class PkiServices:
 
     def issue(self, name: str, key_type: str = "RSA", *, ocsp_url: bool = True,
               crl_url: bool = True, eku_tsa: bool = False,
-              ocsp_path: str = "/ocsp") -> Issued:
+              ocsp_path: str = "/ocsp", crl_path: str = "/crl", ca_path: str = "/ca.cer",
+              base: str | None = None) -> Issued:
+        """``base``: another server for the AIA and CRL addresses (a hostile one)."""
+        url = (lambda path: f"{base}{path}") if base is not None else self.url
         key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
             rsa.generate_private_key(65537, 2048) if key_type == "RSA"
             else ec.generate_private_key(ec.SECP256R1()))
@@ -133,16 +144,16 @@ class PkiServices:
             ).add_extension(x509.CertificatePolicies([x509.PolicyInformation(
                 SIGN_POLICY_OID, None)]), critical=False)
         access = [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
-                                         x509.UniformResourceIdentifier(self.url("/ca.cer")))]
+                                         x509.UniformResourceIdentifier(url(ca_path)))]
         if ocsp_url:
             access.insert(0, x509.AccessDescription(
                 AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(
-                    self.url(ocsp_path))))
+                    url(ocsp_path))))
         builder = builder.add_extension(x509.AuthorityInformationAccess(access),
                                         critical=False)
         if crl_url:
             builder = builder.add_extension(x509.CRLDistributionPoints([
-                x509.DistributionPoint([x509.UniformResourceIdentifier(self.url("/crl"))],
+                x509.DistributionPoint([x509.UniformResourceIdentifier(url(crl_path))],
                                        None, None, None)]), critical=False)
         cert = builder.sign(ca.key, hashes.SHA256())
         return Issued(name, cert, key, serial_attr)
@@ -346,6 +357,165 @@ def start_proxy() -> ForwardingProxy:
     return proxy
 
 
+# --- a hostile service: redirects, bombs, huge bodies, a slow drip ------------------------
+
+GIB = 1 << 30
+CONTENT_TYPES = {"tsa": "application/timestamp-reply", "ocsp": "application/ocsp-response",
+                 "crl": "application/pkix-crl", "cert": "application/pkix-cert"}
+
+
+def gzip_bomb() -> bytes:
+    """About 1 MiB of gzip that inflates to 1 GiB of zeros.  Built from one deflate
+    segment repeated (a full flush resets the compressor, so every 1 MiB of zeros
+    compresses to the same bytes): milliseconds instead of compressing 1 GiB."""
+    zeros = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(GIB // len(zeros)):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    return (header + first + again * (GIB // len(zeros) - 1) + deflate.flush()
+            + struct.pack("<II", crc, GIB & 0xFFFFFFFF))
+
+
+@dataclass
+class HostileServer:
+    """A service on loopback that misbehaves on purpose; ``hits`` counts requests per path
+    (query left off), so a test can prove a request was never made.
+
+    * ``/tsa``, ``/tsa-hostile`` — a working TSA (the second's certificate names this
+      server's ``/ocsp-bomb``, ``/crl-bomb``, ``/ca-bomb`` as its OCSP, CRL, caIssuers);
+    * ``/tsa-garbage`` — 200 with junk;
+    * ``/redirect-302?to=/path``, ``/redirect-307?to=/path`` — to this server's path;
+    * ``/gzip-bomb?type=K`` (and ``/ocsp-bomb``, ``/crl-bomb``, ``/ca-bomb``) — 1 MiB of
+      ``Content-Encoding: gzip`` inflating to 1 GiB; ``/gzip-small?type=tsa`` — a valid
+      TSA answer, gzip-encoded;
+    * ``/huge?type=K`` — declares 1 GiB and streams it; ``/huge-undeclared?type=K`` —
+      no length, streams up to 1 GiB until the client hangs up;
+    * ``/drip?type=K`` — one byte every 0.2 s.
+
+    ``K`` (tsa, ocsp, crl, cert) picks the content type."""
+
+    server: ThreadingHTTPServer
+    services: PkiServices
+    hits: Counter[str] = field(default_factory=Counter)
+    tsa_hostile: Issued | None = None
+    sent: Counter[str] = field(default_factory=Counter)  # body bytes written per path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+_BOMB: list[bytes] = []
+
+
+def _hostile_handler(hostile: HostileServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _head(self, status: int, content_type: str, length: int | None,
+                  extra: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            if length is not None:
+                self.send_header("Content-Length", str(length))
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+
+        def _stream(self, path: str, total: int, chunk: bytes, pause: float = 0.0) -> None:
+            written = 0
+            try:
+                while written < total:
+                    piece = chunk[:total - written]
+                    self.wfile.write(piece)
+                    written += len(piece)
+                    hostile.sent[path] += len(piece)
+                    if pause:
+                        self.wfile.flush()
+                        time.sleep(pause)
+            except OSError:
+                pass  # the client hung up: what a capped reader does
+
+        def _serve(self, body: bytes) -> None:
+            parts = urlsplit(self.path)
+            path = parts.path
+            query = dict(p.partition("=")[::2] for p in parts.query.split("&") if p)
+            hostile.hits[path] += 1
+            kind = query.get("type", {"/ocsp-bomb": "ocsp", "/crl-bomb": "crl",
+                                      "/ca-bomb": "cert"}.get(path, "tsa"))
+            content_type = CONTENT_TYPES.get(kind, "application/octet-stream")
+            if path == "/tsa":
+                answer = hostile.services.timestamp(body)
+                self._head(200, content_type, len(answer))
+                self.wfile.write(answer)
+            elif path == "/tsa-hostile":
+                answer = hostile.services.timestamp(body, hostile.tsa_hostile)
+                self._head(200, content_type, len(answer))
+                self.wfile.write(answer)
+            elif path == "/tsa-garbage":
+                self._head(200, content_type, 9)
+                self.wfile.write(b"not a tsr")
+            elif path in ("/redirect-302", "/redirect-307"):
+                self._head(int(path[-3:]), "text/plain", 0,
+                           {"Location": hostile.url(query.get("to", "/tsa"))})
+            elif path in ("/gzip-bomb", "/ocsp-bomb", "/crl-bomb", "/ca-bomb"):
+                if not _BOMB:
+                    _BOMB.append(gzip_bomb())
+                self._head(200, content_type, len(_BOMB[0]), {"Content-Encoding": "gzip"})
+                self._stream(path, len(_BOMB[0]), _BOMB[0])
+            elif path == "/gzip-small":
+                answer = gzip.compress(hostile.services.timestamp(body))
+                self._head(200, content_type, len(answer), {"Content-Encoding": "gzip"})
+                self.wfile.write(answer)
+            elif path == "/huge":
+                self._head(200, content_type, GIB)
+                self._stream(path, GIB, bytes(1 << 16))
+            elif path == "/huge-undeclared":
+                self._head(200, content_type, None)  # HTTP/1.0: the body ends at close
+                self._stream(path, GIB, bytes(1 << 16))
+            elif path == "/drip":
+                self._head(200, content_type, 1000)
+                self._stream(path, 1000, b"\x30", pause=0.2)
+            else:
+                self._head(404, "text/plain", 0)
+
+        def do_GET(self) -> None:
+            self._serve(b"")
+
+        def do_POST(self) -> None:
+            self._serve(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+    return Handler
+
+
+def start_hostile(services: PkiServices) -> HostileServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    hostile = HostileServer(server, services)
+    server.RequestHandlerClass = _hostile_handler(hostile)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hostile.tsa_hostile = services.issue("tsa-hostile", eku_tsa=True, base=hostile.base,
+                                         ocsp_path="/ocsp-bomb", crl_path="/crl-bomb",
+                                         ca_path="/ca-bomb")
+    return hostile
+
+
 def unused_port() -> int:
     """A loopback port nobody listens on (bound, then released)."""
     with socket.socket() as sock:
@@ -453,13 +623,23 @@ def formats_bed(pki: TestPKI) -> Iterator[FormatsBed]:
 DIRECT_ENV = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
 
+# The format tests' TSAs are the page's tsaUrl on loopback: that needs page TSAs allowed
+# and the development setting for private addresses (tests/test_ssrf.py checks both are
+# refused by default).
+LOOPBACK_PAGE_TSA = {"allow_page_tsa": True, "page_tsa_private_addresses": True}
+
+
 def start_formats_daemon(bed: FormatsBed, home: Path, env: dict[str, str] | None = None,
-                         **formats: object) -> Daemon:
+                         *, page_tsa: bool = True, **formats: object) -> Daemon:
+    """``page_tsa=False``: the [formats] defaults for the page's tsaUrl."""
     config = {"trust_anchors": [str(p) for p in bed.anchors], "revocation": "enforce",
-              "network_timeout": NETWORK_TIMEOUT, **formats}
+              "network_timeout": NETWORK_TIMEOUT,
+              **(LOOPBACK_PAGE_TSA if page_tsa else {}), **formats}
     daemon = Daemon(home=home, modules=[MODULE],
                     env={**DIRECT_ENV, **bed.token.env, **(env or {})},
-                    config={"formats": config},  # type: ignore[dict-item]
+                    # the format tests select by filter far more than a site may
+                    config={"formats": config,  # type: ignore[dict-item]
+                            "ui": {"max_filtered_selects_per_site": 10000}},
                     answers={"consent": "always", "certificate": "first",
                              "pin": bed.token.pin})
     return daemon.start()

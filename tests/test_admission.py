@@ -13,15 +13,26 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 from agent.config import ServerConfig
-from agent.limits import RateLimiter
 from agent.policy.policy import Policy
 from agent.protocol.dispatch import Dispatcher
-from agent.transport.admission import TOO_MANY, Admission, Admitted, Attempt, HttpRequest, Refused
+from agent.transport.admission import (
+    CLOSE_POLICY,
+    TOO_MANY,
+    TOO_MANY_SITE,
+    TOO_MANY_TOTAL,
+    TOO_MANY_UNGRANTED,
+    Admission,
+    Admitted,
+    Attempt,
+    HttpRequest,
+    Refused,
+)
 from agent.transport.local import LocalSocketTransport
+from agent.transport.session import SessionLimits
 from agent.transport.websocket import PATH, WebSocketTransport
 
 BLOCKED = "https://blocked.example"
@@ -85,7 +96,8 @@ def test_the_logged_origin_is_made_printable(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="imza_agent.transport"):
         _admission(tmp_path).admit(Attempt("ws", "https://evil\n.example", _http()))
     [line] = _refusals(caplog)
-    assert "\n" not in line and "evil?.example" in line
+    # escaped, so the log shows exactly what was sent
+    assert "\n" not in line and "origin='https://evil\\x0a.example'" in line
 
 
 @pytest.mark.parametrize("request_, reason", [
@@ -121,6 +133,43 @@ def test_the_per_origin_limit_and_release(tmp_path: Path) -> None:
     assert admission.admit(Attempt("ws", "https://many.example", _http())) == Refused(TOO_MANY)
 
 
+def test_sub_domains_share_their_sites_connections(tmp_path: Path) -> None:
+    admission = Admission(_policy(tmp_path), max_connections_per_origin=2,
+                          max_connections_per_site=3)
+    admitted = [admission.admit(Attempt("extension", f"https://{n}.crowd.example"))
+                for n in ("a", "a", "b", "c")]
+    assert [isinstance(v, Admitted) for v in admitted] == [True, True, True, False]
+    assert admitted[3] == Refused(TOO_MANY_SITE)
+    # A public suffix separates sites: github.io sub-domains are sites of their own.
+    assert isinstance(admission.admit(Attempt("extension", "https://x.github.io")), Admitted)
+    assert isinstance(admission.admit(Attempt("extension", "https://y.github.io")), Admitted)
+    first = admitted[0]
+    assert isinstance(first, Admitted)
+    first.release()
+    assert isinstance(admission.admit(Attempt("extension", "https://c.crowd.example")),
+                      Admitted)
+
+
+def test_the_overall_cap_keeps_a_share_for_origins_with_a_grant(tmp_path: Path) -> None:
+    granted = {"https://portal.e-gov.az", "https://other.e-gov.az"}
+    admission = Admission(_policy(tmp_path), max_connections_per_origin=8,
+                          max_connections=4, reserved_for_granted=0.5,
+                          has_grant=lambda origin: origin in granted)
+    verdicts = [admission.admit(Attempt("extension", f"https://s{i}.example"))
+                for i in range(3)]
+    assert [isinstance(v, Admitted) for v in verdicts] == [True, True, False]
+    assert verdicts[2] == Refused(TOO_MANY_UNGRANTED)
+    portal = [admission.admit(Attempt("extension", o)) for o in sorted(granted)]
+    assert all(isinstance(v, Admitted) for v in portal)
+    assert admission.admit(Attempt("extension", "https://portal.e-gov.az")) == Refused(
+        TOO_MANY_TOTAL)
+    ungranted = verdicts[0]
+    assert isinstance(ungranted, Admitted) and not ungranted.granted
+    ungranted.release()
+    assert (admission.total, admission.ungranted) == (3, 1)
+    assert isinstance(admission.admit(Attempt("extension", "https://s9.example")), Admitted)
+
+
 def test_a_locked_policy_admits_only_its_allow_list(tmp_path: Path) -> None:
     policy = _policy(tmp_path, 'locked = true\n[[allow]]\norigin = "https://intranet.corp.az"\n'
                                'permissions = ["select"]\n')
@@ -128,7 +177,7 @@ def test_a_locked_policy_admits_only_its_allow_list(tmp_path: Path) -> None:
     assert isinstance(admission.admit(Attempt("extension", "https://intranet.corp.az")),
                       Admitted)
     refused = admission.admit(Attempt("extension", "https://portal.example"))
-    assert refused == Refused("not on the administrator's allow-list")
+    assert refused == Refused("not on the administrator's allow-list", CLOSE_POLICY)
 
 
 # --- both transports consult the same admission ------------------------------------------
@@ -154,16 +203,17 @@ class Transports:
 
 @pytest.fixture
 async def transports(tmp_path: Path) -> AsyncIterator[Transports]:
-    settings = ServerConfig(ws_port=0, wss_enabled=False, max_connections_per_origin=1)
+    settings = ServerConfig(ws_port=0, ws_enabled=True, wss_enabled=False,
+                            max_connections_per_origin=1)
     policy = _policy(tmp_path)
     admission = Admission(policy, max_connections_per_origin=1)
-    rate = RateLimiter(settings.rate_per_second, settings.rate_burst)
+    limits = SessionLimits.from_settings(settings)
     dispatcher = Dispatcher()
-    ws = WebSocketTransport(dispatcher, policy, settings, admission, rate)
+    ws = WebSocketTransport(dispatcher, policy, settings, admission, limits)
     # A short directory: a Unix socket path must fit in 108 bytes.
     with tempfile.TemporaryDirectory(prefix="imza-adm-") as short:
         local = LocalSocketTransport(dispatcher, settings, Path(short) / "agent.sock",
-                                     admission, rate)
+                                     admission, limits)
         await ws.start(None)
         assert await local.start()
         try:
@@ -207,12 +257,14 @@ async def test_a_websocket_connection_counts_against_its_origin_on_the_local_soc
 async def test_both_transports_refuse_a_blocked_origin_through_the_admission(
         transports: Transports, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="imza_agent.transport"):
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(transports.ws_url, origin=Origin(BLOCKED)):
-                pass
+        # A page cannot read an HTTP 403: the WebSocket is accepted and closed at once with
+        # 1008 and the reason, which the page SDK reads as "the agent refuses this site".
+        async with connect(transports.ws_url, origin=Origin(BLOCKED)) as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
         verdict, writer = await transports.local_hello(BLOCKED)
         writer.close()
-    assert refused.value.response.status_code == 403
+    assert (ws.close_code, ws.close_reason) == (CLOSE_POLICY, "refused: blocked by policy")
     assert verdict == {"ok": False, "reason": "blocked by policy"}
     assert _refusals(caplog) == [
         f"refused ws connection: origin={BLOCKED!r} reason=blocked by policy",

@@ -1,5 +1,6 @@
 """The WebSocket handshake of a running daemon: what is refused with HTTP 403 before any
-message is read, and what is let in.
+message is read, what is refused with a close a page can read (1008 "refused: …": a
+well-formed origin the agent will not serve), and what is let in.
 
 Bad headers go out over a raw socket (``raw_handshake``), since websockets' own client
 would never send a foreign Host or two Origins; the accepted cases use the real client.
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from daemon import Daemon, assert_served, raw_handshake
 from testbed import SoftHsmBed
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.daemon]
 
@@ -49,14 +50,25 @@ def locked_agent(softhsm: SoftHsmBed,
 REFUSED = {
     "origin missing": [],
     "origin null": [("Origin", "null")],
-    "plain http": [("Origin", "http://portal.example")],
-    "http on loopback, not a dev origin": [("Origin", "http://localhost:9000")],
     "origin with a path": [("Origin", "https://a.gov.az/path")],
     "origin with a trailing slash": [("Origin", "https://a.gov.az/")],
     "origin with user info": [("Origin", "https://user@a.gov.az")],
     "two origins": [("Origin", "https://a.gov.az"), ("Origin", "https://b.gov.az")],
-    "blocked by the system policy": [("Origin", BLOCKED)],
 }
+
+# Well-formed origins the agent will not serve: the page is told, with a close it can read.
+REFUSED_TO_THE_PAGE = {
+    "plain http": ("http://portal.example", "not an https origin"),
+    "http on loopback, not a dev origin": ("http://localhost:9000", "not an https origin"),
+    "blocked by the system policy": (BLOCKED, "blocked by policy"),
+}
+
+
+async def closed_with(agent: Daemon, origin: str, transport: str = "ws") -> tuple[
+        int | None, str | None]:
+    """Connect as ``origin`` and wait for the agent to close: (code, reason)."""
+    async with agent.client(origin, transport) as page:
+        return await page.closed()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -64,6 +76,15 @@ REFUSED = {
 async def test_bad_origins_are_refused_with_403(agent: Daemon, transport: str,
                                                 headers: list[tuple[str, str]]) -> None:
     assert raw_handshake(agent, headers, transport) == 403
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("case", REFUSED_TO_THE_PAGE.values(), ids=REFUSED_TO_THE_PAGE.keys())
+async def test_origins_the_agent_will_not_serve_are_told_so(agent: Daemon, transport: str,
+                                                            case: tuple[str, str]) -> None:
+    origin, reason = case
+    assert await closed_with(agent, origin, transport) == (1008, f"refused: {reason}")
+    await assert_served(agent)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -90,10 +111,10 @@ async def test_plain_https_and_configured_dev_origin_are_accepted(agent: Daemon,
 
 
 async def test_blocked_origin_cannot_connect_with_a_real_client(agent: Daemon) -> None:
-    with pytest.raises(InvalidStatus) as refused:
-        async with agent.client(BLOCKED):
-            pass
-    assert refused.value.response.status_code == 403
+    async with agent.client(BLOCKED) as page:
+        assert await page.closed() == (1008, "refused: blocked by policy")
+        with pytest.raises(ConnectionClosed):  # nothing more goes through
+            await page.send_raw('{"jsonrpc":"2.0","id":1,"method":"agent.info"}')
     await assert_served(agent)
 
 
@@ -122,9 +143,9 @@ async def test_too_many_connections_per_origin(agent: Daemon) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_locked_policy_admits_only_the_allow_list(locked_agent: Daemon,
                                                         transport: str) -> None:
-    assert raw_handshake(locked_agent, [("Origin", "https://portal.example")], transport) == 403
-    assert raw_handshake(locked_agent, [("Origin", "https://evil.e-gov.az.example")],
-                         transport) == 403
+    refused = (1008, "refused: not on the administrator's allow-list")
+    assert await closed_with(locked_agent, "https://portal.example", transport) == refused
+    assert await closed_with(locked_agent, "https://evil.e-gov.az.example", transport) == refused
     assert raw_handshake(locked_agent, [("Origin", INTRANET)], transport) == 101
     # The shipped defaults stay on the allow-list when the administrator keeps them.
     assert raw_handshake(locked_agent, [("Origin", "https://www.e-gov.az")], transport) == 101

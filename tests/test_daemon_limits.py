@@ -9,6 +9,10 @@
 | ``ui.dialog_timeout`` | an unanswered dialog ends in USER_TIMEOUT (4002) |
 | ``tokens.call_timeout`` | a hung token call ends in INTERNAL (5000, MODULE_TIMEOUT) |
 
+The limits against floods (frame size until a grant, bytes per site, connections and
+pending work per site and overall) are tested in tests/test_flood_daemon.py and
+tests/test_flood_session.py.
+
 The daemon's token is the fault-injecting module in front of SoftHSM, so a test can make
 the token hang.  After every abuse a well-behaved page on another origin is still served.
 """

@@ -45,7 +45,10 @@ DEMO_ANSWERS = {"certificate": {"holder": "DEMO"}, "pin": "0000"}
 @pytest.fixture(scope="module")
 def agent() -> Iterator[Daemon]:
     with tempfile.TemporaryDirectory(prefix="imza-portal-") as tmp:
+        # The portal's TSA runs on loopback and is named by the page: allowed here only.
         daemon = Daemon(home=Path(tmp) / "home", modules=[], env={},
+                        config={"formats": {"allow_page_tsa": True,
+                                            "page_tsa_private_addresses": True}},
                         answers=DEMO_ANSWERS).start()
         try:
             yield daemon
@@ -129,7 +132,7 @@ async def test_login_once_and_only_for_its_own_origin(agent: Daemon,
     assert status == 400 and "challenge" in answer["error"]
     # a token the agent made for another site (with this portal's challenge) is useless here
     _, issued = browser.post("/api/login/challenge")
-    elsewhere = await _token(agent, "https://login.e-gov.az", issued["challenge"])
+    elsewhere = await _token(agent, "https://giris.turkiye.gov.tr", issued["challenge"])
     status, answer = browser.post("/api/login", {"challenge": issued["challenge"],
                                                  "token": elsewhere})
     assert status == 400 and "does not verify" in answer["error"]

@@ -1,15 +1,25 @@
 """The PIN dialog's warning lines come from the token's flags (PKCS#11 reports "few tries
-left" and "final try", never a count), in the dialog's language; no display needed."""
+left" and "final try", never a count), in the dialog's language; and what the scripted UI
+answers and records for the dialogs issue 11 added.  No display needed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from agent import i18n
-from agent.app.dialogs import CertificateChoice, PinRequest
-from agent.errors import PinStatus
+from agent.app.dialogs import (
+    CertificateChoice,
+    ConsentAnswer,
+    ConsentRequest,
+    PinRequest,
+    SignedField,
+)
+from agent.errors import PinStatus, UserCancelled
+from agent.ui.scripted import ScriptedUI
 from agent.ui.tk.dialogs import PinNotice, pin_notices
 
 CERTIFICATE = CertificateChoice(
@@ -72,3 +82,41 @@ def test_the_notices_are_in_the_dialog_language() -> None:
     i18n.set_language("az")
     texts = [n.text for n in pin_notices(_request(retry=PinStatus(count_low=True)))]
     assert texts == ["PIN kodu yanlışdır.", "Az cəhd qalıb."]
+
+
+# --- the scripted UI -----------------------------------------------------------------------
+
+def _scripted(tmp_path: Path, answers: dict[str, object]) -> ScriptedUI:
+    answers_file = tmp_path / "answers.json"
+    answers_file.write_text(json.dumps(answers), encoding="utf-8")
+    return ScriptedUI(answers_file)
+
+
+def _transcript(ui: ScriptedUI) -> list[dict[str, object]]:
+    return [json.loads(line) for line in ui.transcript.read_text(encoding="utf-8").splitlines()]
+
+
+async def test_scripted_block_answers_block(tmp_path: Path) -> None:
+    ui = _scripted(tmp_path, {"consent": "block"})
+    answer = await ui.ask_consent(ConsentRequest("https://e-gov.az", ("select",)))
+    assert answer is ConsentAnswer.BLOCK
+
+
+@pytest.mark.parametrize("filtered", [True, False])
+async def test_scripted_empty_picker_is_recorded_and_first_cancels(tmp_path: Path,
+                                                                   filtered: bool) -> None:
+    ui = _scripted(tmp_path, {"certificate": "first"})
+    with pytest.raises(UserCancelled):
+        await ui.choose_certificate("https://e-gov.az", "sign", [], filtered=filtered)
+    assert _transcript(ui) == [{"dialog": "certificate", "origin": "https://e-gov.az",
+                                "purpose": "sign", "choices": [], "filtered": filtered}]
+
+
+async def test_scripted_pin_dialog_records_the_signed_strings(tmp_path: Path) -> None:
+    ui = _scripted(tmp_path, {"pin": "cancel"})
+    request = PinRequest(origin="https://e-gov.az", action="sign", certificate=CERTIFICATE,
+                         pin=HEALTHY, signed_fields=((SignedField.REASON, "Təsdiq"),
+                                                     (SignedField.LOCATION, "Bakı")))
+    with pytest.raises(UserCancelled):
+        await ui.ask_pin(request)
+    assert _transcript(ui)[0]["signed_fields"] == [["reason", "Təsdiq"], ["location", "Bakı"]]

@@ -30,7 +30,7 @@ from pki_services import (
     unused_port,
 )
 
-from agent.app.documents import choose_tsa
+from agent.app.documents import TsaChoice, choose_tsa
 from agent.config import ConfigError, FormatsConfig, load_config
 from agent.errors import Unsupported
 from agent.formats.network import NetworkSettings, split_proxy_credentials
@@ -304,12 +304,15 @@ def test_tsa_precedence() -> None:
     issuer = "ab" * 32
     config = FormatsConfig(tsa_by_origin={ORIGIN: "http://origin/tsa"},
                            tsa_by_issuer={issuer: "http://issuer/tsa"},
-                           tsa_url="http://default/tsa")
-    assert choose_tsa(config, ORIGIN, "http://page/tsa", issuer) == "http://origin/tsa"
-    assert choose_tsa(config, OTHER_ORIGIN, "http://page/tsa", issuer) == "http://issuer/tsa"
-    assert choose_tsa(config, OTHER_ORIGIN, "http://page/tsa", "cd" * 32) == \
-        "http://default/tsa"
-    assert choose_tsa(FormatsConfig(), ORIGIN, "http://page/tsa", issuer) == "http://page/tsa"
+                           tsa_url="http://default/tsa", allow_page_tsa=True)
+    assert choose_tsa(config, ORIGIN, "http://page/tsa", issuer) == TsaChoice(
+        "http://origin/tsa", from_page=False)
+    assert choose_tsa(config, OTHER_ORIGIN, "http://page/tsa", issuer) == TsaChoice(
+        "http://issuer/tsa", from_page=False)
+    assert choose_tsa(config, OTHER_ORIGIN, "http://page/tsa", "cd" * 32) == TsaChoice(
+        "http://default/tsa", from_page=False)
+    assert choose_tsa(FormatsConfig(allow_page_tsa=True), ORIGIN, "http://page/tsa",
+                      issuer) == TsaChoice("http://page/tsa", from_page=True)
     with pytest.raises(Unsupported):
         choose_tsa(FormatsConfig(allow_page_tsa=False), ORIGIN, "http://page/tsa", issuer)
 

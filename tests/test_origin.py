@@ -8,6 +8,7 @@ from agent.policy.origin import (
     Origin,
     OriginError,
     check_host_header,
+    escape,
     is_loopback_host,
     origin_from_url,
     parse_origin,
@@ -20,7 +21,6 @@ CANONICAL = [
     ("http://localhost:80", "http://localhost"),
     ("http://localhost:8000", "http://localhost:8000"),
     ("https://a.gov.az:8443", "https://a.gov.az:8443"),
-    ("https://a.gov.az.", "https://a.gov.az"),
     ("https://[::1]:8443", "https://[::1]:8443"),
     ("https://[0:0:0:0:0:0:0:1]", "https://[::1]"),
     ("https://127.0.0.1:29170", "https://127.0.0.1:29170"),
@@ -58,6 +58,11 @@ REJECTED = [
     ("https://a.gov.az\x7f", "control"),
     ("https://a\u200b.gov.az", "invisible"),
     ("https://a\u202e.gov.az", "invisible"),
+    # Issue 11 §12: every non-printable is refused as such, not left to the IDNA codec.
+    ("https://a\ue000.gov.az", "control"),
+    ("https://a\u0378.gov.az", "control"),
+    ("https://a\U000f0000.gov.az", "control"),
+    ("https://a.gov.az\x9b", "control"),
     ("ftp://a.gov.az", "scheme"),
     ("file://a.gov.az", "scheme"),
     ("chrome-extension://abcdef", "scheme"),
@@ -78,7 +83,12 @@ REJECTED = [
     ("https://a.gov.az:443:443", "colons"),
     ("https://a..gov.az", "empty label"),
     ("https://.a.gov.az", "empty label"),
-    ("https://a.gov.az..", "empty label"),
+    ("https://a.gov.az..", "trailing dot"),
+    # Issue 11 §12: a browser keeps the dot, so it is another origin (and virtual host).
+    ("https://a.gov.az.", "trailing dot"),
+    ("https://e-gov.az.", "trailing dot"),
+    ("https://E-GOV.AZ.:443", "trailing dot"),
+    ("https://bücher.de。", "trailing dot"),
     ("https://-a.gov.az", "label"),
     ("https://a-.gov.az", "label"),
     ("https://a_b.gov.az", "label"),
@@ -143,10 +153,45 @@ def test_origin_from_url(url: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("url", ["https://user@portal.test/", "about:blank", "data:text/html,x",
-                                 "file:///etc/passwd", "https://portal.test /x"])
+                                 "file:///etc/passwd", "https://portal.test /x",
+                                 "https://portal.test./x"])
 def test_origin_from_url_rejects(url: str) -> None:
     with pytest.raises(OriginError):
         origin_from_url(url)
+
+
+@pytest.mark.parametrize("url", [
+    "https://portal.test/a\x00b", "https://portal.test/a\x1bb", "https://portal.test/a\x7f",
+    "https://portal.test/\u00ad", "https://portal.test/\u200e", "https://portal.test/\ue000",
+    "https://portal.test/\u0378", "https://portal.test/\U000f0000", "https://portal.test/?q=\x9b",
+])
+def test_origin_from_url_refuses_non_printables_anywhere(url: str) -> None:
+    """Issue 11 §12: a browser percent-encodes a URL; a raw non-printable anywhere in it (path
+    and query included) means it was not a browser's, and is refused."""
+    with pytest.raises(OriginError) as caught:
+        origin_from_url(url)
+    assert "control or invisible character" in caught.value.reason
+
+
+@pytest.mark.parametrize(("value", "logged"), [
+    ("https://a.gov.az\x00", "https://a.gov.az\\x00"),
+    ("a\r\nrefused x: forged", "a\\x0d\\x0arefused x: forged"),
+    ("a\u202ecba", "a\\u202ecba"),
+    ("\U000f0000\u2028", "\\U000f0000\\u2028"),
+    ("a\\x00", "a\\\\x00"),  # a literal backslash stays distinguishable from an escape
+    ("Əliyev İ. — ş", "Əliyev İ. — ş"),  # printable text is kept as written
+])
+def test_escape_for_logs(value: str, logged: str) -> None:
+    assert escape(value) == logged
+    assert escape(value).isprintable()
+
+
+def test_escape_cuts_long_values() -> None:
+    assert escape("x" * 500, limit=10) == "x" * 10 + "…"
+
+
+def test_origin_error_reason_is_always_printable() -> None:
+    assert OriginError("bad \x00 \u2028 thing").reason == "bad \\x00 \\u2028 thing"
 
 
 @pytest.mark.parametrize(("host", "expected"), [
@@ -185,6 +230,12 @@ PORTS = {29170, 29171}
     ("localhost:29170/x", False),
     ("localhost :29170", False),
     ("localhost:029170", False),
+    # Issue 11 §12: a zone identifier, escaped or not, names no browser's loopback.
+    ("[::1%lo]:29170", False),
+    ("[::1%251]:29170", False),
+    ("[::1%25lo]:29170", False),
+    ("[fe80::1%25eth0]:29170", False),
+    ("127.0.0.1%lo:29170", False),
     ("", False),
     (None, False),
 ])

@@ -44,7 +44,6 @@ NO_DEV: list[str] = []
     ("https://*.e-gov.az", "https://x.e-gov.az:8443", False),
     ("https://*.e-gov.az:8443", "https://x.e-gov.az:8443", True),
     ("https://*.e-gov.az:8443", "https://x.e-gov.az", False),
-    ("https://*.E-Gov.AZ.", "https://x.e-gov.az", True),
     ("https://*.bücher.de", "https://shop.xn--bcher-kva.de", True),
     ("https://*.xn--bcher-kva.de", "https://shop.bücher.de", True),
     ("https://*.bücher.de", "https://shop.bucher.de", False),
@@ -84,6 +83,9 @@ def test_pattern_serialization(text: str, serialized: str) -> None:
     ("https://*.e-gov.az/", "path"),
     ("null", "null"),
     ("https://e-gov.az/", "path"),
+    # A trailing dot is another origin in the browser: a rule is never folded onto it.
+    ("https://*.E-Gov.AZ.", "trailing dot"),
+    ("https://e-gov.az.", "trailing dot"),
 ])
 def test_bad_patterns(text: str, fragment: str) -> None:
     with pytest.raises(RuleError) as caught:
@@ -96,9 +98,24 @@ def test_bad_patterns(text: str, fragment: str) -> None:
 def test_shipped_defaults_are_valid_and_never_grant_list() -> None:
     defaults = load_defaults()
     served = {str(rule.pattern) for rule in defaults.allow}
-    assert {"https://*.e-gov.az", "https://*.turkiye.gov.tr"} <= served
+    assert served == {"https://e-gov.az", "https://www.e-gov.az", "https://turkiye.gov.tr",
+                      "https://www.turkiye.gov.tr", "https://giris.turkiye.gov.tr"}
     assert all(LIST not in rule.permissions for rule in defaults.allow)
     assert all(rule.source == "default" for rule in defaults.allow)
+
+
+def test_shipped_defaults_are_exact_origins() -> None:
+    """Issue 11 §12: no wildcard among the shipped portals."""
+    assert not any(rule.pattern.wildcard for rule in load_defaults().allow)
+
+
+@pytest.mark.parametrize("permissions", ['["tokens"]', '["select", "sign", "tokens"]'])
+def test_wildcard_default_never_grants_tokens(permissions: str) -> None:
+    text = f'[[allow]]\norigins = ["https://*.e-gov.az"]\npermissions = {permissions}\n'
+    with pytest.raises(PolicyError, match="never grants 'tokens'"):
+        parse_policy(text, "defaults.toml", "default", only_allow=True)
+    # The administrator's own wildcard may: that is the administrator's call.
+    assert parse_policy(text, "policy.toml", "system").allow[0].permissions >= {TOKENS}
 
 
 def test_defaults_file_may_only_allow() -> None:
@@ -275,7 +292,7 @@ def test_defaults_removable(tmp_path: Path, toml: str) -> None:
 
 
 def test_single_default_removable(tmp_path: Path) -> None:
-    policy = make_policy(tmp_path, 'remove_default = ["https://*.turkiye.gov.tr"]')
+    policy = make_policy(tmp_path, 'remove_default = ["https://giris.turkiye.gov.tr"]')
     assert policy.permissions("https://giris.turkiye.gov.tr") == frozenset()
     assert policy.permissions("https://turkiye.gov.tr") == {SELECT, SIGN, AUTH, TOKENS}
     assert policy.permissions("https://www.e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
@@ -306,7 +323,62 @@ origin = "https://www.e-gov.az"
 permissions = ["list"]
 """)
     assert policy.permissions("https://www.e-gov.az") == {SELECT, SIGN, AUTH, TOKENS, LIST}
-    assert policy.permissions("https://other.e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
+    assert policy.permissions("https://e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
+
+
+@pytest.mark.parametrize("origin", ["https://portal.e-gov.az", "https://login.e-gov.az",
+                                    "https://a.b.e-gov.az", "https://x.turkiye.gov.tr"])
+def test_sub_domains_of_default_portals_are_asked(tmp_path: Path, origin: str) -> None:
+    """Issue 11 §12: a sub-domain of a default portal (any of which a hostile page may sit
+    on) is granted nothing silently, and never ``tokens``."""
+    policy = make_policy(tmp_path)
+    assert policy.permissions(origin) == frozenset()
+    assert not policy.has_any_grant(origin)
+    for permission in (SELECT, SIGN, AUTH, TOKENS):
+        assert policy.consent_state(origin, permission) == "ask"
+    assert policy.connection_decision(origin, NO_DEV).allowed
+
+
+def _with_defaults(tmp_path: Path, defaults_toml: str, system_toml: str = "") -> Policy:
+    defaults = parse_policy(defaults_toml, "defaults.toml", "default", only_allow=True)
+    system = parse_policy(system_toml, "policy.toml", "system")
+    return Policy(defaults, system, GrantStore(tmp_path / "grants.json"))
+
+
+WILDCARD_DEFAULT = """
+[[allow]]
+origins = ["https://e-gov.az", "https://*.e-gov.az"]
+permissions = ["select", "sign", "auth"]
+"""
+
+
+def test_wildcard_default_asks_once_instead_of_granting(tmp_path: Path) -> None:
+    """Issue 11 §12: should a wildcard come back into the defaults, an origin it matches
+    gets the consent dialog, and the user's "allow always" is what is remembered."""
+    policy = _with_defaults(tmp_path, WILDCARD_DEFAULT)
+    assert policy.consent_state("https://e-gov.az", SIGN) == "granted"  # the exact one
+    for permission in (SELECT, SIGN, AUTH, TOKENS):
+        assert policy.consent_state("https://pay.e-gov.az", permission) == "ask"
+    assert not policy.has_any_grant("https://pay.e-gov.az")
+    policy.record_consent("https://pay.e-gov.az", [SELECT, SIGN], "always")
+    again = _with_defaults(tmp_path, WILDCARD_DEFAULT)
+    assert again.consent_state("https://pay.e-gov.az", SIGN) == "granted"  # asked once
+    assert again.consent_state("https://other.e-gov.az", SIGN) == "ask"
+
+
+def test_wildcard_default_does_not_open_a_locked_policy(tmp_path: Path) -> None:
+    policy = _with_defaults(tmp_path, WILDCARD_DEFAULT, "locked = true")
+    assert policy.connection_decision("https://e-gov.az", NO_DEV).allowed
+    assert not policy.connection_decision("https://pay.e-gov.az", NO_DEV).allowed
+
+
+def test_administrators_wildcard_still_grants(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, """
+[[allow]]
+origins = ["https://*.corp.az"]
+permissions = ["select", "sign", "tokens"]
+""")
+    assert policy.permissions("https://hr.corp.az") == {SELECT, SIGN, TOKENS}
 
 
 def test_list_only_from_rules(tmp_path: Path) -> None:
@@ -385,6 +457,63 @@ def test_revoke_forgets_grants_and_denials(tmp_path: Path) -> None:
     assert [str(g.origin) for g in reloaded.user_grants()] == ["https://b.example"]
 
 
+# --- "block this site" -----------------------------------------------------------------
+
+def test_block_origin_refuses_it_from_then_on(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    policy.record_consent("https://portal.example", [SIGN, SELECT], "always")
+    policy.block_origin("https://PORTAL.example:443")
+    for current in (policy, make_policy(tmp_path)):  # kept across restarts
+        decision = current.connection_decision("https://portal.example", NO_DEV)
+        assert not decision.allowed and decision.reason == "blocked by the user"
+        assert current.is_blocked_by_user("https://portal.example")
+        assert current.permissions("https://portal.example") == frozenset()
+        assert not current.has_any_grant("https://portal.example")
+        for permission in Permission:
+            assert current.consent_state("https://portal.example", permission) == "denied"
+        once = OnceGrant(parse_origin("https://portal.example"), frozenset({SIGN}))
+        assert current.consent_state("https://portal.example", SIGN, once=[once]) == "denied"
+        with pytest.raises(PermissionDenied):
+            current.record_consent("https://portal.example", [SIGN], "once")
+    # Exactly that origin: neither its sub-domains nor its other ports.
+    assert policy.connection_decision("https://www.portal.example", NO_DEV).allowed
+    assert policy.connection_decision("https://portal.example:8443", NO_DEV).allowed
+    [entry] = json.loads((tmp_path / "grants.json").read_text(encoding="utf-8"))["grants"]
+    assert entry["blocked"] is True and entry["permissions"] == []
+
+
+def test_block_beats_a_default_portal(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    policy.block_origin("https://www.e-gov.az")
+    assert not policy.connection_decision("https://www.e-gov.az", NO_DEV).allowed
+    assert policy.consent_state("https://www.e-gov.az", TOKENS) == "denied"
+    assert policy.permissions("https://e-gov.az") == {SELECT, SIGN, AUTH, TOKENS}
+
+
+def test_block_answer_through_record_consent(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    assert policy.record_consent("https://portal.example", [SIGN], "block") is None
+    assert not policy.connection_decision("https://portal.example", NO_DEV).allowed
+
+
+def test_revoke_lifts_a_block(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    policy.block_origin("https://portal.example")
+    assert [(str(g.origin), g.blocked) for g in policy.user_grants()] == [
+        ("https://portal.example", True)]
+    assert policy.revoke("https://portal.example") is True
+    reloaded = make_policy(tmp_path)
+    assert reloaded.connection_decision("https://portal.example", NO_DEV).allowed
+    assert reloaded.consent_state("https://portal.example", SIGN) == "ask"
+
+
+def test_block_origin_refuses_a_malformed_origin(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path)
+    with pytest.raises(ValueError):
+        policy.block_origin("https://portal.example/")
+    assert not (tmp_path / "grants.json").exists()
+
+
 def test_bad_answer_rejected(tmp_path: Path) -> None:
     policy = make_policy(tmp_path)
     with pytest.raises(ValueError, match="answer"):
@@ -395,8 +524,11 @@ def test_invariant_permissions_match_consent(tmp_path: Path) -> None:
     policy = make_policy(tmp_path, 'block = ["https://bad.example"]\n' + INTRANET)
     policy.record_consent("https://portal.example", [SIGN], "always")
     policy.record_consent("https://portal.example", [AUTH], "deny")
+    policy.record_consent("https://shut.example", [SIGN], "always")
+    policy.block_origin("https://shut.example")
     for origin in ("https://portal.example", "https://intranet.corp.az", "https://bad.example",
-                   "https://www.e-gov.az", "https://nobody.example"):
+                   "https://www.e-gov.az", "https://nobody.example", "https://shut.example",
+                   "https://sub.e-gov.az"):
         granted = policy.permissions(origin)
         for permission in Permission:
             state = policy.consent_state(origin, permission)
@@ -470,10 +602,15 @@ def test_hand_edited_entries_are_sanitised(tmp_path: Path) -> None:
         {"origin": "https://c.example", "permissions": ["teleport"]},
         {"origin": "https://d.example", "permissions": ["sign"], "denied": ["sign"]},
         {"origin": "https://e.example", "permissions": {"sign": True}},  # not a list
+        {"origin": "https://f.example", "permissions": ["sign"], "blocked": "yes"},
+        {"origin": "https://g.example", "permissions": ["sign"], "blocked": True},
         "junk",
     ]}), encoding="utf-8")
     store = GrantStore(path)
-    assert [str(g.origin) for g in store.all()] == ["https://a.example", "https://d.example"]
+    assert [str(g.origin) for g in store.all()] == ["https://a.example", "https://d.example",
+                                                    "https://g.example"]
+    g = store.get(parse_origin("https://g.example"))
+    assert g is not None and g.blocked and g.permissions == frozenset()
     a = store.get(parse_origin("https://a.example"))
     assert a is not None and a.permissions == {SIGN}
     d = store.get(parse_origin("https://d.example"))

@@ -231,7 +231,10 @@ def test_a_tsa_url_given_must_be_valid() -> None:
     pdf = {"handle": "h", "pdf": b64(b"%PDF"), "level": "B-T"}
     assert SignPdfParams.model_validate(pdf, by_alias=True).tsa_url is None
     for url in ("ftp://tsa.example/", "https://user:pw@tsa.example/", "https:///x",
-                "https://tsa.example:0/"):
+                "https://tsa.example:0/",
+                # control and invisible characters: logged and shown, never accepted
+                "https://tsa.example/\x00", "https://tsa.example/\x1b[31m",
+                "https://tsa.example/\u202etxt", "https://tsa\u200b.example/"):
         assert problems(SignPdfParams, {**pdf, "tsaUrl": url}) == {"tsaUrl": "value_error"}
     xml = {"handle": "h", "xml": b64(b"<a/>"), "level": "B-T", "mode": "detached"}
     assert problems(SignXmlParams, {**xml, "tsaUrl": "file:///etc/passwd"}) == {

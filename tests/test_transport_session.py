@@ -8,11 +8,15 @@ import asyncio
 import json
 from typing import Any
 
-from agent.limits import RateLimiter
+from agent.config import ServerConfig
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import NoParams
 from agent.protocol.results import AgentInfoResult
-from agent.transport.session import FrameSession
+from agent.transport.session import FrameSession, SessionLimits
+
+
+def _limits(**settings: Any) -> SessionLimits:
+    return SessionLimits.from_settings(ServerConfig(**settings), clock=lambda: 0.0)
 
 
 def _frame(msg_id: int) -> str:
@@ -39,8 +43,9 @@ async def test_requests_beyond_the_in_flight_limit_are_refused_not_queued() -> N
     ctx = CallContext(origin="https://portal.example", transport="ws", connection_id="c1",
                       send=send)
     ctx.on_close(lambda: cleaned.append(True))
-    session = FrameSession(dispatcher, ctx, send, RateLimiter(1000.0, 1000),
-                           lambda: 0.0, (ConnectionError,), max_in_flight=2)
+    session = FrameSession(dispatcher, ctx, send, _limits(
+        rate_per_second=1000.0, rate_burst=1000, max_requests_in_flight=2),
+        (ConnectionError,))
 
     for msg_id in (1, 2, 3):
         await session.submit(_frame(msg_id))
@@ -81,8 +86,8 @@ async def test_the_rate_limit_applies_per_origin() -> None:
 
     ctx = CallContext(origin="https://portal.example", transport="ws", connection_id="c1",
                       send=send)
-    session = FrameSession(dispatcher, ctx, send, RateLimiter(1.0, 3), lambda: 0.0,
-                           (ConnectionError,), max_in_flight=100)
+    session = FrameSession(dispatcher, ctx, send, _limits(
+        rate_per_second=1.0, rate_burst=3, max_requests_in_flight=100), (ConnectionError,))
     for msg_id in range(1, 6):
         await session.submit(_frame(msg_id))
     for _ in range(5):

@@ -217,3 +217,27 @@ def test_a_stopped_smart_card_service_shows_in_the_menu_and_the_icon() -> None:
     entries = {e.text: e for e in menu_entries(Down(), lambda _c: None)}
     tokens = [e.text for e in entries["Tokens and certificates"].children or []]
     assert tokens == ["The smart card service is not running", "Token B: 3"]
+
+
+def test_a_taken_port_shows_first_in_the_menu_and_turns_the_icon_to_trouble() -> None:
+    from types import SimpleNamespace
+
+    from agent.ui.tray import IconState, TrayState, follow
+
+    class Squatted(RecordingActions):
+        def facts(self) -> TrayFacts:
+            return TrayFacts("1.2.3", {"ws": 29171}, unavailable={"wss": 29170})
+
+    i18n.set_language("ru")
+    entries = menu_entries(Squatted(), lambda _c: None)
+    assert entries[0].text.startswith("Порт 29170 занят") and not entries[0].enabled
+    i18n.set_language("en")
+    assert menu_entries(RecordingActions(), lambda _c: None)[0].text == "Allowed sites"
+
+    shown: list[TrayState] = []
+    tray = SimpleNamespace(set_state=shown.append, detach=[])
+    runtime = SimpleNamespace(transport=SimpleNamespace(unavailable={"wss": "taken"}))
+    icon: IconState = follow(tray, runtime)  # type: ignore[arg-type]
+    assert icon.state is TrayState.PROBLEM
+    runtime.transport.unavailable.clear()
+    assert follow(tray, runtime).state is TrayState.RUNNING  # type: ignore[arg-type]

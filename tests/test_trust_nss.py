@@ -77,6 +77,24 @@ def test_install_reaches_firefox_profiles(home: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.verifiers
+def test_install_reaches_profiles_in_the_xdg_config_dir(home: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Firefox 147+ makes new profiles in $XDG_CONFIG_HOME/mozilla/firefox (~/.config by
+    # default): Debian's firefox-esr 153 does, and ~/.mozilla then does not exist at all.
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    default = _make_db(home / ".config/mozilla/firefox/14wg.default-esr")
+    custom_root = tmp_path / "xdg-config"
+    results = trust.install_trust()
+    assert {r.path for r in results} == {home / ".pki/nssdb", default}
+    assert list(_listing(default).values()) == ["C,,"]
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(custom_root))
+    custom = _make_db(custom_root / "mozilla/firefox/zz.default-esr")
+    assert {r.path for r in trust.install_trust()} == {home / ".pki/nssdb", custom}
+    assert list(_listing(custom).values()) == ["C,,"]
+
+
+@pytest.mark.verifiers
 def test_status_reports_trust_by_fingerprint(home: Path, tls_dir: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert trust.main("install") == 0

@@ -28,12 +28,18 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from agent import i18n
 from agent.app import certs
-from agent.app.dialogs import CertificateChoice, ConsentRequest, PinRequest
+from agent.app.dialogs import (
+    CertificateChoice,
+    ConsentAnswer,
+    ConsentRequest,
+    PinRequest,
+    SignedField,
+)
 from agent.config import UiConfig
 from agent.errors import PinStatus, UserCancelled
 from agent.keystores.base import PIN_PAD
 from agent.ui.tk import TkUI
-from agent.ui.tk.dialogs import ARM_MS
+from agent.ui.tk.dialogs import ARMING_DELAY
 
 # Every test draws on Xvfb with the SoftHSM bed's certificates; three also start the agent.
 pytestmark = [pytest.mark.softhsm, pytest.mark.desktop]
@@ -86,7 +92,7 @@ class Desktop:
             found = [w for w in self.windows(window_class) if w not in self.seen]
             if found:
                 self.seen.update(found)
-                time.sleep(ARM_MS / 1000 + 0.3)  # the dialog ignores keys until armed
+                time.sleep(ARMING_DELAY + 0.3)  # drawn armed (for the screenshots)
                 return found[-1]
             time.sleep(0.05)
         raise AssertionError(f"no {window_class} window appeared")
@@ -102,12 +108,22 @@ class Desktop:
     def title(self, window: str) -> str:
         return self._run("xdotool", "getwindowname", window).strip()
 
-    def type(self, window: str, text: str) -> None:
+    def focus(self, window: str) -> None:
+        """Give the window the keyboard, as a window manager or a click would (the
+        dialogs never take it themselves), then wait out the arming delay that the
+        focus change restarts.  Focusing the window that has the focus changes nothing."""
         self._run("xdotool", "windowfocus", "--sync", window)
+        time.sleep(ARMING_DELAY + 0.3)
+
+    def type(self, window: str, text: str) -> None:
+        self.focus(window)
         self._run("xdotool", "type", "--delay", "30", text)
 
     def key(self, window: str, *keys: str) -> None:
-        self._run("xdotool", "windowfocus", "--sync", window)
+        """Press and release each key in turn.  Return and space press a button only
+        after some key was let go since the dialog armed: a dialog's first key may be
+        Tab or typing, or a lone "shift"."""
+        self.focus(window)
         for key in keys:
             self._run("xdotool", "key", "--delay", "30", key)
 
@@ -147,6 +163,7 @@ def daemon(display: str, desktop: Desktop, softhsm: Any, tmp_path: Path) -> Iter
     config.write_text(f"""
 [server]
 ws_port = 0
+ws_enabled = true
 wss_enabled = false
 [tokens]
 known_modules = false
@@ -159,7 +176,12 @@ tray = false
 [demo]
 enabled = "never"
 """, encoding="utf-8")
-    env = {**os.environ, **softhsm.env, "IMZA_AGENT_HOME": str(home), "DISPLAY": display}
+    # Plain ws:// is a development setting, and needs the system policy's leave too: an
+    # empty policy of our own, so that one in /etc cannot change the test.
+    policy = tmp_path / "policy.toml"
+    policy.write_text("", encoding="utf-8")
+    env = {**os.environ, **softhsm.env, "IMZA_AGENT_HOME": str(home), "DISPLAY": display,
+           "IMZA_AGENT_SYSTEM_POLICY": str(policy)}
     process = subprocess.Popen([sys.executable, "-m", "agent.cli", "--config", str(config),
                                 "run"], env=env, cwd=ROOT)
     runtime = home / "runtime.json"
@@ -234,13 +256,16 @@ def pin_of(softhsm: Any, selected: dict[str, Any]) -> str:
 
 async def select_by_keyboard(page: Page, desktop: Desktop) -> dict[str, Any]:
     """certificates.select: allow once in the consent dialog, take the first usable
-    certificate in the picker — both with Return only."""
+    certificate in the picker — from the keyboard.  Neither has a default button, so
+    the person moves to the button first: consent starts on Deny (Shift+Tab twice:
+    Always allow, Allow once); the picker starts on the first usable row (Shift+Tab
+    wraps to Cancel, then Choose)."""
     request = await page.send("certificates.select", {"purpose": "sign"})
     consent = await in_thread(desktop.wait_window, "ImzaConsent")
     assert "portal.example" in await in_thread(desktop.title, consent)
-    await in_thread(desktop.key, consent, "Return")
+    await in_thread(desktop.key, consent, "shift+Tab", "shift+Tab", "Return")
     picker = await in_thread(desktop.wait_window, "ImzaPicker")
-    await in_thread(desktop.key, picker, "Return")
+    await in_thread(desktop.key, picker, "shift+Tab", "shift+Tab", "Return")
     reply = await page.answer(request)
     assert "result" in reply, reply
     return reply["result"]
@@ -311,8 +336,8 @@ async def test_deny_in_the_consent_dialog_is_permission_denied(daemon: Daemon,
         page = Page(ws)
         request = await page.send("certificates.select", {"purpose": "sign"})
         consent = await in_thread(desktop.wait_window, "ImzaConsent")
-        # Allow once (focused) → Always allow → Deny
-        await in_thread(desktop.key, consent, "Tab", "Tab", "Return")
+        # The focus starts on Deny; a key let go first (shift), then Return presses it.
+        await in_thread(desktop.key, consent, "shift", "Return")
         reply = await page.answer(request)
     assert reply["error"]["data"]["reason"] == "PERMISSION_DENIED"
     assert desktop.wait_gone("ImzaConsent")
@@ -379,6 +404,63 @@ async def test_one_dialog_at_a_time_across_origins(ui: TkUI, desktop: Desktop) -
         await second
 
 
+def on_tk(ui: TkUI, fn: Any) -> Any:
+    """Run ``fn`` on the Tk thread (widgets live there) and return what it returns."""
+    return ui.runner().call(fn).result(WAIT)
+
+
+async def test_block_this_site_is_a_separate_button_reached_by_tab(ui: TkUI,
+                                                                   desktop: Desktop) -> None:
+    task = asyncio.create_task(ui.ask_consent(ConsentRequest(ORIGIN, ("select",))))
+    window = await in_thread(desktop.wait_window, "ImzaConsent")
+    dialog = ui.current
+    assert dialog is not None
+    labels = on_tk(ui, lambda: [str(b.cget("text")) for b in dialog.buttons])
+    assert labels == ["Allow once", "Always allow", "Deny", "Block this site"]
+    # On a row of its own, under the answers that allow.
+    assert on_tk(ui, lambda: dialog.block.master is not dialog.buttons[0].master)
+    # The focus starts on Deny; Tab moves on to Block this site.
+    await in_thread(desktop.key, window, "Tab", "Return")
+    assert await task is ConsentAnswer.BLOCK
+    assert await in_thread(desktop.wait_gone, "ImzaConsent")
+
+
+@pytest.mark.parametrize(("filtered", "message"), [
+    (True, "No certificate matches what this site asks for."),
+    (False, "No certificate found. Insert your token or card."),
+])
+async def test_an_empty_picker_is_shown_and_can_only_be_closed(
+        ui: TkUI, desktop: Desktop, filtered: bool, message: str) -> None:
+    task = asyncio.create_task(ui.choose_certificate(ORIGIN, "sign", [], filtered=filtered))
+    window = await in_thread(desktop.wait_window, "ImzaPicker")
+    dialog = ui.current
+    assert dialog is not None
+    assert on_tk(ui, lambda: str(dialog.message.cget("text"))) == message
+    assert on_tk(ui, lambda: [str(b.cget("text")) for b in dialog.buttons]) == ["Close"]
+    assert not task.done()
+    # Close has the focus: pressing it (Escape does the same) cancels.
+    await in_thread(desktop.key, window, "shift", "Return")
+    with pytest.raises(UserCancelled):
+        await task
+    assert await in_thread(desktop.wait_gone, "ImzaPicker")
+
+
+async def test_escape_closes_an_empty_picker(ui: TkUI, desktop: Desktop) -> None:
+    i18n.set_language("az")
+    try:
+        task = asyncio.create_task(ui.choose_certificate(ORIGIN, "auth", [], filtered=True))
+        window = await in_thread(desktop.wait_window, "ImzaPicker")
+        dialog = ui.current
+        assert dialog is not None
+        assert on_tk(ui, lambda: str(dialog.message.cget("text"))) == \
+            "Bu saytın istədiyinə uyğun sertifikat yoxdur."
+        await in_thread(desktop.key, window, "Escape")
+        with pytest.raises(UserCancelled):
+            await task
+    finally:
+        i18n.set_language("en")
+
+
 def screen_requests(softhsm: Any) -> list[tuple[str, str, Any]]:
     """(file name, window class, call on the UI) for every dialog the agent draws."""
     good, expired, future = (choice(softhsm, n) for n in ("rsa_sign", "expired", "not_yet_valid"))
@@ -386,13 +468,23 @@ def screen_requests(softhsm: Any) -> list[tuple[str, str, Any]]:
     pin = PinStatus(min_length=4, max_length=8)
     text = ("Vergi bəyannaməsi № 2025-0417: ƏDV üzrə rüblük hesabat, "
             "məbləğ 1 250,00 AZN. <b>Bu mətn saytdandır.</b>")
+    declaration = "\n".join(f"{n}. Bənd {n}" for n in range(1, 8)) + \
+        "\n8. Məbləğ: 10 000 000 AZN"
     return [
         ("consent", "ImzaConsent", lambda ui: ui.ask_consent(
             ConsentRequest(ORIGIN, ("select", "sign", "auth", "tokens")))),
         ("picker", "ImzaPicker", lambda ui: ui.choose_certificate(
             ORIGIN, "sign", [good, ec, expired, future])),
+        ("picker-none-matches", "ImzaPicker", lambda ui: ui.choose_certificate(
+            ORIGIN, "sign", [], filtered=True)),
         ("pin", "ImzaPin", lambda ui: ui.ask_pin(PinRequest(
             ORIGIN, "sign", good, pin, display_text=text, document_name="beyanname.pdf"))),
+        ("pin-pdf-signed-fields", "ImzaPin", lambda ui: ui.ask_pin(PinRequest(
+            ORIGIN, "sign", good, pin, document_name="muqavile.pdf", display_text=declaration,
+            signed_fields=((SignedField.REASON, "Müqavilənin təsdiqi"),
+                           (SignedField.LOCATION, "Bakı"),
+                           (SignedField.STAMP_TEXT, "Təsdiq edirəm"),
+                           (SignedField.FIELD_NAME, "Imza1"))))),
         ("pin-batch-wrong", "ImzaPin", lambda ui: ui.ask_pin(PinRequest(
             ORIGIN, "sign", good, pin, count=12, retry=PinStatus(count_low=True)))),
         ("pin-final-try", "ImzaPin", lambda ui: ui.ask_pin(PinRequest(
@@ -420,7 +512,7 @@ async def test_screenshot_every_dialog(ui: TkUI, desktop: Desktop, softhsm: Any,
         assert path.stat().st_size > 2000
         if name == "pin-pad":
             # "Sign" hands over to the reader; the window stays as its prompt.
-            await in_thread(desktop.key, window, "Return")
+            await in_thread(desktop.key, window, "shift", "Return")
             assert await task is PIN_PAD
             await in_thread(desktop.screenshot, window,
                             screenshots / language / "pin-pad-waiting.png")

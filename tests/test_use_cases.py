@@ -19,13 +19,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
-from fakes import Bench, FakeKeyStore, make_bench
+from fakes import Bench, FakeKeyStore, Page, make_bench
 
 from agent.app.signing import KeyUse, SigningRequest, mechanism_for, sign_with_key
 from agent.errors import InternalError, PinLocked
-from agent.methods import register_all
 from agent.methods.auth_login import login_message
-from agent.protocol.dispatch import CallContext, Dispatcher
+from agent.protocol.dispatch import CallContext
 from agent.protocol.enums import HashAlgorithm
 
 ORIGIN = "https://portal.example.az"
@@ -33,32 +32,6 @@ ORIGIN = "https://portal.example.az"
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-class Page:
-    """One connection of a page to the in-process agent."""
-
-    def __init__(self, bench: Bench, origin: str = ORIGIN) -> None:
-        self.bench = bench
-        self.dispatcher = Dispatcher()
-        register_all(self.dispatcher, bench.services)
-        self.ctx = CallContext(origin=origin, transport="wss", connection_id="c1")
-        self._id = 0
-
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        self._id += 1
-        frame = json.dumps({"jsonrpc": "2.0", "id": self._id, "method": method,
-                            "params": params or {}})
-        reply = await self.dispatcher.handle_frame(self.ctx, frame)
-        assert reply is not None
-        answer: dict[str, Any] = json.loads(reply)
-        return answer
-
-    async def select(self, purpose: str = "sign") -> str:
-        answer = await self.call("certificates.select", {"purpose": purpose})
-        assert "result" in answer, answer
-        handle: str = answer["result"]["handle"]
-        return handle
 
 
 async def signer_selected(bench: Bench) -> tuple[Page, str]:
@@ -178,6 +151,10 @@ async def test_no_matching_certificate(bench: Bench) -> None:
     bench.answers.set(consent="always")
     assert reason(await Page(bench).call("certificates.select", {"purpose": "sign"})) == \
         "NO_CERTIFICATE"
+    # Only after the user saw (and closed) the empty picker.
+    picker = bench.answers.shown()[-1]
+    assert (picker["dialog"], picker["choices"], picker["filtered"]) == (
+        "certificate", [], False)
 
 
 async def test_expired_certificate_fails_before_any_pin(bench: Bench) -> None:
@@ -364,6 +341,45 @@ async def test_internal_errors_tell_the_page_nothing(bench: Bench) -> None:
     text = json.dumps(answer)
     assert answer["error"]["message"] == "internal error"
     assert "libbroken" not in text and "CKR_" not in text and "/usr" not in text
+
+
+# --- the journal: only requests that reached a key ---------------------------------------------
+
+async def test_requests_that_never_reach_a_key_are_counted_not_journalled(
+        bench: Bench) -> None:
+    from agent.policy.site import site_of
+
+    page, handle = await signer_selected(bench)
+    bogus = {"handle": "h" + "A" * 24, "hash": b64(bytes(32)), "hashAlgorithm": "SHA-256"}
+    for _ in range(70):
+        assert reason(await page.call("sign.hash", bogus)) == "INVALID_HANDLE"
+    bench.answers.set(consent="deny")
+    nosy = Page(bench, "https://nosy.example")
+    for _ in range(70):
+        assert reason(await nosy.call("sign.hash", bogus)) == "PERMISSION_DENIED"
+    # One real signature, waiting on its PIN dialog while 60 more requests arrive.
+    bench.answers.set(certificate="first", pin="1234", delay=0.3)
+    real = {"handle": handle, "hash": b64(hashlib.sha256(b"real").digest()),
+            "hashAlgorithm": "SHA-256"}
+    first, *others = await asyncio.gather(*(page.call("sign.hash", real) for _ in range(61)))
+    assert "result" in first and [reason(a) for a in others] == ["BUSY"] * 60
+    [line] = bench.journal.lines
+    assert (line["result"], line["digest_hex"]) == ("ok", hashlib.sha256(b"real").hexdigest())
+    assert bench.core.unjournaled == {
+        (site_of(ORIGIN), "INVALID_HANDLE"): 70, (site_of(ORIGIN), "BUSY"): 60,
+        ("nosy.example", "PERMISSION_DENIED"): 70}
+
+
+def test_the_unjournaled_count_stays_bounded(bench: Bench) -> None:
+    from agent.app.core import OTHER_SITES, UNJOURNALED_ROWS
+
+    for i in range(UNJOURNALED_ROWS + 500):
+        ctx = CallContext(origin=f"https://www.site{i}.example", transport="wss",
+                          connection_id=str(i))
+        bench.core.count_unjournaled(ctx, "BUSY")
+    assert len(bench.core.unjournaled) == UNJOURNALED_ROWS + 1
+    assert bench.core.unjournaled[(OTHER_SITES, "BUSY")] == 500
+    assert sum(bench.core.unjournaled.values()) == UNJOURNALED_ROWS + 500
 
 
 # --- formats, in-process (pyHanko, signxml: no network at level B) -------------------------------

@@ -192,6 +192,15 @@ def test_the_wheel_holds_the_package_its_licence_and_nothing_else(wheel: Path) -
     for page in ("index.html", "app.js", "style.css"):
         assert f"agent/demo_portal/static/{page}" in names
     assert sdk == SDK.read_bytes()
+    # The browser extension's sources, copied through agent/browser_extension's symlinks,
+    # from which `imza-agent extension` makes its packages (no node at build or run time).
+    with zipfile.ZipFile(wheel) as archive:
+        carried = {name.removeprefix("agent/browser_extension/"): archive.read(name)
+                   for name in names if name.startswith("agent/browser_extension/")
+                   and not name.endswith(".py")}
+    extension = REPO / "extension"
+    assert carried == {"manifest.base.json": (extension / "manifest.base.json").read_bytes(),
+                       **{f"src/{p.name}": p.read_bytes() for p in (extension / "src").iterdir()}}
     # formats is an extra, not a dependency.
     assert re.search(r"^Requires-Dist: pyhanko\b.*extra == \"formats\"", metadata, re.M)
     assert not re.search(r"^Requires-Dist: pyhanko\b(?!.*extra ==)", metadata, re.M)
@@ -235,8 +244,10 @@ def test_run_headless_answers_and_stops_on_sigterm(venv: Venv) -> None:
         info = _wait_for("runtime.json with ports", user.runtime, process, log)
         _wait_for("the ready line", lambda: "ready: " in log.read_text(errors="replace"),
                   process, log)
-        assert info["pid"] == process.pid and set(info["ports"]) == {"ws", "wss"}
-        with connect(f"ws://127.0.0.1:{info['ports']['ws']}/v1",
+        # wss only: plain ws is a development setting, off by default
+        assert info["pid"] == process.pid and set(info["ports"]) == {"wss"}
+        context = ssl.create_default_context(cafile=str(user.data_dir / "tls" / "ca.pem"))
+        with connect(f"wss://127.0.0.1:{info['ports']['wss']}/v1", ssl=context,
                      origin=Origin("https://portal.example"), open_timeout=10) as ws:
             ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "agent.info"}))
             answer = json.loads(ws.recv(timeout=10))
@@ -250,6 +261,23 @@ def test_run_headless_answers_and_stops_on_sigterm(venv: Venv) -> None:
     output = log.read_text(errors="replace")
     assert "Traceback" not in output, output
     assert not (user.data_dir / "runtime.json").exists()  # removed on a clean stop
+
+
+def test_the_installed_agent_writes_the_extension_packages(venv: Venv) -> None:
+    user = venv.user("extension")
+    out = user.home / "packages"
+    done = subprocess.run([str(venv.python), "-m", "agent.browser_extension", "--json",
+                           "--out", str(out)], cwd=user.home, env=user.env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    # the same bytes as the checkout's one command makes (the archives are reproducible)
+    ours = subprocess.run([sys.executable, str(REPO / "installer" / "extension" / "package.py"),
+                           "--json", "--out", str(venv.tmp / "checkout-packages")],
+                          capture_output=True, text=True, timeout=60, check=True)
+    for browser, path in json.loads(ours.stdout).items():
+        assert Path(written[browser]).read_bytes() == Path(path).read_bytes(), browser
+        assert Path(written[browser]).parent == out
 
 
 def test_demo_without_the_formats_extra_says_what_to_install(venv: Venv) -> None:
@@ -288,7 +316,8 @@ def demo(venv_with_formats: Venv) -> Iterator[tuple[User, str, subprocess.Popen[
 def test_demo_serves_the_portal_over_https(
         demo: tuple[User, str, subprocess.Popen[bytes]]) -> None:
     user, url, process = demo
-    assert "ws=ws%3A%2F%2F127.0.0.1%3A" in url  # the page is told where the agent is
+    assert "wss=wss%3A%2F%2F127.0.0.1%3A" in url  # the page is told where the agent is
+    assert "ws=ws%3A" not in url  # and never offered plain ws unless it is served
     # The portal uses the agent's certificate: trust the agent's CA only.
     context = ssl.create_default_context(cafile=str(user.data_dir / "tls" / "ca.pem"))
     port = int(url.split(":")[2].split("/")[0])

@@ -110,6 +110,13 @@ class CertificateFilter:
     extended_key_usage: tuple[str, ...] = ()
     include_expired: bool = False
 
+    @property
+    def narrows(self) -> bool:
+        """True when the page asked for particular certificates (``include_expired``
+        only widens the list)."""
+        return bool(self.issuer or self.subject_serial_number is not None
+                    or self.key_usage or self.extended_key_usage)
+
     def matches(self, cert: x509.Certificate) -> bool:
         if self.issuer and self.issuer.casefold() not in cert.issuer.rfc4514_string().casefold():
             return False

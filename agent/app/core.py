@@ -8,8 +8,9 @@ come in through the ports of ``agent.app.ports`` and ``agent.app.dialogs``.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -17,8 +18,11 @@ from typing import TypeVar
 from agent.app import certs
 from agent.app.certs import CertificateFilter
 from agent.app.connection import Connections, HandleTarget
+from agent.app.dialog_queue import DialogLimits, DialogQueue
 from agent.app.dialogs import ConsentAnswer, ConsentRequest, UserInterface
 from agent.app.ports import JournalPort, KeyStoresPort, PolicyPort
+from agent.app.select_limit import FilteredSelects
+from agent.config import UiConfig
 from agent.errors import (
     Busy,
     InvalidHandle,
@@ -26,10 +30,10 @@ from agent.errors import (
     PermissionDenied,
     TokenNotPresent,
     UserCancelled,
-    UserTimeout,
 )
 from agent.keystores.base import CertificateEntry, TokenInfo
 from agent.policy.rules import Permission
+from agent.policy.site import site_of
 from agent.protocol.dispatch import CallContext
 from agent.protocol.results import TokenList, TokenState
 
@@ -38,11 +42,20 @@ T = TypeVar("T")
 # What one "allow" in the consent dialog covers. `list` is never granted by a dialog.
 CONSENTABLE = (Permission.SELECT, Permission.SIGN, Permission.AUTH, Permission.TOKENS)
 
+# Requests that never reached a key are counted in memory, not journalled, per (site,
+# reason); past this many rows new sites share one "(other)" row per reason, so a page
+# opening sub-domains cannot grow the count without bound.
+UNJOURNALED_ROWS = 256
+OTHER_SITES = "(other)"
+
 
 class AgentCore:
     def __init__(self, *, stores: KeyStoresPort, ui: UserInterface, policy: PolicyPort,
                  journal: JournalPort | None, dialog_timeout: float,
-                 max_pin_attempts: int = 5) -> None:
+                 max_pin_attempts: int = 5, limits: UiConfig | None = None) -> None:
+        """``limits``: the ``[ui]`` settings for dialog queueing and filtered selects
+        (their defaults when None); the timeout is ``dialog_timeout``."""
+        limits = limits or UiConfig()
         self.stores = stores
         self.ui = ui
         self.policy = policy
@@ -51,17 +64,25 @@ class AgentCore:
         self.max_pin_attempts = max_pin_attempts
         self.connections = Connections()
         self._interacting: set[str] = set()
+        self.dialogs = DialogQueue(DialogLimits(
+            timeout=dialog_timeout, max_pending=limits.max_pending_dialogs,
+            max_pending_per_site=limits.max_pending_dialogs_per_site))
+        self.filtered_selects = FilteredSelects(limits.max_filtered_selects_per_site,
+                                                limits.filtered_select_window)
+        self.unjournaled: Counter[tuple[str, str]] = Counter()
         # Connections subscribed to tokens.changed, and what they were last told.
         self.watchers: set[CallContext] = set()
         self._last_tokens: TokenList | None = None
 
-    # --- user interaction: one at a time per origin, each with a timeout -----------------
+    # --- user interaction: one pending per origin, one dialog on screen ----------------
 
-    async def dialog(self, call: Awaitable[T]) -> T:
-        try:
-            return await asyncio.wait_for(call, self.dialog_timeout)
-        except TimeoutError:
-            raise UserTimeout() from None
+    async def dialog(self, ctx: CallContext, open_dialog: Callable[[], Awaitable[T]]) -> T:
+        """Show one dialog through the queue (``agent.app.dialog_queue``): one on screen
+        at a time, origins holding a grant first, within the dialog timeout counted from
+        now.  ``open_dialog`` may be called again if the dialog loses the screen."""
+        granted = (self.policy.has_any_grant(ctx.origin)
+                   or bool(self.connections.of(ctx).once_grants))
+        return await self.dialogs.show(ctx.origin, open_dialog, granted=granted)
 
     async def interaction(self, ctx: CallContext, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` as this origin's one pending user interaction, or raise BUSY."""
@@ -76,7 +97,8 @@ class AgentCore:
     # --- permissions ---------------------------------------------------------------------
 
     async def require(self, ctx: CallContext, permission: Permission) -> None:
-        """Allow, ask the user (allow once / always / deny), or raise PERMISSION_DENIED.
+        """Allow, ask the user (allow once / always / deny / block this site), or raise
+        PERMISSION_DENIED.
 
         Call inside ``interaction`` when a dialog may follow."""
         once = self.connections.of(ctx).once_grants
@@ -87,8 +109,14 @@ class AgentCore:
             raise PermissionDenied(permission=permission.value)
         wanted = tuple(p for p in CONSENTABLE
                        if self.policy.consent_state(ctx.origin, p, once) == "ask")
-        answer = await self.dialog(self.ui.ask_consent(
-            ConsentRequest(ctx.origin, tuple(p.value for p in wanted))))
+        answer = await self.dialog(ctx, functools.partial(
+            self.ui.ask_consent, ConsentRequest(ctx.origin, tuple(p.value for p in wanted))))
+        if answer is ConsentAnswer.BLOCK:
+            # Refuses this origin's connections and consent from now on (the policy keeps
+            # it); whatever else it has waiting for the user ends too.
+            self.policy.block_origin(ctx.origin)
+            self.dialogs.end_origin(ctx.origin, PermissionDenied(permission=permission.value))
+            raise PermissionDenied(permission=permission.value)
         if answer is ConsentAnswer.DENY:
             self.policy.record_consent(ctx.origin, wanted, "deny")
             raise PermissionDenied(permission=permission.value)
@@ -115,15 +143,30 @@ class AgentCore:
 
     async def choose(self, ctx: CallContext, purpose: str,
                      flt: CertificateFilter) -> tuple[str, CertificateEntry]:
-        """The picker: usable certificates to choose from, invalid ones shown greyed."""
+        """The picker: usable certificates to choose from, invalid ones shown greyed.
+
+        With nothing usable the picker is shown all the same (saying so, with only a way
+        to close it) and NO_CERTIFICATE answers only once the user closed it: a page
+        learns what certificates exist only through a dialog the user sees.  A page's
+        filter is limited per site (``[ui] max_filtered_selects_per_site``)."""
+        if flt.narrows:
+            self.filtered_selects.take(ctx.origin)
         entries = await self.matching(purpose, flt)
-        if not self.usable(entries, flt):
-            raise NoCertificate()
         choices = [certs.choice_for(e) for e in entries]
         if flt.include_expired:
             choices = [replace(c, usable=True) for c in choices]
-        index = await self.dialog(self.ui.choose_certificate(ctx.origin, purpose, choices))
+        nothing_usable = not any(c.usable for c in choices)
+        try:
+            index = await self.dialog(ctx, functools.partial(
+                self.ui.choose_certificate, ctx.origin, purpose, choices,
+                filtered=flt.narrows))
+        except UserCancelled:
+            if nothing_usable:
+                raise NoCertificate() from None
+            raise
         if not 0 <= index < len(entries) or not choices[index].usable:
+            if nothing_usable:
+                raise NoCertificate()
             raise UserCancelled("no usable certificate was chosen")
         entry = entries[index]
         return self.handle_for(ctx, entry, purpose), entry
@@ -187,6 +230,14 @@ class AgentCore:
                 self.watchers.discard(ctx)
 
     # --- the journal -----------------------------------------------------------------------
+
+    def count_unjournaled(self, ctx: CallContext, reason: str) -> None:
+        """A request that never reached a key: counted here, never written, so a page
+        cannot grow the journal."""
+        key = (site_of(ctx.origin), reason)
+        if key not in self.unjournaled and len(self.unjournaled) >= UNJOURNALED_ROWS:
+            key = (OTHER_SITES, reason)
+        self.unjournaled[key] += 1
 
     def record(self, ctx: CallContext, method: str, entry: CertificateEntry | None,
                digest_algorithm: str | None, digests: Sequence[bytes], result: str) -> None:

@@ -6,13 +6,21 @@ signer's status (all before any dialog) — and hands the builder a ``FormatJob`
 ``sign`` is the request's single use of the key.
 
 Which TSA serves a request is decided here, not in the builders: it depends on the
-requesting origin and the administrator's configuration.
+requesting origin and the administrator's configuration.  A TSA the page chose is the
+exception the administrator must allow (``allow_page_tsa``, ``page_tsa_allowed``); the job
+then carries an ``AddressGuard`` (only public addresses for what the page influenced, no
+redirects), and its failures are counted per handle (``max_tsa_failures_per_handle``), so a
+page cannot use the agent to probe a network.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -21,10 +29,17 @@ from agent.app.certs import build_chain
 from agent.app.core import AgentCore
 from agent.app.signing import KeyUse, SigningRequest, mechanism_for, sign_with_key
 from agent.config import FormatsConfig
-from agent.errors import AgentError, InternalError, Unsupported
+from agent.errors import AgentError, InternalError, NetworkError, RateLimited, Unsupported
 from agent.formats.anchors import load_anchors
 from agent.formats.job import DigestSigner, FormatJob
-from agent.formats.network import NetworkSettings, issuer_fingerprint
+from agent.formats.network import (
+    AddressGuard,
+    NetworkSettings,
+    ResponseLimits,
+    certificate_urls,
+    issuer_fingerprint,
+    url_key,
+)
 from agent.protocol.dispatch import CallContext
 from agent.protocol.enums import EcdsaEncoding, HashAlgorithm
 
@@ -38,26 +53,112 @@ NAME_BY_HASH = {v: k for k, v in HASH_BY_NAME.items()}
 
 
 def network_settings(config: FormatsConfig) -> NetworkSettings:
+    limits = ResponseLimits(tsa=config.max_tsa_response_bytes,
+                            ocsp=config.max_ocsp_response_bytes, crl=config.max_crl_bytes,
+                            certificate=config.max_certificate_bytes)
     return NetworkSettings(timeout=config.network_timeout, proxy=config.http_proxy,
-                           ocsp_by_issuer=dict(config.ocsp_by_issuer))
+                           ocsp_by_issuer=dict(config.ocsp_by_issuer), limits=limits)
+
+
+@dataclass(frozen=True)
+class TsaChoice:
+    url: str
+    from_page: bool  # a page chose it: guarded addresses, failures counted
 
 
 def choose_tsa(config: FormatsConfig, origin: str, page_url: str | None,
-               issuer: str | None = None) -> str:
+               issuer: str | None = None) -> TsaChoice:
     """The TSA for this request: the administrator's mapping for the origin, then for the
     signer's issuing CA (``issuer``: its fingerprint), the configured default, and — when
-    allowed — the page's own ``tsaUrl``."""
+    allowed (``allow_page_tsa``, and ``page_tsa_allowed`` when not empty) — the page's own
+    ``tsaUrl``.  A page URL the administrator listed exactly counts as configured."""
     if origin in config.tsa_by_origin:
-        return str(config.tsa_by_origin[origin])
+        return TsaChoice(str(config.tsa_by_origin[origin]), False)
     if issuer is not None and issuer in config.tsa_by_issuer:
-        return str(config.tsa_by_issuer[issuer])
+        return TsaChoice(str(config.tsa_by_issuer[issuer]), False)
     if config.tsa_url:
-        return str(config.tsa_url)
+        return TsaChoice(str(config.tsa_url), False)
     if not config.allow_page_tsa:
         raise Unsupported("no time-stamping service is configured for this origin")
     if page_url is None:
         raise Unsupported("this level needs a time-stamping service (tsaUrl)")
-    return page_url
+    if not config.page_tsa_allowed:
+        return TsaChoice(page_url, True)
+    key = url_key(page_url)
+    for entry in config.page_tsa_allowed:
+        if "://" in entry:
+            if key is not None and key == url_key(entry):
+                return TsaChoice(page_url, False)
+        elif _host_matches(page_url, entry):
+            return TsaChoice(page_url, True)
+    raise Unsupported("this time-stamping service is not allowed here")
+
+
+def _host_matches(url: str, pattern: str) -> bool:
+    """``tsa.example`` matches that host only; ``*.example.az`` its sub-domains."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    pattern = pattern.lower()
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+def configured_urls(config: FormatsConfig) -> set[str]:
+    """Every service address the administrator wrote down."""
+    urls = {*config.tsa_by_origin.values(), *config.tsa_by_issuer.values(),
+            *config.ocsp_by_issuer.values(),
+            *(e for e in config.page_tsa_allowed if "://" in e)}
+    if config.tsa_url:
+        urls.add(config.tsa_url)
+    return urls
+
+
+def page_tsa_guard(config: FormatsConfig, trusted_certs: list[x509.Certificate]
+                   ) -> AddressGuard:
+    """The guard for a job whose TSA a page chose: the administrator's addresses and those
+    the signer's own certificates and the anchors name stay reachable as they are."""
+    return AddressGuard.for_page_tsa(
+        configured_urls(config) | certificate_urls(trusted_certs),
+        private_allowed=config.page_tsa_private_addresses)
+
+
+class TsaFailures:
+    """Failed requests with a page-chosen TSA, per connection and handle (``None``: the
+    picker chose the certificate).  Forgotten with the connection; at most ``KEYS`` keys
+    per connection (handles are few: each needs a pick by the user)."""
+
+    KEYS = 256
+
+    def __init__(self) -> None:
+        self._counts: WeakKeyDictionary[CallContext, OrderedDict[str | None, int]] = \
+            WeakKeyDictionary()
+
+    def _of(self, ctx: CallContext) -> OrderedDict[str | None, int]:
+        counts = self._counts.get(ctx)
+        if counts is None:
+            counts = self._counts[ctx] = OrderedDict()
+            ctx.on_close(lambda: self._forget(ctx))
+        return counts
+
+    def _forget(self, ctx: CallContext) -> None:
+        self._counts.pop(ctx, None)
+
+    def check(self, ctx: CallContext, handle: str | None, limit: int) -> None:
+        if self._of(ctx).get(handle, 0) >= limit:
+            raise RateLimited("too many failed time-stamp requests for this certificate")
+
+    def failed(self, ctx: CallContext, handle: str | None) -> None:
+        counts = self._of(ctx)
+        counts[handle] = counts.get(handle, 0) + 1
+        counts.move_to_end(handle)
+        while len(counts) > self.KEYS:
+            counts.popitem(last=False)
+
+
+tsa_failures = TsaFailures()
 
 
 def _issuer_fingerprint(cert: x509.Certificate, chain: list[x509.Certificate]) -> str | None:
@@ -98,12 +199,23 @@ async def sign_document(core: AgentCore, ctx: CallContext, config: FormatsConfig
         chain = build_chain(cert, [*token_certs, *anchors.others, *anchors.roots])
         tsa = choose_tsa(config, ctx.origin, page_tsa_url,
                          _issuer_fingerprint(cert, chain)) if needs_tsa else None
+        job_network = network
+        if tsa is not None and tsa.from_page:
+            # Before anything is contacted: a page past its failures learns nothing more.
+            tsa_failures.check(ctx, request.handle, config.max_tsa_failures_per_handle)
+            job_network = network.guarded(page_tsa_guard(
+                config, [cert, *chain, *anchors.others, *anchors.roots]))
         await check_signer(cert, chain, anchors, network, config.revocation)
         job = FormatJob(sign=digest_signer(use), certificate=cert, chain=chain,
-                        anchors=anchors, network=network, tsa_url=tsa,
+                        anchors=anchors, network=job_network,
+                        tsa_url=tsa.url if tsa is not None else None,
                         document_name=request.display.document_name)
         try:
             return await build(job)
+        except NetworkError:
+            if tsa is not None and tsa.from_page:
+                tsa_failures.failed(ctx, request.handle)
+            raise
         except AgentError:
             raise
         except Exception:

@@ -48,6 +48,11 @@ class PolicyPort(Protocol):
         """Store "always"/"deny"; for "once" return the grant the connection keeps."""
         ...
 
+    def block_origin(self, origin: str) -> None:
+        """"Block this site" in the consent dialog: refuse ``origin``'s connections and
+        every permission from now on (kept across restarts)."""
+        ...
+
 
 class JournalPort(Protocol):
     def append(self, *, origin: str, method: str, certificate_sha256: str | None,

@@ -3,7 +3,8 @@
 
     consent → the handle's certificate (or the picker) → certificate checks →
     the method's own work, which may use the key once (confirmation + PIN dialog,
-    login, signatures checked against the certificate) → the journal entry.
+    login, signatures checked against the certificate) → the journal entry, for a
+    request that got that far (the rest are only counted: ``AgentCore.unjournaled``).
 
 A method supplies only what differs: what it needs permission for, how the certificate
 is found, and ``produce`` — what it makes with one use of the key.
@@ -12,7 +13,9 @@ is found, and ``produce`` — what it makes with one use of the key.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -22,7 +25,7 @@ from cryptography import x509
 from agent.app import certs
 from agent.app.certs import CertificateFilter
 from agent.app.core import AgentCore
-from agent.app.dialogs import PinRequest
+from agent.app.dialogs import PinRequest, SignedField
 from agent.errors import (
     AgentError,
     CertificateInvalid,
@@ -56,6 +59,10 @@ T = TypeVar("T")
 # Text from a page is shown as plain text and capped: a page must not fill the dialog.
 DISPLAY_TEXT_LIMIT = 500
 DOCUMENT_NAME_LIMIT = 120
+# Blank lines in a row that the display text keeps: more would push its end out of sight.
+DISPLAY_BLANK_LINES = 1
+
+SignedFields = tuple[tuple[SignedField, str], ...]
 
 
 @dataclass(frozen=True)
@@ -72,15 +79,64 @@ class SigningRequest:
     purpose: str                   # "sign" or "auth": which certificates and permission
     handle: str | None = None      # None: the user picks a certificate now
     display: Display = Display()
+    # Page-chosen text written into the signature (a PDF's reason, location, ...), in
+    # the page's order; the dialog shows every one.
+    signed_fields: SignedFields = ()
     # For the journal ("SHA-256") until the key is used; then the one it signed with.
     digest_algorithm: str | None = None
 
 
-def _cap(text: str | None, limit: int) -> str | None:
+_SPACES = re.compile(r"[^\S\n]+")  # whitespace runs within a line
+
+
+def _visible(text: str) -> str:
+    """Whitespace of any kind becomes a plain space or a line break; other characters
+    that draw nothing (format, private-use, unassigned) are dropped."""
+    out = []
+    for ch in text:
+        if ch in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029":
+            out.append("\n")
+        elif ch.isspace():
+            out.append(" ")
+        elif ch.isprintable():
+            out.append(ch)
+    return "".join(out)
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(text: str | None, limit: int | None = None) -> str | None:
+    """A page string for one line of a dialog: every whitespace run, line breaks
+    included, becomes one space, so padding cannot push text into the agent's own rows."""
     if text is None:
         return None
-    text = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = " ".join(_visible(text).split())
+    return _capped(text, limit) if limit is not None else text
+
+
+def display_lines(text: str | None, limit: int) -> str | None:
+    """The page's display text: its line breaks kept, runs of spaces inside a line
+    collapsed, at most ``DISPLAY_BLANK_LINES`` blank lines in a row, none at either end."""
+    if text is None:
+        return None
+    lines: list[str] = []
+    blank = 0
+    for raw in _visible(text).split("\n"):
+        line = _SPACES.sub(" ", raw).strip()
+        blank = blank + 1 if not line else 0
+        if (line or lines) and blank <= DISPLAY_BLANK_LINES:
+            lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
+    return _capped("\n".join(lines), limit)
+
+
+def shown_fields(fields: SignedFields) -> SignedFields:
+    """Signed text as the dialog shows it: never shortened (the params bound its length:
+    the user sees all of what is signed), only whitespace runs shown as one space."""
+    return tuple((name, one_line(value) or "") for name, value in fields)
 
 
 def mechanism_for(entry: CertificateEntry, scheme: Scheme | None,
@@ -132,7 +188,8 @@ class KeyUse:
 
 async def sign_with_key(core: AgentCore, ctx: CallContext, request: SigningRequest,
                         produce: Callable[[KeyUse], Awaitable[T]]) -> T:
-    """The use case; see the module docstring.  Every outcome is journalled."""
+    """The use case; see the module docstring.  An outcome is journalled once the
+    request reached a key (consent given and a certificate resolved or picked)."""
     use: KeyUse | None = None
     permission = Permission.AUTH if request.purpose == "auth" else Permission.SIGN
 
@@ -150,9 +207,11 @@ async def sign_with_key(core: AgentCore, ctx: CallContext, request: SigningReque
         return await produce(use)
 
     def journal(result: str) -> None:
-        algorithm = (use.digest_algorithm if use else None) or request.digest_algorithm
-        core.record(ctx, request.method, use.entry if use else None, algorithm,
-                    use.digests if use else [], result)
+        if use is None:  # BUSY, PERMISSION_DENIED, INVALID_HANDLE, a closed picker, ...
+            core.count_unjournaled(ctx, result)
+            return
+        algorithm = use.digest_algorithm or request.digest_algorithm
+        core.record(ctx, request.method, use.entry, algorithm, use.digests, result)
 
     try:
         result = await core.interaction(ctx, work)
@@ -174,9 +233,10 @@ async def _confirm_and_sign(core: AgentCore, ctx: CallContext, entry: Certificat
     pin_request = PinRequest(
         origin=ctx.origin, action=request.purpose, certificate=certs.choice_for(entry),
         pin=entry.token.pin, count=len(digests),
-        display_text=_cap(request.display.text, DISPLAY_TEXT_LIMIT),
-        document_name=_cap(request.display.document_name, DOCUMENT_NAME_LIMIT),
-        password=entry.token.secret is SecretKind.PASSWORD)
+        display_text=display_lines(request.display.text, DISPLAY_TEXT_LIMIT),
+        document_name=one_line(request.display.document_name, DOCUMENT_NAME_LIMIT),
+        password=entry.token.secret is SecretKind.PASSWORD,
+        signed_fields=shown_fields(request.signed_fields))
     credential = await _login(core, ctx, store, entry.token, pin_request)
     try:
         # Before login a token may hide CKA_ALWAYS_AUTHENTICATE; the first signature
@@ -208,7 +268,7 @@ async def _login(core: AgentCore, ctx: CallContext, store: KeyStore, token: Toke
     if token.pin.locked:
         await _pin_locked(core, ctx, token, token.unlock)
     for _attempt in range(core.max_pin_attempts):
-        credential = await core.dialog(core.ui.ask_pin(request))
+        credential = await core.dialog(ctx, functools.partial(core.ui.ask_pin, request))
         try:
             try:
                 await store.login(token, credential)
@@ -240,5 +300,6 @@ async def _pin_locked(core: AgentCore, ctx: CallContext, token: TokenInfo,
                       unlock: str) -> None:
     """Tell the user how to unlock, then fail the request with the same word."""
     with contextlib.suppress(UserCancelled, UserTimeout):
-        await core.dialog(core.ui.show_pin_locked(ctx.origin, token.label, unlock))
+        await core.dialog(ctx, functools.partial(core.ui.show_pin_locked, ctx.origin,
+                                                 token.label, unlock))
     raise PinLocked(unlock=unlock)

@@ -24,15 +24,19 @@ log = logging.getLogger("imza_agent.launcher")
 DAEMON_START_TIMEOUT = 30.0
 
 
-def daemon_command(config_path: Path | None) -> list[str]:
+def daemon_command(config_path: Path | None, language: str | None = None) -> list[str]:
+    """``imza-agent run`` with the config file (and language) this caller was given; no
+    file: the daemon looks for the user's default file itself."""
     command = [sys.executable, "-m", "agent.cli"]
     if config_path is not None:
-        command += ["--config", str(config_path)]
+        command += ["--config", str(config_path.expanduser().absolute())]
+    if language is not None:
+        command += ["--language", language]
     return [*command, "run"]
 
 
 def make_daemon_starter(socket_path: Path, config_path: Path | None,
-                        timeout: float = DAEMON_START_TIMEOUT
+                        timeout: float = DAEMON_START_TIMEOUT, *, language: str | None = None
                         ) -> Callable[[], Awaitable[None]]:
     """An idempotent "make sure the daemon runs": under a lock file, so two browsers
     starting their hosts at once start one daemon, not two."""
@@ -42,12 +46,21 @@ def make_daemon_starter(socket_path: Path, config_path: Path | None,
         async with lock:
             if await _socket_answers(socket_path):
                 return
-            await asyncio.to_thread(_start_and_wait, socket_path, config_path, timeout)
+            await asyncio.to_thread(_start_and_wait, socket_path, config_path, timeout,
+                                    language)
 
     return ensure
 
 
-def _start_and_wait(socket_path: Path, config_path: Path | None, timeout: float) -> None:
+def start_daemon(socket_path: Path, config_path: Path | None, *, language: str | None = None,
+                 timeout: float = DAEMON_START_TIMEOUT) -> None:
+    """The same, for a command line (`imza-agent demo`): returns once the socket answers."""
+    if not _socket_answers_sync(socket_path):
+        _start_and_wait(socket_path, config_path, timeout, language)
+
+
+def _start_and_wait(socket_path: Path, config_path: Path | None, timeout: float,
+                    language: str | None = None) -> None:
     home = data_dir()
     with open(home / "daemon-start.lock", "a+b") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
@@ -57,15 +70,20 @@ def _start_and_wait(socket_path: Path, config_path: Path | None, timeout: float)
         with open(home / "daemon.log", "ab") as log_file:
             # Its own session: the daemon outlives this host (the browser kills the host
             # when the extension disconnects). stdout must not be the browser's pipe.
-            subprocess.Popen(daemon_command(config_path), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=log_file,
-                             start_new_session=True, close_fds=True)
+            daemon = subprocess.Popen(daemon_command(config_path, language),
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=log_file, start_new_session=True, close_fds=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if _socket_answers_sync(socket_path):
                 return
+            if daemon.poll() is not None:  # it refused to start (a bad config, another
+                break                      # agent): waiting longer would not help
             time.sleep(0.05)
-    raise OSError("the agent did not start in time (see daemon.log in its data dir)")
+    if daemon.returncode is not None:
+        raise OSError(f"the agent exited with status {daemon.returncode} "
+                      f"(see {home / 'daemon.log'})")
+    raise OSError(f"the agent did not start in time (see {home / 'daemon.log'})")
 
 
 async def _socket_answers(path: Path) -> bool:

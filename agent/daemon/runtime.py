@@ -12,31 +12,41 @@ import contextlib
 import json
 import logging
 import os
+import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from agent import __version__
-from agent.app.core import AgentCore
+from agent.app.core import CONSENTABLE, AgentCore
 from agent.app.dialogs import UserInterface
 from agent.app.services import Services
 from agent.config import Config
-from agent.daemon.token_watch import TokenWatch, smartcard_service_down
+from agent.daemon.instance import token_summary
+from agent.daemon.token_watch import TokenSnapshot, TokenWatch, smartcard_service_down
 from agent.formats import available_formats
 from agent.journal import Journal
 from agent.keystores.manager import StoreManager
-from agent.limits import RateLimiter
 from agent.methods import register_all
 from agent.paths import data_dir, sub_dir
 from agent.policy.policy import Policy
-from agent.protocol.dispatch import Dispatcher
+from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.transport.admission import Admission
 from agent.transport.local import SOCKET_NAME, LocalSocketTransport
+from agent.transport.session import SessionLimits
 from agent.transport.websocket import WebSocketTransport
 
 log = logging.getLogger("imza_agent")
 
 RUNTIME_FILE = "runtime.json"
+# The orderly stop takes at most STOP_TIMEOUT seconds (the issue's promise is 2 s from the
+# signal to the end of the process): closing the transports at most this share of it,
+# ending the workers this one, the journal the rest (and at least _JOURNAL_MINIMUM).
+STOP_TIMEOUT = 1.5
+_SERVING_SHARE = 0.35
+_WORKERS_SHARE = 0.4
+_JOURNAL_MINIMUM = 0.1
 
 
 def make_ui(config: Config, *, headless: bool) -> UserInterface:
@@ -66,6 +76,7 @@ class AgentRuntime:
         self.env = env
         self.started_at = time.monotonic()
         self.timings: dict[str, float] = {}
+        self._runtime_tokens: list[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.pcsc: Any = None  # agent.pcsc.service.PcscService while PC/SC is watched
 
@@ -74,28 +85,38 @@ class AgentRuntime:
         self.policy = Policy.load(remove_defaults=config.policy.remove_defaults)
         self.stores = StoreManager.from_config(config, env=self.env)
         self.ui = make_ui(config, headless=self.headless)
-        self.journal = (Journal(data_dir() / "journal.jsonl")
-                        if config.journal.enabled else None)
+        journal = config.journal
+        self.journal = (Journal(data_dir() / "journal.jsonl", max_bytes=journal.max_bytes,
+                                keep_files=journal.keep_files,
+                                keyring_timeout=journal.keyring_timeout)
+                        if journal.enabled else None)
         self.core = AgentCore(stores=self.stores, ui=self.ui, policy=self.policy,
                               journal=self.journal, dialog_timeout=config.ui.dialog_timeout,
-                              max_pin_attempts=config.ui.max_pin_attempts)
+                              max_pin_attempts=config.ui.max_pin_attempts, limits=config.ui)
         self.services = Services(self.core, formats=available_formats(),
                                  formats_config=config.formats)
+        from agent.formats.isolation import configure_document_workers  # no pyHanko
+
+        configure_document_workers(config.documents)
         self.dispatcher = Dispatcher()
         register_all(self.dispatcher, self.services)
 
-        # One admission and one rate limiter for every transport: an origin's limits hold
-        # across them rather than doubling with each one.
+        # One admission and one set of session limits for every transport: an origin's
+        # and a site's limits hold across them rather than doubling with each one.
         server = config.server
         self.admission = Admission(self.policy, dev_origins=server.dev_origins,
-                                   max_connections_per_origin=server.max_connections_per_origin)
-        rate = RateLimiter(server.rate_per_second, server.rate_burst)
+                                   max_connections_per_origin=server.max_connections_per_origin,
+                                   max_connections_per_site=server.max_connections_per_site,
+                                   max_connections=server.max_connections,
+                                   reserved_for_granted=server.reserved_for_granted,
+                                   has_grant=self.policy.has_any_grant)
+        self.limits = SessionLimits.from_settings(server, self._has_grant)
         self.transport = WebSocketTransport(self.dispatcher, self.policy, server,
-                                            self.admission, rate)
+                                            self.admission, self.limits)
         await self.transport.start(self._tls_context())
         # The native messaging host (browser extension) reaches the same dispatcher here.
         self.local = LocalSocketTransport(self.dispatcher, server, data_dir() / SOCKET_NAME,
-                                          self.admission, rate)
+                                          self.admission, self.limits)
         await self.local.start()
         self.timings["listening"] = time.monotonic() - self.started_at
         self._write_runtime_file()
@@ -104,6 +125,7 @@ class AgentRuntime:
             self.stores, self.core.publish_tokens,
             pages_watching=lambda: bool(self.core.watchers),
             smartcard_down=lambda: smartcard_service_down(self.pcsc))
+        self.token_watch.observer = self._tokens_seen
         self._tasks.append(asyncio.create_task(self._stores_ready()))
         self._tasks.append(asyncio.create_task(
             self.token_watch.run(config.tokens.poll_interval)))
@@ -118,14 +140,24 @@ class AgentRuntime:
 
             self.tray = start_tray(self)
 
+    def _has_grant(self, origin: str, ctx: CallContext | None) -> bool:
+        """Whether ``origin`` holds a grant: by policy or stored answer, or (on ``ctx``)
+        an "allow once" of that connection. Until then its frames must be small."""
+        if self.policy.has_any_grant(origin):
+            return True
+        return ctx is not None and any(self.core.allowed_without_asking(ctx, p)
+                                       for p in CONSENTABLE)
+
     def _tls_context(self) -> Any:
         if not self.config.server.wss_enabled:
             return None
+        from agent.daemon.first_run import ensure_browser_trust
         from agent.tls.material import ensure_tls_material, ssl_context
 
         material = ensure_tls_material(sub_dir("tls"))
-        if material.renewed and material.previous_ca_fingerprint_sha256:
-            log.warning("the local TLS certificate was renewed: run `imza-agent trust install`")
+        # Before any transport listens, so a page opened once the agent answers (`demo`,
+        # the native host) finds the certificate trusted; a renewal re-installs it too.
+        ensure_browser_trust(material)
         return ssl_context(material)
 
     async def _stores_ready(self) -> None:
@@ -136,27 +168,74 @@ class AgentRuntime:
         log.info("key stores ready: %d token(s)%s", len(snapshot.tokens),
                  " (demo identity offered)" if self.stores.demo_active else "")
 
+    def _tokens_seen(self, snapshot: TokenSnapshot) -> None:
+        """runtime.json lists the tokens (`imza-agent status`): rewritten when they change."""
+        if token_summary(snapshot) != self._runtime_tokens:
+            self._write_runtime_file()
+
     def _write_runtime_file(self) -> None:
         """Where this agent listens, for `native-host`, the tray and the tests."""
+        watch = getattr(self, "token_watch", None)
+        self._runtime_tokens = token_summary(watch.latest if watch is not None else None)
+        # "unavailable": configured transports that could not listen, and why (doctor).
         info = {"pid": os.getpid(), "version": __version__, "ports": self.transport.ports,
-                "socket": self.local.address, "timings": self.timings}
+                "unavailable": self.transport.unavailable,
+                "socket": self.local.address, "timings": self.timings,
+                "tokens": self._runtime_tokens}
         path = data_dir() / RUNTIME_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info), encoding="utf-8")
         tmp.replace(path)
 
-    async def stop(self) -> None:
-        if getattr(self, "tray", None) is not None:
-            self.tray.stop()
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop serving, end the workers, close the journal: within ``timeout`` seconds.
+
+        Each part runs under a bound; one that takes longer is left behind (and logged)
+        and the next one runs, so the journal is closed and the runtime file removed
+        whatever hung.  Nothing here waits for the Tk thread: the dialogs of the requests
+        cancelled here close themselves, and agent/daemon/run.py ends the process right
+        after (killing any worker still alive)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        tray = getattr(self, "tray", None)
+        if tray is not None:
+            tray.unsubscribe()  # the dialogs closing below have nothing to show there
+            # Its X connection ends with the process: no need to wait for it.
+            threading.Thread(target=tray.stop, name="imza-tray-stop", daemon=True).start()
+        serving: dict[str, Awaitable[object]] = {
+            "the WebSocket transports": self.transport.close(),
+            "the extension's socket": self.local.close(),
+            "the runtime's tasks": self._cancel_tasks()}
         if self.pcsc is not None:
-            await self.pcsc.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.transport.close()
-        await self.local.close()
-        await self.stores.close()
+            serving["the smart card watch"] = self.pcsc.stop()
+        await _within(timeout * _SERVING_SHARE, serving)
+        self.limits.parser.close()
+        workers: dict[str, Awaitable[object]] = {"the key stores": self.stores.close()}
+        if "agent.formats.isolation" in sys.modules:  # started by a document request
+            from agent.formats.isolation import close_document_workers
+
+            workers["the document workers"] = close_document_workers()
+        await _within(min(timeout * _WORKERS_SHARE, deadline - loop.time()), workers)
+        if self.journal is not None:  # the last head record into the keyring
+            left = max(deadline - loop.time(), _JOURNAL_MINIMUM)
+            await _within(left, {"the journal": asyncio.to_thread(self.journal.close, left)})
         with contextlib.suppress(FileNotFoundError):
             (data_dir() / RUNTIME_FILE).unlink()
+
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _within(timeout: float, parts: Mapping[str, Awaitable[object]]) -> None:
+    """Run ``parts`` together for at most ``timeout`` seconds; log (never raise) what
+    failed or did not finish in time, and leave the latter behind, cancelled."""
+    tasks = {asyncio.ensure_future(part): name for name, part in parts.items()}
+    done, pending = await asyncio.wait(tasks, timeout=max(timeout, 0.01))
+    for task in pending:
+        log.warning("stopping: %s did not finish in %.1f s", tasks[task], timeout)
+        task.cancel()
+    for task in done:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("stopping: %s failed: %r", tasks[task], error)

@@ -60,6 +60,9 @@ class TokenWatch:
         self._pages_watching = pages_watching
         self._smartcard_down = smartcard_down
         self.listeners: list[Listener] = []
+        # Told of every look like a listener, without making the watch "followed" (so no
+        # periodic looks for its sake): runtime.json's token list for `imza-agent status`.
+        self.observer: Listener | None = None
         self.latest: TokenSnapshot | None = None
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -121,6 +124,8 @@ class TokenWatch:
         self.latest = snapshot
         for listener in list(self.listeners):
             self._tell(listener, snapshot)
+        if self.observer is not None:
+            self._tell(self.observer, snapshot)
         return snapshot, listed
 
     async def run(self, interval: float) -> None:

@@ -359,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
     parser.add_argument("--key", type=Path, help="TLS private key (PEM)")
     parser.add_argument("--tsa-url", help="RFC 3161 service: ask for CAdES-B-T signatures "
-                        "(the TSA's CA must be a --trust-anchor)")
+                        "(the TSA's CA must be a --trust-anchor; the agent must allow it: "
+                        "[formats] tsa_by_origin for the portal's origin, or "
+                        "allow_page_tsa = true, and page_tsa_private_addresses = true for "
+                        "a TSA on this machine)")
     args = parser.parse_args(argv)
     server = PortalServer(anchors=args.trust_anchor, host=args.host, port=args.port,
                           public_host=args.public_host, origin=args.origin, cert=args.cert,

@@ -15,6 +15,8 @@ from typing import Any
 from agent import __version__, paths
 from agent.config import Config
 from agent.doctor.certificates import certificate_dict
+from agent.doctor.transports import transport_report
+from agent.doctor.trust import trust_report
 from agent.errors import PinStatus
 from agent.keystores.base import JSON, StoreReport, TokenInfo
 from agent.keystores.manager import StoreManager
@@ -86,6 +88,9 @@ async def _collect(config: Config) -> dict[str, Any]:
         "agent": {"version": __version__, "python": platform.python_version(),
                   "platform": platform.platform(), "dataDir": str(paths.data_dir())},
         "pcsc": pcsc.as_dict(),
+        "transports": transport_report(config),
+        # Browsers trusting the agent's certificate; snap and flatpak browsers.
+        "trust": await asyncio.to_thread(trust_report, config),
     }
     manager = StoreManager.from_config(config)
     try:
@@ -130,4 +135,5 @@ def collect(config: Config) -> dict[str, Any]:
 
 def has_failures(report: dict[str, Any]) -> bool:
     return bool(report.get("problems")) or any(
-        m["present"] and not m["loaded"] for m in report.get("modules", ()))
+        m["present"] and not m["loaded"] for m in report.get("modules", ())) or bool(
+        report.get("transports", {}).get("unavailable"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from agent.doctor.transports import transport_lines
+from agent.doctor.trust import sandboxed_lines, trust_lines
 from agent.pcsc.report import render_lines
 
 
@@ -28,7 +30,7 @@ _PAIRING_TEXT = {
 # Sections with a text of their own below; any other (a store kind added later) is
 # printed field by field.
 _KNOWN_SECTIONS = {"format", "agent", "pcsc", "modules", "tokens", "certificates", "pkcs12",
-                   "demo", "problems"}
+                   "demo", "problems", "transports", "trust"}
 
 
 def render_text(report: dict[str, Any], out: TextIO) -> None:
@@ -38,6 +40,19 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
     agent = report["agent"]
     w(f"imza-agent doctor {agent['version']} — Python {agent['python']}, {agent['platform']}")
     w(f"Data dir: {agent['dataDir']}")
+
+    if "transports" in report:
+        w("\nTransports")
+        for line in transport_lines(report["transports"]):
+            w(line)
+
+    if "trust" in report:
+        w("\nBrowser trust (the agent's certificate for wss://)")
+        for line in trust_lines(report["trust"]):
+            w(line)
+        w("\nSnap and Flatpak browsers")
+        for line in sandboxed_lines(report["trust"]):
+            w(line)
 
     w("\nPC/SC")
     pcsc = report["pcsc"]

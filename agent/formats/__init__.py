@@ -3,7 +3,9 @@
 
 This package's ``__init__`` stays light: the daemon imports it at start-up to advertise
 what is available, so pyHanko, signxml and lxml are only looked for here, never imported;
-the format modules import them when a request needs them.
+the format modules import them when a request needs them — in a document worker
+process (``isolation``, ``worker``), where a hostile document costs nothing but that
+process.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 signer's certificate and chain, validation material and the network to reach services.
 
 Builders know nothing of the protocol, the dialogs or the policy: the signing use case
-(``agent.app.documents``) builds a ``FormatJob`` and hands it over.
+(``agent.app.documents``) builds a ``FormatJob`` and hands it over.  The builders run in
+a document worker process (``agent.formats.isolation``); ``sign`` is always called in the
+daemon, which owns the dialogs and the token — the worker sends it the digest.
 """
 
 from __future__ import annotations

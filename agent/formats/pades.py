@@ -36,6 +36,7 @@ from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 from pyhanko.stamp import TextStampStyle
 
 from agent.errors import AgentError, NetworkError, Unsupported
+from agent.formats.document_caps import StructureCaps, check_pdf_bytes, check_pdf_trees
 from agent.formats.job import FormatJob
 from agent.formats.revocation import (
     as_crypto,
@@ -64,12 +65,54 @@ class Stamp:
 async def build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
                       location: str | None, field_name: str | None,
                       stamp: Stamp | None = None) -> bytes:
+    """The signed PDF, built in a document worker (``agent.formats.isolation``): the
+    page's PDF is never parsed in the daemon."""
+    from agent.formats.isolation import build_isolated
+
+    return await build_isolated("pdf", job, {
+        "pdf": pdf, "level": level, "reason": reason, "location": location,
+        "field_name": field_name, "stamp": stamp})
+
+
+# What pyHanko raises besides its own PdfError when a document is malformed (found by
+# fuzzing: tests/test_fuzz_findings.py).  MemoryError is not here: it is TOO_LARGE.
+_MALFORMED = (PdfError, ValueError, KeyError, TypeError, AssertionError, IndexError,
+              AttributeError, ArithmeticError, RecursionError)
+
+
+async def build_pades_here(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
+                           location: str | None, field_name: str | None,
+                           stamp: Stamp | None = None,
+                           caps: StructureCaps | None = None) -> bytes:
+    """``build_pades`` in this process: what a document worker runs.  A document pyHanko
+    cannot process is UNSUPPORTED, whatever exception it chose to say so with."""
+    try:
+        return await _build_pades(job, pdf, level, reason=reason, location=location,
+                                  field_name=field_name, stamp=stamp,
+                                  caps=caps or StructureCaps())
+    except AgentError:
+        raise
+    except _MALFORMED as exc:
+        # One line, no traceback: a hostile document is not the agent's failure.
+        log.warning("PDF refused: %s in the format library", type(exc).__name__)
+        raise Unsupported("the document could not be processed as a PDF") from None
+
+
+async def _build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
+                       location: str | None, field_name: str | None, stamp: Stamp | None,
+                       caps: StructureCaps) -> bytes:
+    check_pdf_bytes(pdf, caps)  # before pyHanko allocates for what the file claims
+    # pyHanko reports some malformed structures with assertions and type errors.
     try:
         writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
-    except (PdfError, ValueError, KeyError) as exc:
+    except (PdfError, ValueError, KeyError, TypeError, AssertionError) as exc:
         raise Unsupported("the document could not be read as a PDF") from exc
     if writer.prev.encrypted:
         raise Unsupported("encrypted PDFs cannot be signed")
+    try:
+        check_pdf_trees(writer.root, caps)  # before pyHanko walks them without a bound
+    except (PdfError, ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise Unsupported("the document's page or field tree could not be read") from exc
     # Checked here, before the time-stamp request and the PIN dialog.
     page_index = _stamp_page(writer, stamp, field_name) if stamp is not None else None
     if field_name is None:

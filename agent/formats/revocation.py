@@ -1,7 +1,12 @@
 """Certificates and revocation data: trust anchors from the configuration, chains, a
 pyhanko-certvalidator context whose OCSP/CRL/certificate fetches go over our session (so
-our proxy and timeout), with OCSP responders configured per issuing CA, and the validation
-data a B-LT signature embeds."""
+our proxy, timeout and address guard), with OCSP responders configured per issuing CA, and
+the validation data a B-LT signature embeds.
+
+pyhanko-certvalidator's aiohttp fetchers read a whole answer with ``response.read()``
+(decompressed, any size, after following redirects).  The three fetches are small, so
+each is done here by ``agent.formats.network.fetch`` instead: the capped reader, a limit
+per kind, no decompression, no redirect for a page-influenced address."""
 
 from __future__ import annotations
 
@@ -13,12 +18,13 @@ from typing import Any
 import aiohttp
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.authority import Authority
-from pyhanko_certvalidator.errors import OCSPFetchError
+from pyhanko_certvalidator.errors import CertificateFetchError, CRLFetchError, OCSPFetchError
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers.cert_fetch_client import (
     AIOHttpCertificateFetcher,
 )
@@ -26,11 +32,16 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers.crl_client import AIOHttpCR
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers.ocsp_client import AIOHttpOCSPFetcher
 from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers, FetchLimits
 from pyhanko_certvalidator.fetchers.common_utils import (
+    ACCEPTABLE_CERT_DER_ALIASES,
+    ACCEPTABLE_CERT_PEM_ALIASES,
+    ACCEPTABLE_PKCS7_DER_ALIASES,
+    ACCEPTABLE_STRICT_CERT_CONTENT_TYPES,
     FetchBudget,
     FetchKind,
     format_ocsp_request,
     ocsp_job_get_earliest,
     process_ocsp_response_data,
+    unpack_cert_content,
 )
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
@@ -38,7 +49,7 @@ from pyhanko_certvalidator.util import get_ocsp_urls
 
 from agent.errors import AgentError, NetworkError
 from agent.formats.anchors import Anchors
-from agent.formats.network import NetworkSettings
+from agent.formats.network import FetchFailed, NetworkSettings, fetch
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +75,9 @@ def validation_context(anchors: Anchors, extra: Iterable[x509.Certificate],
 
 
 class SessionFetcherBackend(FetcherBackend):
-    """pyhanko-certvalidator's aiohttp fetchers, all on our session (proxy, timeout), the
-    OCSP one asking the responder configured for the issuer when there is one."""
+    """pyhanko-certvalidator's aiohttp fetchers, all on our session (proxy, timeout,
+    guard), each reading through the capped reader, the OCSP one asking the responder
+    configured for the issuer when there is one."""
 
     def __init__(self, session: aiohttp.ClientSession, settings: NetworkSettings) -> None:
         self.session = session
@@ -73,16 +85,66 @@ class SessionFetcherBackend(FetcherBackend):
 
     def get_fetchers(self) -> Fetchers:
         budget = FetchBudget(FetchLimits())
-        timeout = self.settings.timeout
         return Fetchers(
             ocsp_fetcher=IssuerOcspFetcher(self.session, self.settings, budget=budget),
-            crl_fetcher=AIOHttpCRLFetcher(self.session, per_request_timeout=timeout,
-                                          budget=budget),
-            cert_fetcher=AIOHttpCertificateFetcher(self.session, per_request_timeout=timeout,
-                                                   budget=budget))
+            crl_fetcher=CappedCrlFetcher(self.session, self.settings, budget=budget),
+            cert_fetcher=CappedCertificateFetcher(self.session, self.settings,
+                                                  budget=budget))
 
     async def close(self) -> None:
         pass  # the session belongs to the request that opened it
+
+
+class CappedCrlFetcher(AIOHttpCRLFetcher):
+    def __init__(self, session: aiohttp.ClientSession, settings: NetworkSettings, *,
+                 budget: FetchBudget) -> None:
+        super().__init__(session, per_request_timeout=settings.timeout, budget=budget)
+        self.settings = settings
+
+    async def _single_fetch(self, url: str) -> Any:
+        async def task() -> asn1_crl.CertificateList:
+            self._charge(FetchKind.CRL)
+            try:
+                reply = await fetch(self.get_session(), self.settings, "crl", "GET", url,
+                                    headers={"Accept": "application/pkix-crl"})
+                data = reply.body
+                if pem.detect(data):
+                    _, _, data = pem.unarmor(data)
+                return asn1_crl.CertificateList.load(data)
+            except (FetchFailed, ValueError) as exc:
+                log.info("CRL from %s: %s", url, getattr(exc, "why", type(exc).__name__))
+                raise CRLFetchError(f"Failure to fetch CRL from URL {url}") from None
+
+        return await self._post_fetch_task(url, task)  # type: ignore[no-untyped-call]
+
+
+_CERT_TYPES = (ACCEPTABLE_STRICT_CERT_CONTENT_TYPES | ACCEPTABLE_CERT_PEM_ALIASES
+               | ACCEPTABLE_CERT_DER_ALIASES | ACCEPTABLE_PKCS7_DER_ALIASES)
+
+
+class CappedCertificateFetcher(AIOHttpCertificateFetcher):
+    def __init__(self, session: aiohttp.ClientSession, settings: NetworkSettings, *,
+                 budget: FetchBudget) -> None:
+        super().__init__(session, per_request_timeout=settings.timeout, budget=budget)
+        self.settings = settings
+
+    async def fetch_certs(self, url: str, url_origin_type: str) -> Any:
+        async def task() -> list[asn1_x509.Certificate]:
+            self._charge(FetchKind.CERT)
+            try:
+                reply = await fetch(self.get_session(), self.settings, "certificate", "GET",
+                                    url, headers={"Accept": ",".join(sorted(_CERT_TYPES))})
+                content_type = (reply.content_type or "").split(";")[0].strip() or None
+                if content_type is not None and content_type not in _CERT_TYPES:
+                    raise FetchFailed("certificate", f"content type {content_type[:60]!r}")
+                return list(unpack_cert_content(reply.body, content_type, url, True))
+            except (FetchFailed, ValueError) as exc:
+                log.info("certificates from %s: %s", url,
+                         getattr(exc, "why", type(exc).__name__))
+                raise CertificateFetchError(
+                    f"Failed to fetch certificate(s) from url {url}.") from None
+
+        return await self._post_fetch_task(url, task)  # type: ignore[no-untyped-call]
 
 
 class IssuerOcspFetcher(AIOHttpOCSPFetcher):
@@ -120,14 +182,12 @@ async def fetch_ocsp(session: aiohttp.ClientSession, url: str, cert: asn1_x509.C
     headers = {"Accept": "application/ocsp-response",
                "Content-Type": "application/ocsp-request"}
     try:
-        async with session.post(url, data=request.dump(), headers=headers,
-                                raise_for_status=True,
-                                timeout=aiohttp.ClientTimeout(total=settings.timeout)
-                                ) as response:
-            body = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise OCSPFetchError(f"Failed to fetch OCSP response from {url}") from exc
-    return process_ocsp_response_data(body, ocsp_request=request, ocsp_url=url)
+        reply = await fetch(session, settings, "ocsp", "POST", url, data=request.dump(),
+                            headers=headers)
+    except FetchFailed as exc:
+        log.info("OCSP from %s: %s", url, exc.why)
+        raise OCSPFetchError(f"Failed to fetch OCSP response from {url}") from None
+    return process_ocsp_response_data(reply.body, ocsp_request=request, ocsp_url=url)
 
 
 async def ocsp_from_issuer_responder(cert: asn1_x509.Certificate, path: ValidationPath,

@@ -1,5 +1,7 @@
 """RFC 3161 time-stamps: a pyHanko time-stamper whose every failure (unreachable, slow,
-refusing, answering garbage or a token over another hash) is NETWORK."""
+refusing, redirecting, a refused address, an over-size or encoded answer, garbage or a
+token over another hash) is NETWORK with one and the same text, so a page learns nothing
+from which of these it was."""
 
 from __future__ import annotations
 
@@ -10,20 +12,31 @@ import aiohttp
 from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+from pyhanko.sign.timestamps.common_utils import set_tsp_headers
 
 from agent.errors import AgentError, NetworkError
-from agent.formats.network import NetworkSettings
+from agent.formats.network import FetchFailed, NetworkSettings, fetch
 
 log = logging.getLogger(__name__)
 
 
 class GuardedTimeStamper(HTTPTimeStamper):
-    """One TSA for one request, through the configured proxy, within the timeout."""
+    """One TSA for one request, through the configured proxy, within the timeout, its
+    answer read through the capped reader (pyHanko's own request reads the whole body,
+    decompressed, and follows redirects: ``async_request_tsa_response`` is ours)."""
 
     def __init__(self, url: str, settings: NetworkSettings,
                  session: aiohttp.ClientSession) -> None:
         super().__init__(url, timeout=settings.timeout, session=session)
         self.settings = settings
+        self.session = session
+
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        reply = await fetch(self.session, self.settings, "tsa", "POST", self.url,
+                            data=req.dump(), headers=set_tsp_headers({}))
+        if (reply.content_type or "").split(";")[0].strip() != "application/timestamp-reply":
+            raise FetchFailed("tsa", "answer is not application/timestamp-reply")
+        return tsp.TimeStampResp.load(reply.body)
 
     async def async_timestamp(self, message_digest: bytes, md_algorithm: str
                               ) -> cms.ContentInfo:
@@ -36,7 +49,8 @@ class GuardedTimeStamper(HTTPTimeStamper):
         except AgentError:
             raise
         except Exception as exc:  # anything the TSA did wrong ends the request the same way
-            log.warning("time-stamping service %s failed: %s", self.url, type(exc).__name__)
+            why = exc.why if isinstance(exc, FetchFailed) else type(exc).__name__
+            log.warning("time-stamping service %s failed: %s", _loggable(self.url), why)
             raise NetworkError("the time-stamping service failed", service="TSA") from None
 
     async def preflight(self, md_algorithm: str) -> cms.ContentInfo:
@@ -44,6 +58,11 @@ class GuardedTimeStamper(HTTPTimeStamper):
         pyHanko keeps the answer as its size-estimate sample; the caller learns the TSA's
         certificates from it (``token_certificates``, ``token_signer``)."""
         return await self.async_dummy_response(md_algorithm)
+
+
+def _loggable(url: str) -> str:
+    """A page's URL in the log: control characters escaped, length capped."""
+    return url[:200].encode("unicode_escape").decode("ascii")
 
 
 def token_certificates(token: cms.ContentInfo) -> list[asn1_x509.Certificate]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import logging
 import re
 from typing import Any
 
@@ -27,10 +28,13 @@ from signxml import methods
 from signxml.signer import SignatureReference
 from signxml.xades.xades import XAdESSigner
 
-from agent.errors import Unsupported
+from agent.errors import AgentError, Unsupported
+from agent.formats.document_caps import StructureCaps, check_xml_structure
 from agent.formats.job import FormatJob
 from agent.formats.signer_adapter import placeholder_signature
 from agent.formats.timestamps import preflight_tsa, timestamp_token
+
+log = logging.getLogger(__name__)
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
@@ -118,6 +122,36 @@ def _detached_uri(document_name: str | None) -> str:
 
 
 async def build_xades(job: FormatJob, document: bytes, level: str, mode: str) -> bytes:
+    """The signed XML, built in a document worker (``agent.formats.isolation``): the
+    page's XML is never parsed in the daemon."""
+    from agent.formats.isolation import build_isolated
+
+    return await build_isolated("xml", job, {"document": document, "level": level,
+                                             "mode": mode})
+
+
+# What lxml and signxml raise when a document is not one they can sign (signxml's
+# InvalidInput is a ValueError).  MemoryError is not here: it is TOO_LARGE.
+_MALFORMED = (etree.LxmlError, ValueError, KeyError, TypeError, AssertionError, IndexError,
+              RecursionError)
+
+
+async def build_xades_here(job: FormatJob, document: bytes, level: str, mode: str, *,
+                           caps: StructureCaps | None = None) -> bytes:
+    """``build_xades`` in this process: what a document worker runs."""
+    # Counted in a streaming pass before signxml's canonicalisation, whose time grows
+    # with the square of the namespace declarations times the elements.
+    check_xml_structure(document, caps or StructureCaps())
+    try:
+        return await _build_xades(job, document, level, mode)
+    except AgentError:
+        raise
+    except _MALFORMED as exc:
+        log.warning("XML refused: %s in the format library", type(exc).__name__)
+        raise Unsupported("the document could not be processed as XML") from None
+
+
+async def _build_xades(job: FormatJob, document: bytes, level: str, mode: str) -> bytes:
     root = _parse(document)
     if level == "B-T":
         assert job.tsa_url is not None
@@ -133,8 +167,11 @@ async def build_xades(job: FormatJob, document: bytes, level: str, mode: str) ->
     if mode == "detached":
         uri = _detached_uri(job.document_name)
         kwargs["reference_uri"] = [SignatureReference(URI=uri)]
-    signed = signer.sign(root, key=key, cert=[cert, *job.chain], always_add_key_value=False,
-                         **kwargs)
+    try:
+        signed = signer.sign(root, key=key, cert=[cert, *job.chain],
+                             always_add_key_value=False, **kwargs)
+    except etree.C14NError as exc:  # e.g. a relative namespace URI (xmlns="a")
+        raise Unsupported("the document cannot be canonicalised") from exc
     assert key.captured is not None
     digest = hashlib.sha256(key.captured).digest()
     # XMLDSig wants ECDSA as raw r‖s (RFC 4050 / XMLDSig 1.1): ask the token for that.

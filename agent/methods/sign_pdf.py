@@ -4,9 +4,10 @@ dialog naming the document."""
 
 from __future__ import annotations
 
+from agent.app.dialogs import SignedField
 from agent.app.documents import sign_document
 from agent.app.services import Services
-from agent.app.signing import SigningRequest
+from agent.app.signing import SignedFields, SigningRequest
 from agent.formats import available_formats
 from agent.formats.job import FormatJob
 from agent.methods.common import bound, display_of
@@ -27,11 +28,20 @@ async def sign_pdf(app: Services, ctx: CallContext, params: SignPdfParams) -> Si
                                  stamp=stamp)
 
     request = SigningRequest(method="sign.pdf", purpose="sign", handle=params.handle,
-                             display=display_of(params.display), digest_algorithm="SHA-256")
+                             display=display_of(params.display), digest_algorithm="SHA-256",
+                             signed_fields=signed_fields(params))
     pdf = await sign_document(app.core, ctx, app.formats_config, request,
                               page_tsa_url=params.tsa_url,
                               needs_tsa=params.level.value != "B-B", build=build)
     return SignPdfResult(pdf=pdf)
+
+
+def signed_fields(params: SignPdfParams) -> SignedFields:
+    """Every page string the signature carries, for the confirmation dialog."""
+    given = ((SignedField.REASON, params.reason), (SignedField.LOCATION, params.location),
+             (SignedField.STAMP_TEXT, params.stamp.text if params.stamp else None),
+             (SignedField.FIELD_NAME, params.field_name))
+    return tuple((name, value) for name, value in given if value is not None)
 
 
 def register(dispatcher: Dispatcher, app: Services) -> None:

@@ -1,8 +1,9 @@
 """The user's own answers to consent dialogs, kept in ``<data dir>/grants.json``.
 
-Only "allow always" and "deny" are stored; "allow once" lives on the connection.  Each
-origin has one entry with the permissions granted and the permissions denied (a
-permission is never in both).  The file is rewritten whole, atomically, mode 0600.
+Only "allow always", "deny" and "block this site" are stored; "allow once" lives on the
+connection.  Each origin has one entry with the permissions granted and the permissions
+denied (a permission is never in both), and whether the user blocked the origin outright.
+The file is rewritten whole, atomically, mode 0600.
 """
 
 from __future__ import annotations
@@ -34,12 +35,16 @@ class UserGrant:
     permissions: frozenset[Permission]
     denied: frozenset[Permission]
     granted_at: str  # ISO 8601 UTC of the user's latest answer for this origin
+    blocked: bool = False  # "block this site": refused at the handshake until revoked
 
     def to_json(self) -> dict[str, object]:
-        return {"origin": self.origin.serialize(),
-                "permissions": sorted(p.value for p in self.permissions),
-                "denied": sorted(p.value for p in self.denied),
-                "granted_at": self.granted_at}
+        entry: dict[str, object] = {"origin": self.origin.serialize(),
+                                    "permissions": sorted(p.value for p in self.permissions),
+                                    "denied": sorted(p.value for p in self.denied),
+                                    "granted_at": self.granted_at}
+        if self.blocked:
+            entry["blocked"] = True
+        return entry
 
 
 # From the origin's current entry to its new (granted, denied) sets.
@@ -73,8 +78,13 @@ class GrantStore:
         refused = frozenset(permissions)
         return self._update(origin, lambda g: (g.permissions - refused, g.denied | refused))
 
+    def block(self, origin: Origin) -> UserGrant:
+        """"Block this site": drop the origin's grants and refuse it from now on."""
+        return self._update(origin, lambda g: (frozenset(), g.denied), blocked=True)
+
     def revoke(self, origin: Origin) -> bool:
-        """Forget every answer for ``origin`` (grants and denials); True if one existed."""
+        """Forget every answer for ``origin`` (grants, denials, a block); True if one
+        existed."""
         with self._lock:
             if origin not in self._grants:
                 return False
@@ -84,11 +94,13 @@ class GrantStore:
             self._grants = remaining
             return True
 
-    def _update(self, origin: Origin, change: _Change) -> UserGrant:
+    def _update(self, origin: Origin, change: _Change, blocked: bool | None = None
+                ) -> UserGrant:
         with self._lock:
             old = self._grants.get(origin) or UserGrant(origin, frozenset(), frozenset(), "")
             granted, denied = change(old)
-            new = UserGrant(origin, granted, denied, _now())
+            new = UserGrant(origin, granted, denied, _now(),
+                            old.blocked if blocked is None else blocked)
             updated = {**self._grants, origin: new}
             self._save(updated)  # the in-memory state changes only once the file has
             self._grants = updated
@@ -158,13 +170,15 @@ def _entry_or_none(entry: object) -> UserGrant | None:
         granted = parse_permissions(entry.get("permissions", []))
         denied = parse_permissions(entry.get("denied", []))
         granted_at = entry.get("granted_at", "")
+        blocked = entry.get("blocked", False)
     except (KeyError, OriginError, RuleError, TypeError):
         return None
-    if not isinstance(granted_at, str):
+    if not isinstance(granted_at, str) or not isinstance(blocked, bool):
         return None
-    # A hand-edited file cannot give itself 'list', and a denial beats a grant.
-    granted = granted - denied - {Permission.LIST}
-    return UserGrant(origin, granted, denied, granted_at)
+    # A hand-edited file cannot give itself 'list', a denial beats a grant, and a blocked
+    # origin keeps no grant.
+    granted = frozenset() if blocked else granted - denied - {Permission.LIST}
+    return UserGrant(origin, granted, denied, granted_at, blocked)
 
 
 def _now() -> str:

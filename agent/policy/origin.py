@@ -5,13 +5,18 @@ port), so anything looser than ``scheme://host[:port]`` is refused rather than r
 leniency here is where look-alike and smuggling tricks live.  Policy files written by
 people may use Unicode or upper case; those are normalised to the same canonical form,
 so a rule and a header compare as plain strings.
+
+Two spellings are refused rather than folded, because a browser treats them as different
+origins: a trailing dot (``https://e-gov.az.`` can reach another virtual host than
+``https://e-gov.az``) and an IPv6 zone identifier.  Nothing that is not printable passes
+(control, format, private-use and unassigned characters), and ``escape`` is how a value
+that was refused may appear in a log line.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -28,11 +33,30 @@ _MAX_HOST_LEN = 253
 
 
 class OriginError(ValueError):
-    """Not an acceptable origin; ``reason`` is short and safe to log or show."""
+    """Not an acceptable origin; ``reason`` is short and safe to log or show (escaped
+    here, whatever part of the input a library's message quoted)."""
 
     def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
+        self.reason = reason if reason.isprintable() else escape(reason)
+        super().__init__(self.reason)
+
+
+def escape(value: str, limit: int = 200) -> str:
+    """``value`` for one log line: every character that is not printable (controls, line
+    separators, bidi and other format characters, private-use, unassigned) and the
+    backslash itself become Python-style escapes (``\\x00``, ``\\u202e``), so a refused
+    header is recorded exactly and cannot forge or reorder log text; cut to ``limit``."""
+    out = []
+    for char in value[:limit]:
+        if char == "\\":
+            out.append("\\\\")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out) + ("…" if len(value) > limit else "")
 
 
 @dataclass(frozen=True, order=True)
@@ -125,7 +149,8 @@ def split_authority(authority: str) -> tuple[str, int | None]:
 
 
 def normalize_host(host: str) -> str:
-    """Canonical host: IP literal, or lower-case punycode DNS name without trailing dot."""
+    """Canonical host: IP literal, or lower-case punycode DNS name; a trailing dot is
+    refused, not removed."""
     if host.startswith("["):
         if not host.endswith("]"):
             raise OriginError("malformed IPv6 literal")
@@ -136,12 +161,12 @@ def normalize_host(host: str) -> str:
         if v6.scope_id:
             raise OriginError("IPv6 zone identifiers are not allowed")
         return v6.compressed
-    if host.endswith("."):
-        host = host[:-1]
-    if not host:
+    if not host.rstrip("."):
         raise OriginError("empty host")
     if not host.isascii():
-        host = _to_punycode(host).removesuffix(".")  # UTS #46 maps "。" to "." too
+        host = _to_punycode(host)
+    if host.endswith("."):  # checked after UTS #46, which maps "。" to "." too
+        raise OriginError("trailing dot in host: a different origin from the dotless one")
     host = host.lower()
     if len(host) > _MAX_HOST_LEN:
         raise OriginError("host name too long")
@@ -180,9 +205,10 @@ def check_host_header(value: str | None, allowed_ports: set[int] | frozenset[int
     This is the DNS-rebinding defence: a page that got ``evil.example`` to resolve to
     127.0.0.1 still sends ``Host: evil.example:PORT``.  Only the literal names a browser
     uses for loopback pass; ``localhost.evil.com`` and ``127.0.0.1.nip.io`` do not, and the
-    port is mandatory because our ports are never the scheme default.
+    port is mandatory because our ports are never the scheme default.  A zone identifier
+    (``[fe80::1%25eth0]``, ``[::1%lo]``) is refused: no browser sends one for loopback.
     """
-    if not value or not isinstance(value, str):
+    if not value or not isinstance(value, str) or "%" in value:
         return False
     try:
         _reject_invisible(value)
@@ -204,10 +230,13 @@ def check_host_header(value: str | None, allowed_ports: set[int] | frozenset[int
 
 
 def _reject_invisible(text: str) -> None:
+    """Whitespace, and anything ``str.isprintable`` refuses: Unicode's "Other" (Cc, Cf,
+    Cs, Co, Cn) and separators (Zl, Zp).  A browser sends an origin in ASCII and a URL
+    percent-encoded, so none of these is ever legitimate."""
     for char in text:
         if char.isspace():
             raise OriginError("whitespace in origin")
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        if not char.isprintable():
             raise OriginError("control or invisible character in origin")
 
 

@@ -1,9 +1,16 @@
 """Policy decisions: who may connect, which permissions an origin has, when to ask.
 
-Precedence, strongest first: an administrator's block; the lock (only allow-listed origins,
-no user grants, no dialogs); the user's remembered denial; allow rules (defaults and the
-administrator's); the user's grants ("always" stored, "once" on the connection); ask.
-``list`` is never obtained by asking: only a rule can grant it.
+Precedence, strongest first: an administrator's block and the user's ("block this site");
+the lock (only allow-listed origins, no user grants, no dialogs); the user's remembered
+denial; allow rules (defaults and the administrator's); the user's grants ("always"
+stored, "once" on the connection); ask.  ``list`` is never obtained by asking: only a rule
+can grant it.
+
+The shipped defaults name exact origins.  A wildcard among them (``https://*.e-gov.az``)
+grants nothing silently: an origin it matches gets the consent dialog, whose "allow
+always" is remembered, so the user is asked once; and the defaults loader refuses a
+wildcard default that would grant ``tokens``.  An administrator's wildcard is the
+administrator's decision and grants what it says.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from agent.policy.sources import PolicyFile, load_defaults, load_system_policy
 log = logging.getLogger(__name__)
 
 ConsentState = Literal["granted", "denied", "ask"]
-ConsentAnswer = Literal["once", "always", "deny"]
+ConsentAnswer = Literal["once", "always", "deny", "block"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,11 @@ class Policy:
         self.grants = grants
         kept = () if (remove_defaults or system.remove_defaults) else tuple(
             rule for rule in defaults.allow if rule.pattern not in system.remove_default)
-        self.allow_rules: tuple[Rule, ...] = kept + system.allow
+        # A wildcard default is a hint, not a grant (module docstring): it is kept apart,
+        # so no permission, allow-list entry or connection limit follows from it.
+        self.ask_rules: tuple[Rule, ...] = tuple(r for r in kept if r.pattern.wildcard)
+        self.allow_rules: tuple[Rule, ...] = tuple(
+            r for r in kept if not r.pattern.wildcard) + system.allow
 
     @classmethod
     def load(cls, *, system_policy: Path | None = None, grants_file: Path | None = None,
@@ -78,6 +89,8 @@ class Policy:
             return Decision(False, "not an https origin", origin)
         if self.is_blocked(origin):
             return Decision(False, "blocked by policy", origin)
+        if self.is_blocked_by_user(origin):
+            return Decision(False, "blocked by the user", origin)
         if self.locked and not self.is_allow_listed(origin):
             return Decision(False, "not on the administrator's allow-list", origin)
         return Decision(True, "allowed", origin)
@@ -85,8 +98,14 @@ class Policy:
     # --- permissions ----------------------------------------------------------------------
 
     def is_blocked(self, origin: Origin | str) -> bool:
+        """Blocked by the administrator's policy."""
         origin = _as_origin(origin)
         return any(pattern.matches(origin) for pattern in self.system.block)
+
+    def is_blocked_by_user(self, origin: Origin | str) -> bool:
+        """The user chose "block this site" for exactly this origin."""
+        user = self.grants.get(_as_origin(origin))
+        return user is not None and user.blocked
 
     def is_allow_listed(self, origin: Origin | str) -> bool:
         origin = _as_origin(origin)
@@ -109,8 +128,10 @@ class Policy:
         origin = _as_origin(origin)
         if self.is_blocked(origin) or (self.locked and not self.is_allow_listed(origin)):
             return frozenset()
-        granted = set(self.rule_permissions(origin))
         user = self.grants.get(origin)
+        if user is not None and user.blocked:
+            return frozenset()
+        granted = set(self.rule_permissions(origin))
         if user is not None:
             if not self.locked:
                 granted |= user.permissions - {Permission.LIST}
@@ -133,10 +154,13 @@ class Policy:
 
     def record_consent(self, origin: Origin | str, permissions: Iterable[Permission],
                        answer: ConsentAnswer) -> OnceGrant | None:
-        """Apply the user's answer.  "always" and "deny" are stored; "once" returns the
-        grant for the caller to keep on the connection (and None otherwise)."""
+        """Apply the user's answer.  "always", "deny" and "block" are stored; "once" returns
+        the grant for the caller to keep on the connection (and None otherwise)."""
         origin = _as_origin(origin)
         wanted = frozenset(Permission(p) for p in permissions)
+        if answer == "block":
+            self.block_origin(origin)
+            return None
         if answer == "deny":
             self.grants.deny(origin, wanted)
             return None
@@ -158,14 +182,25 @@ class Policy:
         return self.grants.all()
 
     def revoke(self, origin: Origin | str) -> bool:
+        """Forget the user's answers for ``origin``: grants, denials and a block."""
         return self.grants.revoke(_as_origin(origin))
+
+    def block_origin(self, origin: Origin | str) -> None:
+        """"Block this site" (the consent dialog's ``ConsentAnswer.BLOCK``): persist a
+        block of exactly this origin.  From now on ``connection_decision`` refuses it and
+        ``consent_state`` is "denied"; connections already open are the caller's to close.
+        ``revoke(origin)`` (the tray's "forget") lifts it.  Raises ``OriginError`` for a
+        malformed origin."""
+        origin = _as_origin(origin)
+        self.grants.block(origin)
+        log.info("the user blocked %s", origin.serialize())
 
     def _may_not_ask(self, origin: Origin, permission: Permission) -> bool:
         """True when no dialog may grant ``permission``: the answer is already "denied"."""
         if self.is_blocked(origin) or self.locked or permission is Permission.LIST:
             return True
         user = self.grants.get(origin)
-        return user is not None and permission in user.denied
+        return user is not None and (user.blocked or permission in user.denied)
 
 
 def _as_origin(origin: Origin | str) -> Origin:

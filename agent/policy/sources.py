@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.policy.rules import (
     OriginPattern,
+    Permission,
     Rule,
     RuleError,
     parse_pattern,
@@ -56,8 +57,11 @@ def parse_policy(text: str, where: str, source: str, only_allow: bool = False) -
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)}")
     try:
+        allow = tuple(_allow_rules(data.get("allow", []), source))
+        if only_allow:
+            _check_default_wildcards(allow)
         return PolicyFile(
-            allow=tuple(_allow_rules(data.get("allow", []), source)),
+            allow=allow,
             block=tuple(_patterns(data.get("block", []), "block")),
             locked=_flag(data, "locked", False),
             remove_defaults=_flag(data, "remove_defaults", False),
@@ -121,6 +125,15 @@ def _allow_rules(entries: object, source: str) -> list[Rule]:
         permissions = parse_permissions(entry["permissions"], f"{where}.permissions")
         rules.extend(Rule(p, permissions, source) for p in _patterns(texts, where))
     return rules
+
+
+def _check_default_wildcards(rules: tuple[Rule, ...]) -> None:
+    """A shipped wildcard only ever leads to a consent dialog (``policy.py``), and it may
+    not name ``tokens``: every sub-domain of a portal would learn when the user's token
+    comes and goes without being asked."""
+    for rule in rules:
+        if rule.pattern.wildcard and Permission.TOKENS in rule.permissions:
+            raise RuleError(f"{rule.pattern}: a wildcard default never grants 'tokens'")
 
 
 def _patterns(values: object, where: str) -> list[OriginPattern]:

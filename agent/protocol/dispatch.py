@@ -117,6 +117,11 @@ class Dispatcher:
             return jsonrpc.method_not_found_frame(request.id, request.method)
         if not isinstance(request.params, dict):
             return jsonrpc.invalid_params_frame(request.id, "params must be an object")
+        if len(request.params) > len(registration.params_model.model_fields) + 8:
+            # Validating hundreds of thousands of unknown members costs seconds; a request
+            # with that many more members than the method takes is refused uncounted.
+            return jsonrpc.invalid_params_frame(
+                request.id, "params has more members than the method takes")
         try:
             params = registration.params_model.model_validate(
                 request.params, by_alias=True, by_name=False)

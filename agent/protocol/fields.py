@@ -122,8 +122,25 @@ DisplayText = Annotated[str, Field(min_length=1, max_length=1000),
 
 ShortText = Annotated[str, Field(min_length=1, max_length=256),
                       AfterValidator(_dialog_text(allow_newlines=False))]
-"""One line of text shown to the user or written into a signature (document name,
-reason, location)."""
+"""One line of text shown to the user (a document name)."""
+
+# Characters that draw nothing or break lines: format characters (zero-width spaces and
+# joiners, direction marks, the bidi controls above, soft hyphen) and the line and
+# paragraph separators. In text that is signed they would make what a verifier shows
+# differ from what the dialog showed.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
+
+
+def _no_invisible(value: str) -> str:
+    if any(unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in value):
+        raise ValueError("contains invisible formatting or line-separator characters "
+                         "(Unicode categories Cf, Zl, Zp)")
+    return value
+
+
+SignedText = Annotated[ShortText, AfterValidator(_no_invisible)]
+"""One line of page text written into a signature (a PDF's reason, location, stamp
+text): as ``ShortText``, and without Cf/Zl/Zp characters."""
 
 # --- identifiers --------------------------------------------------------------------------
 
@@ -133,8 +150,11 @@ Handle = Annotated[str, Field(min_length=1, max_length=128)]
 Oid = Annotated[str, Field(max_length=128, pattern=r"^[0-2](\.(0|[1-9][0-9]*))+$")]
 
 PdfFieldName = Annotated[str, Field(min_length=1, max_length=128,
-                                    pattern=r"^[^.\x00-\x1f]+$")]
-"""A signature field's partial name; PDF uses '.' to separate name parts."""
+                                    pattern=r"^[^.\x00-\x1f]+$"),
+                         AfterValidator(_dialog_text(allow_newlines=False)),
+                         AfterValidator(_no_invisible)]
+"""A signature field's partial name; PDF uses '.' to separate name parts.  It is written
+into the document, so it follows the rules of ``SignedText``."""
 
 
 def _check_tsa_url(value: str) -> str:
@@ -147,7 +167,8 @@ def _check_tsa_url(value: str) -> str:
         raise ValueError("must be an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not carry credentials")
-    if parts.fragment or any(c.isspace() for c in value) or port == 0:
+    # Control and invisible characters too: a URL is logged and may be shown.
+    if parts.fragment or port == 0 or any(c.isspace() or not c.isprintable() for c in value):
         raise ValueError("not a valid URL")
     return value
 

@@ -18,6 +18,7 @@ from agent.protocol.fields import (
     Oid,
     PdfFieldName,
     ShortText,
+    SignedText,
     TsaUrl,
 )
 
@@ -184,7 +185,7 @@ class PdfStamp(WireModel):
     box: tuple[PdfCoordinate, PdfCoordinate, PdfCoordinate, PdfCoordinate] = Field(
         description="[x1, y1, x2, y2] in PDF points (1/72 inch) in the page's default user "
                     "space: lower-left and upper-right corners.")
-    text: ShortText | None = Field(None, description="An extra line under the time.")
+    text: SignedText | None = Field(None, description="An extra line under the time.")
 
     @field_validator("page")
     @classmethod
@@ -207,8 +208,8 @@ class SignPdfParams(WireModel):
     handle: Handle
     pdf: B64Document
     level: PadesLevel
-    reason: ShortText | None = None
-    location: ShortText | None = None
+    reason: SignedText | None = None
+    location: SignedText | None = None
     field_name: PdfFieldName | None = None
     stamp: PdfStamp | None = Field(
         None, description="Make the signature visible; absent: an invisible signature.")

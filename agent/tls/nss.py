@@ -2,6 +2,8 @@
 
 On Linux, Chromium/Chrome read ``~/.pki/nssdb`` and every Firefox profile has its own
 database (``cert9.db``, the SQL format; the old ``cert8.db`` format is not handled).
+Firefox keeps its profiles in ``~/.mozilla/firefox`` or, for installs made by Firefox 147
+and later (Debian's firefox-esr 153 among them), in ``$XDG_CONFIG_HOME/mozilla/firefox``.
 Snap and Flatpak builds keep theirs under their own home directories.
 """
 
@@ -9,9 +11,11 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +44,17 @@ class CertutilMissing(NssError):
 class NssDb:
     path: Path
     browser: str  # "chromium", "firefox", "firefox (snap)", ...
+    profile: str | None = None  # a Firefox profile's name (profiles.ini, or its folder's)
 
     @property
     def spec(self) -> str:
         return f"sql:{self.path}"
+
+    @property
+    def label(self) -> str:
+        """For a person: "Chromium", "Firefox profile default-esr", "Firefox (snap) ..."."""
+        name = self.browser[:1].upper() + self.browser[1:]
+        return f"{name} profile {self.profile}" if self.profile else name
 
 
 @dataclass(frozen=True)
@@ -61,43 +72,71 @@ def certutil_path() -> str:
 
 # --- finding the databases -------------------------------------------------------------
 
-# (browser label, directory relative to home) of Chromium-family databases.
-_CHROMIUM_DBS = (
-    ("chromium", ".pki/nssdb"),
-    ("chromium (snap)", "snap/chromium/current/.pki/nssdb"),
-    ("chromium (flatpak)", ".var/app/org.chromium.Chromium/.pki/nssdb"),
-    ("chrome (flatpak)", ".var/app/com.google.Chrome/.pki/nssdb"),
+# (browser label, database relative to home, the browser's own home relative to home or
+# None) of Chromium-family databases.  Chromium creates its database lazily; we create
+# it when the browser's home exists (for the main one: always), and Chromium adopts it.
+CHROMIUM_DBS = (
+    ("chromium", ".pki/nssdb", None),
+    ("chromium (snap)", "snap/chromium/current/.pki/nssdb", "snap/chromium/current"),
+    # Flathub's Chromium and Chrome persist ~/.pki into their own ~/.var/app/<id>.
+    ("chromium (flatpak)", ".var/app/org.chromium.Chromium/.pki/nssdb",
+     ".var/app/org.chromium.Chromium"),
+    ("chrome (flatpak)", ".var/app/com.google.Chrome/.pki/nssdb", ".var/app/com.google.Chrome"),
 )
-# (browser label, Firefox data directory relative to home).
-_FIREFOX_ROOTS = (
+# (browser label, Firefox data directory relative to home).  Both the old ~/.mozilla and
+# the XDG location (Firefox 147+) are searched: an upgraded install keeps the old one.
+FIREFOX_ROOTS = (
     ("firefox", ".mozilla/firefox"),
+    ("firefox", "<xdg-config>/mozilla/firefox"),
     ("firefox (snap)", "snap/firefox/common/.mozilla/firefox"),
+    ("firefox (snap)", "snap/firefox/common/.config/mozilla/firefox"),
     ("firefox (flatpak)", ".var/app/org.mozilla.firefox/.mozilla/firefox"),
+    ("firefox (flatpak)", ".var/app/org.mozilla.firefox/config/mozilla/firefox"),
 )
 
 
-def discover_databases(home: Path, *, create_chromium: bool = False) -> list[NssDb]:
+def firefox_root(home: Path, rel: str, env: Mapping[str, str] | None = None) -> Path:
+    """A FIREFOX_ROOTS entry as a path (``<xdg-config>``: $XDG_CONFIG_HOME or ~/.config)."""
+    if rel.startswith("<xdg-config>/"):
+        environ = os.environ if env is None else env
+        configured = environ.get("XDG_CONFIG_HOME", "")
+        # The spec ignores a relative value; so does Firefox.
+        base = Path(configured) if os.path.isabs(configured) else home / ".config"
+        return base / rel.removeprefix("<xdg-config>/")
+    return home / rel
+
+
+def discover_databases(home: Path, *, create_chromium: bool = False,
+                       env: Mapping[str, str] | None = None) -> list[NssDb]:
     """Every NSS database of the user's browsers.  With ``create_chromium`` the main
-    ``~/.pki/nssdb`` is created when missing (Chromium creates it only on first use of
+    ``~/.pki/nssdb`` is created when missing, and a snap or flatpak Chromium's when that
+    browser has a home of its own (Chromium creates its database only on first use of
     certificates, and will then adopt ours)."""
     dbs: list[NssDb] = []
-    for index, (browser, rel) in enumerate(_CHROMIUM_DBS):
+    for browser, rel, own_home in CHROMIUM_DBS:
         path = home / rel
-        if index == 0 and create_chromium and not (path / "cert9.db").exists():
+        wanted = own_home is None or (home / own_home).is_dir()
+        if create_chromium and wanted and not (path / "cert9.db").exists():
             create_database(path)
         if (path / "cert9.db").exists():
             dbs.append(NssDb(path, browser))
-    for browser, rel in _FIREFOX_ROOTS:
-        dbs.extend(NssDb(p, browser) for p in _firefox_profiles(home / rel))
+    seen: set[Path] = set()
+    for browser, rel in FIREFOX_ROOTS:
+        for path, name in _firefox_profiles(firefox_root(home, rel, env)):
+            if path not in seen:  # profiles.ini of one root may point into another
+                seen.add(path)
+                dbs.append(NssDb(path, browser, name))
     return dbs
 
 
-def _firefox_profiles(root: Path) -> list[Path]:
-    """Profiles with a cert9.db: the directories under ``root`` plus any that
-    profiles.ini places elsewhere."""
+def _firefox_profiles(root: Path) -> list[tuple[Path, str]]:
+    """(profile, name) of profiles with a cert9.db: the directories under ``root`` plus any
+    that profiles.ini places elsewhere; the name is profiles.ini's, else the folder's
+    ("abcd1234.default-esr" -> "default-esr")."""
     if not root.is_dir():
         return []
-    candidates = {p.resolve() for p in root.iterdir() if p.is_dir()}
+    candidates = {p.resolve(): p.name.partition(".")[2] or p.name
+                  for p in root.iterdir() if p.is_dir()}
     ini = root / "profiles.ini"
     if ini.is_file():
         parser = configparser.ConfigParser(interpolation=None, strict=False)
@@ -107,14 +146,19 @@ def _firefox_profiles(root: Path) -> list[Path]:
             raw = parser.get(section, "Path", fallback=None)
             if raw:
                 relative = parser.get(section, "IsRelative", fallback="1") == "1"
-                candidates.add(((root / raw) if relative else Path(raw)).resolve())
-    return sorted(p for p in candidates if (p / "cert9.db").is_file())
+                path = ((root / raw) if relative else Path(raw)).resolve()
+                candidates[path] = (parser.get(section, "Name", fallback="")
+                                    or candidates.get(path) or path.name)
+    return sorted((p, name) for p, name in candidates.items() if (p / "cert9.db").is_file())
 
 
 # --- certutil operations ---------------------------------------------------------------
 
 def create_database(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:  # a read-only or foreign-owned home
+        raise NssError(f"{path}: cannot create the database: {exc.strerror or exc}") from exc
     _certutil(NssDb(path, "chromium"), "-N", "--empty-password")
 
 

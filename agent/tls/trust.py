@@ -7,6 +7,10 @@ and say so (see docs/tls.md for what they will do).
 Our entries are recognised by nickname prefix and confirmed by the certificate itself, so
 ``status`` reports trust by fingerprint, and every generation left from earlier renewals
 ("stale": its key is gone, it protects nothing) is found and removed.
+
+The agent itself installs the CA at every start (``agent/daemon/first_run.py``); these
+commands record what they did in the same state file (``trust_state.py``), so an explicit
+``remove`` is respected by later starts until the next ``install``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Literal
 from cryptography import x509
 
 from agent import paths
-from agent.tls import nss
+from agent.tls import nss, trust_state
 from agent.tls.material import (
     CA_CN_PREFIX,
     ensure_tls_material,
@@ -65,7 +69,7 @@ def trust_status(*, home: Path | None = None, tls_dir: Path | None = None) -> li
     Read-only: never generates material or creates a database."""
     _require_linux()
     current = _current_fingerprint(tls_dir)
-    return [_inspect(db, current) for db in nss.discover_databases(_home(home))]
+    return [inspect_database(db, current) for db in nss.discover_databases(_home(home))]
 
 
 def install_trust(*, home: Path | None = None, tls_dir: Path | None = None,
@@ -79,7 +83,7 @@ def install_trust(*, home: Path | None = None, tls_dir: Path | None = None,
     results = []
     for db in nss.discover_databases(_home(home), create_chromium=True):
         try:
-            before = _inspect(db, material.ca_fingerprint_sha256)
+            before = inspect_database(db, material.ca_fingerprint_sha256)
             if before.error:
                 results.append(before)
                 continue
@@ -90,11 +94,15 @@ def install_trust(*, home: Path | None = None, tls_dir: Path | None = None,
         except nss.NssError as exc:
             results.append(DbStatus(db.path, db.browser, error=str(exc)))
             continue
-        results.append(_inspect(db, material.ca_fingerprint_sha256))
+        results.append(inspect_database(db, material.ca_fingerprint_sha256))
+    trust_state.save(_tls_dir(tls_dir), trust_state.TrustState(
+        material.ca_fingerprint_sha256,
+        {str(r.path): s for r in results
+         if r.trusted and (s := trust_state.stamp_of(r.path)) is not None}))
     return results
 
 
-def remove_trust(*, home: Path | None = None) -> list[DbStatus]:
+def remove_trust(*, home: Path | None = None, tls_dir: Path | None = None) -> list[DbStatus]:
     """Remove every generation of our CA from every database."""
     _require_linux()
     results = []
@@ -105,7 +113,9 @@ def remove_trust(*, home: Path | None = None) -> list[DbStatus]:
         except nss.NssError as exc:
             results.append(DbStatus(db.path, db.browser, error=str(exc)))
             continue
-        results.append(_inspect(db, None))
+        results.append(inspect_database(db, None))
+    # Taken out on purpose: starts of the agent do not put it back (until `install`).
+    trust_state.save(_tls_dir(tls_dir), trust_state.TrustState(opted_out=True))
     return results
 
 
@@ -171,7 +181,9 @@ def _agent_nicknames(db: nss.NssDb) -> list[str]:
     return [e.nickname for e in nss.list_entries(db) if e.nickname.startswith(CA_CN_PREFIX)]
 
 
-def _inspect(db: nss.NssDb, current_fp: str | None) -> DbStatus:
+def inspect_database(db: nss.NssDb, current_fp: str | None) -> DbStatus:
+    """Whether ``db`` trusts the CA with fingerprint ``current_fp``, and which other agent
+    CAs it holds; certutil failures end up in ``error``."""
     status = DbStatus(db.path, db.browser)
     try:
         for entry in nss.list_entries(db):

@@ -1,7 +1,8 @@
 """How pages reach the agent; every transport ends in the same dispatcher.
 
-* ``admission``: who may connect (Host and path for a WebSocket, origin policy, the
-  per-origin connection count) — one decision and one refusal log line for all transports;
+* ``admission``: who may connect (the peer's OS user, Host and path for a WebSocket, origin
+  policy, connections per origin, per site and in all) — one decision and one refusal log
+  line for all transports;
 * ``websocket``: ws/wss on loopback; ``local``: the Unix socket the native host uses;
 * ``session``: what every transport does with an admitted connection's frames;
 * ``native_host`` and ``native_relay``: `imza-agent native-host`, the browser extension's

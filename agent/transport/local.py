@@ -5,8 +5,9 @@ Only this user can reach the socket (the directory is 0700 and the socket 0600),
 daemon believes the origin the native host names in the handshake: the host got it from
 the extension's background, which computed it from the browser's ``sender.url``. The
 origin then passes the admission every transport shares (``agent/transport/admission.py``:
-policy and the per-origin connection limit, counted together with the WebSocket's), and
-the dispatcher sees transport ``"extension"``.
+policy and the connection limits, counted together with the WebSocket's), frames pass the
+same session limits (``agent/transport/session.py``), and the dispatcher sees transport
+``"extension"``.
 
 Framing, both directions: a 4-byte big-endian length, then that many bytes of UTF-8
 JSON. One socket connection carries one page connection:
@@ -26,16 +27,14 @@ import logging
 import os
 import secrets
 import struct
-from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import ServerConfig
 from agent.errors import TooLarge
-from agent.limits import RateLimiter
 from agent.protocol import jsonrpc
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.transport.admission import Admission, Admitted, Attempt
-from agent.transport.session import FrameSession
+from agent.transport.session import FrameSession, OversizedFrame, SessionLimits
 
 log = logging.getLogger("imza_agent.transport")
 
@@ -74,18 +73,16 @@ def encode_frame(payload: bytes) -> bytes:
 class LocalSocketTransport:
     """Serves the dispatcher on ``<data_dir>/agent.sock`` for the native messaging host.
 
-    ``admission`` and ``rate`` are the WebSocket transport's objects, so an origin's limits
-    hold across transports rather than doubling with each one."""
+    ``admission`` and ``limits`` are the WebSocket transport's objects, so an origin's
+    limits hold across transports rather than doubling with each one."""
 
     def __init__(self, dispatcher: Dispatcher, settings: ServerConfig,
-                 path: Path, admission: Admission, rate: RateLimiter, *,
-                 clock: Callable[[], float] | None = None) -> None:
+                 path: Path, admission: Admission, limits: SessionLimits) -> None:
         self.dispatcher = dispatcher
         self.settings = settings
         self.path = path
         self.admission = admission
-        self.rate = rate
-        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self.limits = limits
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
 
@@ -190,12 +187,12 @@ class LocalSocketTransport:
 
         ctx = CallContext(origin=origin, transport="extension",
                           connection_id=secrets.token_hex(6), send=send)
-        session = FrameSession(self.dispatcher, ctx, send, self.rate, self._clock,
-                               (ConnectionError,), self.settings.max_requests_in_flight)
+        session = FrameSession(self.dispatcher, ctx, send, self.limits, (ConnectionError,))
         try:
             while True:
                 try:
-                    raw = await read_frame(reader, self.settings.max_frame_bytes)
+                    # The limit of the moment: small until the origin holds a grant.
+                    raw = await read_frame(reader, session.frame_limit)
                 except FrameTooLarge:
                     # The frame cannot be read (hence no id): say why, then hang up, as a
                     # WebSocket closes on an oversized frame.
@@ -207,7 +204,10 @@ class LocalSocketTransport:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:
                     break  # not a text frame: as a binary WebSocket frame, close
-                await session.submit(text)
+                try:
+                    await session.submit(text)
+                except OversizedFrame:  # cannot happen: read_frame checked the same limit
+                    break
         finally:
             await session.close()
 

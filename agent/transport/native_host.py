@@ -6,6 +6,11 @@ JSON). Each page connection is relayed to the running daemon over its local sock
 (``agent/transport/native_relay.py``), and the daemon is started when it is not running
 (``agent/daemon/launcher.py``), so the user always sees the same agent and the same
 dialogs. Registering the host with the browsers is ``agent/platform/native_messaging.py``.
+
+The host's life is the pipe's: end of input ends it with status 0, also when the input
+stops in the middle of a message (a length prefix cut short, or fewer bytes than it
+announced). That only means the browser or the extension went away mid-write; there is
+nobody left to answer, so it is one warning line on stderr, not a traceback.
 """
 
 from __future__ import annotations
@@ -68,14 +73,22 @@ async def serve(stdin: asyncio.StreamReader, stdout: asyncio.StreamWriter,
         while True:
             try:
                 raw = await stdin.readexactly(NATIVE_HEADER.size)
-            except asyncio.IncompleteReadError:
-                return  # the browser closed the pipe: the extension disconnected
+            except asyncio.IncompleteReadError as cut:
+                if cut.partial:  # else: the browser closed the pipe between messages
+                    _log_truncated(len(cut.partial), NATIVE_HEADER.size, "length prefix")
+                return
             (size,) = NATIVE_HEADER.unpack(raw)
-            if size > MAX_FROM_BROWSER:
-                log.warning("dropped a %d-byte message from the browser", size)
-                await discard_bytes(stdin, size)
-                continue
-            body = await stdin.readexactly(size)
+            try:
+                if size > MAX_FROM_BROWSER:
+                    log.warning("dropped a %d-byte message from the browser", size)
+                    await discard_bytes(stdin, size)
+                    continue
+                body = await stdin.readexactly(size)
+            except asyncio.IncompleteReadError as cut:
+                # discard_bytes reads in chunks: its count is of the last chunk only.
+                _log_truncated(None if size > MAX_FROM_BROWSER else len(cut.partial), size,
+                               "message")
+                return
             try:
                 message = json.loads(body)
             except ValueError:
@@ -84,6 +97,12 @@ async def serve(stdin: asyncio.StreamReader, stdout: asyncio.StreamWriter,
             await relay.handle(message)
     finally:
         await relay.close()
+
+
+def _log_truncated(got: int | None, expected: int, what: str) -> None:
+    received = f"fewer than {expected}" if got is None else f"{got} of {expected}"
+    log.warning("input ended inside a %s (%s bytes): the browser closed the pipe; exiting",
+                what, received)
 
 
 def run_host(config_path: Path | None) -> int:

@@ -1,53 +1,197 @@
 """What every transport does with an admitted connection's text frames.
 
-Rate limit per origin, a cap on requests in flight per connection, one task per request
-(so a request waiting for the user does not hold up ``agent.info``), and on close the
-cancellation of what is still running and the connection's own clean-up.
+Before a frame is parsed it must pass, cheapest check first: the frame size (small until
+the origin holds a grant), the per-connection cap on requests in flight, the origin's
+request rate, the site's byte rate, and the site's and the agent's caps on pending requests
+and on the frame bytes they hold. A refused frame is answered RATE_LIMITED without being
+parsed: its ``id`` is read from the frame's first few hundred characters only.
+
+Parsing itself is cheap for ordinary requests and runs inline; a frame that may be costly
+(large, or with many values) is parsed and validated in a worker process, because the JSON
+parser holds the GIL: in a thread it would still stall the event loop for every other site.
+
+Each request then runs as its own task (so a request waiting for the user does not hold up
+``agent.info``); on close, what still runs is cancelled and the connection cleaned up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
+import multiprocessing
+import re
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Protocol
 
-from agent.errors import RateLimited
-from agent.limits import RateLimiter
+from pydantic import ValidationError
+
+from agent.errors import InternalError, RateLimited
+from agent.limits import PendingLedger, PendingLimits, RateLimiter
+from agent.policy.site import site_of
 from agent.protocol import jsonrpc
+from agent.protocol.catalog import METHODS
 from agent.protocol.dispatch import CallContext, Dispatcher
 
-Send = Callable[[str], Awaitable[None]]
+log = logging.getLogger("imza_agent.transport")
 
+Send = Callable[[str], Awaitable[None]]
+# Whether an origin holds a grant: by policy or the user's stored answer, and, once the
+# connection exists, its own "allow once" grants. Injected by the runtime (agent.app
+# knows the connection's grants; the transport does not import it).
+GrantCheck = Callable[[str, CallContext | None], bool]
+
+
+class ServerSettings(Protocol):
+    """The ``[server]`` settings the session reads (``agent.config.ServerConfig``)."""
+
+    @property
+    def max_frame_bytes(self) -> int: ...
+    @property
+    def max_frame_bytes_ungranted(self) -> int: ...
+    @property
+    def rate_per_second(self) -> float: ...
+    @property
+    def rate_burst(self) -> int: ...
+    @property
+    def bytes_per_second(self) -> int: ...
+    @property
+    def bytes_burst(self) -> int: ...
+    @property
+    def max_requests_in_flight(self) -> int: ...
+    @property
+    def max_pending_requests_per_site(self) -> int: ...
+    @property
+    def max_pending_requests(self) -> int: ...
+    @property
+    def max_pending_bytes_per_site(self) -> int: ...
+    @property
+    def max_pending_bytes(self) -> int: ...
+    @property
+    def reserved_for_granted(self) -> float: ...
+
+
+def _no_grant(origin: str, ctx: CallContext | None) -> bool:
+    return False
+
+
+class OversizedFrame(Exception):
+    """A frame over the connection's current limit reached the session (the transport's
+    own check normally stops it first): the transport closes the connection."""
+
+
+# --- the shared limits ---------------------------------------------------------------------
+
+@dataclass
+class SessionLimits:
+    """Everything every connection of every transport shares, so a page cannot multiply a
+    limit by opening more connections or using another transport."""
+
+    requests: RateLimiter  # per origin
+    bytes: RateLimiter  # per site
+    pending: PendingLedger  # per site and overall
+    parser: FrameParser
+    max_frame_bytes: int
+    max_frame_bytes_ungranted: int
+    max_in_flight: int  # per connection
+    has_grant: GrantCheck = _no_grant
+    clock: Callable[[], float] | None = None
+
+    @classmethod
+    def from_settings(cls, s: ServerSettings, has_grant: GrantCheck = _no_grant, *,
+                      clock: Callable[[], float] | None = None,
+                      parser: FrameParser | None = None) -> SessionLimits:
+        return cls(
+            requests=RateLimiter(s.rate_per_second, s.rate_burst),
+            bytes=RateLimiter(s.bytes_per_second, s.bytes_burst),
+            pending=PendingLedger(PendingLimits(
+                s.max_pending_requests_per_site, s.max_pending_requests,
+                s.max_pending_bytes_per_site, s.max_pending_bytes, s.reserved_for_granted)),
+            parser=parser or FrameParser(),
+            max_frame_bytes=s.max_frame_bytes,
+            max_frame_bytes_ungranted=min(s.max_frame_bytes_ungranted, s.max_frame_bytes),
+            max_in_flight=s.max_requests_in_flight, has_grant=has_grant, clock=clock)
+
+    def frame_limit(self, origin: str, ctx: CallContext | None = None) -> int:
+        return self.limit_for(self.has_grant(origin, ctx))
+
+    def limit_for(self, granted: bool) -> int:
+        return self.max_frame_bytes if granted else self.max_frame_bytes_ungranted
+
+    def now(self) -> float:
+        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
+
+
+# --- one connection ------------------------------------------------------------------------
 
 class FrameSession:
     def __init__(self, dispatcher: Dispatcher, ctx: CallContext, send: Send,
-                 rate: RateLimiter, clock: Callable[[], float],
-                 closed_errors: tuple[type[BaseException], ...], max_in_flight: int) -> None:
+                 limits: SessionLimits, closed_errors: tuple[type[BaseException], ...], *,
+                 on_frame_limit: Callable[[int], None] | None = None) -> None:
         self.dispatcher = dispatcher
         self.ctx = ctx
+        self.site = site_of(ctx.origin)
         self._send = send
-        self._rate = rate
-        self._clock = clock
+        self._limits = limits
         self._closed_errors = closed_errors
-        # Beyond this many unanswered requests, frames are refused, not queued without bound.
-        self._max_in_flight = max_in_flight
+        self._on_frame_limit = on_frame_limit
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.granted = limits.has_grant(ctx.origin, ctx)
+        self.frame_limit = limits.limit_for(self.granted)
 
     async def submit(self, text: str) -> None:
-        if (len(self._in_flight) >= self._max_in_flight
-                or not self._rate.allow(self.ctx.origin, self._clock())):
-            parsed = jsonrpc.parse_frame(text)
-            await self.send_quietly(jsonrpc.error_frame(getattr(parsed, "id", None),
-                                                        RateLimited().to_wire()))
+        """Take one text frame: refuse it unparsed, or start answering it."""
+        if len(text) > self.frame_limit:
+            raise OversizedFrame(len(text))
+        limits = self._limits
+        now = limits.now()
+        size = len(text)
+        refusal: str | None = None
+        if (len(self._in_flight) >= limits.max_in_flight
+                or not limits.requests.allow(self.ctx.origin, now)):
+            refusal = RateLimited.default_message
+        elif not limits.bytes.allow(self.site, now, size):
+            refusal = "too much data from this site; try again later"
+        else:
+            refusal = limits.pending.reserve(self.site, size, granted=self.granted)
+        if refusal is not None:
+            await self.send_quietly(jsonrpc.error_frame(peek_id(text),
+                                                        RateLimited(refusal).to_wire()))
             return
-        task = asyncio.create_task(self._answer(text))
+        task = asyncio.create_task(self._answer(text, size))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _answer(self, text: str) -> None:
-        reply = await self.dispatcher.handle_frame(self.ctx, text)
-        if reply is not None:
-            await self.send_quietly(reply)
+    async def _answer(self, text: str, size: int) -> None:
+        try:
+            message = await self._limits.parser.parse(text)
+            del text  # the parsed request is all that is needed from here on
+            if isinstance(message, jsonrpc.ErrorReply):
+                log.debug("refused a frame from %s: code %d", self.ctx.origin, message.code)
+                reply: str | None = message.text
+            elif isinstance(message, jsonrpc.Notification):
+                reply = None  # the contract defines no client notification
+            else:
+                reply = await self.dispatcher.handle_request(self.ctx, message)
+            self._refresh_frame_limit()
+            if reply is not None:
+                await self.send_quietly(reply)
+        finally:
+            self._limits.pending.release(self.site, size)
+
+    def _refresh_frame_limit(self) -> None:
+        """After each answer: a grant given meanwhile (e.g. "allow once") admits large
+        frames from the next frame on."""
+        self.granted = self._limits.has_grant(self.ctx.origin, self.ctx)
+        limit = self._limits.limit_for(self.granted)
+        if limit != self.frame_limit:
+            self.frame_limit = limit
+            if self._on_frame_limit is not None:
+                self._on_frame_limit(limit)
 
     async def send_quietly(self, text: str) -> None:
         """Send, ignoring a peer that has gone: its requests die with it."""
@@ -59,3 +203,147 @@ class FrameSession:
             task.cancel()
         await self.ctx.close()
 
+
+# --- reading the id of a frame that will not be parsed ----------------------------------------
+
+PEEK_CHARS = 512  # ids are at most 256 characters; the SDK writes "id" second
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def peek_id(text: str) -> jsonrpc.JsonRpcId | None:
+    """The frame's top-level ``id`` if it lies within the first ``PEEK_CHARS`` characters,
+    else None. Reads the top-level members in order and stops at anything unexpected, so
+    the cost is bounded whatever the frame holds."""
+    head = text[:PEEK_CHARS]
+
+    def skip(i: int) -> int:
+        match = _WS.match(head, i)
+        return match.end() if match else i
+
+    try:
+        i = skip(0)
+        if head[i:i + 1] != "{":
+            return None
+        i = skip(i + 1)
+        while True:
+            key, i = _DECODER.raw_decode(head, i)
+            i = skip(i)
+            if not isinstance(key, str) or head[i:i + 1] != ":":
+                return None
+            value, i = _DECODER.raw_decode(head, skip(i + 1))
+            if key == "id":
+                return value if _plausible_id(value) else None
+            i = skip(i)
+            if head[i:i + 1] != ",":
+                return None
+            i = skip(i + 1)
+    except (ValueError, RecursionError):  # a value cut off by the peek, or not JSON
+        return None
+
+
+def _plausible_id(value: object) -> bool:
+    """The ids ``jsonrpc.parse_frame`` accepts: a short string or a safe integer."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= 2**53 - 1
+    return isinstance(value, str) and len(value) <= jsonrpc.MAX_ID_CHARS
+
+
+# --- parsing, inline or in a worker process ---------------------------------------------------
+
+# Frames at least this long, or with at least this many commas (each JSON value in a
+# container but the first needs one), may cost the parser more than a few milliseconds:
+# an 8 MB frame of 2.6 M empty lists took 4.5 s inline. Those are parsed in the worker.
+OFF_LOOP_CHARS = 32 * 1024
+OFF_LOOP_COMMAS = 256
+# Params objects with more members than their model has fields plus this margin are
+# refused before pydantic sees them: validating 600 k unknown members is itself costly.
+EXTRA_MEMBERS_MARGIN = 8
+
+
+def is_costly(text: str) -> bool:
+    return len(text) >= OFF_LOOP_CHARS or text.count(",") >= OFF_LOOP_COMMAS
+
+
+def parse_checked(text: str) -> jsonrpc.Request | jsonrpc.Notification | jsonrpc.ErrorReply:
+    """``jsonrpc.parse_frame`` plus a cheap bound on the params' member count."""
+    message = jsonrpc.parse_frame(text)
+    if not isinstance(message, jsonrpc.Request) or not isinstance(message.params, dict):
+        return message
+    spec = METHODS.get(message.method)
+    if spec is not None and len(message.params) > (len(spec.params.model_fields)
+                                                   + EXTRA_MEMBERS_MARGIN):
+        return jsonrpc.ErrorReply(jsonrpc.INVALID_PARAMS, jsonrpc.invalid_params_frame(
+            message.id, "params has more members than the method takes"))
+    return message
+
+
+def parse_and_validate(text: str) -> jsonrpc.Request | jsonrpc.Notification | jsonrpc.ErrorReply:
+    """In the worker: parse, and validate a request's params against the contract, so what
+    goes back to the event loop is either a short error or a request whose shape the
+    contract bounds (never millions of values to unpickle)."""
+    message = parse_checked(text)
+    if not isinstance(message, jsonrpc.Request):
+        return message
+    spec = METHODS.get(message.method)
+    if spec is None:
+        # Only the contract's methods are served by the running agent.
+        return jsonrpc.ErrorReply(jsonrpc.METHOD_NOT_FOUND, jsonrpc.method_not_found_frame(
+            message.id, message.method))
+    if not isinstance(message.params, dict):
+        return jsonrpc.ErrorReply(jsonrpc.INVALID_PARAMS, jsonrpc.invalid_params_frame(
+            message.id, "params must be an object"))
+    try:
+        spec.params.model_validate(message.params, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        return jsonrpc.ErrorReply(jsonrpc.INVALID_PARAMS,
+                                  jsonrpc.invalid_params_frame(message.id, exc))
+    return message
+
+
+WORKER_MEMORY_BYTES = 2 * 1024**3  # address space of the parsing worker
+
+
+def _limit_worker() -> None:
+    """In the worker: bound its memory, so a hostile frame costs the worker, not the
+    machine (the frame limit already bounds the input to a few MiB)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no rlimits
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+
+
+class FrameParser:
+    """Parses frames: cheap ones inline, costly ones in one worker process, started on
+    first use (spawned, not forked: the daemon has threads and open sockets)."""
+
+    def __init__(self, *, costly: Callable[[str], bool] = is_costly) -> None:
+        self._costly = costly
+        self._pool: ProcessPoolExecutor | None = None
+        self.off_loop = 0  # frames parsed in the worker, for tests and diagnostics
+
+    async def parse(self, text: str) -> jsonrpc.Request | jsonrpc.Notification | jsonrpc.ErrorReply:
+        if not self._costly(text):
+            return parse_checked(text)
+        self.off_loop += 1
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_limit_worker)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, parse_and_validate, text)
+        except Exception as exc:  # the worker died, or ran out of memory on this frame
+            log.warning("the frame parser worker failed on a frame (%s)", type(exc).__name__)
+            if isinstance(exc, BrokenProcessPool):
+                self.close()  # the next costly frame starts a new worker
+            return jsonrpc.ErrorReply(InternalError.code, jsonrpc.error_frame(
+                peek_id(text), InternalError().to_wire()))
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

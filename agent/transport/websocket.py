@@ -3,18 +3,30 @@
 Everything that can be decided from the HTTP upgrade request is decided there, before a
 single message is read, by the admission every transport shares
 (``agent/transport/admission.py``): the Host header (DNS rebinding), the path, the Origin
-and the per-origin connection limit. A refusal is an HTTP 403 and one log line — never a
-stack trace.
+and the connection limits. A refusal is an HTTP 403 and one log line — never a stack
+trace; except that a well-formed origin the policy will not serve gets an accepted upgrade
+closed at once with 1008 "refused: …", because a page cannot read an HTTP status and would
+take the 403 for "no agent here" (the page SDK reports SITE_REFUSED).
+
+Plain ``ws://`` is served only when both the configuration (a development setting) and the
+system policy allow it: without TLS, a page cannot tell the agent from any program that
+took the port first. A port another program holds costs only that transport: the agent
+logs one line, serves the rest, and ``unavailable`` says why (for runtime.json, doctor and
+the tray).
+
+A frame's size limit is set per connection on the WebSocket parser, so a frame over it is
+never buffered: small until the origin holds a grant, ``max_frame_bytes`` afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import secrets
 import ssl
-from collections.abc import Callable
+import weakref
 from http import HTTPStatus
 from typing import Any
 
@@ -24,11 +36,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agent.config import ServerConfig
-from agent.limits import RateLimiter
+from agent.platform.peer import can_check_peers, same_user
 from agent.policy.policy import Policy
 from agent.protocol.dispatch import CallContext, Dispatcher, Transport
-from agent.transport.admission import Admission, Admitted, Attempt, HttpRequest
-from agent.transport.session import FrameSession
+from agent.transport.admission import Admission, Admitted, Attempt, HttpRequest, Refused
+from agent.transport.session import FrameSession, OversizedFrame, SessionLimits
 
 log = logging.getLogger("imza_agent.transport")
 
@@ -40,19 +52,24 @@ class WebSocketTransport:
     """Serves one dispatcher on the configured loopback ports (wss and/or ws)."""
 
     def __init__(self, dispatcher: Dispatcher, policy: Policy,
-                 settings: ServerConfig, admission: Admission, rate: RateLimiter, *,
-                 clock: Callable[[], float] | None = None) -> None:
+                 settings: ServerConfig, admission: Admission, limits: SessionLimits) -> None:
         self.dispatcher = dispatcher
         self.policy = policy  # for plain_websocket_allowed; admission has its own view
         self.settings = settings
         self.admission = admission
-        self.rate = rate
-        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self.limits = limits
         self._servers: list[Server] = []
         self.ports: dict[str, int] = {}
+        # Transports that are configured but could not listen: transport → why, in words
+        # fit for the user ("port 29170 is used by another program").
+        self.unavailable: dict[str, str] = {}
         # Upgrades admitted but not yet handed to the handler, and the tasks that free
         # their slots when their connection ends.
         self._admitted: dict[ServerConnection, Admitted] = {}
+        # Upgrades of refused origins, accepted only to be closed with the refusal's code
+        # and reason (weak: an upgrade that fails afterwards leaves nothing behind).
+        self._refused: weakref.WeakKeyDictionary[ServerConnection, Refused] = \
+            weakref.WeakKeyDictionary()
         self._releasers: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -60,9 +77,25 @@ class WebSocketTransport:
     async def start(self, ssl_context: ssl.SSLContext | None) -> None:
         s = self.settings
         if s.wss_enabled and ssl_context is not None:
-            self.ports["wss"] = await self._listen("wss", s.wss_port, ssl_context)
-        if s.ws_enabled and self.policy.plain_websocket_allowed:
-            self.ports["ws"] = await self._listen("ws", s.ws_port, None)
+            await self._try_listen("wss", s.wss_port, ssl_context)
+        if s.ws_enabled and not self.policy.plain_websocket_allowed:
+            log.info("ws:// is enabled in the configuration but the system policy forbids "
+                     "it (plain_websocket = false): not serving it")
+        elif s.ws_enabled:
+            await self._try_listen("ws", s.ws_port, None)
+
+    async def _try_listen(self, transport: Transport, port: int,
+                          ssl_context: ssl.SSLContext | None) -> None:
+        try:
+            self.ports[transport] = await self._listen(transport, port, ssl_context)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                why = f"port {port} is used by another program"
+            else:
+                why = f"cannot listen on port {port}: {exc.strerror or exc}"
+            self.unavailable[transport] = why
+            # One line, no traceback: the other transports still serve.
+            log.warning("%s; pages cannot reach the agent over %s", why, transport)
 
     async def _listen(self, transport: Transport, port: int,
                       ssl_context: ssl.SSLContext | None) -> int:
@@ -72,16 +105,24 @@ class WebSocketTransport:
         async def handler(conn: ServerConnection) -> None:
             await self._serve_connection(conn)
 
+        # Until the handshake names an origin with a grant, only small frames: a frame
+        # sent along with the upgrade request is read under this limit. At most four
+        # received frames wait per connection (then TCP holds the rest back), so a peer
+        # that does not read its answers cannot make the agent buffer its flood.
         kwargs: dict[str, Any] = dict(
-            process_request=process_request, max_size=self.settings.max_frame_bytes,
-            compression=None, ssl=ssl_context, server_header=None, max_queue=16)
+            process_request=process_request, max_size=self.limits.max_frame_bytes_ungranted,
+            compression=None, ssl=ssl_context, server_header=None, max_queue=4)
         server = await serve(handler, LOOPBACK_HOSTS[0], port, **kwargs)
         self._servers.append(server)
         bound = int(server.sockets[0].getsockname()[1])
         try:  # the same port on IPv6 loopback (port 0 picked it on IPv4 first)
             self._servers.append(await serve(handler, LOOPBACK_HOSTS[1], bound, **kwargs))
-        except OSError:
-            log.info("IPv6 loopback unavailable; serving %s on 127.0.0.1 only", transport)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                log.warning("port %d on [::1] is used by another program; serving %s on "
+                            "127.0.0.1 only", bound, transport)
+            else:
+                log.info("IPv6 loopback unavailable; serving %s on 127.0.0.1 only", transport)
         log.info("listening on %s://127.0.0.1:%d%s", transport, bound, PATH)
         return bound
 
@@ -101,16 +142,28 @@ class WebSocketTransport:
     def _check_handshake(self, conn: ServerConnection, request: Request,
                          transport: Transport) -> Response | None:
         headers: Headers = request.headers
+        # Another OS user's program on this machine may send any Origin: who owns the
+        # client socket is checked first (Linux: /proc/net/tcp*, agent/platform/peer.py).
+        local = conn.transport.get_extra_info("sockname")
+        remote = conn.transport.get_extra_info("peername")
+        other_user = can_check_peers() and not same_user(local, remote)
         attempt = Attempt(transport, _single(headers, "Origin"), HttpRequest(
             _single(headers, "Host"), frozenset(self._own_ports(transport)), request.path,
-            PATH))
+            PATH), other_user=other_user)
         verdict = self.admission.admit(attempt)
         if not isinstance(verdict, Admitted):
+            if verdict.close_code is not None:
+                # A page sees a 403 as "nothing there"; a close code and reason it can
+                # read tell it that the agent is there and refuses this site. The refused
+                # connection holds no slot and nothing it sends is read.
+                self._refused[conn] = verdict
+                return None
             return conn.respond(HTTPStatus.FORBIDDEN, f"refused: {verdict.reason}\n")
         # The slot is taken now, so concurrent upgrades cannot overshoot the limit. The
         # handler frees it; if the upgrade fails and no handler runs, the end of the
         # connection does.
         self._admitted[conn] = verdict
+        set_max_size(conn, self.limits.frame_limit(verdict.origin))
         task = asyncio.get_running_loop().create_task(
             self._release_when_closed(conn, verdict))
         self._releasers.add(task)
@@ -135,6 +188,12 @@ class WebSocketTransport:
     # --- messages ------------------------------------------------------------------------
 
     async def _serve_connection(self, conn: ServerConnection) -> None:
+        refused = self._refused.pop(conn, None)
+        if refused is not None and refused.close_code is not None:
+            # A close reason is at most 123 bytes of UTF-8.
+            text = f"refused: {refused.reason}".encode()[:123].decode(errors="ignore")
+            await conn.close(refused.close_code, text)
+            return
         admitted = self._admitted.pop(conn, None)
         if admitted is None:  # not through _check_handshake: cannot happen, never serve
             await conn.close(1008, "not admitted")
@@ -147,19 +206,30 @@ class WebSocketTransport:
 
         ctx = CallContext(origin=admitted.origin, transport=admitted.transport,
                           connection_id=secrets.token_hex(6), send=send)
-        session = FrameSession(self.dispatcher, ctx, send, self.rate, self._clock,
-                               (ConnectionClosed,), self.settings.max_requests_in_flight)
+        session = FrameSession(self.dispatcher, ctx, send, self.limits, (ConnectionClosed,),
+                               on_frame_limit=lambda limit: set_max_size(conn, limit))
+        set_max_size(conn, session.frame_limit)
         try:
             async for message in conn:
                 if isinstance(message, bytes):
                     await conn.close(1003, "binary frames are not accepted")
                     break
                 await session.submit(message)
+        except OversizedFrame:
+            await conn.close(1009, "frame too big")
         except ConnectionClosed:
             pass
         finally:
             admitted.release()
             await session.close()
+
+
+def set_max_size(conn: ServerConnection, limit: int) -> None:
+    """Set the largest message this connection's parser accepts from the next frame on
+    (websockets >= 15 names the attribute ``max_message_size``, 14 ``max_size``)."""
+    protocol = conn.protocol
+    name = "max_message_size" if hasattr(protocol, "max_message_size") else "max_size"
+    setattr(protocol, name, limit)
 
 
 def _single(headers: Headers, name: str) -> str | None:

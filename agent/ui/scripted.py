@@ -4,14 +4,16 @@ The answers file is JSON, re-read at every dialog so a test can change its mind 
 daemon runs::
 
     {
-      "consent": "once" | "always" | "deny" | "ignore",
+      "consent": "once" | "always" | "deny" | "block" | "ignore",
       "certificate": "first" | "cancel" | "ignore" | {"holder": "Əliyev"} | {"index": 2},
       "pin": "1234" | ["0000", "1234"] | "pinpad" | "cancel" | "ignore",
       "delay": 0.0
     }
 
-``ignore`` leaves the dialog unanswered (the caller's timeout then fires).  A list of PINs
-is tried in order within one request, as a person retyping after "wrong PIN" would.
+``ignore`` leaves the dialog unanswered (the caller's timeout then fires).  ``block``
+denies and blocks the origin for good.  A picker with no certificate in it (the core
+still shows one) can only be closed: ``first`` then cancels.  A list of PINs is tried in
+order within one request, as a person retyping after "wrong PIN" would.
 
 Every dialog shown is appended to the transcript (``<answers>.transcript.jsonl``) with
 what it displayed — never the PIN — so tests can assert what the user was shown, and
@@ -99,7 +101,9 @@ class ScriptedUI:
             "pin", origin=request.origin, action=request.action,
             holder=request.certificate.holder, token=request.certificate.token_label,
             count=request.count, display_text=request.display_text,
-            document_name=request.document_name, password=request.password,
+            document_name=request.document_name,
+            signed_fields=[[field.value, value] for field, value in request.signed_fields],
+            password=request.password,
             pin_pad=request.pin.pin_pad,
             retry=None if request.retry is None else request.retry.as_dict())
         rule = answers.get("pin", "cancel")

@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent import i18n
 from agent.i18n import _
+from agent.platform import autostart
 from agent.ui.preferences import save_language
 
 if TYPE_CHECKING:
@@ -80,6 +80,8 @@ class TrayFacts:
     journal: Path | None = None
     # Set when PC/SC is watched but the smart card service does not answer.
     smartcard_down: bool = False
+    # Transports whose port another program holds: transport → port.
+    unavailable: dict[str, int] = field(default_factory=dict)
 
 
 class TrayActions(Protocol):
@@ -99,30 +101,22 @@ class Entry:
     enabled: bool = True
 
 
-# --- start at login (XDG autostart) -------------------------------------------------------------
+# --- start at login (XDG autostart; agent/platform/autostart.py knows the rules) ------------
 
 def autostart_file(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    config_home = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")) / ".config")
-    return Path(config_home).expanduser() / "autostart" / f"{APP_ID}.desktop"
+    """The user's own entry (which overrides the package's system-wide one)."""
+    return autostart.user_file(env)
 
 
 def autostart_enabled(env: dict[str, str] | None = None) -> bool:
-    return autostart_file(env).exists()
+    return autostart.enabled(env)
 
 
 def set_autostart(enabled: bool, env: dict[str, str] | None = None) -> Path:
-    path = autostart_file(env)
-    if not enabled:
-        path.unlink(missing_ok=True)
-        return path
-    command = shutil.which("imza-agent") or f"{sys.executable} -m agent.cli"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("[Desktop Entry]\nType=Application\nName=imza-agent\n"
-                    "Comment=Electronic signature agent for web portals\n"
-                    f"Exec={command} run\nTerminal=false\nX-GNOME-Autostart-enabled=true\n",
-                    encoding="utf-8")
-    return path
+    """Turn start at login on or off; returns the user's entry path (which "on" removes
+    again where the system entry applies)."""
+    autostart.set_enabled(enabled, env)
+    return autostart.user_file(env)
 
 
 # --- the menu ------------------------------------------------------------------------------
@@ -137,7 +131,10 @@ def _open(path: Path) -> None:
 
 
 def _toggle_autostart() -> None:
-    set_autostart(not autostart_enabled())
+    try:
+        set_autostart(not autostart_enabled())
+    except OSError as exc:  # a read-only or broken ~/.config: the menu shows the state
+        log.warning("start at login could not be changed: %s", exc)
 
 
 def menu_entries(actions: TrayActions, on_language: Callable[[str], None]) -> list[Entry]:
@@ -159,6 +156,10 @@ def menu_entries(actions: TrayActions, on_language: Callable[[str], None]) -> li
                   None: _("Trust status unknown")}[facts.trust]
     ports = ", ".join(f"{name} {port}" for name, port in sorted(facts.ports.items()))
     entries = [
+        Entry(_("Port {port} is used by another program: pages cannot reach the agent "
+                "over {transport}").format(port=port, transport=transport), enabled=False)
+        for transport, port in sorted(facts.unavailable.items())]
+    entries += [
         Entry(_("Allowed sites"), children=sites),
         Entry(_("Tokens and certificates"), children=tokens),
         Entry(_("Language"), children=languages),
@@ -233,6 +234,8 @@ class Tray:
         self.detach: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._redraw = threading.Event()  # show_soon's state waits to be drawn
+        self._drawer: threading.Thread | None = None
 
     def entries(self) -> list[Entry]:
         return menu_entries(self.actions, self.on_language)
@@ -251,6 +254,7 @@ class Tray:
             # xorg: a click runs the default item; make that the popup with everything.
             self.icon.menu = pystray.Menu(pystray.MenuItem(
                 "imza-agent", lambda _icon, _item: self._popup(), default=True, visible=False))
+            _hear_clicks(self.icon)
         self._thread = threading.Thread(target=self.icon.run, name="imza-tray", daemon=True)
         self._thread.start()
         if self.backend == "xorg":
@@ -294,20 +298,68 @@ class Tray:
             return
         self.state = state
         if self.icon is not None:
-            self.icon.icon = icon_image(state)
-            self.icon.title = self.title()
+            self._draw_state()
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def show_soon(self, state: TrayState) -> None:
+        """``set_state`` for the event loop: the state at once, the drawing on a thread of
+        the tray's own.  pystray's X backend makes its caller wait until the icon's thread
+        has drawn, and that thread may be slow or gone: an event loop stuck there could
+        not even begin a stop."""
+        if state is self.state:
+            return
+        self.state = state
+        if self.icon is None:
+            return
+        if self._drawer is None:
+            self._drawer = threading.Thread(target=self._draw_changes, name="imza-tray-draw",
+                                            daemon=True)
+            self._drawer.start()
+        self._redraw.set()
+
+    def _draw_changes(self) -> None:
+        while True:
+            self._redraw.wait()
+            self._redraw.clear()
+            if self._stopping.is_set():
+                return
+            with contextlib.suppress(Exception):  # the icon may be going with the display
+                self._draw_state()
+
+    def _draw_state(self) -> None:
+        self.icon.icon = icon_image(self.state)
+        self.icon.title = self.title()
+
+    def unsubscribe(self) -> None:
+        """Undo what start_tray subscribed (the token watch, the dialogs' listeners)."""
         for detach in self.detach:
             with contextlib.suppress(Exception):
                 detach()
         self.detach.clear()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._redraw.set()
+        self.unsubscribe()
         if self.icon is not None:
             with contextlib.suppress(Exception):
                 self.icon.stop()
         if self._thread is not None:
             self._thread.join(5)
+
+
+def _hear_clicks(icon: Any) -> None:
+    """pystray's xorg icon handles button presses but never asks X for them (its window's
+    event mask lacks ButtonPress), so a click, and with it the menu and Quit, would never
+    arrive; ask for them on its window."""
+    window = getattr(icon, "_window", None)
+    display = getattr(icon, "_display", None)
+    if window is None or display is None:
+        return
+    from Xlib import X  # type: ignore[import-untyped]  # pystray's own X library
+
+    window.change_attributes(
+        event_mask=X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask)
+    display.flush()
 
 
 # --- wiring to the running agent ---------------------------------------------------------------
@@ -343,8 +395,12 @@ class RuntimeActions:
             statuses = trust_status()
             trust = bool(statuses) and all(s.trusted for s in statuses if not s.error)
         journal = runtime.journal.path if getattr(runtime, "journal", None) else None
+        server = runtime.config.server
+        configured = {"wss": server.wss_port, "ws": server.ws_port}
+        unavailable = {t: configured.get(t, 0) for t in runtime.transport.unavailable}
         return TrayFacts(__version__, dict(runtime.transport.ports), grants, lines, trust,
-                         journal, smartcard_down=smartcard_down(runtime))
+                         journal, smartcard_down=smartcard_down(runtime),
+                         unavailable=unavailable)
 
     def revoke(self, origin: str) -> None:
         self.runtime.policy.revoke(origin)
@@ -394,11 +450,12 @@ class IconState:
         self.waiting = False
         self.tokens_present = False
         self.problem = False
+        self.port_taken = False  # a transport could not listen: pages may not reach us
 
     @property
     def state(self) -> TrayState:
         return state_for(waiting=self.waiting, tokens_present=self.tokens_present,
-                         problem=self.problem)
+                         problem=self.problem or self.port_taken)
 
     def on_waiting(self, now: bool) -> None:
         self.waiting = now
@@ -413,7 +470,10 @@ class IconState:
 
 def follow(tray: Tray, runtime: Any) -> IconState:
     """Subscribe the tray's icon to the runtime's UI and token watch."""
-    icon = IconState(tray.set_state)
+    # Called on the event loop, which must never wait for the icon's thread.
+    icon = IconState(getattr(tray, "show_soon", tray.set_state))
+    transport = getattr(runtime, "transport", None)
+    icon.port_taken = bool(getattr(transport, "unavailable", None))
     ui = getattr(runtime, "ui", None)
     listeners = getattr(ui, "listeners", None)
     if isinstance(listeners, list):

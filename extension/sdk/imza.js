@@ -2,15 +2,16 @@
 //
 // An ES module with no dependencies and no build step:
 //
-//   import { connect, ImzaError, Reason } from "/sdk/imza.js";
-//   const agent = await connect();              // extension, else wss://, else ws://
+//   import { connect, ImzaError, Kind } from "/sdk/imza.js";
+//   const agent = await connect();              // extension, else wss://
 //   const { token } = await agent.login(challengeFromYourServer);
 //
 // The wire contract is docs/protocol.md; every method there has one promise-returning
-// function here. Failures are ImzaError objects whose `reason` is one of `Reason`.
+// function here. Failures are ImzaError objects whose `reason` is one of `Reason` and whose
+// `kind` (one of `Kind`, or an agent reason passed through) says what to tell the user.
 
 export const PROTOCOL = 1;
-export const SDK_VERSION = "0.1.0";
+export const SDK_VERSION = "0.2.0"; // 0.2: ImzaError.kind (docs/integration.md)
 
 /** Every reason an ImzaError can carry: the contract's, plus the three of connect(). */
 export const Reason = Object.freeze({
@@ -39,6 +40,31 @@ export const Reason = Object.freeze({
   VERSION_MISMATCH: "VERSION_MISMATCH", // the agent speaks another protocol version
 });
 
+/**
+ * What a page tells the user: every ImzaError has a `kind`. The SDK's own kinds say which
+ * part is missing or who said no; any other agent reason (NO_CERTIFICATE, PIN_LOCKED,
+ * RATE_LIMITED, BUSY, …) is passed through unchanged as the kind.
+ */
+export const Kind = Object.freeze({
+  NO_EXTENSION: "NO_EXTENSION", // no extension answered and no direct connection was tried
+  EXTENSION_WITHOUT_AGENT: "EXTENSION_WITHOUT_AGENT", // the extension is there, the agent is not installed or not running
+  AGENT_NOT_RUNNING: "AGENT_NOT_RUNNING", // no extension, and no agent answered over wss://
+  SITE_REFUSED: "SITE_REFUSED", // the agent (its policy, or the user's earlier answer) refuses this site
+  USER_CANCELLED: "USER_CANCELLED", // the user closed or refused the dialog
+  TIMED_OUT: "TIMED_OUT", // the user did not answer in time, or the agent did not answer the SDK in time
+  CONNECTION_LOST: "CONNECTION_LOST", // the connection to the agent closed during a call
+  VERSION_MISMATCH: "VERSION_MISMATCH", // the agent speaks another protocol version
+});
+
+/** The kind of an error that has only a reason (the agent's answers). */
+function kindOfReason(reason) {
+  if (reason === Reason.USER_TIMEOUT) return Kind.TIMED_OUT;
+  if (reason === Reason.PERMISSION_DENIED) return Kind.SITE_REFUSED;
+  if (reason === Reason.AGENT_UNAVAILABLE) return Kind.CONNECTION_LOST;
+  if (reason === Reason.EXTENSION_UNAVAILABLE) return Kind.NO_EXTENSION;
+  return reason;
+}
+
 const REASON_BY_CODE = Object.freeze({
   4001: Reason.USER_CANCELLED, 4002: Reason.USER_TIMEOUT, 4003: Reason.PERMISSION_DENIED,
   4004: Reason.NO_CERTIFICATE, 4005: Reason.TOKEN_NOT_PRESENT, 4006: Reason.PIN_LOCKED,
@@ -49,13 +75,15 @@ const REASON_BY_CODE = Object.freeze({
   [-32602]: Reason.INVALID_PARAMS,
 });
 
-/** A failed call or connection. `reason` is a `Reason` value; `code` the JSON-RPC
- * code when the agent answered; `data` the error's data (e.g. `unlock`, `fields`). */
+/** A failed call or connection. `reason` is a `Reason` value; `kind` what to tell the
+ * user (a `Kind`, or the agent's reason passed through); `code` the JSON-RPC code when the
+ * agent answered; `data` the error's data (e.g. `unlock`, `fields`). */
 export class ImzaError extends Error {
-  constructor(reason, message, { code = null, data = {}, cause } = {}) {
+  constructor(reason, message, { code = null, data = {}, cause, kind } = {}) {
     super(message || reason, cause === undefined ? undefined : { cause });
     this.name = "ImzaError";
     this.reason = reason;
+    this.kind = kind || kindOfReason(reason);
     this.code = code;
     this.data = data;
   }
@@ -70,14 +98,42 @@ export class ImzaError extends Error {
 
 const DEFAULTS = Object.freeze({
   transports: ["extension", "wss", "ws"],
+  // Plain ws:// proves nothing about who answers: any program that took the port first
+  // would receive the page's documents. It is tried only when the page opts in (for
+  // development against an agent configured with `ws_enabled = true`).
+  allowInsecureWs: false,
   extensionTimeout: 1000, // ms the extension has to acknowledge
   openTimeout: 35000, // ms for the extension's agent connection (it may start the agent)
   socketTimeout: 5000, // ms for a WebSocket to open
+  infoTimeout: 10000, // ms for an open connection to answer agent.info
   wssUrl: "wss://127.0.0.1:29170/v1",
   wsUrl: "ws://127.0.0.1:29171/v1",
 });
 
 const CHANNEL = "imza-agent";
+
+// WebSocket close codes the agent uses to say why it ends a connection: 1008 ("policy
+// violation") with a reason starting "refused" when it will not serve this origin, and
+// 4001–4999 for a contract error code (4003 PERMISSION_DENIED, 4013 RATE_LIMITED, …).
+const CLOSE_POLICY = 1008;
+
+/** The ImzaError a WebSocket close stands for, or null when it says nothing specific. */
+function closeError(code, text, url) {
+  const reasonText = String(text || "").slice(0, 123); // a close reason is at most 123 bytes
+  if (code === CLOSE_POLICY && /^refused\b/i.test(reasonText)) {
+    return new ImzaError(Reason.PERMISSION_DENIED, `the agent refuses this site: ${reasonText}`,
+      { data: { closeCode: code, detail: reasonText } });
+  }
+  if (code >= 4000 && code <= 4999) {
+    const reason = REASON_BY_CODE[code] || Reason.INTERNAL;
+    return new ImzaError(reason, `${url} closed: ${reasonText || reason}`,
+      { code, data: { closeCode: code, detail: reasonText } });
+  }
+  return null;
+}
+
+/** A native host the browser does not know: the agent is not installed (for this browser). */
+const HOST_MISSING = /native messaging host not found|no such native application|NO_NATIVE_HOST/i;
 
 function randomId() {
   const bytes = new Uint8Array(12);
@@ -106,21 +162,32 @@ class WebSocketChannel {
         return;
       }
       const timer = setTimeout(() => {
+        socket.onopen = socket.onerror = socket.onclose = null; // closing reports nothing more
         socket.close();
-        reject(new ImzaError(Reason.AGENT_UNAVAILABLE, `${url} did not answer`));
+        reject(new ImzaError(Reason.AGENT_UNAVAILABLE, `${url} did not answer in time`,
+          { kind: Kind.TIMED_OUT }));
       }, timeoutMs);
       socket.onopen = () => {
         clearTimeout(timer);
-        resolve(new WebSocketChannel(socket));
+        resolve(new WebSocketChannel(socket, url));
       };
-      socket.onerror = socket.onclose = () => {
+      // A browser reports a refused TCP connection, an untrusted certificate and an HTTP
+      // 403 at the handshake alike (close code 1006, no reason): "not reachable".
+      socket.onerror = () => {
         clearTimeout(timer);
-        reject(new ImzaError(Reason.AGENT_UNAVAILABLE, `${url} is not reachable`));
+        reject(new ImzaError(Reason.AGENT_UNAVAILABLE, `${url} is not reachable`,
+          { kind: Kind.AGENT_NOT_RUNNING }));
+      };
+      socket.onclose = (event) => {
+        clearTimeout(timer);
+        reject(closeError(event && event.code, event && event.reason, url) ||
+          new ImzaError(Reason.AGENT_UNAVAILABLE, `${url} is not reachable`,
+            { kind: Kind.AGENT_NOT_RUNNING }));
       };
     });
   }
 
-  constructor(socket) {
+  constructor(socket, url) {
     this.socket = socket;
     this.onmessage = () => {};
     this.onclose = () => {};
@@ -128,7 +195,8 @@ class WebSocketChannel {
       if (typeof event.data === "string") this.onmessage(event.data);
     };
     socket.onerror = null;
-    socket.onclose = () => this.onclose("the agent closed the connection");
+    socket.onclose = (event) => this.onclose(closeError(event && event.code,
+      event && event.reason, url) || lostError("the agent closed the connection"));
   }
 
   send(text) {
@@ -169,13 +237,35 @@ function postToExtension(message) {
   window.postMessage({ channel: CHANNEL, dir: "to-extension", ...message }, window.location.origin);
 }
 
+/** What the extension's "closed" message means. Before "opened": REFUSED is the agent
+ * refusing this origin (or the extension refusing a non-https page); anything else means
+ * the agent could not be reached (`data.agentMissing` when the browser knows no native
+ * host, i.e. the agent is not installed for this browser). After "opened": a lost
+ * connection, unless the agent refused. */
+function extensionClosedError(m, wasOpen) {
+  const detail = String(m.detail || m.reason || "closed");
+  const data = { detail: m.reason, message: detail };
+  if (m.reason === "REFUSED") {
+    return new ImzaError(Reason.PERMISSION_DENIED, `extension: ${detail}`, { data });
+  }
+  if (wasOpen) return lostError(`extension: ${detail}`, data);
+  data.agentMissing = HOST_MISSING.test(`${m.reason} ${detail}`);
+  return new ImzaError(Reason.AGENT_UNAVAILABLE, `extension: ${detail}`,
+    { data, kind: Kind.EXTENSION_WITHOUT_AGENT });
+}
+
+function lostError(message, data = {}) {
+  return new ImzaError(Reason.AGENT_UNAVAILABLE, message, { data, kind: Kind.CONNECTION_LOST });
+}
+
 class ExtensionChannel {
   static open(timeoutMs) {
     const port = randomId();
     const channel = new ExtensionChannel(port);
     return withTimeout(channel.opened, timeoutMs, () => {
       channel.close();
-      return new ImzaError(Reason.AGENT_UNAVAILABLE, "the agent did not answer the extension");
+      return new ImzaError(Reason.AGENT_UNAVAILABLE, "the agent did not answer the extension in time",
+        { kind: Kind.TIMED_OUT });
     }).then(() => channel);
   }
 
@@ -196,13 +286,12 @@ class ExtensionChannel {
           this.onmessage(m.data);
         } else if (m.kind === "closed") {
           window.removeEventListener("message", this.listener);
-          const detail = m.detail || m.reason || "closed";
+          const error = extensionClosedError(m, this.isOpen);
           if (!this.isOpen) {
-            const reason = m.reason === "REFUSED" ? Reason.PERMISSION_DENIED : Reason.AGENT_UNAVAILABLE;
-            reject(new ImzaError(reason, `extension: ${detail}`, { data: { detail: m.reason } }));
+            reject(error);
           } else {
             this.isOpen = false;
-            this.onclose(detail);
+            this.onclose(error);
           }
         }
       };
@@ -234,14 +323,15 @@ export class Connection extends EventTarget {
     this._nextId = 1;
     this._pending = new Map();
     this.closed = false;
+    this._closeError = null;
     channel.onmessage = (text) => this._receive(text);
-    channel.onclose = (why) => this._closed(why);
+    channel.onclose = (error) => this._closed(error);
   }
 
   /** Any method by name: resolves to `result`, rejects with ImzaError. */
   call(method, params) {
     if (this.closed) {
-      return Promise.reject(new ImzaError(Reason.AGENT_UNAVAILABLE, "the connection is closed"));
+      return Promise.reject(this._closeError || lostError("the connection is closed"));
     }
     const id = this._nextId++;
     const message = { jsonrpc: "2.0", id, method };
@@ -252,7 +342,8 @@ export class Connection extends EventTarget {
         this._channel.send(JSON.stringify(message));
       } catch (cause) {
         this._pending.delete(id);
-        reject(new ImzaError(Reason.AGENT_UNAVAILABLE, "sending failed", { cause }));
+        reject(new ImzaError(Reason.AGENT_UNAVAILABLE, "sending failed",
+          { cause, kind: Kind.CONNECTION_LOST }));
       }
     });
   }
@@ -272,7 +363,7 @@ export class Connection extends EventTarget {
   close() {
     if (this.closed) return;
     this._channel.close();
-    this._closed("closed by the page");
+    this._closed(lostError("closed by the page"));
   }
 
   _receive(text) {
@@ -298,23 +389,29 @@ export class Connection extends EventTarget {
     else waiter.resolve(message.result);
   }
 
-  _closed(why) {
+  /** `error`: the ImzaError the close stands for (CONNECTION_LOST, or SITE_REFUSED when the
+   * agent closed saying it refuses this site); pending calls reject with it. */
+  _closed(error) {
     if (this.closed) return;
     this.closed = true;
-    for (const { reject } of this._pending.values()) {
-      reject(new ImzaError(Reason.AGENT_UNAVAILABLE, `the connection closed: ${why}`));
-    }
+    this._closeError = error;
+    for (const { reject } of this._pending.values()) reject(error);
     this._pending.clear();
-    this.dispatchEvent(new CustomEvent("close", { detail: { reason: why } }));
+    this.dispatchEvent(new CustomEvent("close",
+      { detail: { reason: error.message, kind: error.kind, error } }));
   }
 }
 
 /**
  * Connect to the agent: through the extension when it acknowledges within
- * `extensionTimeout`, else wss://, else ws://. Checks the protocol version.
- * Rejects with ImzaError: EXTENSION_UNAVAILABLE (no extension, agent not reachable
- * directly), AGENT_UNAVAILABLE (extension present, agent not), VERSION_MISMATCH, or
- * PERMISSION_DENIED (the agent refuses this origin).
+ * `extensionTimeout`, else wss://; plain ws:// only with `allowInsecureWs: true` (it is
+ * never a silent fallback). Checks the protocol version.
+ * Rejects with ImzaError whose `kind` is SITE_REFUSED (the agent refuses this origin;
+ * reason PERMISSION_DENIED), TIMED_OUT (something was there but did not answer in time),
+ * EXTENSION_WITHOUT_AGENT (the extension is there, the agent is not installed or not
+ * running; reason AGENT_UNAVAILABLE), AGENT_NOT_RUNNING (no extension, and nothing answered
+ * over wss://; reason EXTENSION_UNAVAILABLE), NO_EXTENSION (no extension and no direct
+ * transport tried) or VERSION_MISMATCH. `data.attempts` lists each try with its kind.
  */
 export async function connect(options = {}) {
   const opts = { ...DEFAULTS, ...options };
@@ -326,10 +423,14 @@ export async function connect(options = {}) {
       if (transport === "extension") {
         extension = await detectExtension(opts.extensionTimeout);
         if (!extension) {
-          attempts.push({ transport, reason: Reason.EXTENSION_UNAVAILABLE });
+          attempts.push({ transport, reason: Reason.EXTENSION_UNAVAILABLE, kind: Kind.NO_EXTENSION });
           continue;
         }
         channel = await ExtensionChannel.open(opts.openTimeout);
+      } else if (transport === "ws" && opts.allowInsecureWs !== true) {
+        attempts.push({ transport, reason: Reason.AGENT_UNAVAILABLE, kind: null,
+          message: "not tried: ws:// is unauthenticated; pass allowInsecureWs: true to use it" });
+        continue;
       } else if (transport === "wss" || transport === "ws") {
         const url = transport === "wss" ? opts.wssUrl : opts.wsUrl;
         channel = await WebSocketChannel.open(url, opts.socketTimeout);
@@ -338,16 +439,18 @@ export async function connect(options = {}) {
       }
     } catch (error) {
       if (!(error instanceof ImzaError)) throw error;
-      attempts.push({ transport, reason: error.reason, message: error.message });
+      attempts.push(attemptOf(transport, error));
       continue;
     }
     const connection = new Connection(channel, transport);
     let info;
     try {
-      info = await connection.info();
+      info = await withTimeout(connection.info(), opts.infoTimeout, () => new ImzaError(
+        Reason.AGENT_UNAVAILABLE, `${transport}: agent.info was not answered in time`,
+        { kind: Kind.TIMED_OUT }));
     } catch (error) {
       connection.close();
-      attempts.push({ transport, reason: error.reason, message: error.message });
+      attempts.push(attemptOf(transport, error));
       continue;
     }
     if (info.protocol !== PROTOCOL) {
@@ -359,15 +462,52 @@ export async function connect(options = {}) {
     connection.agent = info;
     return connection;
   }
-  const data = { attempts, extension: extension !== null };
-  if (attempts.some((a) => a.reason === Reason.PERMISSION_DENIED)) {
-    throw new ImzaError(Reason.PERMISSION_DENIED, "the agent refuses this site", { data });
+  throw connectError(attempts, extension !== null);
+}
+
+// The kinds that say a transport did not reach an agent (rather than an agent's answer).
+const CONNECT_KINDS = new Set([Kind.NO_EXTENSION, Kind.EXTENSION_WITHOUT_AGENT,
+  Kind.AGENT_NOT_RUNNING, Kind.TIMED_OUT, Kind.CONNECTION_LOST]);
+
+function attemptOf(transport, error) {
+  const attempt = { transport, reason: error.reason, kind: error.kind, message: error.message };
+  if (error.data && error.data.agentMissing) attempt.agentMissing = true;
+  return attempt;
+}
+
+/** One error for a connect() where every transport failed: the most specific wins. A
+ * refusal is the agent's answer, so it beats "unreachable" elsewhere; a timeout means
+ * something was there; the extension answering tells "agent missing" from "nothing". */
+function connectError(attempts, hasExtension) {
+  const data = { attempts, extension: hasExtension,
+    agentMissing: attempts.some((a) => a.agentMissing === true) };
+  const had = (kind) => attempts.some((a) => a.kind === kind);
+  if (had(Kind.SITE_REFUSED)) {
+    return new ImzaError(Reason.PERMISSION_DENIED, "the agent refuses this site",
+      { data, kind: Kind.SITE_REFUSED });
   }
-  if (extension === null && opts.transports.includes("extension")) {
-    throw new ImzaError(Reason.EXTENSION_UNAVAILABLE,
-      "no imza-agent extension on this page and no agent reachable directly", { data });
+  // The agent answered agent.info with one of its own errors (RATE_LIMITED, BUSY, …).
+  const answered = attempts.find((a) => a.kind !== null && !CONNECT_KINDS.has(a.kind));
+  if (answered) {
+    return new ImzaError(answered.reason, answered.message, { data, kind: answered.kind });
   }
-  throw new ImzaError(Reason.AGENT_UNAVAILABLE, "the imza-agent is not reachable", { data });
+  const reason = hasExtension ? Reason.AGENT_UNAVAILABLE : Reason.EXTENSION_UNAVAILABLE;
+  if (had(Kind.TIMED_OUT)) {
+    return new ImzaError(reason, "the imza-agent did not answer in time",
+      { data, kind: Kind.TIMED_OUT });
+  }
+  if (hasExtension) {
+    return new ImzaError(reason, "the extension is there but the imza-agent is not reachable",
+      { data, kind: Kind.EXTENSION_WITHOUT_AGENT });
+  }
+  const direct = attempts.some((a) => a.transport !== "extension" && a.kind !== null);
+  if (!direct) {
+    return new ImzaError(reason, "no imza-agent extension on this page",
+      { data, kind: Kind.NO_EXTENSION });
+  }
+  return new ImzaError(reason,
+    "no imza-agent extension on this page and no agent reachable directly",
+    { data, kind: Kind.AGENT_NOT_RUNNING });
 }
 
 // --- helpers for pages ------------------------------------------------------------------

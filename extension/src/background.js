@@ -68,7 +68,8 @@ function connectNative() {
   native = port;
   port.onMessage.addListener(onNativeMessage);
   port.onDisconnect.addListener(() => {
-    const error = chrome.runtime.lastError;
+    // Chromium reports why in lastError, Firefox in port.error.
+    const error = chrome.runtime.lastError || port.error;
     const detail = (error && error.message) || "the agent's native host exited";
     if (native === port) native = null;
     for (const id of [...pages.keys()]) closePage(id, "AGENT_UNAVAILABLE", detail);

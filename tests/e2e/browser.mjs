@@ -40,8 +40,17 @@ async function probeWebSocket(page, url) {
       resolve(`throws: ${error.name}`);
       return;
     }
-    const timer = setTimeout(() => resolve("timeout"), 10_000);
-    socket.onopen = () => { clearTimeout(timer); socket.close(); resolve("open"); };
+    let timer = setTimeout(() => resolve("timeout"), 10_000);
+    // Open, then either kept open ("open") or closed by the agent at once: a refused
+    // origin is told so with 1008 ("closed 1008 refused: …").
+    socket.onopen = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => { socket.onclose = null; socket.close(); resolve("open"); }, 2_000);
+    };
+    socket.onclose = (event) => {
+      clearTimeout(timer);
+      resolve(event.code === 1006 ? "error" : `closed ${event.code} ${event.reason}`);
+    };
     socket.onerror = () => { clearTimeout(timer); resolve("error"); };
   }), url);
 }

@@ -1,30 +1,298 @@
 // The demo portal's page: the whole integration is connect(), login(), signCms()/signPdf().
-import { connect, ImzaError, Reason, fromBase64 } from "/sdk/imza.js";
+// What went wrong is shown next to the button that was pressed, as a sentence in the page's
+// language (az, tr, ru, en), with the SDK's `kind` in small print for support.
+import { connect, ImzaError, Kind, fromBase64 } from "/sdk/imza.js";
 
 const $ = (id) => document.getElementById(id);
 let agent = null;
 
-// What to tell the user for the SDK's "something is missing" reasons.
-const ADVICE = {
-  [Reason.EXTENSION_UNAVAILABLE]: "Install the imza-agent browser extension (and the agent).",
-  [Reason.AGENT_UNAVAILABLE]: "Install or start the imza-agent program on this computer.",
-  [Reason.VERSION_MISMATCH]: "Update the imza-agent program.",
-  [Reason.USER_CANCELLED]: "Cancelled.",
-  [Reason.PIN_LOCKED]: "The PIN is locked: unblock it with the PUK.",
+// --- the page's words ------------------------------------------------------------------------
+// Embedded rather than fetched: the portal serves only its few static files, and a page
+// that cannot say what went wrong until another request succeeds would defeat the purpose.
+
+const LANGUAGES = ["az", "tr", "ru", "en"];
+
+const TEXT = {
+  az: {
+    languages: "Dil", notLoggedIn: "Daxil olmamısınız", agentLabel: "Bağlantı:", code: "Kod",
+    note: "Bu, imza-agent üçün nümayiş portalıdır: burada heç nə real dövlət xidməti deyil. " +
+      "Nümayiş şəxsiyyətinin PIN kodu: 0000.",
+    loginTitle: "1. Daxil ol",
+    loginText: "Tokeninizdəki autentifikasiya sertifikatı ilə daxil olun. Server birdəfəlik " +
+      "sorğu verir və imzalanmış cavabı yoxlayır.",
+    loginButton: "Elektron imza ilə daxil ol",
+    declarationTitle: "2. Bəyannamə",
+    declarationText: "Server bəyannaməni formadan tərtib edir; siz onu imza sertifikatınızla " +
+      "imzalayırsınız (CAdES) və server imzanı özünün verdiyi sənədə qarşı yoxlayır.",
+    year: "İl", income: "Gəlir (AZN)", tax: "Vergi (AZN)", remark: "Qeyd",
+    declarationButton: "Bəyannaməni imzala",
+    pdfTitle: "3. PDF", pdfText: "PDF sənədini imzalayın (PAdES) və imzalanmış faylı yükləyin.",
+    pdfButton: "PDF-i imzala", download: "İmzalanmış faylı yüklə",
+    "busy.login": "Daxil olunur…", "busy.declaration": "Bəyannamə imzalanır…",
+    "busy.pdf": "PDF imzalanır…",
+    "done.login": "Daxil oldunuz.", "done.declaration": "Bəyannamə imzalandı və qəbul edildi.",
+    "done.pdf": "PDF imzalandı: faylı aşağıdan yükləyin.",
+    NO_EXTENSION: "Bu brauzerdə imza-agent genişlənməsi quraşdırılmayıb.",
+    EXTENSION_WITHOUT_AGENT: "imza-agent brauzer genişlənməsi quraşdırılıb, lakin bu " +
+      "kompüterdə imza-agent proqramı quraşdırılmayıb və ya işləmir. Onu quraşdırın və ya " +
+      "başladın, sonra yenidən cəhd edin.",
+    AGENT_NOT_RUNNING: "Bu kompüterdə imza-agent proqramı işləmir (və ya quraşdırılmayıb). " +
+      "Onu başladın və ya quraşdırın, sonra yenidən cəhd edin.",
+    SITE_REFUSED: "Bu kompüterdəki imza-agent bu saytın elektron imzanızdan istifadə " +
+      "etməsinə icazə vermir.",
+    USER_CANCELLED: "Siz imtina etdiniz: heç nə imzalanmadı.",
+    TIMED_OUT: "Cavab vaxtında gəlmədi. Yenidən cəhd edin.",
+    CONNECTION_LOST: "imza-agent ilə əlaqə kəsildi. Yenidən cəhd edin.",
+    VERSION_MISMATCH: "imza-agent proqramının bu versiyası bu saytla işləmir: onu yeniləyin.",
+    NO_CERTIFICATE: "Uyğun sertifikat tapılmadı: tokeninizi və ya kartınızı taxın.",
+    TOKEN_NOT_PRESENT: "Token və ya kart çıxarılıb.",
+    PIN_LOCKED: "PIN kod bloklanıb: onu PUK kodu ilə açın.",
+    CERTIFICATE_INVALID: "Sertifikatınız hazırda imza üçün istifadə edilə bilməz (müddəti " +
+      "bitib, ləğv edilib və ya etibarlı deyil).",
+    BUSY: "Başqa bir sorğu imza-agent pəncərəsində cavabınızı gözləyir.",
+    RATE_LIMITED: "Çox sayda sorğu: bir az gözləyin və yenidən cəhd edin.",
+    NETWORK: "Vaxt möhürü və ya sertifikat statusu xidmətinə qoşulmaq mümkün olmadı.",
+    TOO_LARGE: "Sənəd çox böyükdür.",
+    UNSUPPORTED: "Tokeniniz bu növ imzanı dəstəkləmir.",
+    PORTAL: "Portal sorğunu tamamlaya bilmədi. Yenidən cəhd edin.",
+    OTHER: "imza-agent-də xəta baş verdi. Yenidən cəhd edin.",
+  },
+  tr: {
+    languages: "Dil", notLoggedIn: "Giriş yapılmadı", agentLabel: "Bağlantı:", code: "Kod",
+    note: "Bu, imza-agent için bir tanıtım portalıdır: buradaki hiçbir şey gerçek bir devlet " +
+      "hizmeti değildir. Tanıtım kimliğinin PIN'i: 0000.",
+    loginTitle: "1. Giriş",
+    loginText: "Tokeninizdeki kimlik doğrulama sertifikasıyla giriş yapın. Sunucu tek " +
+      "kullanımlık bir sınama verir ve imzalı yanıtı doğrular.",
+    loginButton: "E-imza ile giriş yap",
+    declarationTitle: "2. Beyanname",
+    declarationText: "Sunucu beyannameyi formdan oluşturur; siz onu imza sertifikanızla " +
+      "imzalarsınız (CAdES) ve sunucu imzayı kendi verdiği belgeye karşı doğrular.",
+    year: "Yıl", income: "Gelir (AZN)", tax: "Vergi (AZN)", remark: "Not",
+    declarationButton: "Beyannameyi imzala",
+    pdfTitle: "3. PDF", pdfText: "Bir PDF imzalayın (PAdES) ve imzalı dosyayı indirin.",
+    pdfButton: "PDF'i imzala", download: "İmzalı dosyayı indir",
+    "busy.login": "Giriş yapılıyor…", "busy.declaration": "Beyanname imzalanıyor…",
+    "busy.pdf": "PDF imzalanıyor…",
+    "done.login": "Giriş yaptınız.", "done.declaration": "Beyanname imzalandı ve kabul edildi.",
+    "done.pdf": "PDF imzalandı: dosyayı aşağıdan indirin.",
+    NO_EXTENSION: "Bu tarayıcıda imza-agent uzantısı yüklü değil.",
+    EXTENSION_WITHOUT_AGENT: "imza-agent tarayıcı uzantısı yüklü, ancak bu bilgisayarda " +
+      "imza-agent programı yüklü değil veya çalışmıyor. Programı yükleyin veya başlatın, " +
+      "sonra tekrar deneyin.",
+    AGENT_NOT_RUNNING: "Bu bilgisayarda imza-agent programı çalışmıyor (veya yüklü değil). " +
+      "Başlatın veya yükleyin, sonra tekrar deneyin.",
+    SITE_REFUSED: "Bu bilgisayardaki imza-agent, bu sitenin e-imzanızı kullanmasına izin " +
+      "vermiyor.",
+    USER_CANCELLED: "İptal ettiniz: hiçbir şey imzalanmadı.",
+    TIMED_OUT: "Zamanında yanıt gelmedi. Tekrar deneyin.",
+    CONNECTION_LOST: "imza-agent ile bağlantı koptu. Tekrar deneyin.",
+    VERSION_MISMATCH: "imza-agent programının bu sürümü bu siteyle çalışmıyor: güncelleyin.",
+    NO_CERTIFICATE: "Uygun bir sertifika bulunamadı: tokeninizi veya kartınızı takın.",
+    TOKEN_NOT_PRESENT: "Token veya kart çıkarıldı.",
+    PIN_LOCKED: "PIN bloke oldu: PUK ile blokeyi kaldırın.",
+    CERTIFICATE_INVALID: "Sertifikanız şu anda imza için kullanılamaz (süresi dolmuş, iptal " +
+      "edilmiş veya güvenilir değil).",
+    BUSY: "Başka bir istek imza-agent penceresinde yanıtınızı bekliyor.",
+    RATE_LIMITED: "Çok fazla istek: biraz bekleyip tekrar deneyin.",
+    NETWORK: "Zaman damgası veya sertifika durum hizmetine ulaşılamadı.",
+    TOO_LARGE: "Belge çok büyük.",
+    UNSUPPORTED: "Tokeniniz bu tür imzayı desteklemiyor.",
+    PORTAL: "Portal isteği tamamlayamadı. Tekrar deneyin.",
+    OTHER: "imza-agent'ta bir hata oluştu. Tekrar deneyin.",
+  },
+  ru: {
+    languages: "Язык", notLoggedIn: "Вы не вошли", agentLabel: "Соединение:", code: "Код",
+    note: "Это демонстрационный портал для imza-agent: здесь нет настоящих государственных " +
+      "услуг. PIN-код демонстрационной личности: 0000.",
+    loginTitle: "1. Вход",
+    loginText: "Войдите с сертификатом аутентификации на вашем токене. Сервер выдаёт " +
+      "одноразовый запрос и проверяет подписанный ответ.",
+    loginButton: "Войти с электронной подписью",
+    declarationTitle: "2. Декларация",
+    declarationText: "Сервер составляет декларацию по форме; вы подписываете её сертификатом " +
+      "подписи (CAdES), а сервер проверяет подпись по выданному им документу.",
+    year: "Год", income: "Доход (AZN)", tax: "Налог (AZN)", remark: "Примечание",
+    declarationButton: "Подписать декларацию",
+    pdfTitle: "3. PDF", pdfText: "Подпишите PDF (PAdES) и скачайте подписанный файл.",
+    pdfButton: "Подписать PDF", download: "Скачать подписанный файл",
+    "busy.login": "Выполняется вход…", "busy.declaration": "Декларация подписывается…",
+    "busy.pdf": "PDF подписывается…",
+    "done.login": "Вы вошли.", "done.declaration": "Декларация подписана и принята.",
+    "done.pdf": "PDF подписан: скачайте файл ниже.",
+    NO_EXTENSION: "В этом браузере не установлено расширение imza-agent.",
+    EXTENSION_WITHOUT_AGENT: "Расширение imza-agent установлено, но программа imza-agent " +
+      "на этом компьютере не установлена или не запущена. Установите или запустите её и " +
+      "повторите попытку.",
+    AGENT_NOT_RUNNING: "Программа imza-agent на этом компьютере не запущена (или не " +
+      "установлена). Запустите или установите её и повторите попытку.",
+    SITE_REFUSED: "imza-agent на этом компьютере не разрешает этому сайту использовать " +
+      "вашу электронную подпись.",
+    USER_CANCELLED: "Вы отменили действие: ничего не подписано.",
+    TIMED_OUT: "Ответ не получен вовремя. Повторите попытку.",
+    CONNECTION_LOST: "Соединение с imza-agent прервалось. Повторите попытку.",
+    VERSION_MISMATCH: "Эта версия программы imza-agent не работает с этим сайтом: обновите её.",
+    NO_CERTIFICATE: "Подходящий сертификат не найден: вставьте токен или карту.",
+    TOKEN_NOT_PRESENT: "Токен или карта извлечены.",
+    PIN_LOCKED: "PIN-код заблокирован: разблокируйте его с помощью PUK-кода.",
+    CERTIFICATE_INVALID: "Ваш сертификат сейчас нельзя использовать для подписи (истёк, " +
+      "отозван или не является доверенным).",
+    BUSY: "Другой запрос ждёт вашего ответа в окне imza-agent.",
+    RATE_LIMITED: "Слишком много запросов: подождите немного и повторите попытку.",
+    NETWORK: "Не удалось связаться со службой меток времени или проверки статуса сертификата.",
+    TOO_LARGE: "Документ слишком большой.",
+    UNSUPPORTED: "Ваш токен не поддерживает такой вид подписи.",
+    PORTAL: "Портал не смог выполнить запрос. Повторите попытку.",
+    OTHER: "В imza-agent произошла ошибка. Повторите попытку.",
+  },
+  en: {
+    languages: "Language", notLoggedIn: "Not logged in", agentLabel: "Connection:",
+    code: "Code",
+    note: "A demonstration portal for imza-agent: nothing here is a real government " +
+      "service. The demo identity's PIN is 0000.",
+    loginTitle: "1. Log in",
+    loginText: "Log in with the authentication certificate on your token. The server issues " +
+      "a single-use challenge and verifies the signed answer.",
+    loginButton: "Log in with e-signature",
+    declarationTitle: "2. Declaration",
+    declarationText: "The server composes the declaration from the form; you sign it with " +
+      "your signing certificate (CAdES) and the server verifies the signature against the " +
+      "document it issued.",
+    year: "Year", income: "Income (AZN)", tax: "Tax (AZN)", remark: "Note",
+    declarationButton: "Sign the declaration",
+    pdfTitle: "3. PDF", pdfText: "Sign a PDF (PAdES) and download the signed file.",
+    pdfButton: "Sign a PDF", download: "Download the signed file",
+    "busy.login": "Logging in…", "busy.declaration": "Signing the declaration…",
+    "busy.pdf": "Signing the PDF…",
+    "done.login": "You are logged in.", "done.declaration": "The declaration was signed and accepted.",
+    "done.pdf": "The PDF is signed: download it below.",
+    NO_EXTENSION: "The imza-agent browser extension is not installed in this browser.",
+    EXTENSION_WITHOUT_AGENT: "The imza-agent browser extension is installed, but the " +
+      "imza-agent program is not installed or not running on this computer. Install or " +
+      "start it, then try again.",
+    AGENT_NOT_RUNNING: "The imza-agent program is not running on this computer (or is not " +
+      "installed). Start or install it, then try again.",
+    SITE_REFUSED: "The imza-agent on this computer does not allow this site to use your " +
+      "e-signature.",
+    USER_CANCELLED: "You cancelled: nothing was signed.",
+    TIMED_OUT: "There was no answer in time. Please try again.",
+    CONNECTION_LOST: "The connection to the imza-agent was lost. Please try again.",
+    VERSION_MISMATCH: "This version of the imza-agent program does not work with this " +
+      "site: please update it.",
+    NO_CERTIFICATE: "No suitable certificate was found: insert your token or card.",
+    TOKEN_NOT_PRESENT: "The token or card was removed.",
+    PIN_LOCKED: "The PIN is locked: unblock it with the PUK.",
+    CERTIFICATE_INVALID: "Your certificate cannot be used to sign now (expired, revoked or " +
+      "not trusted).",
+    BUSY: "Another request is waiting for your answer in the imza-agent window.",
+    RATE_LIMITED: "Too many requests: wait a moment and try again.",
+    NETWORK: "The time-stamp or certificate status service could not be reached.",
+    TOO_LARGE: "The document is too large.",
+    UNSUPPORTED: "Your token does not support this kind of signature.",
+    PORTAL: "The portal could not complete the request. Please try again.",
+    OTHER: "Something went wrong in the imza-agent. Please try again.",
+  },
 };
 
-function show(error) {
-  const reason = error instanceof ImzaError ? error.reason : "PORTAL";
-  $("error").textContent = `${reason}: ${ADVICE[reason] || error.message}`;
-  $("error").dataset.reason = reason;
-  $("status").textContent = "";
+function pickLanguage() {
+  const asked = new URLSearchParams(window.location.search).get("lang");
+  if (LANGUAGES.includes(asked)) return asked;
+  try {
+    const saved = window.localStorage.getItem("imza-demo-lang");
+    if (LANGUAGES.includes(saved)) return saved;
+  } catch {
+    // storage disabled: fall through
+  }
+  for (const tag of navigator.languages || []) {
+    const base = String(tag).toLowerCase().split("-")[0];
+    if (LANGUAGES.includes(base)) return base;
+  }
+  return "az";
 }
 
-function status(text) {
-  $("status").textContent = text;
+let language = pickLanguage();
+const t = (key) => TEXT[language][key] ?? TEXT.en[key] ?? key;
+
+function applyLanguage() {
+  document.documentElement.lang = language;
+  for (const element of document.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  $("languages").setAttribute("aria-label", t("languages"));
+  for (const button of document.querySelectorAll("#languages button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.lang === language));
+  }
+  for (const area of Object.keys(outcomes)) render(area);
+  showUser(currentUser);
+}
+
+function setLanguage(next) {
+  if (!LANGUAGES.includes(next) || next === language) return;
+  language = next;
+  try {
+    window.localStorage.setItem("imza-demo-lang", next);
+  } catch {
+    // storage disabled: the choice lasts for this page
+  }
+  applyLanguage();
+}
+
+// --- what each button's message area shows ---------------------------------------------------
+
+const outcomes = {}; // area ("login" | "declaration" | "pdf") -> {state, key, kind}
+
+/** The message key for a failure: the SDK's kind (or the agent's reason it passes
+ * through); anything the page has no sentence for gets a general one, never a bare code. */
+function failure(error) {
+  if (!(error instanceof ImzaError)) return { key: "PORTAL", kind: "PORTAL" };
+  const kind = error.kind || error.reason;
+  return { key: TEXT.en[kind] ? kind : "OTHER", kind };
+}
+
+function render(area) {
+  const element = $(`${area}-outcome`);
+  const outcome = outcomes[area];
+  element.replaceChildren();
+  if (!outcome) return;
+  element.dataset.outcome = outcome.state;
+  if (outcome.kind) element.dataset.kind = outcome.kind;
+  else delete element.dataset.kind;
+  const sentence = document.createElement("span");
+  sentence.className = "message";
+  sentence.textContent = t(outcome.key);
+  element.append(sentence);
+  if (outcome.state === "error") {
+    // The code, for support: small, after the sentence.
+    const code = document.createElement("small");
+    code.className = "code";
+    code.textContent = ` (${t("code")}: ${outcome.kind})`;
+    element.append(code);
+  }
+}
+
+function show(area, outcome) {
+  outcomes[area] = outcome;
+  render(area);
+}
+
+function showError(area, error) {
+  const { key, kind } = failure(error);
+  show(area, { state: "error", key, kind });
+  // For scripts: the last failure's reason (tests/e2e/browser.mjs waits on it).
+  $("error").textContent = `${kind}`;
+  $("error").dataset.reason = error instanceof ImzaError ? error.reason : "PORTAL";
+  $("error").dataset.kind = kind;
+  if (!(error instanceof ImzaError)) console.error(error);
+}
+
+function busy(area) {
+  show(area, { state: "busy", key: `busy.${area}`, kind: null });
   $("error").textContent = "";
   delete $("error").dataset.reason;
+  delete $("error").dataset.kind;
 }
+
+// --- the portal --------------------------------------------------------------------------------
 
 async function api(path, body = {}) {
   const response = await fetch(path, { method: "POST", body: JSON.stringify(body),
@@ -36,11 +304,16 @@ async function api(path, body = {}) {
 
 async function getAgent() {
   if (agent && !agent.closed) return agent;
-  // ?wss=…&ws=… point the demo at an agent on other ports (tests, development).
+  // ?wss=…&ws=… point the demo at an agent on other ports (tests, development). `imza-agent
+  // demo` passes ?ws= only when the agent serves plain ws:// (`ws_enabled = true`, a
+  // development setting): only then does the page opt in to it.
   const query = new URLSearchParams(window.location.search);
   const options = {};
   if (query.get("wss")) options.wssUrl = query.get("wss");
-  if (query.get("ws")) options.wsUrl = query.get("ws");
+  if (query.get("ws")) {
+    options.wsUrl = query.get("ws");
+    options.allowInsecureWs = true;
+  }
   agent = await connect(options);
   $("transport").textContent = agent.transport;
   $("transport").dataset.transport = agent.transport;
@@ -48,24 +321,23 @@ async function getAgent() {
   return agent;
 }
 
+let currentUser = null;
+
 function showUser(user) {
-  $("user").textContent = user ? `${user.name} (${user.serialNumber})` : "not logged in";
+  currentUser = user;
+  $("user").textContent = user ? `${user.name} (${user.serialNumber})` : t("notLoggedIn");
   $("user").dataset.loggedIn = user ? "yes" : "no";
 }
 
 async function login() {
-  status("Logging in…");
   const a = await getAgent();
   const { challenge } = await api("/api/login/challenge");
   const { token } = await a.login(challenge);
   const { user } = await api("/api/login", { challenge, token });
   showUser(user);
-  status("Logged in");
 }
 
-async function signDeclaration(event) {
-  event.preventDefault();
-  status("Signing the declaration…");
+async function signDeclaration() {
   const form = Object.fromEntries(new FormData($("declaration")));
   // The server composes the declaration and keeps it; the page gets its digest and text.
   const doc = await api("/api/declaration/prepare", { form });
@@ -79,15 +351,14 @@ async function signDeclaration(event) {
   const { cms } = await a.signCms(params);
   // The server verifies the CMS against the document it issued (once) and its trusted CAs.
   const verdict = await api("/api/declaration/submit", { documentId: doc.documentId, cms });
+  // The server's verification record, as it reported it (not translated: it is evidence).
   $("declaration-result").textContent =
     `Qəbul edildi / Accepted: signed by ${verdict.signer.name}\n` +
     `${verdict.format}, SHA-256 ${verdict.sha256}`;
   $("declaration-result").dataset.accepted = "yes";
-  status("Declaration signed");
 }
 
 async function signPdf() {
-  status("Signing the PDF…");
   const pdf = new Uint8Array(await (await fetch("/sample.pdf")).arrayBuffer());
   const a = await getAgent();
   const chosen = await a.selectCertificate({ purpose: "sign" });
@@ -98,17 +369,38 @@ async function signPdf() {
   const url = URL.createObjectURL(new Blob([fromBase64(signed)], { type: "application/pdf" }));
   $("download").href = url;
   $("download").hidden = false;
-  $("pdf-result").textContent = "Signed: download the file and open it in a PDF reader.";
+  $("pdf-result").textContent = "PAdES-B-B";
   $("pdf-result").dataset.signed = "yes";
-  status("PDF signed");
 }
 
-function guard(fn) {
-  return (...args) => fn(...args).catch(show);
+/** Run one button's action with its message area showing progress, then the outcome. */
+function action(area, fn) {
+  return async (event) => {
+    event?.preventDefault();
+    busy(area);
+    try {
+      await fn();
+      show(area, { state: "done", key: `done.${area}`, kind: null });
+    } catch (error) {
+      showError(area, error);
+    }
+  };
 }
 
-$("login").addEventListener("click", guard(login));
-$("declaration").addEventListener("submit", guard(signDeclaration));
-$("sign-pdf").addEventListener("click", guard(signPdf));
+$("login").addEventListener("click", action("login", login));
+$("declaration").addEventListener("submit", action("declaration", signDeclaration));
+$("sign-pdf").addEventListener("click", action("pdf", signPdf));
+for (const button of document.querySelectorAll("#languages button")) {
+  button.addEventListener("click", () => setLanguage(button.dataset.lang));
+}
+applyLanguage();
 api("/api/me").then(({ user }) => showUser(user)).catch(() => {});
 document.documentElement.dataset.ready = "yes";
+
+// The page's own words must cover every kind the SDK names (a missing one would fall back
+// to the general sentence): checked once at load, loudly in the console.
+for (const kind of Object.values(Kind)) {
+  for (const lang of LANGUAGES) {
+    if (!TEXT[lang][kind]) console.error(`demo portal: no ${lang} message for ${kind}`);
+  }
+}

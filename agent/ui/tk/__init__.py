@@ -13,7 +13,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent import i18n
 from agent.app.dialogs import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
@@ -48,6 +48,7 @@ class TkUI:
         self._turn: asyncio.Lock | None = None
         self._pin_pad_prompt: PinDialog | None = None
         self._waiting = 0
+        self.current: Dialog[Any] | None = None  # the dialog on screen (Tk thread's)
         # Told True while a dialog waits for the person, False after (the tray's state).
         self.listeners: list[Callable[[bool], None]] = []
 
@@ -81,6 +82,7 @@ class TkUI:
             self.close_pin_pad_prompt()
             answer: concurrent.futures.Future[T] = concurrent.futures.Future()
             dialog = await asyncio.wrap_future(runner.call(lambda: build(runner.root, answer)))
+            self.current = dialog
             self._waiting += 1
             self._notify(True)
             try:
@@ -89,6 +91,7 @@ class TkUI:
                 runner.call_soon(dialog.close)  # the caller gave up (timeout, closed socket)
                 raise
             finally:
+                self.current = None
                 self._waiting -= 1
                 self._notify(self._waiting > 0)
 
@@ -110,11 +113,11 @@ class TkUI:
     async def ask_consent(self, request: ConsentRequest) -> ConsentAnswer:
         from agent.ui.tk.dialogs import ConsentDialog
 
-        timeout = self.config.dialog_timeout
+        timeout, arming = self.config.dialog_timeout, self.config.arming_delay
 
         def build(root: tkinter.Tk, future: concurrent.futures.Future[ConsentAnswer]
                   ) -> ConsentDialog:
-            return ConsentDialog(root, future, request, timeout)
+            return ConsentDialog(root, future, request, timeout, arming_delay=arming)
 
         return await self._show(build)
 
@@ -123,10 +126,11 @@ class TkUI:
                                  filtered: bool = False) -> int:
         from agent.ui.tk.dialogs import CertificatePicker
 
-        timeout = self.config.dialog_timeout
+        timeout, arming = self.config.dialog_timeout, self.config.arming_delay
 
         def build(root: tkinter.Tk, future: concurrent.futures.Future[int]) -> CertificatePicker:
-            return CertificatePicker(root, future, origin, purpose, choices, timeout)
+            return CertificatePicker(root, future, origin, purpose, choices, timeout,
+                                     filtered=filtered, arming_delay=arming)
 
         return await self._show(build)
 
@@ -134,11 +138,11 @@ class TkUI:
         from agent.keystores.base import PinPad
         from agent.ui.tk.dialogs import PinDialog
 
-        timeout = self.config.dialog_timeout
+        timeout, arming = self.config.dialog_timeout, self.config.arming_delay
         dialogs: list[PinDialog] = []
 
         def build(root: tkinter.Tk, future: concurrent.futures.Future[Credential]) -> PinDialog:
-            dialog = PinDialog(root, future, request, timeout)
+            dialog = PinDialog(root, future, request, timeout, arming_delay=arming)
             dialog.pin_pad_seconds = timeout
             dialogs.append(dialog)
             return dialog
@@ -152,9 +156,10 @@ class TkUI:
     async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
         from agent.ui.tk.dialogs import PinLockedDialog
 
-        timeout = self.config.dialog_timeout
+        timeout, arming = self.config.dialog_timeout, self.config.arming_delay
 
         def build(root: tkinter.Tk, future: concurrent.futures.Future[None]) -> PinLockedDialog:
-            return PinLockedDialog(root, future, origin, token_label, unlock, timeout)
+            return PinLockedDialog(root, future, origin, token_label, unlock, timeout,
+                                   arming_delay=arming)
 
         await self._show(build)

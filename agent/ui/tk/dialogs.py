@@ -2,9 +2,16 @@
 confirmation), PIN locked.
 
 Every dialog runs on the Tk thread, stays on top, names the asking site first and large,
-shows page-supplied text only as plain text, and is fully usable from the keyboard
-(Tab moves in reading order, Return takes the focused button or the default action,
-Escape cancels).  A dialog reports once through its future and then destroys itself.
+and is fully usable from the keyboard (Tab moves in reading order, Return or space press
+the focused button, Return in the PIN field submits it, Escape cancels).  No dialog has a
+default button: Return grants nothing unless the person moved to the button first.  Keys
+count only once the dialog is armed (``agent.ui.tk.arming``).
+
+What a page sent (document name, its text, the strings it has signed) appears only in a
+tinted, framed area titled as coming from the site, never among the agent's own facts
+(the site, the certificate, the token), and always as plain characters with anything
+invisible shown as U+FFFD (``agent.ui.page_text``).  A dialog reports once through its
+future and then destroys itself.
 """
 
 from __future__ import annotations
@@ -18,19 +25,32 @@ from tkinter import ttk
 from typing import Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
-from agent.app.dialogs import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
+from agent.app.dialogs import (
+    CertificateChoice,
+    ConsentAnswer,
+    ConsentRequest,
+    PinRequest,
+    SignedField,
+)
+from agent.config import UiConfig
 from agent.errors import PinStatus, UserCancelled, UserTimeout
 from agent.i18n import N_, _
 from agent.keystores.base import PIN_PAD, Credential, Secret
-from agent.ui.tk.style import WRAP
+from agent.ui.page_text import page_block, page_line
+from agent.ui.tk.arming import Arming
+from agent.ui.tk.style import SITE_TINT, WRAP
 
 T = TypeVar("T")  # what a dialog answers
 
-# Buttons stay inert this long after a dialog appears, so a key pressed for the web page
-# a moment earlier cannot answer the agent's question.
-ARM_MS = 400
-# Page text is capped by the core already; a second cap keeps the dialog bounded anyway.
-PAGE_TEXT_LIMIT = 500
+# Seconds a dialog ignores input after it appears, restarted by every key press and focus
+# change before then ([ui] arming_delay; see agent.ui.tk.arming).
+ARMING_DELAY: float = UiConfig.model_fields["arming_delay"].default
+# Page text is capped by the core already (and single lines by the protocol at 256
+# characters); these second caps keep the dialog bounded anyway, above the first ones so
+# that a signed string is never cut short on screen.
+PAGE_LINE_LIMIT = 300
+PAGE_TEXT_LIMIT = 2000
+PAGE_TEXT_ROWS = 6  # the page's text box shows this many lines at most, then scrolls
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 PERMISSION_TEXT = {
@@ -44,6 +64,12 @@ UNUSABLE_TEXT = {
     "expired": N_("expired"),
     "not_yet_valid": N_("not yet valid"),
 }
+SIGNED_FIELD_TEXT = {
+    SignedField.REASON: N_("Reason"),
+    SignedField.LOCATION: N_("Location"),
+    SignedField.STAMP_TEXT: N_("Stamp text"),
+    SignedField.FIELD_NAME: N_("Signature field name"),
+}
 
 
 def display_host(origin: str) -> str:
@@ -55,22 +81,16 @@ def display_host(origin: str) -> str:
     return host
 
 
-def _plain(text: str, limit: int) -> str:
-    text = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class Dialog(Generic[T]):
     window_class = "ImzaDialog"
 
     def __init__(self, root: tk.Misc, future: concurrent.futures.Future[T], origin: str,
-                 timeout: float) -> None:
+                 timeout: float, *, arming_delay: float = ARMING_DELAY) -> None:
         self.future = future
         self.origin = origin
         self._deadline = time.monotonic() + timeout
         self._timer: str | None = None
         self._closed = False
-        self._armed = False
         self.buttons: list[ttk.Button] = []
 
         win = self.win = tk.Toplevel(root, class_=self.window_class)
@@ -81,10 +101,10 @@ class Dialog(Generic[T]):
         win.resizable(False, False)
         win.protocol("WM_DELETE_WINDOW", self.cancel)
         win.bind("<Escape>", lambda _e: self.cancel())
-        win.bind("<Return>", lambda _e: self._default())
-        win.bind("<KP_Enter>", lambda _e: self._default())
+        # No window-wide Return: a key meant for the page must find nothing to grant.
+        self.arming = Arming(win, arming_delay, self._arming_changed)
 
-        outer = ttk.Frame(win, padding=(18, 14))
+        outer = self.outer = ttk.Frame(win, padding=(18, 14))
         outer.pack(fill="both", expand=True)
         ttk.Label(outer, text=host, style="Host.TLabel", wraplength=WRAP).pack(anchor="w")
         ttk.Label(outer, text=origin, style="Small.TLabel", wraplength=WRAP).pack(anchor="w")
@@ -102,9 +122,14 @@ class Dialog(Generic[T]):
         self.button_row.pack(side="right")
 
         self.first_focus = self.build()
+        self.arming.guard(win)
         self._tick()
-        win.after(ARM_MS, self._arm)
         self._present()
+        self.arming.restart()
+
+    @property
+    def armed(self) -> bool:
+        return self.arming.armed
 
     # --- for subclasses --------------------------------------------------------------
 
@@ -115,9 +140,6 @@ class Dialog(Generic[T]):
         """Fill ``self.body`` and the buttons; return the widget that gets the focus."""
         raise NotImplementedError
 
-    def default_action(self) -> None:
-        """What Return does when the focus is not on a button."""
-
     def on_close(self) -> None:
         """Last chance to wipe what the dialog holds."""
 
@@ -126,10 +148,11 @@ class Dialog(Generic[T]):
 
     # --- helpers ---------------------------------------------------------------------
 
-    def add_button(self, text: str, command: Callable[[], object]) -> ttk.Button:
-        button = ttk.Button(self.button_row, text=text, command=lambda: self._press(command),
-                            state="disabled")
-        button.pack(side="left", padx=(8, 0))
+    def add_button(self, text: str, command: Callable[[], object],
+                   parent: tk.Misc | None = None) -> ttk.Button:
+        button = ttk.Button(self.button_row if parent is None else parent, text=text,
+                            command=lambda: self._press(command), state="disabled")
+        button.pack(side="left", padx=(8, 0) if parent is None else (0, 8))
 
         def on_return(_event: tk.Event[tk.Misc]) -> str:
             button.invoke()
@@ -150,20 +173,15 @@ class Dialog(Generic[T]):
         return grid
 
     def _press(self, command: Callable[[], object]) -> None:
-        if self._armed and not self._closed:
+        if self.armed and not self._closed:
             command()
 
-    def _default(self) -> None:
-        if self._armed and not self._closed:
-            self.default_action()
-
-    def _arm(self) -> None:
+    def _arming_changed(self, armed: bool) -> None:
+        """Buttons look and act pressable only while the dialog is armed."""
         if self._closed:
             return
-        self._armed = True
         for button in self.buttons:
-            if str(button.cget("state")) == "disabled" and self.enabled(button):
-                button.state(["!disabled"])
+            button.state(["!disabled"] if armed and self.enabled(button) else ["disabled"])
 
     def enabled(self, button: ttk.Button) -> bool:
         """Whether an armed button may be pressed now (a subclass may hold one back)."""
@@ -185,8 +203,12 @@ class Dialog(Generic[T]):
         y = max(0, (win.winfo_screenheight() - height) // 3)
         win.geometry(f"+{x}+{y}")
         win.deiconify()
+        # Raised and kept on top, but the keyboard is never taken by force: grabbing the
+        # focus from the window the person is typing in sends their next keys, meant for
+        # the page, to this dialog — keyjacking.  The window manager gives the focus, or
+        # the person clicks the dialog; focus_set only names the widget that gets the
+        # keys once the window has them (and every focus change restarts the arming).
         win.lift()
-        win.focus_force()
         self.first_focus.focus_set()
 
     # --- ending ----------------------------------------------------------------------
@@ -210,6 +232,7 @@ class Dialog(Generic[T]):
         self._closed = True
         if self._timer is not None:
             self.win.after_cancel(self._timer)
+        self.arming.stop()
         self.on_close()
         self.win.destroy()
 
@@ -218,9 +241,10 @@ class ConsentDialog(Dialog[ConsentAnswer]):
     window_class = "ImzaConsent"
 
     def __init__(self, root: tk.Misc, future: concurrent.futures.Future[ConsentAnswer],
-                 request: ConsentRequest, timeout: float) -> None:
+                 request: ConsentRequest, timeout: float, *,
+                 arming_delay: float = ARMING_DELAY) -> None:
         self.request = request
-        super().__init__(root, future, request.origin, timeout)
+        super().__init__(root, future, request.origin, timeout, arming_delay=arming_delay)
 
     def headline_text(self) -> str:
         return _("This website asks to use your electronic signature.")
@@ -234,13 +258,20 @@ class ConsentDialog(Dialog[ConsentAnswer]):
                       justify="left").pack(anchor="w", padx=(10, 0))
         ttk.Label(self.body, text=_("Nothing is signed without your PIN."),
                   style="Small.TLabel", wraplength=WRAP).pack(anchor="w", pady=(8, 0))
-        once = self.add_button(_("Allow once"), lambda: self.finish(ConsentAnswer.ONCE))
+        self.add_button(_("Allow once"), lambda: self.finish(ConsentAnswer.ONCE))
         self.add_button(_("Always allow"), lambda: self.finish(ConsentAnswer.ALWAYS))
-        self.add_button(_("Deny"), lambda: self.finish(ConsentAnswer.DENY))
-        return once
-
-    def default_action(self) -> None:
-        self.finish(ConsentAnswer.ONCE)
+        deny = self.add_button(_("Deny"), lambda: self.finish(ConsentAnswer.DENY))
+        # Blocking lasts: it sits on its own line under the answers, after them in the
+        # Tab order, and is never where the focus starts.
+        row = ttk.Frame(self.outer)
+        row.pack(fill="x", pady=(10, 0))
+        self.block = self.add_button(_("Block this site"),
+                                     lambda: self.finish(ConsentAnswer.BLOCK), parent=row)
+        ttk.Label(row, style="Small.TLabel", wraplength=WRAP - 150, justify="left",
+                  text=_("Every request from {site} will be refused from now on.").format(
+                      site=display_host(self.origin))).pack(side="left", anchor="w")
+        # The focus starts on Deny: whatever key lands here first can only refuse.
+        return deny
 
 
 def certificate_facts(choice: CertificateChoice) -> list[tuple[str, str]]:
@@ -253,10 +284,12 @@ class CertificatePicker(Dialog[int]):
     window_class = "ImzaPicker"
 
     def __init__(self, root: tk.Misc, future: concurrent.futures.Future[int], origin: str,
-                 purpose: str, choices: list[CertificateChoice], timeout: float) -> None:
+                 purpose: str, choices: list[CertificateChoice], timeout: float, *,
+                 filtered: bool = False, arming_delay: float = ARMING_DELAY) -> None:
         self.purpose = purpose
         self.choices = choices
-        super().__init__(root, future, origin, timeout)
+        self.filtered = filtered
+        super().__init__(root, future, origin, timeout, arming_delay=arming_delay)
 
     def headline_text(self) -> str:
         if self.purpose == "auth":
@@ -266,6 +299,14 @@ class CertificatePicker(Dialog[int]):
     def build(self) -> tk.Widget:
         self.selected = tk.IntVar(self.win, value=-1)
         self.rows: list[ttk.Radiobutton] = []
+        if not self.choices:
+            # Shown all the same, so a page learns nothing without the person seeing it.
+            self.message = ttk.Label(
+                self.body, wraplength=WRAP, justify="left", style="Strong.TLabel",
+                text=_("No certificate matches what this site asks for.") if self.filtered
+                else _("No certificate found. Insert your token or card."))
+            self.message.pack(anchor="w")
+            return self.add_button(_("Close"), self.cancel)
         for index, choice in enumerate(self.choices):
             lines = [choice.holder + (f"  ({_('demo')})" if choice.demo else ""),
                      f"{_('Issuer')}: {choice.issuer}",
@@ -280,7 +321,8 @@ class CertificatePicker(Dialog[int]):
             row.configure(style="TRadiobutton")
             row.pack(anchor="w", fill="x", pady=3)
             self._bind_arrows(row, index)
-            # A row never changes the selection when Tab passes through it.
+            # A row never changes the selection when Tab passes through it, and Return
+            # on a row does nothing: choosing takes the Choose button.
             self.rows.append(row)
         usable = [i for i, c in enumerate(self.choices) if c.usable]
         if usable:
@@ -304,7 +346,7 @@ class CertificatePicker(Dialog[int]):
         return "break"
 
     def _update(self) -> None:
-        if self._armed:
+        if self.armed:
             self.choose.state(["!disabled"] if self.enabled(self.choose) else ["disabled"])
 
     def enabled(self, button: ttk.Button) -> bool:
@@ -317,8 +359,10 @@ class CertificatePicker(Dialog[int]):
         if self.enabled(self.choose):
             self.finish(self.selected.get())
 
-    def default_action(self) -> None:
-        self._choose()
+    def on_close(self) -> None:
+        # A Tk variable must be freed on the Tk thread: the dialog object itself may be
+        # dropped later on another one (the asyncio side keeps it while it waits).
+        del self.selected
 
 
 class PinNotice(NamedTuple):
@@ -356,10 +400,14 @@ class PinDialog(Dialog[Credential]):
     window_class = "ImzaPin"
 
     def __init__(self, root: tk.Misc, future: concurrent.futures.Future[Credential],
-                 request: PinRequest, timeout: float) -> None:
+                 request: PinRequest, timeout: float, *,
+                 arming_delay: float = ARMING_DELAY) -> None:
         self.request = request
         self.entry: ttk.Entry | None = None
-        super().__init__(root, future, request.origin, timeout)
+        self.site_area: ttk.Labelframe | None = None
+        self.page_text: tk.Text | None = None
+        self.page_scrollbar: ttk.Scrollbar | None = None
+        super().__init__(root, future, request.origin, timeout, arming_delay=arming_delay)
 
     def headline_text(self) -> str:
         if self.request.action == "auth":
@@ -371,14 +419,12 @@ class PinDialog(Dialog[Credential]):
         if request.action != "auth" and request.count > 1:
             ttk.Label(self.body, text=_("Items to sign: {n}").format(n=request.count),
                       style="Strong.TLabel", wraplength=WRAP).pack(anchor="w")
-        if request.document_name:
-            self.fact_grid(self.body, [(_("Document"), _plain(request.document_name, 120))]
-                           ).pack(anchor="w", pady=(2, 0))
-        if request.display_text:
-            self._page_text(request.display_text)
+        self._site_area()
         ttk.Label(self.body, text=_("Certificate"), style="Strong.TLabel").pack(
             anchor="w", pady=(8, 2))
-        self.fact_grid(self.body, certificate_facts(request.certificate)).pack(anchor="w")
+        # The agent's own facts: from the certificate and the token, never from the page.
+        self.facts = self.fact_grid(self.body, certificate_facts(request.certificate))
+        self.facts.pack(anchor="w")
         self._warnings()
         primary = _("Log in") if request.action == "auth" else _("Sign")
         if request.pin.pin_pad:
@@ -400,6 +446,8 @@ class PinDialog(Dialog[Credential]):
                                validatecommand=check)
         self.entry.pack(side="left")
         self.entry.bind("<KeyRelease>", lambda _e: self._update())
+        self.entry.bind("<Return>", self._submit_key)
+        self.entry.bind("<KP_Enter>", self._submit_key)
         hint = self._length_hint(request.pin)
         if hint:
             ttk.Label(self.body, text=hint, style="Small.TLabel", wraplength=WRAP).pack(
@@ -408,17 +456,62 @@ class PinDialog(Dialog[Credential]):
         self.add_button(_("Cancel"), self.cancel)
         return self.entry
 
-    def _page_text(self, text: str) -> None:
-        ttk.Label(self.body, text=_("Text from the website:"), style="Key.TLabel").pack(
-            anchor="w", pady=(6, 2))
-        shown = _plain(text, PAGE_TEXT_LIMIT)
-        lines = sum(1 + len(line) // 60 for line in shown.splitlines() or [""])
-        box = tk.Text(self.body, width=58, height=min(6, max(1, lines)), wrap="word",
-                      relief="solid", borderwidth=1, background="#f6f6f6",
-                      takefocus=0, font="TkDefaultFont", padx=6, pady=4)
+    def _site_area(self) -> None:
+        """Everything the page sent, in one tinted frame titled with the site's name:
+        the document name, each string that goes into the signature (labelled by the
+        agent), and the page's text in a scrolling box."""
+        request = self.request
+        rows: list[tuple[str, str]] = []
+        if request.document_name:
+            rows.append((_("Document"), page_line(request.document_name, PAGE_LINE_LIMIT)))
+        for field, value in request.signed_fields:
+            label = SIGNED_FIELD_TEXT.get(field)
+            rows.append((_(label) if label else str(field), page_line(value, PAGE_LINE_LIMIT)))
+        if not rows and not request.display_text:
+            return
+        area = self.site_area = ttk.Labelframe(self.body, style="Site.TLabelframe")
+        # The title as a label of its own, so that a long host name wraps.
+        title = ttk.Label(area, style="SiteTitle.TLabel", wraplength=WRAP - 20,
+                          justify="left", text=_("Sent by {site} — not checked by the agent")
+                          .format(site=display_host(self.origin)))
+        area.configure(labelwidget=title)
+        area.pack(anchor="w", fill="x", pady=(6, 2))
+        if rows:
+            grid = ttk.Frame(area, style="Site.TFrame")
+            for row, (key, value) in enumerate(rows):
+                ttk.Label(grid, text=key, style="SiteKey.TLabel").grid(
+                    row=row, column=0, sticky="nw", padx=(0, 10), pady=1)
+                ttk.Label(grid, text=value, style="Site.TLabel", wraplength=WRAP - 150,
+                          justify="left").grid(row=row, column=1, sticky="nw", pady=1)
+            grid.pack(anchor="w", fill="x")
+        if request.display_text:
+            self._page_text(area, page_block(request.display_text, PAGE_TEXT_LIMIT))
+
+    def _page_text(self, area: ttk.Labelframe, shown: str) -> None:
+        """A read-only box that takes the focus with Tab (arrows and Page keys scroll it)
+        and shows a scrollbar whenever the text is longer than the box."""
+        frame = ttk.Frame(area, style="Site.TFrame")
+        frame.pack(anchor="w", fill="x", pady=(4, 2))
+        lines = sum(1 + len(line) // 56 for line in shown.splitlines() or [""])
+        box = self.page_text = tk.Text(
+            frame, width=54, height=min(PAGE_TEXT_ROWS, max(1, lines)), wrap="word",
+            relief="solid", borderwidth=1, background="white", takefocus=1,
+            highlightthickness=2, highlightcolor="#3b6ea5", highlightbackground=SITE_TINT,
+            font="TkDefaultFont", padx=6, pady=4)
+        bar = self.page_scrollbar = ttk.Scrollbar(frame, orient="vertical",
+                                                  command=box.yview)
+
+        def scrolled(first: float | str, last: float | str) -> None:
+            bar.set(first, last)
+            if float(first) <= 0.0 and float(last) >= 1.0:
+                bar.pack_forget()
+            elif not bar.winfo_ismapped():
+                bar.pack(side="right", fill="y")
+
+        box.configure(yscrollcommand=scrolled)
         box.insert("1.0", shown)  # a Text widget shows characters, never markup
-        box.configure(state="disabled")
-        box.pack(anchor="w", fill="x")
+        box.configure(state="disabled")  # read-only; marks still move, so keys scroll
+        box.pack(side="left", fill="both", expand=True)
 
     def _warnings(self) -> None:
         for notice in pin_notices(self.request):
@@ -440,11 +533,17 @@ class PinDialog(Dialog[Credential]):
         return len(self.entry.get()) >= max(1, self.request.pin.min_length)
 
     def _update(self) -> None:
-        if self._armed and not self._closed:
+        if self.armed and not self._closed:
             self.primary.state(["!disabled"] if self.enabled(self.primary) else ["disabled"])
+
+    def _submit_key(self, _event: tk.Event[tk.Misc]) -> str:
+        self._submit()
+        return "break"
 
     def _submit(self) -> None:
         assert self.entry is not None
+        if not self.armed or self._closed:
+            return
         if not self.enabled(self.primary):
             return
         typed = bytearray(self.entry.get().encode("utf-8"))
@@ -452,12 +551,6 @@ class PinDialog(Dialog[Credential]):
         secret = Secret(typed)
         typed[:] = bytes(len(typed))  # Secret holds its own copy; wipe ours
         self.finish(secret)
-
-    def default_action(self) -> None:
-        if self.entry is not None:
-            self._submit()
-        else:
-            self._use_pin_pad()
 
     def _use_pin_pad(self) -> None:
         """The reader takes over: answer now and keep the window as the reader's prompt."""
@@ -493,10 +586,11 @@ class PinLockedDialog(Dialog[None]):
     window_class = "ImzaPinLocked"
 
     def __init__(self, root: tk.Misc, future: concurrent.futures.Future[None], origin: str,
-                 token_label: str, unlock: str, timeout: float) -> None:
+                 token_label: str, unlock: str, timeout: float, *,
+                 arming_delay: float = ARMING_DELAY) -> None:
         self.token_label = token_label
         self.unlock = unlock
-        super().__init__(root, future, origin, timeout)
+        super().__init__(root, future, origin, timeout, arming_delay=arming_delay)
 
     def headline_text(self) -> str:
         return _("The PIN is locked.")
@@ -514,9 +608,6 @@ class PinLockedDialog(Dialog[None]):
         ttk.Label(self.body, text=how, wraplength=WRAP, justify="left").pack(
             anchor="w", pady=(8, 0))
         return self.add_button(_("Close"), lambda: self.finish(None))
-
-    def default_action(self) -> None:
-        self.finish(None)
 
     def cancel(self) -> None:
         self.finish(None)  # nothing to refuse: closing is the answer

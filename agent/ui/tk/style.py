@@ -12,6 +12,9 @@ WRAP = 460
 WARNING = "#9a3b00"
 DANGER = "#b00020"
 GREYED = "#8a8a8a"
+# The tint of the area that holds what the page sent, so it never passes for the agent's own.
+SITE_TINT = "#fff6e0"
+SITE_EDGE = "#c89b3c"
 
 
 def _family(root: tkinter.Misc) -> str:
@@ -42,6 +45,15 @@ def apply_style(root: tkinter.Tk) -> list[tkfont.Font]:
     style.configure("Warning.TLabel", font="ImzaStrong", foreground=WARNING)
     style.configure("Danger.TLabel", font="ImzaStrong", foreground=DANGER)
     style.configure("Treeview", rowheight=22)
+    style.configure("Site.TLabelframe", background=SITE_TINT, bordercolor=SITE_EDGE,
+                    relief="solid", borderwidth=2, padding=(8, 4))
+    style.configure("SiteTitle.TLabel", background=SITE_TINT, foreground=WARNING,
+                    font="ImzaStrong", padding=(4, 0))
+    style.configure("Site.TFrame", background=SITE_TINT)
+    style.configure("Site.TLabel", background=SITE_TINT)
+    style.configure("SiteKey.TLabel", background=SITE_TINT, font="ImzaSmall",
+                    foreground="#444444")
+    style.configure("Site.Vertical.TScrollbar", background=SITE_TINT)
     style.configure("TButton", padding=(10, 4))
     style.map("TButton", relief=[("focus", "solid")])
     return fonts

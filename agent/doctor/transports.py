@@ -1,0 +1,79 @@
+"""Whether pages can reach the agent: its transports, and any port another program holds.
+
+A running agent says where it listens, and what it could not serve, in ``runtime.json``
+(``agent/daemon/runtime.py``). Without a running agent the doctor tries the configured
+WebSocket ports itself, so a program squatting on one is found before the agent starts.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+from typing import Any
+
+from agent import paths
+from agent.config import Config
+
+RUNTIME_FILE = "runtime.json"  # written by agent.daemon.runtime (not imported: heavy)
+
+
+def transport_report(config: Config) -> dict[str, Any]:
+    """``{"running", "pid", "ports", "unavailable": {transport: why}}``."""
+    info = _running_agent()
+    if info is not None:
+        return {"running": True, "pid": info.get("pid"), "ports": dict(info.get("ports", {})),
+                "unavailable": dict(info.get("unavailable", {}))}
+    unavailable: dict[str, str] = {}
+    server = config.server
+    for transport, enabled, port in (("wss", server.wss_enabled, server.wss_port),
+                                     ("ws", server.ws_enabled, server.ws_port)):
+        if enabled and port:
+            why = _port_problem(port)
+            if why is not None:
+                unavailable[transport] = why
+    return {"running": False, "pid": None, "ports": {}, "unavailable": unavailable}
+
+
+def _running_agent() -> dict[str, Any] | None:
+    try:
+        info = json.loads((paths.data_dir() / RUNTIME_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    pid = info.get("pid")
+    if os.name == "posix" and isinstance(pid, int):
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return None  # left behind by an agent that did not stop cleanly
+        except PermissionError:
+            pass  # exists, as another user
+    return info
+
+
+def _port_problem(port: int) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is used by another program"
+            return f"cannot listen on port {port}: {exc.strerror or exc}"
+    return None
+
+
+def transport_lines(report: dict[str, Any]) -> list[str]:
+    """The report's lines for a person (English, as the rest of the doctor)."""
+    lines = []
+    ports = ", ".join(f"{name} {port}" for name, port in sorted(report["ports"].items()))
+    if report["running"]:
+        lines.append(f"  agent running (pid {report['pid']}): {ports or 'no WebSocket port'}")
+    else:
+        lines.append("  agent not running")
+    for transport, why in sorted(report["unavailable"].items()):
+        lines.append(f"  {why}; pages cannot reach the agent over {transport}")
+    return lines

@@ -1,0 +1,431 @@
+"""The daemon's side of document workers: every document a page sends is parsed and
+prepared in a process of its own (``agent.formats.worker``), under CPU-time and memory
+limits and a wall-clock timeout, so no document can stall the daemon or another site.
+
+Design:
+
+* a worker is ``python -m agent.formats.worker`` started with
+  ``asyncio.create_subprocess_exec`` (as PKCS#11 workers are): a fresh interpreter that
+  inherits none of the daemon's threads, locks or descriptors (``fork`` of a threaded
+  daemon could deadlock), sets its own limits before reading anything, and speaks a
+  length-prefixed protocol on its pipes (``worker_wire``) — the daemon never unpickles
+  what a worker says;
+* one worker per document, never shared, never reused: a hostile document's leftovers
+  (and the CPU seconds it burnt, which ``RLIMIT_CPU`` counts per process) never reach the
+  next request; the worker is killed and reaped when its request ends;
+* after the first document, ``warm_workers`` idle workers are kept started, so a
+  document does not wait for Python and pyHanko to load (about half a second);
+* at most ``max_workers`` documents at once; one more is answered BUSY at once rather
+  than queued;
+* the wall-clock ``prepare_timeout`` applies before the signature and, afresh, after
+  it; the time the user spends in the dialog is not counted (the worker is idle then).
+
+A worker that runs out of CPU time or memory, or is killed for time, ends its request
+with TOO_LARGE; a worker that dies otherwise ends it with INTERNAL.  Either way the next
+document gets a fresh worker and the daemon never noticed more than a closed pipe.
+
+Windows and macOS have no ``RLIMIT_AS``/``RLIMIT_CPU`` the way Linux does: the worker
+reports that it runs unlimited there (``apply_limits``), the timeout and the structural
+caps still hold, and a job object is the Windows issue's part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import agent
+from agent.errors import (
+    AgentError,
+    Busy,
+    CertificateInvalid,
+    InternalError,
+    NetworkError,
+    PermissionDenied,
+    RateLimited,
+    TooLarge,
+    Unsupported,
+)
+from agent.formats import worker_wire
+from agent.formats.document_caps import StructureCaps
+from agent.formats.worker import EXIT_OUT_OF_MEMORY
+
+if TYPE_CHECKING:
+    from agent.config import DocumentsConfig
+    from agent.formats.job import FormatJob
+
+log = logging.getLogger(__name__)
+
+_WORKER_MODULE = "agent.formats.worker"
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+# What a worker may report as the request's error; anything else becomes INTERNAL.  A
+# builder that raises a new kind of error must be listed here.
+_WORKER_ERRORS: dict[str, type[AgentError]] = {cls.reason: cls for cls in (
+    Unsupported, TooLarge, NetworkError, CertificateInvalid, PermissionDenied, RateLimited)}
+_LOGGER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,99}")
+_MAX_MESSAGE = 500
+_MAX_LOG = 8000
+_MAX_LOG_RECORDS = 200  # per worker: a subverted one cannot flood the agent's log
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    cpu_seconds: int = 30
+    memory_mb: int = 1024
+    prepare_timeout: float = 120.0
+    max_workers: int = 4
+    warm_workers: int = 1
+    caps: StructureCaps = field(default_factory=StructureCaps)
+
+
+def limits_from_config(config: DocumentsConfig) -> WorkerLimits:
+    return WorkerLimits(
+        cpu_seconds=config.worker_cpu_seconds, memory_mb=config.worker_memory_mb,
+        prepare_timeout=config.prepare_timeout, max_workers=config.max_workers,
+        warm_workers=config.warm_workers,
+        caps=StructureCaps(
+            xref_entries_per_kib=config.max_xref_entries_per_kib,
+            xref_entries_slack=config.max_xref_entries_slack,
+            pdf_objects=config.max_pdf_objects, page_tree_nodes=config.max_page_tree_nodes,
+            page_tree_depth=config.max_page_tree_depth, form_fields=config.max_form_fields,
+            xml_namespace_declarations=config.max_xml_namespace_declarations,
+            xml_elements=config.max_xml_elements))
+
+
+class WorkerDied(Exception):
+    """The worker's pipe closed or carried garbage; ``code`` is its exit status."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"document worker ended with {code}")
+        self.code = code
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The worker must import this very package, even when run from a source tree.
+    root = str(Path(agent.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    # glibc reserves 64 MiB of address space per malloc arena; under RLIMIT_AS a few
+    # helper threads (aiohttp's resolver) would eat the budget without using it.
+    env["MALLOC_ARENA_MAX"] = "2"
+    return env
+
+
+def _clean(text: object, limit: int, *, lines: bool = False) -> str:
+    """A worker's text for the page or the log: control characters escaped (a worker
+    cannot forge log lines), length capped."""
+    out = []
+    for ch in str(text)[:limit]:
+        if ch == "\n" and lines:
+            out.append("\n    | ")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
+class Worker:
+    """One started worker process, used for one document."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, limited: bool) -> None:
+        self.proc = proc
+        self.limited = limited
+        self.log_records = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @classmethod
+    async def start(cls, limits: WorkerLimits) -> Worker:
+        level = logging.getLogger().getEffectiveLevel()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", _WORKER_MODULE, str(limits.cpu_seconds),
+            str(limits.memory_mb), str(level),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env=_worker_env())
+        worker = cls(proc, False)
+        try:
+            ready = await worker.next_answer()
+        except BaseException:  # cancelled too (a spare being retired): reap the process
+            worker.retire()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(proc.wait(), 2.0)
+            raise
+        if ready.get("type") != "ready":
+            worker.retire()
+            raise WorkerDied(None)
+        worker.limited = bool(ready.get("limited"))
+        return worker
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(worker_wire.encode_request(message))
+
+    async def next_answer(self) -> dict[str, Any]:
+        """The worker's next frame that is not a log record (those go to our log)."""
+        assert self.proc.stdout is not None
+        try:
+            while True:
+                header = await self.proc.stdout.readexactly(worker_wire.HEADER_SIZE)
+                body = await self.proc.stdout.readexactly(worker_wire.frame_length(header))
+                answer = worker_wire.decode_answer(body)
+                if answer.get("type") != "log":
+                    return answer
+                self.log_records += 1
+                if self.log_records <= _MAX_LOG_RECORDS:
+                    _relog(answer)
+                elif self.log_records == _MAX_LOG_RECORDS + 1:
+                    log.warning("document worker %d logs too much; the rest is dropped",
+                                self.pid)
+        except (asyncio.IncompleteReadError, ConnectionError, worker_wire.FrameError):
+            code = await self.wait_ended()
+            raise WorkerDied(code) from None
+
+    async def wait_ended(self) -> int | None:
+        """The exit status of a worker whose pipe closed (killed if it lingers)."""
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(self.proc.wait(), 5.0)
+        self.retire()
+        return await self.proc.wait()
+
+    def retire(self) -> None:
+        """Kill the worker if it still runs; its exit is reaped by asyncio's watcher."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+
+def _relog(record: dict[str, Any]) -> None:
+    name = str(record.get("name", ""))
+    if not _LOGGER_NAME.fullmatch(name):
+        name = _WORKER_MODULE
+    level = record.get("level")
+    level = min(max(level, logging.DEBUG), logging.CRITICAL) \
+        if isinstance(level, int) else logging.WARNING
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s", _clean(record.get("message", ""), _MAX_LOG, lines=True))
+
+
+def error_from_worker(answer: dict[str, Any]) -> AgentError:
+    """The worker's typed error rebuilt on this side, from a short list of kinds and
+    with its text and data cleaned: the worker has read a hostile document."""
+    cls = _WORKER_ERRORS.get(str(answer.get("reason")))
+    if cls is None:
+        return InternalError("the signature could not be built")
+    data = answer.get("data")
+    plain = {str(k)[:40]: (_clean(v, 200) if isinstance(v, str) else v)
+             for k, v in (data.items() if isinstance(data, dict) else ())
+             if isinstance(v, str | int | float | bool) and str(k).isidentifier()}
+    return cls(_clean(answer.get("message", ""), _MAX_MESSAGE) or None,
+               **dict(list(plain.items())[:8]))
+
+
+def _death(code: int | None) -> AgentError:
+    """What a worker's end without an answer means for the request."""
+    # SIGXCPU: the soft CPU limit; SIGKILL: the hard one (or the kernel's OOM killer).
+    out_of_limits = {EXIT_OUT_OF_MEMORY}
+    for name in ("SIGXCPU", "SIGKILL"):  # POSIX only
+        number = getattr(signal, name, None)
+        if number is not None:
+            out_of_limits.add(-number)
+    if code in out_of_limits:
+        return TooLarge("the document needs more time or memory than allowed")
+    log.warning("a document worker ended with status %s", code)
+    return InternalError("the document worker stopped")
+
+
+def _der(cert: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der: bytes = cert.public_bytes(Encoding.DER)
+    return der
+
+
+def job_payload(job: FormatJob) -> dict[str, Any]:
+    """The job's facts as the worker needs them (its ``sign`` stays here)."""
+    return {"certificate": _der(job.certificate), "chain": [_der(c) for c in job.chain],
+            "roots": [_der(c) for c in job.anchors.roots],
+            "others": [_der(c) for c in job.anchors.others],
+            "network": job.network, "tsa_url": job.tsa_url,
+            "document_name": job.document_name}
+
+
+class DocumentWorkers:
+    """The daemon's document workers; see the module docstring."""
+
+    def __init__(self, limits: WorkerLimits | None = None) -> None:
+        self.limits = limits or WorkerLimits()
+        self.active = 0
+        self._spares: list[asyncio.Task[Worker]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started = 0  # workers started so far (for tests and diagnostics)
+        self.current: set[Worker] = set()  # workers serving a document now
+        self._reapers: set[asyncio.Future[int]] = set()
+
+    def configure(self, limits: WorkerLimits) -> None:
+        """New limits, for workers started from now on (idle ones are retired)."""
+        self.limits = limits
+        self._drop_spares()
+
+    async def run(self, kind: str, job: FormatJob, args: dict[str, Any]) -> bytes:
+        """Build the signature of one document in a worker; see the module docstring."""
+        limits = self.limits
+        if self.active >= limits.max_workers:
+            raise Busy("too many documents are being prepared at once; try again")
+        self.active += 1
+        worker: Worker | None = None
+        try:
+            worker = await self._take(limits)
+            self.current.add(worker)
+            self._refill(limits)
+            return await self._serve(worker, limits, kind, job, args)
+        finally:
+            self.active -= 1
+            if worker is not None:
+                self.current.discard(worker)
+                reaper = self._retire(worker)
+                task = asyncio.current_task()
+                if task is None or not task.cancelling():
+                    # Usually done already: the worker exits once it has answered.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(reaper), 2.0)
+
+    def _retire(self, worker: Worker) -> asyncio.Future[int]:
+        """Kill the worker and reap it in the background."""
+        worker.retire()
+        reaper = asyncio.ensure_future(worker.proc.wait())
+        self._reapers.add(reaper)
+        reaper.add_done_callback(self._reapers.discard)
+        return reaper
+
+    async def _serve(self, worker: Worker, limits: WorkerLimits, kind: str, job: FormatJob,
+                     args: dict[str, Any]) -> bytes:
+        worker.send({"op": "build", "kind": kind, "args": args, "caps": limits.caps,
+                     "job": job_payload(job)})
+        answer = await self._phase(worker, limits)
+        if answer.get("type") == "sign":
+            digest, algorithm, raw = self._sign_request(answer)
+            # The dialog and the token: here, in the daemon, with no clock running.
+            signature = await job.sign(digest, algorithm, ecdsa_raw=raw)
+            worker.send({"op": "signature", "value": signature})
+            answer = await self._phase(worker, limits)
+        kind_of_answer = answer.get("type")
+        if kind_of_answer == "done":
+            return worker_wire.unb64(answer.get("result"))
+        if kind_of_answer == "error":
+            raise error_from_worker(answer)
+        raise InternalError(f"unexpected answer {_clean(kind_of_answer, 20)!r} from a worker")
+
+    @staticmethod
+    def _sign_request(answer: dict[str, Any]) -> tuple[bytes, str, bool]:
+        digest = worker_wire.unb64(answer.get("digest"))
+        algorithm = str(answer.get("algorithm", "")).lower()
+        if _DIGEST_SIZES.get(algorithm) != len(digest):
+            raise InternalError("a worker asked to sign a malformed digest")
+        return digest, algorithm, answer.get("ecdsaRaw") is True
+
+    @staticmethod
+    async def _phase(worker: Worker, limits: WorkerLimits) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(worker.next_answer(), limits.prepare_timeout)
+        except TimeoutError:
+            log.warning("a document worker took over %.0f s; killed", limits.prepare_timeout)
+            worker.retire()
+            raise TooLarge("the document took too long to prepare") from None
+        except WorkerDied as died:
+            raise _death(died.code) from None
+
+    async def _take(self, limits: WorkerLimits) -> Worker:
+        """A started worker: an idle spare if there is one, else a new one."""
+        self._check_loop()
+        while self._spares:
+            spare = self._spares.pop(0)
+            try:
+                worker = await asyncio.wait_for(asyncio.shield(spare), limits.prepare_timeout)
+            except (Exception, asyncio.CancelledError):
+                if not spare.done():
+                    spare.cancel()
+                continue
+            if worker.proc.returncode is None:
+                return worker
+        try:
+            worker = await asyncio.wait_for(Worker.start(limits), limits.prepare_timeout)
+        except (TimeoutError, WorkerDied, OSError) as exc:
+            log.warning("a document worker could not be started: %s", type(exc).__name__)
+            raise InternalError("the document worker could not be started") from None
+        self.started += 1
+        return worker
+
+    def _refill(self, limits: WorkerLimits) -> None:
+        while len(self._spares) < limits.warm_workers:
+            self.started += 1
+            spare = asyncio.ensure_future(Worker.start(limits))
+            # A spare that failed to start is replaced in _take; its error is not news.
+            spare.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self._spares.append(spare)
+
+    def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # spares of another (finished) event loop are useless
+            self._drop_spares()
+            self._loop = loop
+
+    def _drop_spares(self) -> None:
+        spares, self._spares = self._spares, []
+        for spare in spares:
+            if spare.done() and not spare.cancelled() and spare.exception() is None:
+                # Possibly of a closed event loop: kill it, and ignore the loop's protest.
+                with contextlib.suppress(ProcessLookupError, RuntimeError):
+                    spare.result().retire()
+            else:
+                spare.cancel()
+
+    async def close(self) -> None:
+        """Retire the idle workers (the daemon is stopping)."""
+        spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.cancel()
+            with contextlib.suppress(BaseException):
+                worker = await spare
+                worker.retire()
+                await worker.proc.wait()
+        for worker in list(self.current):
+            self._retire(worker)
+        if self._reapers:
+            await asyncio.wait(list(self._reapers), timeout=5)
+
+
+# No warm spares until the daemon configures the pool at start: a spare belongs to one
+# event loop, and in-process users (tests, the bench) run many.
+_workers = DocumentWorkers(WorkerLimits(warm_workers=0))
+
+
+def document_workers() -> DocumentWorkers:
+    """The daemon's one pool."""
+    return _workers
+
+
+def configure_document_workers(config: DocumentsConfig) -> None:
+    """Apply the ``[documents]`` section (the daemon calls this at start)."""
+    _workers.configure(limits_from_config(config))
+
+
+async def close_document_workers() -> None:
+    await _workers.close()
+
+
+async def build_isolated(kind: str, job: FormatJob, args: dict[str, Any]) -> bytes:
+    return await _workers.run(kind, job, args)

@@ -1,0 +1,158 @@
+"""One document in its own process: ``python -m agent.formats.worker CPU_S MEMORY_MB LOG``.
+
+A hostile PDF or XML can make pyHanko, signxml or lxml spend seconds of CPU and
+gigabytes of memory; here that costs this process only, which the kernel stops at its
+limits (set first thing, before any document is read) and the daemon replaces.
+
+The worker loads the format libraries, says it is ready, and then serves exactly one
+request: it builds the signature and, when it needs the user's key, sends the digest to
+the daemon (which shows the dialog and signs on the token) and waits for the signature.
+Its log records travel to the daemon, which writes them to its own log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+# Exit code for "ran out of memory" when even the error frame could not be written.
+EXIT_OUT_OF_MEMORY = 86
+
+
+def apply_limits(cpu_seconds: int, memory_mb: int) -> bool:
+    """CPU time and address space, where the OS has them (Linux, and other POSIX
+    systems with ``resource``).  Windows would need a job object (the Windows issue);
+    without one the daemon's wall-clock timeout is the only limit there.  Returns
+    whether limits are in force."""
+    try:
+        import resource
+    except ImportError:
+        return False
+    # Soft CPU limit → SIGXCPU; the hard one, two seconds later, → SIGKILL.
+    cpu = _lower(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 2)
+    # macOS refuses RLIMIT_AS; the CPU limit still applies there.
+    memory = _lower(resource.RLIMIT_AS, memory_mb << 20, memory_mb << 20)
+    return cpu and memory
+
+
+def _lower(which: int, soft: int, hard: int) -> bool:
+    """Set a limit, never above one already in force (an unprivileged process cannot
+    raise its hard limit, and an administrator's lower one stays)."""
+    import resource
+
+    try:
+        _, current = resource.getrlimit(which)
+        if current != resource.RLIM_INFINITY:
+            hard = min(hard, current)
+        resource.setrlimit(which, (min(soft, hard), hard))
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+class _ForwardingHandler(logging.Handler):
+    """Sends each record to the daemon as a ``log`` frame."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from agent.formats import worker_wire
+
+        try:
+            worker_wire.write_answer(self.fd, {"type": "log", "level": record.levelno,
+                                               "name": record.name,
+                                               "message": self.format(record)})
+        except Exception:  # a log line must never take the request down
+            self.handleError(record)
+
+
+def _warm_imports() -> None:
+    """Load what a document needs now, while the worker is idle, not on the request."""
+    import contextlib
+    import importlib
+
+    for name in ("agent.formats.pades", "agent.formats.cades", "agent.formats.xades"):
+        # signxml/lxml are optional: without them sign.xml is not offered at all.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    with contextlib.suppress(ImportError):
+        from agent.formats.pades import find_stamp_font
+
+        find_stamp_font()  # imports fontTools and HarfBuzz, which every PAdES request uses
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4:
+        print("usage: python -m agent.formats.worker CPU_SECONDS MEMORY_MB LOG_LEVEL",
+              file=sys.stderr)
+        return 2
+    limited = apply_limits(int(argv[1]), int(argv[2]))
+    # The real stdout carries frames; anything a library prints goes to stderr.
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    from agent.formats import worker_wire
+
+    logging.basicConfig(level=int(argv[3]), handlers=[_ForwardingHandler(protocol_fd)])
+    logging.raiseExceptions = False
+    _warm_imports()
+    worker_wire.write_answer(protocol_fd, {"type": "ready", "pid": os.getpid(),
+                                           "limited": limited})
+    stdin = sys.stdin.buffer
+    try:
+        request = worker_wire.read_request(stdin)
+    except worker_wire.FrameError as exc:
+        print(f"document worker: bad frame from the daemon: {exc}", file=sys.stderr)
+        return 3
+    if request is None:  # the daemon closed the pipe: an idle spare being retired
+        return 0
+    try:
+        answer = _serve(request, protocol_fd, stdin)
+    except MemoryError:
+        answer = _too_large_answer()
+    try:
+        worker_wire.write_answer(protocol_fd, answer)
+    except MemoryError:
+        return EXIT_OUT_OF_MEMORY
+    return 0
+
+
+def _too_large_answer() -> dict[str, Any]:
+    return {"type": "error", "reason": "TOO_LARGE",
+            "message": "the document needs more memory than allowed", "data": {}}
+
+
+def _serve(request: dict[str, Any], fd: int, stdin: Any) -> dict[str, Any]:
+    import asyncio
+
+    from agent.errors import AgentError
+    from agent.formats import worker_wire
+    from agent.formats.worker_jobs import run_job
+
+    try:
+        result = asyncio.run(run_job(request, fd, stdin))
+    except MemoryError:
+        return _too_large_answer()
+    except AgentError as exc:
+        return {"type": "error", "reason": exc.reason, "message": exc.message,
+                "data": _plain(exc.data)}
+    except Exception:
+        logging.getLogger("agent.formats.worker").exception(
+            "%s failed inside the format library", request.get("kind"))
+        return {"type": "error", "reason": "INTERNAL",
+                "message": "the signature could not be built", "data": {}}
+    return {"type": "done", "result": worker_wire.b64(result)}
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """An error's data as JSON values (what ``to_wire`` would send anyway)."""
+    return {str(k): v if isinstance(v, str | int | float | bool) or v is None else str(v)
+            for k, v in data.items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,203 @@
+"""Issue 11 §7: hostile documents sent to a real agent.  Each is refused with TOO_LARGE or
+UNSUPPORTED before any dialog, in a worker process, while the agent keeps answering other
+sites; a worker over its memory limit ends its request and the next document signs.
+
+The documents are the ones of the report: a PDF of a few hundred bytes whose
+cross-reference stream claims five million entries (16.7 s and 1.1 GiB in the daemon
+before), a /Kids fan-out of 1,500 in 18 KB (7.5 s), and an XML document with 1,500
+namespace declarations in 40 KB (9.3 s, cubic in the count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import pki_services
+import pytest
+from daemon import Daemon, b64, unb64
+from pki_services import (
+    DIRECT_ENV,
+    NETWORK_TIMEOUT,
+    ORIGIN,
+    FormatsBed,
+    pin_dialogs,
+    select_handle,
+)
+from testbed.softhsm import MODULE
+
+pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
+
+formats_bed = pki_services.formats_bed
+formats_daemon = pki_services.formats_daemon
+
+BYSTANDER = "https://bystander.example"
+SIGNER = "FMT-rsa"  # the formats token's RSA identity (FormatsBed.serial("rsa"))
+HANG = 30.0  # seconds after which an unanswered probe means the agent hangs
+
+
+# --- the documents -------------------------------------------------------------------------
+
+def classic_pdf(objects: list[bytes]) -> bytes:
+    """Objects 1..n and a correct classic cross-reference table."""
+    out = BytesIO()
+    out.write(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(b"trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n"
+              % (len(objects) + 1, xref))
+    return out.getvalue()
+
+
+def xref_size_pdf(size: int = 5_000_000, name: bytes = b"/Size") -> bytes:
+    """A tiny PDF whose only cross-reference is a stream claiming ``size`` entries."""
+    out = BytesIO()
+    out.write(b"%PDF-1.7\n")
+    catalog = out.tell()
+    out.write(b"1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n")
+    pages = out.tell()
+    out.write(b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n")
+    rows = b"".join(b"\x01" + offset.to_bytes(2, "big") + b"\x00"
+                    for offset in (catalog, pages))
+    xref = out.tell()
+    out.write(b"3 0 obj<</Type/XRef" + name + b" %d/W[1 2 1]/Root 1 0 R/Length %d>>stream\n"
+              % (size, len(rows)))
+    out.write(rows + b"\nendstream endobj\nstartxref\n%d\n%%%%EOF\n" % xref)
+    return out.getvalue()
+
+
+def kids_fanout_pdf(fanout: int = 1500) -> bytes:
+    """A form field with ``fanout`` kids that are all one field, itself with ``fanout``
+    kids that are all one field: 18 KB that a tree walk visits fanout² times."""
+    return classic_pdf([
+        b"<</Type/Catalog/Pages 2 0 R/AcroForm<</Fields[4 0 R]>>>>",
+        b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>",
+        b"<</T(a)/Kids[" + b"5 0 R " * fanout + b"]>>",
+        b"<</T(b)/Kids[" + b"6 0 R " * fanout + b"]>>",
+        b"<</T(c)/FT/Sig>>"])
+
+
+def page_fanout_pdf(fanout: int = 1500) -> bytes:
+    """A page tree whose root lists one page ``fanout`` times."""
+    return classic_pdf([
+        b"<</Type/Catalog/Pages 2 0 R>>",
+        b"<</Type/Pages/Kids[" + b"3 0 R " * fanout + b"]/Count %d>>" % fanout,
+        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>"])
+
+
+def namespace_xml(count: int = 1500) -> bytes:
+    """About 40 KB: ``count`` namespaces declared on the root, each used by one child
+    (signxml's canonicalisation of this takes time cubic in ``count``)."""
+    declarations = " ".join(f'xmlns:n{i}="u:{i}"' for i in range(count))
+    children = "".join(f"<n{i}:a/>" for i in range(count))
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Qaime {declarations}>{children}'
+            "</Qaime>").encode()
+
+
+def minimal_pdf() -> bytes:
+    from test_formats_pdf import minimal_pdf as one_page
+
+    return one_page()
+
+
+# --- through the daemon --------------------------------------------------------------------
+
+async def test_hostile_documents_are_refused_before_any_dialog(
+        formats_daemon: Daemon) -> None:
+    assert len(xref_size_pdf()) < 400
+    assert 17_000 < len(kids_fanout_pdf()) < 19_000
+    assert 35_000 < len(namespace_xml()) < 45_000
+    mark = formats_daemon.transcript_mark()
+    async with formats_daemon.client(ORIGIN) as client:
+        handle = await select_handle(client, SIGNER)  # one select: they are rate limited
+
+        async def refusal(method: str, params: dict[str, object]) -> str | None:
+            error = await client.error(method, {"handle": handle, "level": "B-B", **params},
+                                       timeout=HANG)
+            return error.reason
+
+        assert await refusal("sign.pdf", {"pdf": b64(xref_size_pdf())}) == "TOO_LARGE"
+        # /S#69ze is /Size in PDF's name syntax: the cap reads names as the parser does.
+        assert await refusal("sign.pdf",
+                             {"pdf": b64(xref_size_pdf(name=b"/S#69ze"))}) == "TOO_LARGE"
+        assert await refusal("sign.pdf", {"pdf": b64(kids_fanout_pdf())}) == "UNSUPPORTED"
+        assert await refusal("sign.pdf", {"pdf": b64(page_fanout_pdf())}) == "UNSUPPORTED"
+        assert await refusal("sign.xml", {"xml": b64(namespace_xml()),
+                                          "mode": "enveloped"}) == "TOO_LARGE"
+        assert pin_dialogs(formats_daemon, mark) == []
+        # The agent still signs an honest document afterwards, with one dialog.
+        signed = await client.call("sign.pdf", {"handle": handle, "level": "B-B",
+                                                "pdf": b64(minimal_pdf())}, timeout=HANG)
+    assert unb64(signed["pdf"]).startswith(minimal_pdf())
+    assert len(pin_dialogs(formats_daemon, mark)) == 1
+
+
+async def test_other_sites_are_answered_while_hostile_documents_are_processed(
+        formats_daemon: Daemon) -> None:
+    """Before, the daemon parsed in its event loop: a bystander's agent.info waited for the
+    whole parse (here about 26 s for the first document).  Not a timing test: HANG only
+    detects an agent that does not answer at all."""
+    async with formats_daemon.client(ORIGIN) as attacker, \
+            formats_daemon.client(BYSTANDER) as bystander:
+        handle = await select_handle(attacker, SIGNER)
+        attacks = [attacker.start("sign.pdf", {"handle": handle, "level": "B-B",
+                                               "pdf": b64(xref_size_pdf())}),
+                   attacker.start("sign.xml", {"handle": handle, "level": "B-B",
+                                               "mode": "enveloped",
+                                               "xml": b64(namespace_xml())})]
+        info = await bystander.call("agent.info", timeout=HANG)
+        assert info["protocol"] == 1
+        replies = await asyncio.wait_for(asyncio.gather(*attacks), HANG)
+    reasons = {reply["error"]["data"]["reason"] for reply in replies}
+    # One interaction per origin: the second attack may be BUSY behind the first.
+    assert reasons <= {"TOO_LARGE", "BUSY"} and "TOO_LARGE" in reasons, replies
+
+
+@pytest.fixture(scope="module")
+def tight_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
+    """An agent whose document workers get little memory and whose structural caps are
+    off, so the size-bomb PDF reaches pyHanko and exhausts the worker's memory."""
+    home = Path(tempfile.mkdtemp(prefix="imza-documents-"))
+    daemon = Daemon(
+        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **formats_bed.token.env},
+        config={"formats": {"trust_anchors": [str(p) for p in formats_bed.anchors],
+                            "revocation": "off", "network_timeout": NETWORK_TIMEOUT},
+                "documents": {"worker_memory_mb": 256,
+                              "max_xref_entries_per_kib": 10_000_000,
+                              "max_xref_entries_slack": 100_000_000,
+                              "max_pdf_objects": 100_000_000}},
+        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin})
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        code = daemon.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    assert code == 0, "the daemon did not stop cleanly"
+
+
+async def test_worker_over_its_memory_limit_is_too_large_and_the_next_document_signs(
+        tight_daemon: Daemon) -> None:
+    mark = tight_daemon.transcript_mark()
+    async with tight_daemon.client(ORIGIN) as client:
+        handle = await select_handle(client, SIGNER)
+        error = await client.error("sign.pdf", {"handle": handle, "level": "B-B",
+                                                "pdf": b64(xref_size_pdf())}, timeout=HANG)
+        # The worker's memory limit stopped it, not a cap ([documents] reached the agent).
+        assert error.reason == "TOO_LARGE" and "memory" in error.error["message"], error
+        assert pin_dialogs(tight_daemon, mark) == []
+        signed = await client.call("sign.pdf", {"handle": handle, "level": "B-B",
+                                                "pdf": b64(minimal_pdf())}, timeout=HANG)
+    assert unb64(signed["pdf"]).startswith(minimal_pdf())
+    assert len(pin_dialogs(tight_daemon, mark)) == 1
