@@ -291,3 +291,28 @@ async def test_a_space_typed_first_in_the_password_field_is_kept(ui: TkUI,
     await in_thread(desktop._run, "xdotool", "key", "Return")
     secret = await task
     assert isinstance(secret, Secret) and secret.reveal() == b" ab"
+
+
+async def test_escape_pressed_through_a_flood_does_not_cancel_the_dialog_that_comes_next(
+        ui: TkUI, desktop: Desktop, page: str) -> None:
+    """Issue 11, §8: a person dismissing a flood of dialogs with Escape must not cancel the
+    trusted site's dialog that takes the screen next. Every press before the dialog arms
+    is swallowed and starts the wait again; once the presses stop, Escape works."""
+    window_class, ask = DIALOGS["consent"]
+    await in_thread(focus, desktop, page)
+    task = asyncio.create_task(ask(ui))
+    window = await in_thread(desktop.wait_window, window_class)
+    dialog = current(ui)
+    await in_thread(focus, desktop, window)
+    for _ in range(12):  # separate presses, faster than the arming delay
+        await in_thread(desktop._run, "xdotool", "key", "Escape")
+        await asyncio.sleep(0.15)
+        assert not task.done(), "an Escape meant for another dialog cancelled this one"
+    assert on_tk(ui, lambda: dialog.arming.restarts) >= 10
+    await in_thread(wait_until, ui, lambda: has_keyboard(dialog) and dialog.armed)
+    await settle()
+    assert not task.done()
+    # Still usable by keyboard: a deliberate Escape once armed closes it.
+    await in_thread(desktop._run, "xdotool", "key", "Escape")
+    with pytest.raises(UserCancelled):
+        await asyncio.wait_for(task, WAIT)

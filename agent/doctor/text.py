@@ -1,4 +1,5 @@
-"""The doctor's report as text for a person (``--json`` prints the data itself)."""
+"""The doctor's report as text for a person, in the CLI's language (``--json`` prints the
+data itself, in English, for programs and support tickets)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,27 @@ from typing import Any, TextIO
 
 from agent.doctor.transports import transport_lines
 from agent.doctor.trust import sandboxed_lines, trust_lines
+from agent.i18n import N_, _
 from agent.pcsc.report import render_lines
 
 
 def _pin_line(token: dict[str, Any]) -> str:
     if token["demo"]:
-        return "demo PIN (documented, not a secret)"
+        return _("demo PIN (documented, not a secret)")
     if token["secret"] == "password":
-        return "password-protected file (no retry counter)"
+        return _("password-protected file (no retry counter)")
     pin = token["pin"]
-    parts = [f"PIN {token['pinState']}"]
+    parts = [_("PIN {state}").format(state=token["pinState"])]
     if pin["minLength"] or pin["maxLength"]:
-        parts.append(f"length {pin['minLength']}–{pin['maxLength']}")
-    parts.append("PIN pad" if pin["pinPad"] else "no PIN pad")
+        parts.append(_("length {low}–{high}").format(low=pin["minLength"], high=pin["maxLength"]))
+    parts.append(_("PIN pad") if pin["pinPad"] else _("no PIN pad"))
     return ", ".join(parts)
 
 
 _PAIRING_TEXT = {
-    "id": "paired by CKA_ID", "public-key": "paired by public key",
-    "assumed-id": "assumed by CKA_ID (private key hidden before login)",
-    "none": "no private key",
+    "id": N_("paired by CKA_ID"), "public-key": N_("paired by public key"),
+    "assumed-id": N_("assumed by CKA_ID (private key hidden before login)"),
+    "none": N_("no private key"),
 }
 # Sections with a text of their own below; any other (a store kind added later) is
 # printed field by field.
@@ -39,90 +41,100 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
 
     agent = report["agent"]
     w(f"imza-agent doctor {agent['version']} — Python {agent['python']}, {agent['platform']}")
-    w(f"Data dir: {agent['dataDir']}")
+    w(_("Data dir: {path}").format(path=agent["dataDir"]))
 
     if "transports" in report:
-        w("\nTransports")
+        w("\n" + _("Transports"))
         for line in transport_lines(report["transports"]):
             w(line)
 
     if "trust" in report:
-        w("\nBrowser trust (the agent's certificate for wss://)")
+        w("\n" + _("Browser trust (the agent's certificate for wss://)"))
         for line in trust_lines(report["trust"]):
             w(line)
-        w("\nSnap and Flatpak browsers")
+        w("\n" + _("Snap and Flatpak browsers"))
         for line in sandboxed_lines(report["trust"]):
             w(line)
 
     w("\nPC/SC")
     pcsc = report["pcsc"]
     if not pcsc["available"]:
-        w(f"  PC/SC not available: {pcsc['reason']}")
+        w("  " + _("PC/SC not available: {reason}").format(reason=pcsc["reason"]))
     elif not pcsc["readers"]:
-        w("  PC/SC service answers; no reader connected")
+        w("  " + _("PC/SC service answers; no reader connected"))
     for r in pcsc["readers"]:
-        card = f"card present, ATR {r['atr']}" if r["cardPresent"] else "no card"
-        w(f"  Reader “{r['name']}”: {card}")
+        card = (_("card present, ATR {atr}").format(atr=r["atr"]) if r["cardPresent"]
+                else _("no card"))
+        w("  " + _("Reader “{name}”: {card}").format(name=r["name"], card=card))
     for line in render_lines(pcsc):
         w(line)
 
-    w("\nPKCS#11 modules")
+    w("\n" + _("PKCS#11 modules"))
     if not report["modules"]:
-        w("  none configured and no known vendor module installed")
+        w("  " + _("none configured and no known vendor module installed"))
     for m in report["modules"]:
-        status = "loaded" if m["loaded"] else f"FAILED: {m['error']}"
+        status = _("loaded") if m["loaded"] else _("FAILED: {error}").format(error=m["error"])
         vendor = f" ({m['vendor']})" if m["vendor"] else ""
         w(f"  {m['path']}{vendor} [{m['source']}] — {status}")
         if m["loaded"]:
-            w(f"    {m['manufacturer'] or '?'}: {m['description'] or '?'}, "
-              f"library {m['libraryVersion'] or '?'}, Cryptoki {m['cryptokiVersion'] or '?'}, "
-              f"{m['slots']} slot(s)")
+            w("    " + _("{manufacturer}: {description}, library {library}, Cryptoki {cryptoki}, "
+                      "{slots} slot(s)").format(
+                manufacturer=m["manufacturer"] or "?", description=m["description"] or "?",
+                library=m["libraryVersion"] or "?", cryptoki=m["cryptokiVersion"] or "?",
+                slots=m["slots"]))
 
-    w("\nTokens")
+    w("\n" + _("Tokens"))
     if not report["tokens"]:
-        w("  none")
+        w("  " + _("none"))
     for t in report["tokens"]:
-        demo = "  [DEMO — not a real identity]" if t["demo"] else ""
+        demo = "  " + _("[DEMO — not a real identity]") if t["demo"] else ""
         w(f"  “{t['label']}”{demo}")
-        w(f"    {t['manufacturer']} / {t['model']}, serial {t['serial'] or '—'} ({t['kind']})")
+        w("    " + _("{manufacturer} / {model}, serial {serial} ({kind})").format(
+            manufacturer=t["manufacturer"], model=t["model"], serial=t["serial"] or "—",
+            kind=t["kind"]))
         w(f"    {_pin_line(t)}")
         if t["needsUnlock"]:
-            w("    certificates unknown until the file is opened once with its password")
+            w("    " + _("certificates unknown until the file is opened once with its password"))
 
-    w("\nCertificates")
+    w("\n" + _("Certificates"))
     if not report["certificates"]:
-        w("  none")
+        w("  " + _("none"))
     for c in report["certificates"]:
         demo = " [DEMO]" if c["demo"] else ""
-        w(f"  {c.get('holder') or c['label']}{demo} — on “{c['tokenLabel']}”")
+        w("  " + _("{holder}{demo} — on “{token}”").format(
+            holder=c.get("holder") or c["label"], demo=demo, token=c["tokenLabel"]))
         if "error" in c:
             w(f"    {c['error']}")
             continue
-        flag = (" EXPIRED" if c["expired"] else "") + (" NOT YET VALID" if c["notYetValid"]
-                                                        else "")
+        flag = ((" " + _("EXPIRED") if c["expired"] else "")
+                + (" " + _("NOT YET VALID") if c["notYetValid"] else ""))
         if c["label"] and c["label"] != c.get("holder"):
-            w(f"    label:   {c['label']}")
-        w(f"    subject: {c['subject']}")
-        w(f"    issuer:  {c['issuer']}")
-        w(f"    serial:  {c['serialHex']}   key: {c['publicKey']}")
-        w(f"    valid:   {c['notBefore']} → {c['notAfter']}{flag}")
-        w(f"    key usage: {', '.join(c['keyUsage']) if c['keyUsage'] is not None else '—'}")
+            w("    " + _("label: {value}").format(value=c["label"]))
+        w("    " + _("subject: {value}").format(value=c["subject"]))
+        w("    " + _("issuer: {value}").format(value=c["issuer"]))
+        w("    " + _("serial: {serial}   key: {key}").format(serial=c["serialHex"],
+                                                          key=c["publicKey"]))
+        w("    " + _("valid: {start} → {end}").format(start=c["notBefore"], end=c["notAfter"])
+          + flag)
+        usage = ", ".join(c["keyUsage"]) if c["keyUsage"] is not None else "—"
+        w("    " + _("key usage: {value}").format(value=usage))
         if c["extendedKeyUsage"] is not None:
-            w(f"    extended key usage: {', '.join(c['extendedKeyUsage'])}")
-        key = _PAIRING_TEXT.get(c["pairing"], c["pairing"])
+            w("    " + _("extended key usage: {value}").format(
+                value=", ".join(c["extendedKeyUsage"])))
+        key = _(_PAIRING_TEXT[c["pairing"]]) if c["pairing"] in _PAIRING_TEXT else c["pairing"]
         if c["keyId"]:
-            key += f" (key id {c['keyId']})"
+            key += " " + _("(key id {id})").format(id=c["keyId"])
         if c["alwaysAuthenticate"]:
-            key += ", PIN needed for every signature"
-        w(f"    private key: {key}")
+            key += ", " + _("PIN needed for every signature")
+        w("    " + _("private key: {value}").format(value=key))
 
-    w("\nPKCS#12 files")
+    w("\n" + _("PKCS#12 files"))
     if not report["pkcs12"]:
-        w("  none configured")
+        w("  " + _("none configured"))
     for p in report["pkcs12"]:
-        state = ("missing" if not p["exists"] else
-                 "certificates known after first unlock" if p["needsUnlock"] else
-                 "certificates known")
+        state = (_("missing") if not p["exists"] else
+                 _("certificates known after first unlock") if p["needsUnlock"] else
+                 _("certificates known"))
         w(f"  {p['path']} (“{p['label']}”): {state}")
 
     for section in sorted(set(report) - _KNOWN_SECTIONS):
@@ -130,20 +142,20 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
         for row in report[section]:
             w("  " + ", ".join(f"{key}: {value}" for key, value in row.items()))
 
-    w("\nDemo identity")
+    w("\n" + _("Demo identity"))
     demo = report["demo"]
     if demo["setting"] == "never":
-        w("  turned off (demo.enabled = never)")
+        w("  " + _("turned off (demo.enabled = never)"))
     elif not demo["available"]:
-        w("  not offered: a PKCS#11 module or PKCS#12 file is configured")
+        w("  " + _("not offered: a PKCS#11 module or PKCS#12 file is configured"))
     else:
-        state = ("DEMO token offered (no real token found)" if demo["active"]
-                 else "DEMO available but hidden while a real token is present")
+        state = (_("DEMO token offered (no real token found)") if demo["active"]
+                 else _("DEMO available but hidden while a real token is present"))
         w(f"  {state}: {demo['directory']}")
-        w(f"  DEMO root CA (not trusted): {demo['caCertificate']}")
+        w("  " + _("DEMO root CA (not trusted): {path}").format(path=demo["caCertificate"]))
 
-    w("\nProblems")
+    w("\n" + _("Problems"))
     if not report["problems"]:
-        w("  none")
+        w("  " + _("none"))
     for p in report["problems"]:
         w(f"  {p['source']}: {p['reason']}: {p['message']}")

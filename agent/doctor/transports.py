@@ -10,11 +10,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 from typing import Any
 
 from agent import paths
 from agent.config import Config
+from agent.i18n import _
 
 RUNTIME_FILE = "runtime.json"  # written by agent.daemon.runtime (not imported: heavy)
 
@@ -66,14 +68,31 @@ def _port_problem(port: int) -> str | None:
     return None
 
 
+# The report keeps these in English (as the daemon writes them to runtime.json, and for
+# ``--json``); they are translated only where a person reads them.
+_IN_USE = re.compile(r"port (\d+) is used by another program")
+_CANNOT_LISTEN = re.compile(r"cannot listen on port (\d+): (.*)", re.DOTALL)
+
+
+def _shown_reason(why: str) -> str:
+    if match := _IN_USE.fullmatch(why):
+        return _("port {port} is used by another program").format(port=match[1])
+    if match := _CANNOT_LISTEN.fullmatch(why):
+        return _("cannot listen on port {port}: {reason}").format(port=match[1],
+                                                                   reason=match[2])
+    return why
+
+
 def transport_lines(report: dict[str, Any]) -> list[str]:
-    """The report's lines for a person (English, as the rest of the doctor)."""
+    """The report's lines for a person, in the CLI's language."""
     lines = []
     ports = ", ".join(f"{name} {port}" for name, port in sorted(report["ports"].items()))
     if report["running"]:
-        lines.append(f"  agent running (pid {report['pid']}): {ports or 'no WebSocket port'}")
+        lines.append("  " + _("agent running (pid {pid}): {ports}").format(
+            pid=report["pid"], ports=ports or _("no WebSocket port")))
     else:
-        lines.append("  agent not running")
+        lines.append("  " + _("agent not running"))
     for transport, why in sorted(report["unavailable"].items()):
-        lines.append(f"  {why}; pages cannot reach the agent over {transport}")
+        lines.append("  " + _("{reason}; pages cannot reach the agent over {transport}").format(
+            reason=_shown_reason(why), transport=transport))
     return lines

@@ -16,12 +16,13 @@ from typing import Any
 
 from agent import paths
 from agent.config import Config
+from agent.i18n import N_, _
 from agent.platform import sandboxed_browsers
 from agent.tls import nss, trust, trust_state
 from agent.tls.material import load_tls_material
 
-FALLBACK = ("pages there reach the agent through the browser extension (or ws:// where "
-            "an administrator enabled it)")
+FALLBACK = N_("pages there reach the agent through the browser extension (or ws:// where "
+              "an administrator enabled it)")
 
 
 def trust_report(config: Config, *, home: Path | None = None,
@@ -65,36 +66,38 @@ def _sandboxed_row(browser: sandboxed_browsers.SandboxedBrowser,
 
 
 def trust_lines(report: dict[str, Any]) -> list[str]:
-    """The "Browser trust" section for a person (English, as the rest of the doctor)."""
+    """The "Browser trust" section for a person, in the CLI's language."""
     if not report["wssEnabled"]:
-        return ["  wss:// is turned off ([server] wss_enabled = false): nothing to trust"]
+        return ["  " + _("wss:// is turned off ([server] wss_enabled = false): nothing to trust")]
     lines = []
     if report["certutil"] is None:
-        lines.append(f"  {nss.INSTALL_HINT}.")
-        lines.append("  Without it the agent cannot add its certificate to the browsers; "
-                     + FALLBACK + ".")
+        lines.append(f"  {trust.install_hint()}.")
+        lines.append("  " + _("Without it the agent cannot add its certificate to the browsers; "
+                              "{fallback}.").format(fallback=_(FALLBACK)))
     if report["fingerprint"] is None:
-        lines.append("  the agent has not made its certificate yet (it does at its first start)")
+        lines.append("  " + _("the agent has not made its certificate yet (it does at its first "
+                              "start)"))
     if report["optedOut"]:
-        lines.append("  turned off by `imza-agent trust remove`: the agent leaves the browsers "
-                     "alone until `imza-agent trust install`")
+        lines.append("  " + _("turned off by `imza-agent trust remove`: the agent leaves the "
+                              "browsers alone until `imza-agent trust install`"))
     if report["chromiumDatabaseMissing"]:
-        lines.append("  Chromium: no certificate database yet (~/.pki/nssdb); the agent creates "
-                     "it and adds its certificate at its next start")
+        lines.append("  " + _("Chromium: no certificate database yet (~/.pki/nssdb); the agent "
+                              "creates it and adds its certificate at its next start"))
     for row in report["databases"]:
         if row["error"]:
-            state = f"ERROR: {row['error']}; {FALLBACK}"
+            state = _("ERROR: {error}; {fallback}").format(error=row["error"],
+                                                           fallback=_(FALLBACK))
         elif row["trusted"] is None:
-            state = "unknown (no certutil)"
+            state = _("unknown (no certutil)")
         elif row["trusted"]:
-            state = "trusts the agent's certificate"
+            state = _("trusts the agent's certificate")
         else:
-            state = ("does NOT trust the agent's certificate: the agent adds it at its next "
-                     "start, or run `imza-agent trust install`")
+            state = _("does NOT trust the agent's certificate: the agent adds it at its next "
+                      "start, or run `imza-agent trust install`")
         lines.append(f"  {row['label']} ({row['path']}): {state}")
     if any(row["trusted"] for row in report["databases"]):
-        lines.append("  Browsers read these certificates when they start: restart the browser "
-                     "if it was open when the certificate was installed")
+        lines.append("  " + _("Browsers read these certificates when they start: restart the "
+                              "browser if it was open when the certificate was installed"))
     return lines
 
 
@@ -102,25 +105,27 @@ def sandboxed_lines(report: dict[str, Any]) -> list[str]:
     """The "Snap and Flatpak browsers" section (docs/browsers.md says more)."""
     rows = report["sandboxed"]
     if not rows:
-        return ["  none found (snap, flatpak)"]
+        return ["  " + _("none found (snap, flatpak)")]
     lines = []
     for row in rows:
-        lines.append(f"  {row['label']} — found by {row['evidence']}")
+        lines.append("  " + _("{browser} — found by {evidence}").format(browser=row["label"],
+                                                                   evidence=row["evidence"]))
         if not row["storeKnown"]:
-            lines.append("    certificates: kept where the agent cannot add its own, so "
-                         "wss:// does not work there")
+            lines.append("    " + _("certificates: kept where the agent cannot add its own, so "
+                                  "wss:// does not work there"))
         elif not row["databases"]:
-            lines.append("    certificates: no store yet (start the browser once; the agent "
-                         "adds its certificate at its next start)")
+            lines.append("    " + _("certificates: no store yet (start the browser once; the "
+                                  "agent adds its certificate at its next start)"))
         else:
-            state = "trusted" if row["trusted"] else "NOT trusted yet"
-            lines.append(f"    certificates: {', '.join(row['databases'])}: {state}")
+            state = _("trusted") if row["trusted"] else _("NOT trusted yet")
+            lines.append("    " + _("certificates: {databases}: {state}").format(
+                databases=", ".join(row["databases"]), state=state))
         if row["nativeMessaging"] == "portal":
-            portal = {True: "available", False: "NOT available",
-                      None: "cannot tell (no session bus)"}[report["webExtensionsPortal"]]
-            lines.append("    extension: reaches the agent only through the WebExtensions "
-                         f"portal of xdg-desktop-portal: {portal}")
+            portal = {True: _("available"), False: _("NOT available"),
+                      None: _("cannot tell (no session bus)")}[report["webExtensionsPortal"]]
+            lines.append("    " + _("extension: reaches the agent only through the WebExtensions "
+                                  "portal of xdg-desktop-portal: {state}").format(state=portal))
         else:
-            lines.append("    extension: cannot start the agent from inside the sandbox; "
-                         "pages reach the agent over wss:// only")
+            lines.append("    " + _("extension: cannot start the agent from inside the sandbox; "
+                                  "pages reach the agent over wss:// only"))
     return lines

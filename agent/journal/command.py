@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from agent.i18n import _
 from agent.journal.files import kept_files
 from agent.journal.verify import JournalReport, verify_report
 
@@ -35,20 +36,31 @@ def main(action: str, *, json_output: bool = False, path: Path | None = None,
 
 
 def summary(report: JournalReport) -> str:
-    lines = [f"note: {note}" for note in report.notes]
+    """What ``verify`` prints for a person, in the CLI's language (``--json``: English)."""
+    lines = [_("note: {note}").format(note=note) for note in report.notes]
     files = len(report.files)
     if report.intact:
         if report.entries:
-            lines.append(f"journal intact: {report.entries:,} entries from seq "
-                         f"{report.first_seq} to {report.last_seq} in {files} "
-                         f"file{'s' if files != 1 else ''} ({report.path})")
+            # Two messages rather than gettext plurals: Russian counts files in three forms,
+            # and the translations say "files: N" instead.
+            text = (_("journal intact: {entries} entries from seq {first} to {last} in "
+                      "{files} file ({path})") if files == 1 else
+                    _("journal intact: {entries} entries from seq {first} to {last} in "
+                      "{files} files ({path})"))
+            lines.append(text.format(
+                entries=f"{report.entries:,}", first=report.first_seq, last=report.last_seq,
+                files=files, path=report.path))
         else:
-            lines.append(f"journal intact: 0 entries ({report.path})")
+            lines.append(_("journal intact: 0 entries ({path})").format(path=report.path))
         return "\n".join(lines)
     for p in report.problems:
-        where = f"{p.file} line {p.line}: " if p.line else (f"{p.file}: " if p.file else "")
-        lines.append(f"{where}{p.problem}")
-    lines.append(f"journal NOT intact: {len(report.problems):,} problem"
-                 f"{'s' if len(report.problems) != 1 else ''} in {report.entries:,} entries, "
-                 f"{files} file{'s' if files != 1 else ''} ({report.path})")
+        if p.line:
+            where = _("{file} line {line}: ").format(file=p.file, line=p.line)
+        else:
+            where = f"{p.file}: " if p.file else ""
+        lines.append(f"{where}{p.shown()}")
+    lines.append(_("journal NOT intact: {problems} problem(s) in {entries} entries, "
+                   "{files} file(s) ({path})").format(
+        problems=f"{len(report.problems):,}", entries=f"{report.entries:,}", files=files,
+        path=report.path))
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from typing import Literal
 from cryptography import x509
 
 from agent import paths
+from agent.i18n import _
 from agent.tls import nss, trust_state
 from agent.tls.material import (
     CA_CN_PREFIX,
@@ -129,14 +130,14 @@ def main(action: str, *, json_output: bool = False) -> int:
         elif action == "remove":
             results = remove_trust()
         else:
-            print(f"unknown trust action {action!r}: use install, status or remove",
-                  file=sys.stderr)
+            print(_("unknown trust action {action}: use install, status or remove").format(
+                action=repr(action)), file=sys.stderr)
             return EXIT_UNSUPPORTED
-    except UnsupportedPlatform as exc:
-        print(str(exc), file=sys.stderr)
+    except UnsupportedPlatform:
+        print(_unsupported_platform_text(), file=sys.stderr)
         return EXIT_UNSUPPORTED
-    except nss.CertutilMissing as exc:
-        print(str(exc), file=sys.stderr)
+    except nss.CertutilMissing:
+        print(install_hint(), file=sys.stderr)
         return EXIT_NO_CERTUTIL
     code = _exit_code(action, results)
     if json_output:
@@ -177,6 +178,31 @@ def _require_linux() -> None:
     nss.certutil_path()  # fail early with the install hint, even with no database yet
 
 
+# The exceptions (and so the logs) say these in English; a person at the command line
+# reads them in the CLI's language.
+def _unsupported_platform_text() -> str:
+    if sys.platform == "win32":
+        return _("trust installation is not supported on Windows yet; to do it by hand run "
+                 "`certutil -user -addstore Root ca.pem` with the ca.pem from the agent's "
+                 "tls folder (see docs/tls.md)")
+    return _("trust installation is not supported on macOS yet; to do it by hand run "
+             "`security add-trusted-cert -r trustRoot -p ssl -k "
+             "~/Library/Keychains/login.keychain-db ca.pem` (see docs/tls.md)")
+
+
+# nss.INSTALL_HINT in the CLI's language (a test checks the English text is the same).
+INSTALL_HINT_TEXT = ("certutil (from the NSS tools) is required: install it with "
+                     "`sudo apt install libnss3-tools` (Debian/Ubuntu), `sudo dnf install "
+                     "nss-tools` (Fedora/RHEL) or `sudo pacman -S nss` (Arch)")
+
+
+def install_hint() -> str:
+    """How to install certutil, in the CLI's language."""
+    return _("certutil (from the NSS tools) is required: install it with "
+             "`sudo apt install libnss3-tools` (Debian/Ubuntu), `sudo dnf install "
+             "nss-tools` (Fedora/RHEL) or `sudo pacman -S nss` (Arch)")
+
+
 def _agent_nicknames(db: nss.NssDb) -> list[str]:
     return [e.nickname for e in nss.list_entries(db) if e.nickname.startswith(CA_CN_PREFIX)]
 
@@ -215,17 +241,18 @@ def _exit_code(action: str, results: list[DbStatus]) -> int:
 
 
 def _print_human(action: str, results: list[DbStatus]) -> None:
+    """What a person reads, in the CLI's language (``--json`` stays English)."""
     if not results:
-        print("no browser certificate databases found")
+        print(_("no browser certificate databases found"))
     for r in results:
         if r.error:
-            state = f"ERROR: {r.error}"
+            state = _("ERROR: {error}").format(error=r.error)
         elif action == "remove":
-            state = "removed" if not r.stale and not r.trusted else "still present"
+            state = _("removed") if not r.stale and not r.trusted else _("still present")
         else:
-            state = "trusted" if r.trusted else "NOT trusted"
+            state = _("trusted") if r.trusted else _("NOT trusted")
             if r.stale:
-                state += f"; stale agent CAs: {', '.join(r.stale)}"
+                state += "; " + _("stale agent CAs: {names}").format(names=", ".join(r.stale))
         print(f"{r.browser:20} {r.path}: {state}")
     if action == "install" and results:
-        print("restart running browsers for the change to take effect")
+        print(_("restart running browsers for the change to take effect"))

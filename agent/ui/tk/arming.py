@@ -43,8 +43,8 @@ class Arming:
         self._down: set[int] = set()  # keycodes seen going down and not yet up
         self._last_release: tuple[int, int] | None = None  # keycode, X time
         self.tag = f"ImzaArming{next(_tags)}"
-        # The Tcl commands bind_class makes are deleted in stop(): unbind_class does not,
-        # and each would keep this dialog alive for the life of the process.
+        # The Tcl commands bind_class makes (on the root) are deleted in stop():
+        # unbind_class does not, and each would keep this dialog alive until the root goes.
         self._commands = [win.bind_class(self.tag, "<KeyPress>", self._on_press),
                           win.bind_class(self.tag, "<KeyRelease>", self._on_release)]
         # Bound on the toplevel, these also hear its widgets' focus moves; _on_focus
@@ -77,8 +77,9 @@ class Arming:
         self.armed = False
         self.win.unbind_class(self.tag, "<KeyPress>")
         self.win.unbind_class(self.tag, "<KeyRelease>")
+        root = self.win.nametowidget(".")  # bind_class registers its commands on the root
         for command in self._commands:
-            self.win.deletecommand(command)
+            root.deletecommand(command)
         self._commands = []
 
     def _arm(self) -> None:
