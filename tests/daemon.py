@@ -267,7 +267,8 @@ class Daemon:
     def journal_verify(self) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "IMZA_AGENT_HOME": str(self.home),
                "PYTHON_KEYRING_BACKEND": NO_KEYRING}
-        return subprocess.run([sys.executable, "-m", "agent.cli", "journal", "verify"],
+        return subprocess.run([sys.executable, "-m", "agent.cli", "--language", "en",
+                               "journal", "verify"],
                               cwd=REPO, env=env, capture_output=True, text=True,
                               check=False, timeout=30)
 

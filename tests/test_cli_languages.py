@@ -19,6 +19,8 @@ from daemon import NO_KEYRING, REPO
 from agent import i18n
 from agent.doctor.transports import transport_lines
 from agent.journal import Journal
+from agent.journal import command as journal_command
+from agent.journal import keys as journal_keys
 from agent.journal.verify import verify_report
 from agent.tls import nss, trust
 
@@ -145,6 +147,10 @@ def test_journal_verify_speaks_turkish_and_its_json_does_not_change(
             "değiştirilmiş ya da düzenlenmiş") in tr.stdout
     assert "günlük sağlam DEĞİL: sorun sayısı: 2, kayıt sayısı: 3, dosya sayısı: 1" in tr.stdout
     assert "NOT intact" not in tr.stdout and "chain broken" not in tr.stdout
+    # No keyring: the journal's key is in a file, and verify says so, in Turkish too.
+    assert ("not: işletim sisteminin anahtarlığı kullanılamıyor: " in tr.stdout
+            and "not: anahtar bir dosyada tutuluyor: " in tr.stdout), tr.stdout
+    assert "key kept in a file" not in tr.stdout
 
     en = cli(home, "en", "journal", "verify")
     assert "journal.jsonl line 2: chain broken" in en.stdout
@@ -180,6 +186,10 @@ def test_the_doctor_translates_what_the_daemon_wrote_in_english(english: None) -
     assert lines == ["  agent işləyir (pid 42): ws 29171",
                      "  29170 portu başqa proqram tərəfindən istifadə olunur; səhifələr "
                      "agentə wss ilə çata bilmir"]
+
+
+def test_the_translated_journal_note_is_the_one_the_keys_give() -> None:
+    assert journal_command.FILE_NOTE_TEXT == journal_keys.FILE_NOTE
 
 
 def test_the_translated_certutil_hint_is_the_one_nss_gives(english: None) -> None:

@@ -106,7 +106,7 @@ def test_journal_never_holds_secrets(tmp_path: Path) -> None:
 
 
 def _cli(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.cli", "journal", *args],
+    return subprocess.run([sys.executable, "-m", "agent.cli", "--language", "en", "journal", *args],
                           capture_output=True, text=True, timeout=60,
                           env={**env, "IMZA_AGENT_HOME": str(home)})
 

@@ -75,7 +75,8 @@ def _rechain(lines: list[str]) -> tuple[list[str], str]:
 
 
 def _verify_cli(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.cli", "journal", "verify", *args],
+    return subprocess.run([sys.executable, "-m", "agent.cli", "--language", "en", "journal",
+                           "verify", *args],
                           capture_output=True, text=True, timeout=60,
                           env={**env, "IMZA_AGENT_HOME": str(home)})
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from agent.i18n import _
+from agent.i18n import N_, _
 from agent.journal.files import kept_files
 from agent.journal.verify import JournalReport, verify_report
 
@@ -35,9 +35,24 @@ def main(action: str, *, json_output: bool = False, path: Path | None = None,
     return 0 if report.intact else 1
 
 
+# agent/journal/keys.py words its notes in English (``--json`` and the logs keep them so);
+# the two it makes itself are translated for a person (a test checks the texts agree).
+FILE_NOTE_TEXT = N_("key kept in a file: tamper evidence only against other users")
+_KEYRING_UNUSABLE = "the OS keyring is not usable: "
+
+
+def _shown_note(note: str) -> str:
+    if note == FILE_NOTE_TEXT:
+        return _(FILE_NOTE_TEXT)
+    if note.startswith(_KEYRING_UNUSABLE):
+        return _("the OS keyring is not usable: {reason}").format(
+            reason=note[len(_KEYRING_UNUSABLE):])
+    return note
+
+
 def summary(report: JournalReport) -> str:
     """What ``verify`` prints for a person, in the CLI's language (``--json``: English)."""
-    lines = [_("note: {note}").format(note=note) for note in report.notes]
+    lines = [_("note: {note}").format(note=_shown_note(note)) for note in report.notes]
     files = len(report.files)
     if report.intact:
         if report.entries:

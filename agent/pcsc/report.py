@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.pcsc.atr import AtrDatabase, atr_hex, parse_atr
-from agent.pcsc.watcher import SERVICE_NOT_RUNNING
 
 SUPPORT_HINT = ("Send this report to the agent's support so the card can be added; until "
                 "then an administrator can map it in the config ([[pcsc.atr]], see "
@@ -78,16 +77,24 @@ def doctor_details(probe: Mapping[str, Any], config: Any,
 
 
 def render_lines(pcsc: Mapping[str, Any]) -> list[str]:
-    """The doctor's text for the ``cards`` rows (the reader lines come before)."""
+    """The doctor's text for the ``cards`` rows (the reader lines come before), in the
+    CLI's language; the JSON report keeps the English constants."""
+    from agent.i18n import _
+
     lines: list[str] = []
     if pcsc.get("service") == "not-running":
-        lines.append(f"  {SERVICE_NOT_RUNNING[0].upper()}{SERVICE_NOT_RUNNING[1:]} "
-                     "(start pcscd, or plug in a reader on Windows)")
+        lines.append("  " + _("The smart card service is not running (start pcscd, or plug "
+                              "in a reader on Windows)"))
     for card in pcsc.get("cards") or ():
         if card["known"]:
-            module = ", ".join(card["modules"]) or "its PKCS#11 module is not installed"
-            lines.append(f"  Card in “{card['reader']}”: {card['product']} — {module}")
+            module = ", ".join(card["modules"]) or _("its PKCS#11 module is not installed")
+            lines.append("  " + _("Card in “{reader}”: {product} — {module}").format(
+                reader=card["reader"], product=card["product"], module=module))
         else:
-            lines.append(f"  Card in “{card['reader']}”: UNKNOWN card. {SUPPORT_HINT}")
+            lines.append("  " + _("Card in “{reader}”: UNKNOWN card.").format(
+                reader=card["reader"]) + " " + _(
+                "Send this report to the agent's support so the card can be added; until "
+                "then an administrator can map it in the config ([[pcsc.atr]], see "
+                "docs/smartcards.md)."))
             lines.extend("    " + line for line in card["report"].splitlines())
     return lines
