@@ -72,3 +72,20 @@ def test_cli_reports_a_broken_config_without_a_traceback(tmp_path: Path) -> None
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and str(path) in proc.stderr
+
+
+def test_every_limit_the_protocol_names_is_a_setting() -> None:
+    """docs/protocol.md once promised a per-format size limit that nothing enforced
+    (issue 11, §12). Every limit it names now must be a configuration key, so a page
+    author can look it up and an administrator can set it."""
+    import re
+
+    keys = {key for section in Config.model_fields.values()
+            for key in section.annotation.model_fields}  # type: ignore[union-attr]
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text(
+        encoding="utf-8")
+    named = set(re.findall(r"`((?:max|rate|bytes)_[a-z_]+|[a-z_]+_(?:per_site|burst|window))`",
+                           text))
+    assert named, "the protocol names its limits"
+    assert sorted(named - keys) == []
+    assert "format's own limit" not in text
