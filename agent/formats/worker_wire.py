@@ -13,43 +13,33 @@ Stdlib only: the worker imports this before anything else.
 from __future__ import annotations
 
 import base64
-import json
-import os
 import pickle
-import struct
 from typing import Any, BinaryIO
 
+from agent import pipe_frames
+from agent.pipe_frames import HEADER, HEADER_SIZE, FrameError
+
+__all__ = ["HEADER_SIZE", "MAX_FRAME", "FrameError", "b64", "decode_answer",
+           "encode_request", "frame_length", "read_request", "unb64", "write_answer"]
+
 MAX_FRAME = 96 * 1024 * 1024  # a signed document (base64) with its validation data
-_HEADER = struct.Struct(">I")
-HEADER_SIZE = _HEADER.size
-
-
-class FrameError(Exception):
-    """The peer sent something that is not a frame of this protocol."""
+# What the worker accepts from the daemon, which it trusts: any length the header can say.
+_FROM_DAEMON = 2**32 - 1
 
 
 def frame_length(header: bytes) -> int:
-    length = int(_HEADER.unpack(header)[0])
-    if length > MAX_FRAME:
-        raise FrameError(f"frame of {length} bytes announced, over the limit")
-    return length
+    return pipe_frames.frame_length(header, MAX_FRAME)
 
 
 # --- daemon side ---------------------------------------------------------------------------
 
 def encode_request(message: dict[str, Any]) -> bytes:
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
+    return HEADER.pack(len(body)) + body
 
 
 def decode_answer(body: bytes) -> dict[str, Any]:
-    try:
-        message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FrameError("frame is not UTF-8 JSON") from exc
-    if not isinstance(message, dict):
-        raise FrameError("frame is not a JSON object")
-    return message
+    return pipe_frames.decode_json_object(body)
 
 
 def b64(data: bytes) -> str:
@@ -67,28 +57,11 @@ def unb64(text: object) -> bytes:
 
 # --- worker side (blocking I/O) --------------------------------------------------------------
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        chunk = stream.read(remaining)
-        if not chunk:
-            if remaining == size:
-                return None
-            raise FrameError("stream ended inside a frame")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
 def read_request(stream: BinaryIO) -> dict[str, Any] | None:
     """The daemon's next message; None when the daemon closed the pipe."""
-    header = _read_exact(stream, HEADER_SIZE)
-    if header is None:
-        return None
-    body = _read_exact(stream, _HEADER.unpack(header)[0])
+    body = pipe_frames.read_body(stream, _FROM_DAEMON)
     if body is None:
-        raise FrameError("stream ended inside a frame")
+        return None
     message = pickle.loads(body)
     if not isinstance(message, dict):
         raise FrameError("request is not a dict")
@@ -96,10 +69,4 @@ def read_request(stream: BinaryIO) -> dict[str, Any] | None:
 
 
 def write_answer(fd: int, message: dict[str, Any]) -> None:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    if len(body) > MAX_FRAME:
-        raise FrameError(f"answer of {len(body)} bytes is over the limit")
-    data = memoryview(_HEADER.pack(len(body)) + body)
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
+    pipe_frames.write_all(fd, pipe_frames.encode_json(message, MAX_FRAME))

@@ -2,48 +2,34 @@
 
 Binary values travel as base64 strings (``b64``/``unb64``).  Both sides refuse frames over
 ``MAX_FRAME`` so a confused or hostile peer cannot make the other allocate gigabytes.
-This module is imported by the worker, so it must stay stdlib-only and cheap to import.
+This module is imported by the worker, so it must stay stdlib-only and cheap to import
+(the frames themselves are ``agent/pipe_frames.py``, shared with the document workers).
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import os
-import struct
 from typing import Any, BinaryIO
 
+from agent import pipe_frames
+from agent.pipe_frames import HEADER_SIZE, FrameError
+
+__all__ = ["HEADER_SIZE", "MAX_FRAME", "FrameError", "b64", "decode_body", "encode_frame",
+           "frame_length", "read_frame", "unb64", "write_frame"]
+
 MAX_FRAME = 64 * 1024 * 1024
-_HEADER = struct.Struct(">I")
-HEADER_SIZE = _HEADER.size
-
-
-class FrameError(Exception):
-    """The peer sent something that is not a frame of this protocol."""
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    if len(body) > MAX_FRAME:
-        raise FrameError(f"frame of {len(body)} bytes is over the limit")
-    return _HEADER.pack(len(body)) + body
+    return pipe_frames.encode_json(message, MAX_FRAME)
 
 
 def frame_length(header: bytes) -> int:
-    length = int(_HEADER.unpack(header)[0])
-    if length > MAX_FRAME:
-        raise FrameError(f"frame of {length} bytes announced, over the limit")
-    return length
+    return pipe_frames.frame_length(header, MAX_FRAME)
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
-    try:
-        message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FrameError("frame is not UTF-8 JSON") from exc
-    if not isinstance(message, dict):
-        raise FrameError("frame is not a JSON object")
-    return message
+    return pipe_frames.decode_json_object(body)
 
 
 def b64(data: bytes | bytearray | None) -> str | None:
@@ -56,33 +42,10 @@ def unb64(text: str | None) -> bytes | None:
 
 # --- blocking I/O, used by the worker ------------------------------------------------------
 
-def read_exact(stream: BinaryIO, size: int) -> bytes | None:
-    """Read ``size`` bytes; None on a clean EOF before the first byte."""
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        chunk = stream.read(remaining)
-        if not chunk:
-            if remaining == size:
-                return None
-            raise FrameError("stream ended inside a frame")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
 def read_frame(stream: BinaryIO) -> dict[str, Any] | None:
-    header = read_exact(stream, HEADER_SIZE)
-    if header is None:
-        return None
-    body = read_exact(stream, frame_length(header))
-    if body is None:
-        raise FrameError("stream ended inside a frame")
-    return decode_body(body)
+    body = pipe_frames.read_body(stream, MAX_FRAME)
+    return None if body is None else decode_body(body)
 
 
 def write_frame(fd: int, message: dict[str, Any]) -> None:
-    data = memoryview(encode_frame(message))
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
+    pipe_frames.write_all(fd, encode_frame(message))
