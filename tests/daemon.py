@@ -162,9 +162,14 @@ class Daemon:
         return to_toml({section: {k: v for k, v in values.items() if v is not None}
                         for section, values in merged.items()})
 
+    @property
+    def config_file(self) -> Path:
+        """The configuration file this agent is started with (``--config``)."""
+        return self.home.parent / (self.home.name + "-config.toml")
+
     def start(self) -> Daemon:
         self.home.mkdir(parents=True, exist_ok=True)
-        config_file = self.home.parent / (self.home.name + "-config.toml")
+        config_file = self.config_file
         config_file.write_text(self._config_text(), encoding="utf-8")
         self.set_answers(self.answers)
         # A home of its own: the agent installs its CA into the user's browser

@@ -37,9 +37,6 @@ def agent() -> Iterator[Daemon]:
             daemon.stop()
 
 
-def config_file(daemon: Daemon) -> Path:
-    return daemon.home.parent / (daemon.home.name + "-config.toml")
-
 
 def test_status_names_pid_config_ports_and_uptime(agent: Daemon) -> None:
     assert agent.process is not None
@@ -47,7 +44,7 @@ def test_status_names_pid_config_ports_and_uptime(agent: Daemon) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"imza-agent is running (pid {agent.process.pid}, version ")
-    assert f"config: {config_file(agent)}" in result.stdout
+    assert f"config: {agent.config_file}" in result.stdout
     assert f"ws://127.0.0.1:{agent.ports['ws']}/v1" in result.stdout
     assert f"browser extension ({agent.home / 'agent.sock'})" in result.stdout
     assert "running for " in result.stdout
@@ -55,7 +52,7 @@ def test_status_names_pid_config_ports_and_uptime(agent: Daemon) -> None:
     data = json.loads(cli(agent.home, "status", "--json").stdout)
     assert data["running"] is True
     assert data["pid"] == agent.process.pid
-    assert data["config"] == str(config_file(agent))
+    assert data["config"] == str(agent.config_file)
     assert data["language"] == "en"
     assert data["transports"]["ws"] == f"ws://127.0.0.1:{agent.ports['ws']}/v1"
     assert data["unavailable"] == {}
@@ -64,7 +61,7 @@ def test_status_names_pid_config_ports_and_uptime(agent: Daemon) -> None:
 
 
 def test_status_says_which_settings_changed_since_the_start(agent: Daemon) -> None:
-    path = config_file(agent)
+    path = agent.config_file
     path.write_text(path.read_text(encoding="utf-8") + "\n[journal]\nkeep_files = 9\n",
                     encoding="utf-8")
     result = cli(agent.home, "status")
@@ -131,12 +128,12 @@ def test_config_edit_says_the_running_agent_needs_a_restart(agent: Daemon,
     editor.chmod(0o755)
     env_editor = {"EDITOR": str(editor)}
     result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "config", "edit", "--config", str(config_file(agent)),
+        [sys.executable, "-m", "agent.cli", "config", "edit", "--config", str(agent.config_file),
          "--language", "ru"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, **env_editor, "IMZA_AGENT_HOME": str(agent.home),
              "PYTHON_KEYRING_BACKEND": NO_KEYRING})
     assert result.returncode == 0, result.stderr
-    assert f"{config_file(agent)} корректен" in result.stdout
+    assert f"{agent.config_file} корректен" in result.stdout
     assert ("изменилось после запуска агента: [journal]; работающий агент использует старые "
             "настройки. Перезапустите его: imza-agent stop && imza-agent run") in result.stderr
 

@@ -74,7 +74,7 @@ def _listening_uid(port: int) -> int | None:
 
 
 def _doctor(daemon: Daemon) -> subprocess.CompletedProcess[str]:
-    config = daemon.home.parent / (daemon.home.name + "-config.toml")
+    config = daemon.config_file
     env = {**os.environ, "IMZA_AGENT_HOME": str(daemon.home),
            "IMZA_AGENT_SYSTEM_POLICY": str(daemon.home.parent / "none.toml")}
     return subprocess.run([sys.executable, "-m", "agent.cli", "--config", str(config),

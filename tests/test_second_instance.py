@@ -111,9 +111,6 @@ def agent() -> Iterator[Daemon]:
             daemon.stop()
 
 
-def config_of(daemon: Daemon) -> Path:
-    return daemon.home.parent / (daemon.home.name + "-config.toml")
-
 
 def standalone_config(path: Path, language: str) -> Path:
     """A config an agent started by `demo` can run with here: no tray, no dialogs."""
@@ -129,10 +126,10 @@ def standalone_config(path: Path, language: str) -> Path:
 def test_a_second_run_says_which_agent_runs_and_exits(agent: Daemon) -> None:
     assert agent.process is not None
     pid = agent.process.pid
-    second = cli(agent.home, "--config", str(config_of(agent)), "run", "--headless")
+    second = cli(agent.home, "--config", str(agent.config_file), "run", "--headless")
     assert second.returncode == 1
     assert second.stderr.strip() == (
-        f"imza-agent is already running (pid {pid}, config {config_of(agent)}, language en); "
+        f"imza-agent is already running (pid {pid}, config {agent.config_file}, language en); "
         "use `imza-agent stop` first")
     assert "Traceback" not in second.stderr
     assert agent.process.poll() is None
@@ -145,7 +142,7 @@ def test_the_already_running_message_speaks_russian(agent: Daemon) -> None:
     second = cli(agent.home, "run", "--headless", "--language", "ru")
     assert second.returncode == 1
     assert second.stderr.strip().startswith(
-        f"imza-agent уже запущен (pid {agent.process.pid}, конфигурация {config_of(agent)}, "
+        f"imza-agent уже запущен (pid {agent.process.pid}, конфигурация {agent.config_file}, "
         "язык en)")
 
 
@@ -182,7 +179,7 @@ def test_demo_with_another_config_never_reuses_the_running_agent(agent: Daemon,
     assert agent.process is not None
     pid = agent.process.pid
     az = tmp_path / "az.toml"
-    english = config_of(agent).read_text(encoding="utf-8")
+    english = agent.config_file.read_text(encoding="utf-8")
     assert 'language = "en"' in english
     az.write_text(english.replace('language = "en"', 'language = "az"'), encoding="utf-8")
     result = cli(agent.home, "--config", str(az), "demo", "--no-browser",
@@ -190,7 +187,7 @@ def test_demo_with_another_config_never_reuses_the_running_agent(agent: Daemon,
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"imza-agent: başqa ayarlarla imza-agent işləyir (pid {pid}, konfiqurasiya "
-        f"{config_of(agent)}, dil en); ayarları bu bölmələrdə fərqlidir: [ui]. Onu "
+        f"{agent.config_file}, dil en); ayarları bu bölmələrdə fərqlidir: [ui]. Onu "
         "`imza-agent stop` ilə dayandırın, sonra demonu yenidən başladın.")
     assert agent_processes(agent.home) == [pid]
     assert runtime_pid(agent.home) == pid
@@ -200,7 +197,7 @@ def test_demo_with_the_same_config_reuses_the_agent(agent: Daemon) -> None:
     assert agent.process is not None
     pid = agent.process.pid
     demo = popen(agent.home, "demo", "--no-browser", "--port", str(free_port()),
-                 "--config", str(config_of(agent)))
+                 "--config", str(agent.config_file))
     try:
         out = read_until(demo, "imza-agent demo: agent pid")
         assert f"using the running imza-agent (pid {pid}): it has the same settings" in out
@@ -212,11 +209,11 @@ def test_demo_with_the_same_config_reuses_the_agent(agent: Daemon) -> None:
 
 def test_a_second_demo_on_the_same_port_says_so(agent: Daemon) -> None:
     port = free_port()
-    first = popen(agent.home, "--config", str(config_of(agent)), "demo", "--no-browser",
+    first = popen(agent.home, "--config", str(agent.config_file), "demo", "--no-browser",
                   "--port", str(port))
     try:
         read_until(first, "imza-agent demo: agent pid")
-        second = cli(agent.home, "--config", str(config_of(agent)), "demo", "--no-browser",
+        second = cli(agent.home, "--config", str(agent.config_file), "demo", "--no-browser",
                      "--port", str(port))
         assert second.returncode == 1
         assert f"port {port} is already in use" in second.stderr
