@@ -9,27 +9,10 @@
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
+import { chromiumArgs } from "./chromium_args.mjs";
+
 const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const OUTCOME_TIMEOUT = 90_000; // generous for a loaded CI machine; never asserted on
-
-function chromiumArgs() {
-  const args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    `--host-resolver-rules=${plan.hosts.map((h) => `MAP ${h} 127.0.0.1`).join(", ")}`,
-    // Only the portal's own key is excused from certificate checks; the agent's wss
-    // certificate must be trusted the real way (NSS, `imza-agent trust install`).
-    `--ignore-certificate-errors-spki-list=${plan.spki.join(",")}`];
-  if (plan.publicPort) {
-    // The portal is a public site: it must be granted local-network access to reach
-    // loopback, as real portals are in Chrome 147+.
-    args.push(`--ip-address-space-overrides=127.0.0.1:${plan.publicPort}=public`);
-  }
-  if (plan.extensionDir) {
-    args.push(`--disable-extensions-except=${plan.extensionDir}`,
-      `--load-extension=${plan.extensionDir}`);
-  }
-  return args;
-}
 
 async function probeWebSocket(page, url) {
   return page.evaluate((target) => new Promise((resolve) => {
@@ -169,7 +152,7 @@ async function hostileScenario(page, result) {
 
 const result = { scenario: plan.scenario };
 const context = await chromium.launchPersistentContext(plan.userDataDir, {
-  executablePath: "/usr/bin/chromium", headless: true, args: chromiumArgs(),
+  executablePath: "/usr/bin/chromium", headless: true, args: chromiumArgs(plan),
   env: { ...process.env, HOME: plan.home },
 });
 try {

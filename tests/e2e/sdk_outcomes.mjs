@@ -10,22 +10,10 @@
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
+import { chromiumArgs } from "./chromium_args.mjs";
+
 const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const OUTCOME_TIMEOUT = 90_000; // generous for a loaded CI machine; never asserted on
-
-function chromiumArgs() {
-  const args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    `--host-resolver-rules=${plan.hosts.map((h) => `MAP ${h} 127.0.0.1`).join(", ")}`,
-    // Only the portal's own key is excused; the agent's wss certificate is trusted through
-    // NSS (`imza-agent trust install`), as a user's browser would.
-    `--ignore-certificate-errors-spki-list=${plan.spki.join(",")}`];
-  if (plan.extensionDir) {
-    args.push(`--disable-extensions-except=${plan.extensionDir}`,
-      `--load-extension=${plan.extensionDir}`);
-  }
-  return args;
-}
 
 /** Focus an element and press Enter: what a keyboard user does. */
 async function pressWithKeyboard(page, selector) {
@@ -64,7 +52,7 @@ async function pageState(page) {
 
 const result = { steps: [] };
 const context = await chromium.launchPersistentContext(plan.userDataDir, {
-  executablePath: "/usr/bin/chromium", headless: true, args: chromiumArgs(),
+  executablePath: "/usr/bin/chromium", headless: true, args: chromiumArgs(plan),
   env: { ...process.env, HOME: plan.home },
 });
 try {
