@@ -28,6 +28,7 @@ from pki_services import (
     pin_dialogs,
     select_handle,
 )
+from testbed.pdf import classic_pdf
 from testbed.softhsm import MODULE
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
@@ -41,23 +42,6 @@ HANG = 30.0  # seconds after which an unanswered probe means the agent hangs
 
 
 # --- the documents -------------------------------------------------------------------------
-
-def classic_pdf(objects: list[bytes]) -> bytes:
-    """Objects 1..n and a correct classic cross-reference table."""
-    out = BytesIO()
-    out.write(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, xref))
-    return out.getvalue()
-
 
 def xref_size_pdf(size: int = 5_000_000, name: bytes = b"/Size") -> bytes:
     """A tiny PDF whose only cross-reference is a stream claiming ``size`` entries."""

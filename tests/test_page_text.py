@@ -8,12 +8,12 @@ In-process: the real dispatcher, params models and core, with the scripted UI be
 from __future__ import annotations
 
 import base64
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import Bench, Page, make_bench, watch_dialogs
+from testbed.pdf import classic_pdf
 
 from agent.app.dialogs import SignedField
 from agent.policy.rules import Permission
@@ -36,19 +36,7 @@ def one_page_pdf() -> bytes:
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out = BytesIO(b"%PDF-1.7\n")
-    out.seek(0, 2)
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, xref))
-    return out.getvalue()
+    return classic_pdf(objects)
 
 
 def reason(answer: dict[str, Any]) -> str:
