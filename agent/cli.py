@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     journal.add_argument("--origin", metavar="SITE",
                          help=_("show: only entries of this origin, host or site"))
 
+    pin = command("pin", _("change your token's PIN, or unblock it with the PUK; the PINs "
+                           "are asked for here, never taken from arguments"))
+    pin.add_argument("action", choices=["change", "unblock"])
+    pin.add_argument("--token", metavar="SERIAL|LABEL", default=None,
+                     help=_("the token, by serial number or label (needed when more than "
+                            "one is present)"))
+
     demo = command("demo", _("the agent with the demo identity, the demo portal and a "
                              "browser pointed at it"))
     demo.add_argument("--port", type=int, default=8443, help=_("the portal's https port"))
@@ -262,6 +269,10 @@ def _main(argv: list[str]) -> int:
         return journal_main(args.action, json_output=args.json,
                             keyring_timeout=config.journal.keyring_timeout,
                             since=args.since, origin=args.origin)
+    if args.command == "pin":
+        from agent.commands.pin_command import main as pin_main
+
+        return pin_main(args.action, config, token=args.token)
     if args.command == "demo":
         from agent.commands.running import demo
 

@@ -117,8 +117,11 @@ class TokensConfig(_Section):
 
 
 class UiConfig(_Section):
-    backend: Literal["tk", "scripted", "none"] = Field(
-        default="tk", description="Dialogs: tk (desktop), scripted (tests), none (refuse all).")
+    backend: Literal["qt", "tk", "scripted", "none"] = Field(
+        default="qt",
+        description="Dialogs: qt (desktop, in the UI process), scripted (tests), none "
+                    "(refuse all); tk is the old in-process desktop UI, kept until qt "
+                    "covers every dialog.")
     answers_file: Path | None = Field(
         default=None, description="With backend = scripted: the answers file.")
     language: Literal["auto", "az", "tr", "ru", "en"] = Field(
@@ -151,6 +154,24 @@ class UiConfig(_Section):
     filtered_select_window: float = Field(
         default=600.0, gt=0, le=86400,
         description="Seconds over which max_filtered_selects_per_site is counted.")
+    theme: Literal["auto", "light", "dark"] = Field(
+        default="auto", description="Colours of the agent's windows; auto follows the desktop.")
+    preview_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024,
+        description="Bytes of a document the signing dialog shows (PDF pages, text, XML); "
+                    "a larger document is shown as its size and SHA-256 only.")
+    ui_frame_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1024 * 1024, le=2 * 1024 * 1024 * 1024,
+        description="Largest message between the daemon and the UI process.")
+    ui_ping_timeout: float = Field(
+        default=5.0, gt=0, le=120,
+        description="Seconds the UI process may take to answer a ping while a dialog is "
+                    "up; then it counts as hung, is restarted, and the request ends "
+                    "with UI_CRASHED.")
+    ui_restarts_per_minute: int = Field(
+        default=5, ge=1, le=100,
+        description="Restarts of the UI process per minute; beyond it dialogs fail "
+                    "with UI_CRASHED until the next minute.")
 
 
 class DemoConfig(_Section):

@@ -95,7 +95,8 @@ class InternalError(AgentError):
     path, a file or a library's exception."""
 
     code, reason, default_message = 5000, "INTERNAL", "internal error"
-    PAGE_DETAILS: ClassVar[frozenset[str]] = frozenset({"MODULE_CRASHED", "MODULE_TIMEOUT"})
+    PAGE_DETAILS: ClassVar[frozenset[str]] = frozenset({"MODULE_CRASHED", "MODULE_TIMEOUT",
+                                                        "UI_CRASHED"})
 
     def to_wire(self) -> dict[str, Any]:
         data: dict[str, Any] = {"reason": self.reason}
@@ -113,6 +114,16 @@ class ModuleCrashed(InternalError):
 
     def __init__(self, message: str | None = None, **data: Any) -> None:
         super().__init__(message, detail="MODULE_CRASHED", **data)
+
+
+class UiCrashed(InternalError):
+    """The UI process died or stopped answering while a dialog was up; it is restarted,
+    and the request in flight ends (docs/ui-process.md)."""
+
+    default_message = "the agent's window stopped working; try again"
+
+    def __init__(self, message: str | None = None, **data: Any) -> None:
+        super().__init__(message, detail="UI_CRASHED", **data)
 
 
 class ModuleTimeout(InternalError):

@@ -9,4 +9,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export IMZA_SCREENSHOTS_DIR="$PWD/docs/screenshots"
 exec .venv/bin/python -m pytest -p no:cacheprovider -q \
-  "tests/test_ui_tk.py::test_screenshot_every_dialog" "$@"
+  "tests/test_ui_tk.py::test_screenshot_every_dialog" \
+  "tests/test_ui_pin_dialogs.py::test_screenshot_pin_dialogs" "$@"

@@ -66,8 +66,10 @@ COMPONENTS: Mapping[str, Component] = {
         programs=("softhsm2-util", "pkcs11-tool", "gcc"),
         files=(SOFTHSM_MODULE, PKCS11_HEADER)),
     "pcscd": Component(
-        "pcscd vsmartcard-vpcd libpcsclite-dev",
-        programs=("/usr/sbin/pcscd",), files=(VPCD_DRIVER,), modules=("smartcard",)),
+        "pcscd vsmartcard-vpcd libpcsclite-dev opensc cackey ykcs11",
+        programs=("/usr/sbin/pcscd",),
+        files=(VPCD_DRIVER, Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
+               Path("/usr/lib/pkcs11/libcackey.so")), modules=("smartcard",)),
     "desktop": Component(
         "xvfb xdotool x11-utils trayer imagemagick python3-tk",
         programs=("Xvfb", "xdotool", "xwininfo", "trayer", "/usr/bin/import"),

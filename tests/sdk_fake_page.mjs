@@ -11,13 +11,16 @@
 //        closeOnSend?: {method, code, reason}},  // the agent closes when it gets `method`
 //   options: {...},                       // connect()'s options
 //   call?: {method, params}               // one call after connecting
+//   login?: {challenge, options?}         // or agent.login(challenge, options?)
 // }
 // answers: {method: {result} | {error}}; a method missing from answers is never answered.
 
 const [sdkUrl, planText] = process.argv.slice(2);
 const plan = JSON.parse(planText);
 const PAGE_ORIGIN = "https://portal.example";
-const seen = { sockets: [], extensionOpens: 0, extensionMessages: [] };
+// requests: every JSON-RPC request the page sent, {method, params}, whatever the transport
+// closes: "extension" or the socket's URL, each time the page closed a connection
+const seen = { sockets: [], extensionOpens: 0, extensionMessages: [], requests: [], closes: [] };
 
 // --- the page: window.postMessage delivers asynchronously, as a browser's does -----------
 const page = new EventTarget();
@@ -36,6 +39,7 @@ globalThis.window = Object.assign(page, {
 
 function answer(answers, text) {
   const request = JSON.parse(text);
+  seen.requests.push({ method: request.method, params: request.params ?? null });
   const scripted = answers && answers[request.method];
   if (!scripted) return null;
   return JSON.stringify({ jsonrpc: "2.0", id: request.id, ...scripted });
@@ -67,6 +71,8 @@ function installExtension(spec) {
         toPage({ kind: "closed", port, reason: "REFUSED",
           detail: "origin is not on the administrator's allow-list" });
       } // "hang": never answers
+    } else if (m.kind === "close") {
+      seen.closes.push("extension");
     } else if (m.kind === "message") {
       const method = JSON.parse(m.data).method;
       seen.extensionMessages.push(method);
@@ -118,6 +124,7 @@ class FakeWebSocket {
 
   close() {
     if (this.readyState === 3) return;
+    seen.closes.push(this.url);
     this._close(1005, "");
   }
 
@@ -133,13 +140,16 @@ globalThis.WebSocket = FakeWebSocket;
 const sdk = await import(sdkUrl);
 const result = { seen };
 const describe = (error) => ({ kind: error.kind, reason: error.reason, code: error.code,
-  isImzaError: error instanceof sdk.ImzaError, message: error.message, data: error.data });
+  isImzaError: error instanceof sdk.ImzaError, name: error.name, message: error.message,
+  data: error.data });
 try {
   const agent = await sdk.connect(plan.options || {});
   result.connected = agent.transport;
-  if (plan.call) {
+  result.agent = agent.agent;
+  if (plan.call || plan.login) {
     try {
-      result.value = await agent.call(plan.call.method, plan.call.params);
+      result.value = plan.call ? await agent.call(plan.call.method, plan.call.params)
+        : await agent.login(plan.login.challenge, ...(plan.login.options ? [plan.login.options] : []));
     } catch (error) {
       result.error = describe(error);
     }
@@ -148,5 +158,7 @@ try {
 } catch (error) {
   result.connectError = describe(error);
 }
+// messages the page posted last (an extension "close") are delivered a task later
+await new Promise((resolve) => setTimeout(resolve, 20));
 console.log(JSON.stringify(result));
 process.exit(0);

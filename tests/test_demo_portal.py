@@ -305,8 +305,10 @@ def test_the_page_and_the_sdk_are_served(portal: PortalServer) -> None:
 
 # What a relying party copies must not need the agent: only the standard library, the
 # crypto libraries and its sibling.
-PORTABLE = {"verify.py": {"base64", "datetime", "hashlib", "collections", "typing",
-                          "cryptography", "__future__"},
+PORTABLE = {"verify.py": {"cryptography", "__future__"},
+            "pdf_desk.py": {"asyncio", "base64", "binascii", "collections", "hashlib",
+                            "secrets", "threading", "typing", "cryptography", "imza_portal",
+                            "__future__", ".verify"},
             "verify_cms.py": {"asyncio", "base64", "binascii", "datetime", "collections",
                               "dataclasses", "asn1crypto", "cryptography", "pyhanko",
                               "pyhanko_certvalidator", "__future__", ".verify"}}

@@ -177,3 +177,50 @@ def test_command_line_prints_utf8(agent_home: Path, softhsm: SoftHsmBed,
     else:
         assert f"{missing} [config] — FAILED: the module file is not there" in out
         assert "PC/SC" in out
+
+
+@pytest.mark.softhsm
+def test_the_token_rows_name_the_module_and_both_pins(
+        agent_home: Path, softhsm: SoftHsmBed, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong SO PIN on a private copy of the bed: SoftHSM then raises the SO PIN's
+    COUNT_LOW, which the doctor shows as the PUK's state next to the module."""
+    from daemon import copy_softhsm
+
+    conf = copy_softhsm(softhsm.conf, tmp_path / "softhsm")
+    spec = softhsm.tokens["B"]
+    script = ("import pkcs11\n"
+              f"t = pkcs11.lib({str(softhsm.module)!r}).get_token(token_label={spec.label!r})\n"
+              "try:\n    t.open(rw=True, so_pin='00000000')\nexcept pkcs11.PinIncorrect:\n"
+              "    print('refused')\n")
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "refused"
+    config = Config(tokens=TokensConfig(modules=[softhsm.module], known_modules=False),
+                    demo=DemoConfig(enabled="never"))
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))  # the store's worker inherits it
+    report = doctor.collect(config)
+    rows = {t["label"]: t for t in report["tokens"]}
+    assert rows[spec.label]["pukState"] == "count low"
+    assert rows[softhsm.tokens["A"].label]["pukState"] == "ok"
+    assert rows[spec.label]["source"] == str(softhsm.module)
+    from io import StringIO
+
+    from agent import i18n
+    from agent.doctor.text import render_text
+
+    out = StringIO()
+    i18n.set_language("en")
+    render_text(report, out)
+    text = out.getvalue()
+    assert f"module: {softhsm.module}" in text
+    assert "PUK few tries left" in text and "PUK ok" in text
+    i18n.set_language("tr")
+    try:
+        out = StringIO()
+        render_text(report, out)
+        assert f"modül: {softhsm.module}" in out.getvalue()
+        assert "PUK: az deneme kaldı" in out.getvalue()
+    finally:
+        i18n.set_language("en")

@@ -14,7 +14,8 @@ AGENT = Path(__file__).resolve().parents[1] / "agent"
 # layer (package under agent/) → packages it must never import
 FORBIDDEN = {
     "protocol": ("agent.app", "agent.methods", "agent.keystores", "agent.ui", "agent.policy",
-                 "agent.transport", "agent.daemon", "agent.formats", "agent.pcsc"),
+                 "agent.transport", "agent.daemon", "agent.formats", "agent.pcsc",
+                 "agent.pinmgmt", "agent.commands"),
     "formats": ("agent.protocol.params", "agent.protocol.results", "agent.protocol.dispatch",
                 "agent.protocol.enums", "agent.app", "agent.methods", "agent.policy",
                 "agent.transport", "agent.ui", "agent.daemon", "agent.keystores"),
@@ -24,9 +25,12 @@ FORBIDDEN = {
     "keystores": ("agent.app", "agent.methods", "agent.transport", "agent.ui",
                   "agent.daemon", "agent.formats", "agent.pcsc"),
     "methods": ("agent.transport", "agent.ui", "agent.daemon", "agent.keystores.pkcs11",
-                "agent.keystores.pkcs12", "agent.keystores.manager"),
+                "agent.keystores.pkcs12", "agent.keystores.manager", "agent.pinmgmt",
+                "agent.commands"),
     "transport": ("agent.app", "agent.methods", "agent.keystores", "agent.formats",
-                  "agent.ui"),
+                  "agent.ui", "agent.pinmgmt", "agent.commands"),
+    # PIN change and unblock are started by the person (tray, CLI), never by a page.
+    "pinmgmt": ("agent.methods", "agent.transport", "agent.protocol.dispatch", "agent.daemon"),
     # The ATR map knows which module *files* serve a card (keystores.pkcs11.modules),
     # never a store class.
     "pcsc": ("agent.keystores.pkcs11.store", "agent.keystores.pkcs11.client",

@@ -13,6 +13,7 @@ Examples are derandomized and bounded by the "ci" profile (tests/conftest.py); r
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import tempfile
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from agent.protocol import jsonrpc
 from agent.protocol.base import WireModel
 from agent.protocol.catalog import METHODS
 from agent.protocol.dispatch import CallContext, Dispatcher
-from agent.protocol.params import CertificateFilter, Display, PdfStamp
+from agent.protocol.params import AuthLoginParams, CertificateFilter, Display, PdfStamp
 
 # --- strategies ---------------------------------------------------------------------------
 
@@ -351,3 +352,27 @@ def test_params_models_raise_only_validation_errors(sample: tuple[type[WireModel
         # The dispatcher turns it into INVALID_PARAMS: that must work for every error too.
         reply = check_error_frame(jsonrpc.invalid_params_frame(1, exc))
         assert reply["error"]["code"] == jsonrpc.INVALID_PARAMS
+
+
+_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_="
+
+
+@given(st.sampled_from(["imza-auth:1", "web-eid:1.0"]),
+       st.text(alphabet=_B64_CHARS, min_size=40, max_size=132) | any_text(140))
+def test_login_challenge_per_format(token_format: str, challenge: str) -> None:
+    """Whatever the challenge, ``auth.login``'s params either refuse it (a ValidationError
+    the dispatcher can report) or keep it: web-eid:1.0 signs the very string the page
+    sent, imza-auth:1 the bytes it decodes to."""
+    try:
+        params = AuthLoginParams.model_validate({"challenge": challenge, "format": token_format},
+                                                by_alias=True, by_name=False)
+    except ValidationError as exc:
+        reply = check_error_frame(jsonrpc.invalid_params_frame(1, exc))
+        assert [f["field"] for f in reply["error"]["data"]["fields"]] == ["challenge"]
+        return
+    assert params.challenge == challenge
+    if token_format == "web-eid:1.0":
+        assert 44 <= len(challenge) <= 128
+        assert len(base64.b64decode(challenge, validate=True)) >= 32  # standard base64
+    else:
+        assert len(params.challenge_bytes) >= 32 and "+" not in challenge

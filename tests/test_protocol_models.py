@@ -16,6 +16,7 @@ from agent.protocol.params import (
     AuthLoginParams,
     CertificatesSelectParams,
     KeyUsage,
+    LoginTokenFormat,
     NoParams,
     Purpose,
     SignCmsParams,
@@ -31,6 +32,7 @@ from agent.protocol.results import (
     CertificateInfo,
     SignHashesResult,
     TokenSummary,
+    WebEidAuthToken,
 )
 
 SHA256 = hashlib.sha256(b"invoice 2024-117").digest()
@@ -108,11 +110,25 @@ def test_document_methods() -> None:
 
 def test_challenge_is_base64url_with_or_without_padding() -> None:
     nonce = bytes(range(32))
-    assert wire(AuthLoginParams, {"challenge": b64url(nonce)}).challenge == nonce  # 43 chars
+    login = wire(AuthLoginParams, {"challenge": b64url(nonce)})  # 43 chars
+    assert login.challenge_bytes == nonce and login.format is LoginTokenFormat.IMZA_AUTH_1
     padded = base64.urlsafe_b64encode(nonce).decode()  # 44 chars with '='
-    assert wire(AuthLoginParams, {"challenge": padded}).challenge == nonce
+    assert wire(AuthLoginParams, {"challenge": padded}).challenge_bytes == nonce
     long = b64url(bytes(96))
-    assert len(long) == 128 and wire(AuthLoginParams, {"challenge": long}).challenge == bytes(96)
+    assert len(long) == 128 and wire(AuthLoginParams,
+                                     {"challenge": long}).challenge_bytes == bytes(96)
+
+
+def test_web_eid_challenge_is_standard_base64_kept_as_sent() -> None:
+    """Web eID signs the nonce string itself, so the model keeps it verbatim."""
+    nonce = b64(bytes(range(250, 256)) + bytes(26))  # 44 characters with '+', '/', '='
+    assert "+" in nonce and "/" in nonce and len(nonce) == 44
+    login = wire(AuthLoginParams, {"challenge": nonce, "format": "web-eid:1.0"})
+    assert login.format is LoginTokenFormat.WEB_EID_1_0 and login.challenge == nonce
+    assert login.to_wire() == {"format": "web-eid:1.0", "challenge": nonce}
+    long = b64(bytes(96))
+    assert len(long) == 128
+    assert wire(AuthLoginParams, {"challenge": long, "format": "web-eid:1.0"}).challenge == long
 
 
 def test_no_params_accepts_empty_object_only() -> None:
@@ -135,6 +151,12 @@ def test_results_serialise_camelcase_base64_and_omit_absent() -> None:
     login = AuthLoginResult(token=AuthToken(certificate=b"c", chain=[], algorithm="ES256",
                                             signature=b"s"))
     assert login.to_wire()["token"]["format"] == "imza-auth:1"
+    web_eid = AuthLoginResult(token=WebEidAuthToken(
+        unverified_certificate=b"c", algorithm="ES384", signature=b"s",
+        app_version="https://imza-agent.invalid/releases/v1"))
+    assert web_eid.to_wire() == {"token": {
+        "unverifiedCertificate": "Yw==", "algorithm": "ES384", "signature": "cw==",
+        "format": "web-eid:1.0", "appVersion": "https://imza-agent.invalid/releases/v1"}}
 
 
 def test_every_method_is_in_the_catalog() -> None:
@@ -181,6 +203,26 @@ def test_too_many_or_no_hashes() -> None:
 ])
 def test_bad_challenge_is_refused(challenge: str) -> None:
     assert problems(AuthLoginParams, {"challenge": challenge}) == {"challenge": "value_error"}
+    assert problems(AuthLoginParams, {"challenge": challenge, "format": "imza-auth:1"}) == {
+        "challenge": "value_error"}
+
+
+@pytest.mark.parametrize("challenge", [
+    b64(bytes(32))[:43],              # 43 characters: Web eID takes 44 or more
+    b64(bytes(97))[:129],             # too long
+    b64url(bytes(31)) + "-_",         # base64url alphabet
+    b64(bytes(31)) + "AAAA",          # '=' inside
+    b64(bytes(34)).rstrip("="),       # 46 characters: padding left out
+])
+def test_bad_web_eid_challenge_is_refused(challenge: str) -> None:
+    data = {"challenge": challenge, "format": "web-eid:1.0"}
+    assert problems(AuthLoginParams, data) == {"challenge": "value_error"}
+
+
+@pytest.mark.parametrize("token_format", ["web-eid:1.1", "imza-auth:2", "", None, 1])
+def test_unknown_token_format_is_refused(token_format: object) -> None:
+    data = {"challenge": b64url(bytes(32)), "format": token_format}
+    assert problems(AuthLoginParams, data) == {"format": "enum"}
 
 
 def test_unknown_and_snake_case_fields_are_refused() -> None:

@@ -36,6 +36,7 @@ def test_schema_covers_every_method() -> None:
 
 
 H = base64.b64encode(hashlib.sha256(b"x").digest()).decode()
+NONCE = base64.b64encode(hashlib.sha256(b"nonce").digest()).decode()  # Web eID's own form
 
 
 @pytest.mark.parametrize("frame", [
@@ -50,6 +51,11 @@ H = base64.b64encode(hashlib.sha256(b"x").digest()).decode()
                                              "data": {"reason": "PARSE_ERROR"}}},
     {"jsonrpc": "2.0", "method": "tokens.changed",
      "params": {"tokens": [{"label": "L", "serial": "1", "present": True}]}},
+    {"jsonrpc": "2.0", "id": 5, "method": "auth.login",
+     "params": {"challenge": NONCE, "format": "web-eid:1.0"}},
+    {"jsonrpc": "2.0", "id": 5, "result": {"token": {
+        "unverifiedCertificate": H, "algorithm": "ES256", "signature": H,
+        "format": "web-eid:1.0", "appVersion": "https://imza-agent.invalid/releases/v0"}}},
 ])
 def test_valid_frames_match(validator: jsonschema.Draft202012Validator,
                             frame: dict[str, Any]) -> None:
@@ -65,6 +71,11 @@ def test_valid_frames_match(validator: jsonschema.Draft202012Validator,
     {"jsonrpc": "2.0", "id": 1, "method": "nope"},
     {"jsonrpc": "2.0", "id": 1.5, "method": "agent.info"},
     {"jsonrpc": "2.0", "id": 1, "method": "auth.login", "params": {"challenge": "short"}},
+    {"jsonrpc": "2.0", "id": 1, "method": "auth.login",
+     "params": {"challenge": NONCE, "format": "web-eid:2.0"}},
+    {"jsonrpc": "2.0", "id": 5, "result": {"token": {
+        "unverifiedCertificate": H, "algorithm": "ES256", "signature": H,
+        "format": "web-eid:1.0"}}},  # appVersion missing
 ])
 def test_invalid_frames_do_not_match(validator: jsonschema.Draft202012Validator,
                                      frame: dict[str, Any]) -> None:

@@ -219,3 +219,108 @@ def test_a_close_with_a_code_during_a_call_says_why(code: int, reason: str,
         "closeOnSend": {"method": "sign.hash", "code": code, "reason": reason}},
         "call": {"method": "sign.hash", "params": {}}})
     assert result["error"]["kind"] == kind
+
+
+# --- version negotiation (issue 18 §2) ----------------------------------------------------
+
+def _info(version: str = "0.1.0", protocol: Any = 1) -> dict[str, Any]:
+    return {"result": {"name": "imza-agent", "version": version, "protocol": protocol}}
+
+
+@pytest.mark.parametrize("transport", ["extension", "wss"])
+def test_an_agent_speaking_an_older_protocol_is_agent_too_old(transport: str) -> None:
+    answers = {"agent.info": _info("0.0.9", protocol=0)}
+    if transport == "extension":
+        plan: dict[str, Any] = {"extension": {"open": "opened", "answers": answers},
+                                "ws": {"open": "opened", "answers": {"agent.info": INFO}}}
+    else:
+        plan = {"extension": None, "ws": {"open": "opened", "answers": answers}}
+    result = run_page(plan)
+    error = result["connectError"]
+    assert error["isImzaError"] and error["kind"] == "AGENT_TOO_OLD"
+    assert error["reason"] == "VERSION_MISMATCH"
+    assert error["data"]["subject"] == "protocol"
+    assert error["data"]["required"] == 1 and error["data"]["found"] == 0
+    assert error["data"]["agentVersion"] == "0.0.9" and error["data"]["sdkProtocol"] == 1
+    # the connection that answered is closed, and no other transport is tried: the same
+    # agent is behind all of them
+    assert len(result["seen"]["closes"]) == 1
+    assert result["seen"]["sockets"] == ([] if transport == "extension"
+                                         else ["wss://127.0.0.1:29170/v1"])
+
+
+def test_an_agent_speaking_a_newer_protocol_is_page_too_old() -> None:
+    result = run_page({"extension": None,
+                       "ws": {"open": "opened", "answers": {"agent.info": _info("3.0.0", 2)}}})
+    error = result["connectError"]
+    assert error["kind"] == "PAGE_TOO_OLD" and error["reason"] == "VERSION_MISMATCH"
+    assert (error["data"]["required"], error["data"]["found"]) == (1, 2)
+    assert "newer" in error["message"]
+
+
+def test_an_agent_info_without_a_protocol_is_agent_too_old() -> None:
+    result = run_page({"extension": None, "ws": {"open": "opened", "answers": {
+        "agent.info": {"result": {"name": "imza-agent", "version": "0.0.1"}}}}})
+    error = result["connectError"]
+    assert error["kind"] == "AGENT_TOO_OLD" and error["data"]["found"] is None
+
+
+@pytest.mark.parametrize(("agent", "minimum", "accepted"), [
+    ("0.1.0", "0.2.0", False),
+    ("0.1.0", "0.1.0", True),
+    ("0.1", "0.1.0", True),  # missing parts count as 0
+    ("0.10.0", "0.9.1", True),  # numbers, not text
+    ("0.9.1", "0.10.0", False),
+    ("1.0.0", "0.2.0", True),
+    ("0.2.0rc1", "0.2.0", False),  # a pre-release comes before its release
+    ("0.2.0-beta.2", "0.2.0", False),
+    ("0.2.0+local.7", "0.2.0", True),  # build metadata is not a pre-release
+    ("0.2.0.post1", "0.2.0", True),  # nor is a PEP 440 post-release
+    ("0.2.0.dev3", "0.2.0", False),  # a development release is
+    ("0.2.0", "0.2.0rc1", True),
+    ("unknown", "0.1.0", False),  # a version the page cannot read is not enough
+])
+def test_minimum_agent_version(agent: str, minimum: str, accepted: bool) -> None:
+    result = run_page({"extension": None,
+                       "ws": {"open": "opened", "answers": {"agent.info": _info(agent)}},
+                       "options": {"minimumAgentVersion": minimum}})
+    if accepted:
+        assert result.get("connected") == "wss", result
+        assert result["agent"]["version"] == agent
+        return
+    error = result["connectError"]
+    assert error["kind"] == "AGENT_TOO_OLD" and error["reason"] == "VERSION_MISMATCH"
+    assert error["data"]["subject"] == "version"
+    assert error["data"]["required"] == minimum and error["data"]["found"] == agent
+    assert minimum in error["message"]
+
+
+def test_an_unreadable_minimum_version_is_the_pages_own_bug() -> None:
+    result = run_page({"extension": None,
+                       "ws": {"open": "opened", "answers": {"agent.info": INFO}},
+                       "options": {"minimumAgentVersion": "latest"}})
+    error = result["connectError"]
+    assert error["isImzaError"] is False and error["name"] == "TypeError"
+    assert result["seen"]["sockets"] == []  # refused before trying anything
+
+
+@pytest.mark.parametrize("transport", ["extension", "wss"])
+@pytest.mark.parametrize("options", [None, {"format": "web-eid:1.0"},
+                                     {"format": "imza-auth:1"}])
+def test_login_passes_the_format_only_when_the_page_gives_one(
+        transport: str, options: dict[str, str] | None) -> None:
+    challenge = "A" * 43
+    token = {"token": {"format": (options or {}).get("format", "imza-auth:1")}}
+    answers = {"agent.info": INFO, "auth.login": {"result": token}}
+    plan: dict[str, Any] = {"login": {"challenge": challenge, "options": options}}
+    if transport == "extension":
+        plan |= {"extension": {"open": "opened", "answers": answers}}
+    else:
+        plan |= {"extension": None, "ws": {"open": "opened", "answers": answers}}
+    result = run_page(plan)
+    assert result["connected"] == transport
+    (sent,) = [r["params"] for r in result["seen"]["requests"] if r["method"] == "auth.login"]
+    # an agent that predates `format` refuses unknown params: never send it unasked
+    assert sent == ({"challenge": challenge} if options is None
+                    else {"challenge": challenge, "format": options["format"]})
+    assert result["value"] == token

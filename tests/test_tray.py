@@ -35,11 +35,17 @@ class RecordingActions:
         self.revoked: list[str] = []
         self.repaired = 0
         self.quitted = 0
+        self.pin_tokens: list[tuple[str, str]] = []
+        self.managed: list[tuple[str, str]] = []
 
     def facts(self) -> TrayFacts:
         return TrayFacts("1.2.3", {"wss": 29170, "ws": 29171},
                          grants=[("https://portal.example", ["select", "sign"])],
-                         tokens=["Rəqəmsal İmza A: 4"], trust=False, journal=None)
+                         tokens=["Rəqəmsal İmza A: 4"], trust=False, journal=None,
+                         pin_tokens=self.pin_tokens)
+
+    def manage_pin(self, key: str, action: str) -> None:
+        self.managed.append((key, action))
 
     def revoke(self, origin: str) -> None:
         self.revoked.append(origin)
@@ -148,8 +154,9 @@ def test_menu_revokes_repairs_switches_language_and_quits() -> None:
     chosen: list[str] = []
     i18n.set_language("en")
     entries = {e.text: e for e in menu_entries(actions, chosen.append)}
-    assert list(entries) == ["Allowed sites", "Tokens and certificates", "Language",
-                             "Start at login", "TLS trust", "About", "Quit"]
+    assert list(entries) == ["Allowed sites", "Tokens and certificates", "Change PIN…",
+                             "Unblock PIN…", "Language", "Start at login", "TLS trust",
+                             "About", "Quit"]
     site = entries["Allowed sites"].children[0]  # type: ignore[index]
     assert site.text == "https://portal.example"
     revoke = next(c for c in site.children or [] if c.text == "Revoke")
@@ -172,6 +179,61 @@ def test_menu_revokes_repairs_switches_language_and_quits() -> None:
     assert entries["Quit"].action is not None
     entries["Quit"].action()
     assert actions.quitted == 1
+
+
+def test_pin_entries_open_the_form_for_the_chosen_token() -> None:
+    actions = RecordingActions()
+    i18n.set_language("en")
+    entries = {e.text: e for e in menu_entries(actions, lambda _c: None)}
+    [none] = entries["Change PIN…"].children or []
+    assert none.text == "No token found" and not none.enabled and none.action is None
+    actions.pin_tokens = [("s1 A/1", "Token A (1)"), ("s2 B/2", "Token B (2)")]
+    entries = {e.text: e for e in menu_entries(actions, lambda _c: None)}
+    for title, action in (("Change PIN…", "change"), ("Unblock PIN…", "unblock")):
+        children = entries[title].children or []
+        assert [c.text for c in children] == ["Token A (1)", "Token B (2)"]
+        assert children[1].action is not None
+        children[1].action()
+        assert actions.managed[-1] == ("s2 B/2", action)
+    i18n.set_language("ru")
+    try:
+        texts = [e.text for e in menu_entries(actions, lambda _c: None)]
+        assert "Сменить PIN…" in texts and "Разблокировать PIN…" in texts
+    finally:
+        i18n.set_language("en")
+
+
+@pytest.mark.softhsm
+async def test_the_runtime_lists_the_tokens_whose_pin_can_be_managed(softhsm: object) -> None:
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from agent.keystores.pkcs11.store import Pkcs11Store
+    from agent.keystores.pkcs12 import Pkcs12Store
+    from agent.ui.tray import RuntimeActions
+
+    bed: object = softhsm
+    store = Pkcs11Store(bed.module, env=bed.env, call_timeout=15)  # type: ignore[attr-defined]
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    p12 = Pkcs12Store(Path("/nonexistent.p12"), "file")  # a store without a PIN to manage
+    runtime = SimpleNamespace(stores=SimpleNamespace(managed=[
+        SimpleNamespace(store=p12), SimpleNamespace(store=store)]), ui=None)
+    try:
+        actions = RuntimeActions(runtime, loop)
+        listed = await asyncio.to_thread(actions._pin_tokens)
+        names = sorted(name for _key, name in listed)
+        assert names == sorted(f"{t.label} ({t.serial})"
+                               for t in bed.tokens.values())  # type: ignore[attr-defined]
+        # No desktop to draw on: the request is dropped, not queued for later.
+        actions.manage_pin(listed[0][0], "change")
+        actions.manage_pin("no such token", "unblock")
+    finally:
+        asyncio.run_coroutine_threadsafe(store.close(), loop).result(15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
 
 
 def test_menu_speaks_the_chosen_language() -> None:

@@ -1,7 +1,7 @@
 """The dialog port: the interface between the agent and the person in front of it.
 
 Every dialog the citizen sees goes through ``UserInterface``: the production backend draws
-tkinter windows, the scripted backend answers from a file (tests, automated checks), the
+Qt windows in the UI process (docs/ui-process.md), the scripted backend answers from a file (tests, automated checks), the
 ``none`` backend refuses everything (a server with nobody to ask).  Method code never
 knows which one it talks to.  Timeouts are the caller's job (``asyncio.wait_for``); a
 backend must close its dialog when its coroutine is cancelled.
@@ -55,6 +55,27 @@ class SignedField(enum.StrEnum):
     FIELD_NAME = "field_name"  # the PDF signature field's name
 
 
+class PreviewKind(enum.StrEnum):
+    """How the trusted window shows one thing that is signed (what you see is what you sign)."""
+
+    PDF = "pdf"        # ``data``: the PDF; its pages are rendered
+    TEXT = "text"      # ``data``: UTF-8 text, shown whole, scrollable
+    XML = "xml"        # ``data``: UTF-8, indented text of what the signature covers
+    BINARY = "binary"  # no ``data``: "binary data, N bytes, SHA-256 …"
+    HASH = "hash"      # no ``data``: the site shows no document, only a fingerprint is signed
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One item the signature covers, as the agent (never the page) describes it."""
+
+    kind: PreviewKind
+    size: int                 # bytes of the document (HASH: of the hash)
+    sha256: str               # hex: of the document, or the hash itself for HASH
+    name: str | None = None   # the page's name for the document, capped by the core
+    data: bytes = b""         # PDF / TEXT / XML only, capped by ``[ui] preview_bytes``
+
+
 @dataclass(frozen=True)
 class PinRequest:
     """The confirmation + PIN dialog: what is signed, for whom, with which certificate."""
@@ -72,6 +93,9 @@ class PinRequest:
     # Every page-chosen string that is signed, in the order the page gave them; values
     # are already checked (no Cf/Zl/Zp characters) and capped by the core.
     signed_fields: tuple[tuple[SignedField, str], ...] = ()
+    # What the signature covers, one per item (a batch has several; ``count`` equals their
+    # number when they are given). Empty only for requests that sign no content (auth).
+    previews: tuple[Preview, ...] = ()
 
 
 class UserInterface(Protocol):

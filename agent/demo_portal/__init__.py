@@ -2,8 +2,9 @@
 pointed at it — the whole flow in one command.
 
 The portal is a small relying party that ships inside the package (``server.py`` with
-the checks any portal makes, ``verify.py`` and ``verify_cms.py``, and the page in
-``static/``), so the command works from an installed wheel. It is served with the agent's
+the checks any portal makes, ``verify.py``, ``verify_cms.py`` and ``pdf_desk.py`` on the
+portal kit ``imza_portal``, and the page in ``static/``), so the command works from an
+installed wheel. It is served with the agent's
 own TLS certificate (issued for localhost by the per-machine CA): after
 `imza-agent trust install` the browser shows no warning.
 """
@@ -23,7 +24,8 @@ from agent.paths import data_dir, sub_dir
 
 NEEDS_FORMATS = (
     "imza-agent demo: the demo portal needs the `formats` extra (pyHanko): the page signs "
-    "its declaration with sign.cms and a PDF with sign.pdf, and the portal verifies them.\n"
+    "its declaration with sign.cms and a PDF with sign.pdf or, the PDF staying on the "
+    "server, with sign.hash; the portal prepares, finishes and verifies them.\n"
     "  Install it with: pip install 'imza-agent[formats]'\n"
     "  (from a wheel file: pip install 'imza_agent-<version>-py3-none-any.whl[formats]')")
 

@@ -1,16 +1,19 @@
 """A small relying party that looks like an e-government service, for trying imza-agent
-end to end: "log in with e-signature", "sign the declaration", "sign a PDF".
+end to end: "log in with e-signature", "sign the declaration", "sign a PDF" (in the
+browser with sign.pdf, or on the server with sign.hash, the document never leaving it).
 
     python -m agent.demo_portal.server --port 8443 \
         --trust-anchor ~/.local/share/imza-agent/demo/demo-root-ca.pem
 
 (`imza-agent demo` starts the agent, this portal and a browser in one go.)
 
-Standard library, `cryptography` and pyHanko (the `formats` extra); serves https only
-(its own certificate, or a self-signed one made at start). Everything the server believes
-it checks itself: the login token against its OWN configured origin and a challenge it
-issued once (verify.py); the declaration's CAdES signature against the document it
-composed itself, once, with pyHanko's validator (verify_cms.py).
+Standard library, `cryptography`, pyHanko (the `formats` extra) and the portal kit
+(`imza_portal`); serves https only (its own certificate, or a self-signed one made at
+start). Everything the server believes it checks itself: the login token against its OWN
+configured origin and a challenge it issued once (`imza_portal.login`); the declaration's
+CAdES signature against the document it composed itself, once, with pyHanko's validator
+(verify_cms.py); every signed PDF with pyHanko's validator against its anchors
+(pdf_desk.py, `imza_portal.documents`).
 
 The page (static/) and the page SDK it imports (static/sdk/imza.js, the file
 extension/sdk/imza.js that portals serve) are package data: they are in the wheel.
@@ -30,7 +33,6 @@ import secrets
 import ssl
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -41,7 +43,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .verify import Rejected, describe, verify_login
+from imza_portal.documents import DocumentSigner
+from imza_portal.login import ChallengeStore, LoginError, LoginVerifier
+
+from . import pdf_desk
+from .verify import Rejected, describe
 from .verify_cms import verify_declaration_cms
 
 STATIC_DIR = files(__package__) / "static"
@@ -55,23 +61,30 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
 
 @dataclass
 class Session:
-    challenges: dict[str, float] = field(default_factory=dict)  # challenge -> expiry
+    sid: str
     user: dict[str, str] | None = None
     documents: dict[str, bytes] = field(default_factory=dict)  # id -> what is to be signed
+    pdfs: pdf_desk.PdfDesk = field(default_factory=pdf_desk.PdfDesk)
 
 
 class Portal:
     """The portal's state: sessions, trust anchors, its own origin."""
 
-    def __init__(self, origin: str, anchors: list[Path], tsa_url: str | None = None) -> None:
+    def __init__(self, origin: str, anchors: list[Path], tsa_url: str | None = None,
+                 pdf_level: str | None = None) -> None:
         self.origin = origin
         self.anchor_paths = anchors
         # With a TSA the portal asks for CAdES-B-T and refuses signatures without a valid
         # time-stamp (whose TSA must chain to one of the anchors too).
         self.tsa_url = tsa_url
+        # The level of PDFs signed on the server: B-T with a TSA, else B-B; B-LT also needs
+        # the signer's CA to publish OCSP or CRLs (the demo CA does not).
+        self.pdf_level = pdf_level or ("B-T" if tsa_url else "B-B")
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
+        self.challenges = ChallengeStore(lifetime=CHALLENGE_TTL)
         self.signed: list[dict[str, Any]] = []  # what was accepted, for tests and the log
+        self.pdfs: list[dict[str, Any]] = []  # every signed PDF the server checked
 
     def anchors(self) -> list[x509.Certificate]:
         # Re-read each time: the demo CA may be created after the portal started.
@@ -85,19 +98,21 @@ class Portal:
         with self.lock:
             if sid is None or sid not in self.sessions:
                 sid = secrets.token_urlsafe(24)
-                self.sessions[sid] = Session()
+                self.sessions[sid] = Session(sid)
             return sid, self.sessions[sid]
+
+    def document_signer(self) -> DocumentSigner:
+        return DocumentSigner(trust_roots=self.anchors(), tsa_url=self.tsa_url)
+
+    def _record_pdf(self, record: dict[str, Any]) -> None:
+        with self.lock:
+            self.pdfs.append(record)
 
     # --- the API -----------------------------------------------------------------------
 
     def api(self, path: str, session: Session, body: dict[str, Any]) -> dict[str, Any]:
         if path == "/api/login/challenge":
-            challenge = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-            with self.lock:
-                now = time.monotonic()
-                session.challenges = {c: t for c, t in session.challenges.items() if t > now}
-                session.challenges[challenge] = now + CHALLENGE_TTL
-            return {"challenge": challenge}
+            return {"challenge": self.challenges.issue(session.sid)}
         if path == "/api/login":
             return self._login(session, body)
         if path == "/api/me":
@@ -109,19 +124,34 @@ class Portal:
             return self._prepare(session, body)
         if path == "/api/declaration/submit":
             return self._submit(session, body)
+        if path == "/api/pdf/verify":
+            return pdf_desk.verify_uploaded(body, anchors=self.anchors(), original=sample_pdf(),
+                                            record=self._record_pdf)
+        if path == "/api/pdf/prepare":
+            return pdf_desk.prepare(session.pdfs, body, document=sample_pdf(),
+                                    level=self.pdf_level, signer=self.document_signer())
+        if path == "/api/pdf/finish":
+            return pdf_desk.finish(session.pdfs, body, signer=self.document_signer(),
+                                   anchors=self.anchors(), original=sample_pdf(),
+                                   record=self._record_pdf)
         raise LookupError(path)
 
     def _login(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
         challenge = body.get("challenge")
         if not isinstance(challenge, str):
-            raise Rejected("unknown, used or expired challenge")
-        with self.lock:  # single use: taken out before anything is checked
-            expiry = session.challenges.pop(challenge, None)
-        if expiry is None or expiry < time.monotonic():
-            raise Rejected("unknown, used or expired challenge")
-        cert = verify_login(body.get("token"), own_origin=self.origin, challenge=challenge,
-                            anchors=self.anchors())
-        session.user = describe(cert)
+            raise Rejected("unknown, used or expired challenge", "CHALLENGE_UNKNOWN")
+        anchors = self.anchors()
+        if not anchors:
+            raise Rejected("this portal trusts no CA yet")
+        try:
+            # The kit consumes the challenge (this session's, single use) before any other
+            # check, and verifies for OUR origin, never one the request names.
+            login = LoginVerifier(self.origin, anchors).verify(
+                body.get("token"), challenge=challenge, store=self.challenges,
+                session=session.sid)
+        except LoginError as exc:
+            raise Rejected(exc.message, exc.code.value) from None
+        session.user = describe(login.certificate)
         return {"user": session.user}
 
     def _prepare(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
@@ -224,6 +254,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path == "/sample.pdf":
             self._send(200, sample_pdf(), TYPES[".pdf"])
             return
+        if path.startswith("/signed/") and path.endswith(".pdf"):
+            # A file signed on the server, for the session that signed it only.
+            sid = self._sid()
+            with self.portal.lock:
+                session = self.portal.sessions.get(sid) if sid else None
+            signed = session.pdfs.download(path[len("/signed/"):-4]) if session else None
+            if signed is None:
+                self._send(404, b"not found\n", "text/plain")
+            else:
+                self._send(200, signed, TYPES[".pdf"])
+            return
         if path not in STATIC:
             self._send(404, b"not found\n", "text/plain")
             return
@@ -252,7 +293,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             status, answer = 200, self.portal.api(self.path, session, body)
         except Rejected as exc:
-            status, answer = 400, {"error": str(exc)}
+            status, answer = 400, {"error": str(exc), "code": exc.code}
         except LookupError:
             status, answer = 404, {"error": "no such API"}
         self._send(status, json.dumps(answer, ensure_ascii=False).encode(),
@@ -314,8 +355,10 @@ class PortalServer:
     def __init__(self, *, anchors: list[Path], host: str = "127.0.0.1", port: int = 0,
                  public_host: str = "localhost", origin: str | None = None,
                  cert: Path | None = None, key: Path | None = None,
-                 tsa_url: str | None = None, verbose: bool = False) -> None:
-        self.httpd = _HttpServer((host, port), Portal("", anchors, tsa_url), verbose)
+                 tsa_url: str | None = None, pdf_level: str | None = None,
+                 verbose: bool = False) -> None:
+        self.httpd = _HttpServer((host, port), Portal("", anchors, tsa_url, pdf_level),
+                                 verbose)
         self.port = self.httpd.server_address[1]
         default = f"https://{public_host}" + ("" if self.port == 443 else f":{self.port}")
         self.portal = self.httpd.portal
@@ -363,10 +406,14 @@ def main(argv: list[str] | None = None) -> int:
                         "[formats] tsa_by_origin for the portal's origin, or "
                         "allow_page_tsa = true, and page_tsa_private_addresses = true for "
                         "a TSA on this machine)")
+    parser.add_argument("--pdf-level", choices=["B-B", "B-T", "B-LT"],
+                        help="level of PDFs signed on the server (default B-T with "
+                        "--tsa-url, else B-B; B-LT needs OCSP or CRLs for the signer)")
     args = parser.parse_args(argv)
     server = PortalServer(anchors=args.trust_anchor, host=args.host, port=args.port,
                           public_host=args.public_host, origin=args.origin, cert=args.cert,
-                          key=args.key, tsa_url=args.tsa_url, verbose=True)
+                          key=args.key, tsa_url=args.tsa_url,
+                          pdf_level=args.pdf_level, verbose=True)
     print(f"demo portal: {server.origin}/", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

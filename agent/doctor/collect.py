@@ -20,6 +20,8 @@ from agent.doctor.trust import trust_report
 from agent.errors import PinStatus
 from agent.keystores.base import JSON, StoreReport, TokenInfo
 from agent.keystores.manager import StoreManager
+from agent.keystores.pkcs11.pin_management import PinManagementError, PinState, TokenPins
+from agent.keystores.pkcs11.store import Pkcs11Store
 from agent.pcsc.probe import probe_pcsc
 from agent.pcsc.report import doctor_details
 
@@ -38,7 +40,22 @@ def pin_state(pin: PinStatus) -> str:
     return "ok"
 
 
-def token_dict(token: TokenInfo, source: str) -> dict[str, Any]:
+def puk_state(state: PinState | None) -> str | None:
+    """The PUK / SO PIN as the token's flags tell it; None where nobody asked the token
+    (not a PKCS#11 token)."""
+    if state is None:
+        return None
+    if state.puk_locked:
+        return "locked"
+    if state.puk_final_try:
+        return "final try"
+    if state.puk_count_low:
+        return "count low"
+    return "ok"
+
+
+def token_dict(token: TokenInfo, source: str,
+               state: PinState | None = None) -> dict[str, Any]:
     return {
         "storeId": token.store_id, "tokenId": token.token_id, "kind": token.kind.value,
         "source": source, "label": token.label, "manufacturer": token.manufacturer,
@@ -46,6 +63,7 @@ def token_dict(token: TokenInfo, source: str) -> dict[str, Any]:
         "needsUnlock": token.needs_unlock, "demo": token.demo,
         "secret": token.secret.value, "unlock": str(token.unlock),
         "pinState": pin_state(token.pin), "pin": token.pin.as_dict(),
+        "pukState": puk_state(state),
     }
 
 
@@ -81,6 +99,21 @@ def _module_rows(manager: StoreManager,
     return list(rows.values())
 
 
+async def _pin_states(manager: StoreManager) -> dict[tuple[str, str], PinState]:
+    """Both PINs' flags of every PKCS#11 token (the PUK's are not in ``TokenInfo``)."""
+    found: dict[tuple[str, str], PinState] = {}
+    for managed in manager.managed:
+        store = managed.store
+        if not isinstance(store, Pkcs11Store):
+            continue
+        try:
+            states = await TokenPins(store).states()
+        except PinManagementError:
+            continue  # the module's failure is reported with the modules already
+        found.update({(store.store_id, token_id): s for token_id, s in states.items()})
+    return found
+
+
 async def _collect(config: Config) -> dict[str, Any]:
     pcsc = await asyncio.to_thread(probe_pcsc)
     report: dict[str, Any] = {
@@ -107,7 +140,10 @@ async def _collect(config: Config) -> dict[str, Any]:
                 seen.add((e.token.store_id, e.token.token_id))
                 tokens.append(e.token)
         report["modules"] = modules
-        report["tokens"] = [token_dict(t, manager.source_of(t.store_id)) for t in tokens]
+        states = await _pin_states(manager)
+        report["tokens"] = [token_dict(t, manager.source_of(t.store_id),
+                                       states.get((t.store_id, t.token_id)))
+                            for t in tokens]
         report["certificates"] = [certificate_dict(e, now) for e in entries]
         report["pkcs12"] = sections.pop("pkcs12", [])
         demo_rows = sections.pop("demo", [])

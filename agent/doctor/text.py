@@ -10,6 +10,18 @@ from agent.doctor.trust import sandboxed_lines, trust_lines
 from agent.i18n import N_, _
 from agent.pcsc.report import render_lines
 
+# The PIN states of collect.pin_state / puk_state, for people.
+_PIN_STATE_TEXT = {
+    "ok": N_("ok"), "count low": N_("few tries left"),
+    "final try": N_("last try before it is blocked"), "locked": N_("BLOCKED"),
+    "must be changed": N_("must be changed"),
+}
+
+
+def _state_text(state: str) -> str:
+    text = _PIN_STATE_TEXT.get(state)
+    return _(text) if text else state
+
 
 def _pin_line(token: dict[str, Any]) -> str:
     if token["demo"]:
@@ -17,7 +29,9 @@ def _pin_line(token: dict[str, Any]) -> str:
     if token["secret"] == "password":
         return _("password-protected file (no retry counter)")
     pin = token["pin"]
-    parts = [_("PIN {state}").format(state=token["pinState"])]
+    parts = [_("PIN {state}").format(state=_state_text(token["pinState"]))]
+    if token.get("pukState"):
+        parts.append(_("PUK {state}").format(state=_state_text(token["pukState"])))
     if pin["minLength"] or pin["maxLength"]:
         parts.append(_("length {low}–{high}").format(low=pin["minLength"], high=pin["maxLength"]))
     parts.append(_("PIN pad") if pin["pinPad"] else _("no PIN pad"))
@@ -92,7 +106,14 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
         w("    " + _("{manufacturer} / {model}, serial {serial} ({kind})").format(
             manufacturer=t["manufacturer"], model=t["model"], serial=t["serial"] or "—",
             kind=t["kind"]))
+        if t["kind"] == "pkcs11":
+            w("    " + _("module: {path}").format(path=t["source"]))
         w(f"    {_pin_line(t)}")
+        if t["pinState"] == "locked":
+            hint = (_("unblock it with the PUK: imza-agent pin unblock --token {token}")
+                    if t.get("pukState") != "locked"
+                    else _("the PUK is blocked too: ask your certificate issuer"))
+            w("    " + hint.format(token=t["serial"] or t["label"]))
         if t["needsUnlock"]:
             w("    " + _("certificates unknown until the file is opened once with its password"))
 

@@ -20,7 +20,8 @@ from agent.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 UI_SOURCES = ("ui/tk", "ui/tray.py", "cli.py", "commands", "platform/autostart.py",
               "config.py", "doctor/text.py", "doctor/transports.py", "doctor/trust.py",
-              "tls/trust.py", "journal/command.py", "journal/verify.py", "pcsc/report.py")
+              "tls/trust.py", "journal/command.py", "journal/verify.py", "pcsc/report.py",
+              "pinmgmt")
 MARKERS = ("_", "N_")
 _PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 

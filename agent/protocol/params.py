@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from agent.protocol.base import WireModel
 from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 from agent.protocol.fields import (
+    CHALLENGE_MAX_CHARS,
+    CHALLENGE_MIN_BYTES,
+    CHALLENGE_MIN_CHARS,
     B64Bytes,
     B64Document,
     Challenge,
@@ -240,5 +252,70 @@ class SignXmlParams(WireModel):
 
 # --- authentication -----------------------------------------------------------------------
 
+class LoginTokenFormat(StrEnum):
+    IMZA_AUTH_1 = "imza-auth:1"
+    WEB_EID_1_0 = "web-eid:1.0"
+
+
+# Web eID's own app takes nonces of 44 to 128 characters (32 random bytes in standard
+# base64 are 44); the same bounds here, so a nonce one accepts the other accepts too.
+WEB_EID_NONCE_MIN_CHARS = 44
+WEB_EID_NONCE_MAX_CHARS = CHALLENGE_MAX_CHARS
+_IMZA_CHALLENGE: TypeAdapter[bytes] = TypeAdapter(Challenge)
+
+
+def _imza_challenge(value: str) -> bytes:
+    try:
+        return _IMZA_CHALLENGE.validate_python(value)
+    except ValidationError as exc:
+        raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+
+
+def _check_web_eid_nonce(value: str) -> None:
+    if not WEB_EID_NONCE_MIN_CHARS <= len(value) <= WEB_EID_NONCE_MAX_CHARS:
+        raise ValueError(f"a web-eid:1.0 challenge is {WEB_EID_NONCE_MIN_CHARS} to "
+                         f"{WEB_EID_NONCE_MAX_CHARS} characters of standard base64")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a web-eid:1.0 challenge is standard base64 (alphabet A-Z a-z 0-9 "
+                         "+ /, '=' padding)") from None
+    if len(raw) < CHALLENGE_MIN_BYTES:
+        raise ValueError(f"must carry at least {CHALLENGE_MIN_BYTES} bytes of randomness")
+
+
+LoginChallenge = Annotated[str, WithJsonSchema({
+    "type": "string", "pattern": "^[A-Za-z0-9+/_-]+={0,2}$",
+    "minLength": CHALLENGE_MIN_CHARS, "maxLength": CHALLENGE_MAX_CHARS})]
+
+
 class AuthLoginParams(WireModel):
-    challenge: Challenge
+    """The challenge's alphabet and length depend on ``format``."""
+
+    # Declared first: pydantic validates in this order, and the challenge check needs it.
+    format: LoginTokenFormat = Field(
+        LoginTokenFormat.IMZA_AUTH_1,
+        description="The token to build: the agent's own, or one Web eID's validation "
+                    "libraries accept unchanged.")
+    challenge: LoginChallenge = Field(description=(
+        "The relying party's fresh nonce, at least 32 bytes decoded. imza-auth:1: base64url, "
+        "43-128 characters, '=' padding optional. web-eid:1.0: standard base64, 44-128 "
+        "characters."))
+
+    @field_validator("challenge", mode="before")
+    @classmethod
+    def _challenge_fits_format(cls, value: object, info: ValidationInfo) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        token_format = info.data.get("format")
+        if token_format is LoginTokenFormat.WEB_EID_1_0:
+            _check_web_eid_nonce(value)
+        elif token_format is LoginTokenFormat.IMZA_AUTH_1:
+            _imza_challenge(value)
+        # An invalid ``format`` is reported on its own; the challenge cannot be judged.
+        return value
+
+    @property
+    def challenge_bytes(self) -> bytes:
+        """imza-auth:1 signs the decoded challenge (docs/protocol.md, "auth.login")."""
+        return _imza_challenge(self.challenge)

@@ -106,8 +106,21 @@ class AuthToken(WireModel):
     signature: B64Bytes
 
 
+class WebEidAuthToken(WireModel):
+    """The Web eID authentication token, format ``web-eid:1.0``, field for field as its
+    public specification names them; signed over ``H(origin) ‖ H(challenge string)`` with
+    the algorithm's own hash ``H`` (docs/protocol.md, "auth.login")."""
+
+    unverified_certificate: B64Bytes = Field(description="The authentication certificate, DER.")
+    algorithm: AuthAlgorithm
+    signature: B64Bytes
+    format: Literal["web-eid:1.0"] = "web-eid:1.0"
+    app_version: str = Field(description="A URL naming the agent and its version.")
+
+
 class AuthLoginResult(WireModel):
-    token: AuthToken
+    token: AuthToken | WebEidAuthToken = Field(
+        discriminator="format", description="In the format the request asked for.")
 
 
 # --- tokens -------------------------------------------------------------------------------

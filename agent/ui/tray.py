@@ -82,6 +82,8 @@ class TrayFacts:
     smartcard_down: bool = False
     # Transports whose port another program holds: transport → port.
     unavailable: dict[str, int] = field(default_factory=dict)
+    # Tokens whose PIN the person may change or unblock: (key, name) pairs.
+    pin_tokens: list[tuple[str, str]] = field(default_factory=list)
 
 
 class TrayActions(Protocol):
@@ -89,6 +91,8 @@ class TrayActions(Protocol):
     def revoke(self, origin: str) -> None: ...
     def repair_trust(self) -> None: ...
     def quit(self) -> None: ...
+    def manage_pin(self, key: str, action: str) -> None:
+        """Open the change ("change") or unblock ("unblock") form for the token ``key``."""
 
 
 @dataclass
@@ -162,6 +166,8 @@ def menu_entries(actions: TrayActions, on_language: Callable[[str], None]) -> li
     entries += [
         Entry(_("Allowed sites"), children=sites),
         Entry(_("Tokens and certificates"), children=tokens),
+        Entry(_("Change PIN…"), children=_pin_entries(actions, facts, "change")),
+        Entry(_("Unblock PIN…"), children=_pin_entries(actions, facts, "unblock")),
         Entry(_("Language"), children=languages),
     ]
     if facts.journal is not None:
@@ -178,6 +184,12 @@ def menu_entries(actions: TrayActions, on_language: Callable[[str], None]) -> li
         Entry(_("Quit"), action=actions.quit),
     ]
     return entries
+
+
+def _pin_entries(actions: TrayActions, facts: TrayFacts, action: str) -> list[Entry]:
+    """One entry per token: the person chooses which token's PIN."""
+    return [Entry(name, action=functools.partial(actions.manage_pin, key, action))
+            for key, name in facts.pin_tokens] or [Entry(_("No token found"), enabled=False)]
 
 
 def _pystray_menu(build: Callable[[], Sequence[Entry]]) -> Any:
@@ -371,6 +383,7 @@ class RuntimeActions:
     def __init__(self, runtime: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.runtime = runtime
         self.loop = loop
+        self._pin_items: dict[str, Any] = {}  # key → ManagedToken, as the menu last saw
 
     def _await(self, coro: Any, timeout: float = 10.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -400,7 +413,31 @@ class RuntimeActions:
         unavailable = {t: configured.get(t, 0) for t in runtime.transport.unavailable}
         return TrayFacts(__version__, dict(runtime.transport.ports), grants, lines, trust,
                          journal, smartcard_down=smartcard_down(runtime),
-                         unavailable=unavailable)
+                         unavailable=unavailable, pin_tokens=self._pin_tokens())
+
+    def _pin_tokens(self) -> list[tuple[str, str]]:
+        from agent.pinmgmt.use_case import manageable_tokens
+
+        stores = [m.store for m in self.runtime.stores.managed]
+        items = []
+        with contextlib.suppress(Exception):
+            items = self._await(manageable_tokens(stores))
+        self._pin_items = {item.key: item for item in items}
+        return [(item.key, item.name) for item in items]
+
+    def manage_pin(self, key: str, action: str) -> None:
+        """Start the form on the event loop and return at once: the tray's thread must
+        not wait for the person."""
+        from agent.pinmgmt.desktop import run
+
+        item = self._pin_items.get(key)
+        ui = getattr(self.runtime, "ui", None)
+        if item is None or ui is None or not hasattr(ui, "runner") or action not in (
+                "change", "unblock"):
+            log.warning("no PIN form: the token or the desktop is gone")
+            return
+        kind: Literal["change", "unblock"] = "change" if action == "change" else "unblock"
+        asyncio.run_coroutine_threadsafe(run(ui, item, kind), self.loop)
 
     def revoke(self, origin: str) -> None:
         self.runtime.policy.revoke(origin)

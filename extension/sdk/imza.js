@@ -9,9 +9,16 @@
 // The wire contract is docs/protocol.md; every method there has one promise-returning
 // function here. Failures are ImzaError objects whose `reason` is one of `Reason` and whose
 // `kind` (one of `Kind`, or an agent reason passed through) says what to tell the user.
+//
+// Published as a package (package.json, types in imza.d.ts, README.md next to this file);
+// the same file is also served as is, so it must stay plain JavaScript.
 
+/** The wire protocol version this SDK speaks (agent.info's `protocol`); package.json's
+ * `imzaAgent.protocol` repeats it for tools that read the package without running it. */
 export const PROTOCOL = 1;
-export const SDK_VERSION = "0.2.0"; // 0.2: ImzaError.kind (docs/integration.md)
+// 0.2: ImzaError.kind. 0.3: AGENT_TOO_OLD / PAGE_TOO_OLD, minimumAgentVersion,
+// login(challenge, {format}). Equal to package.json's `version`.
+export const SDK_VERSION = "0.3.0";
 
 /** Every reason an ImzaError can carry: the contract's, plus the three of connect(). */
 export const Reason = Object.freeze({
@@ -37,7 +44,7 @@ export const Reason = Object.freeze({
   // the SDK's own: which part the user has to install or update
   EXTENSION_UNAVAILABLE: "EXTENSION_UNAVAILABLE", // no extension answered and no agent was reachable directly
   AGENT_UNAVAILABLE: "AGENT_UNAVAILABLE", // the extension is there, the agent is not (or the connection dropped)
-  VERSION_MISMATCH: "VERSION_MISMATCH", // the agent speaks another protocol version
+  VERSION_MISMATCH: "VERSION_MISMATCH", // the agent's protocol or version does not fit the page
 });
 
 /**
@@ -53,7 +60,10 @@ export const Kind = Object.freeze({
   USER_CANCELLED: "USER_CANCELLED", // the user closed or refused the dialog
   TIMED_OUT: "TIMED_OUT", // the user did not answer in time, or the agent did not answer the SDK in time
   CONNECTION_LOST: "CONNECTION_LOST", // the connection to the agent closed during a call
-  VERSION_MISMATCH: "VERSION_MISMATCH", // the agent speaks another protocol version
+  // Both with reason VERSION_MISMATCH; `data` says which number (`subject`), what the page
+  // needs (`required`) and what the agent has (`found`).
+  AGENT_TOO_OLD: "AGENT_TOO_OLD", // the agent is older than the page needs: update the program
+  PAGE_TOO_OLD: "PAGE_TOO_OLD", // the agent speaks a newer protocol than this SDK: update the site
 });
 
 /** The kind of an error that has only a reason (the agent's answers). */
@@ -90,9 +100,9 @@ export class ImzaError extends Error {
 
   static fromWire(error) {
     const data = (error && typeof error.data === "object" && error.data) || {};
-    const reason = data.reason || REASON_BY_CODE[error && error.code] || Reason.INTERNAL;
-    return new ImzaError(reason, String((error && error.message) || reason),
-      { code: error && error.code, data });
+    const code = error && typeof error.code === "number" ? error.code : null;
+    const reason = data.reason || REASON_BY_CODE[code] || Reason.INTERNAL;
+    return new ImzaError(reason, String((error && error.message) || reason), { code, data });
   }
 }
 
@@ -357,7 +367,13 @@ export class Connection extends EventTarget {
   signCms(params) { return this.call("sign.cms", params); }
   signPdf(params) { return this.call("sign.pdf", params); }
   signXml(params) { return this.call("sign.xml", params); }
-  login(challenge) { return this.call("auth.login", { challenge }); }
+  /** `options.format` ("imza-auth:1", the default, or "web-eid:1.0") is sent only when
+   * given: an agent that predates the parameter refuses unknown params (INVALID_PARAMS). */
+  login(challenge, options = {}) {
+    const params = { challenge };
+    if (options.format !== undefined) params.format = options.format;
+    return this.call("auth.login", params);
+  }
   subscribeTokens() { return this.call("tokens.subscribe"); }
 
   close() {
@@ -411,10 +427,15 @@ export class Connection extends EventTarget {
  * EXTENSION_WITHOUT_AGENT (the extension is there, the agent is not installed or not
  * running; reason AGENT_UNAVAILABLE), AGENT_NOT_RUNNING (no extension, and nothing answered
  * over wss://; reason EXTENSION_UNAVAILABLE), NO_EXTENSION (no extension and no direct
- * transport tried) or VERSION_MISMATCH. `data.attempts` lists each try with its kind.
+ * transport tried), AGENT_TOO_OLD (the agent speaks an older protocol, or its version is
+ * below `minimumAgentVersion`) or PAGE_TOO_OLD (the agent speaks a newer protocol than this
+ * SDK). `data.attempts` lists each try with its kind.
  */
 export async function connect(options = {}) {
   const opts = { ...DEFAULTS, ...options };
+  if (opts.minimumAgentVersion !== undefined && parseVersion(opts.minimumAgentVersion) === null) {
+    throw new TypeError(`minimumAgentVersion is not a version: ${opts.minimumAgentVersion}`);
+  }
   const attempts = [];
   let extension = null;
   for (const transport of opts.transports) {
@@ -453,16 +474,65 @@ export async function connect(options = {}) {
       attempts.push(attemptOf(transport, error));
       continue;
     }
-    if (info.protocol !== PROTOCOL) {
+    const mismatch = versionError(info, opts.minimumAgentVersion);
+    if (mismatch) {
       connection.close();
-      throw new ImzaError(Reason.VERSION_MISMATCH,
-        `the agent speaks protocol ${info.protocol}, this page ${PROTOCOL}`,
-        { data: { agentProtocol: info.protocol, agentVersion: info.version } });
+      throw mismatch; // the same agent is behind every transport: trying another is no use
     }
     connection.agent = info;
     return connection;
   }
   throw connectError(attempts, extension !== null);
+}
+
+// --- version negotiation ----------------------------------------------------------------
+
+/** [numbers, prerelease] of "1.2.3", "0.2", "0.2.0rc1", "0.2.0-beta.1+build5"; null when
+ * it does not start with a number. A suffix other than build metadata ("+…") or a PEP 440
+ * post-release (".post1") marks a pre-release, which comes before the release with the
+ * same numbers (as semver and PEP 440 order them). */
+function parseVersion(text) {
+  const match = /^v?(\d+(?:\.\d+)*)(.*)$/.exec(String(text ?? "").trim());
+  if (!match) return null;
+  const numbers = match[1].split(".").map(Number);
+  const rest = match[2];
+  return [numbers, rest !== "" && !/^(\+|[.-]?post)/i.test(rest)];
+}
+
+/** Negative, zero or positive as parsed version `a` is below, equal to or above `b`. */
+function compareVersions(a, b) {
+  const [x, xPre] = a;
+  const [y, yPre] = b;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const diff = (x[i] || 0) - (y[i] || 0);
+    if (diff !== 0) return diff;
+  }
+  return Number(yPre) - Number(xPre);
+}
+
+/** The ImzaError for an agent.info answer this page cannot work with, else null. The
+ * protocol must be this SDK's: lower is an agent to update, higher a page to update. Then
+ * the agent's version must reach `minimum` when the page asks for one. */
+function versionError(info, minimum) {
+  const found = { protocol: Number.isInteger(info && info.protocol) ? info.protocol : null,
+    version: info && typeof info.version === "string" ? info.version : null };
+  const base = { agentProtocol: found.protocol, agentVersion: found.version,
+    sdkProtocol: PROTOCOL, sdkVersion: SDK_VERSION };
+  if (found.protocol !== PROTOCOL) {
+    const pageTooOld = found.protocol !== null && found.protocol > PROTOCOL;
+    return new ImzaError(Reason.VERSION_MISMATCH, pageTooOld
+      ? `the agent speaks protocol ${found.protocol}, newer than this page's ${PROTOCOL}`
+      : `the agent speaks protocol ${found.protocol}, older than this page's ${PROTOCOL}`,
+    { kind: pageTooOld ? Kind.PAGE_TOO_OLD : Kind.AGENT_TOO_OLD,
+      data: { ...base, subject: "protocol", required: PROTOCOL, found: found.protocol } });
+  }
+  if (minimum === undefined) return null;
+  const have = parseVersion(found.version);
+  if (have !== null && compareVersions(have, parseVersion(minimum)) >= 0) return null;
+  return new ImzaError(Reason.VERSION_MISMATCH,
+    `the agent is version ${found.version}, this page needs ${minimum} or later`,
+    { kind: Kind.AGENT_TOO_OLD,
+      data: { ...base, subject: "version", required: String(minimum), found: found.version } });
 }
 
 // The kinds that say a transport did not reach an agent (rather than an agent's answer).
@@ -514,7 +584,9 @@ function connectError(attempts, hasExtension) {
 
 /** Standard base64 of bytes (ArrayBuffer, typed array) — the contract's binary form. */
 export function toBase64(bytes) {
-  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes.buffer ?? bytes);
+  // a view's own bytes (a subarray or DataView names part of its buffer), else the buffer
+  const view = ArrayBuffer.isView(bytes)
+    ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
   let binary = "";
   for (let i = 0; i < view.length; i += 0x8000) {
     binary += String.fromCharCode(...view.subarray(i, i + 0x8000));

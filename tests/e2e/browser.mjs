@@ -5,11 +5,12 @@
 //
 // plan: {scenario: "portal" | "hostile", userDataDir, extensionDir?, url, origin,
 //        publicPort?, grantLocalNetwork?, hosts: [...], spki: [...], home,
-//        wsUrl, wssUrl, actions?: [...], portalOrigin?}
+//        wsUrl, wssUrl, actions?: [...], portalOrigin?, sdk (the packed imza.js)}
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 import { chromiumArgs } from "./chromium_args.mjs";
+import { routePackedSdk } from "./packed_sdk.mjs";
 
 const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const OUTCOME_TIMEOUT = 90_000; // generous for a loaded CI machine; never asserted on
@@ -67,6 +68,28 @@ async function portalScenario(page, result) {
       } catch (error) {
         return { error: error.reason, attempts: error.data?.attempts };
       }
+    }, { wssUrl: plan.wssUrl, wsUrl: plan.wsUrl });
+  }
+  if (actions.includes("versions")) {
+    // Version negotiation against the real agent: this SDK's protocol, and a minimum agent
+    // version the agent has (its own) and one it has not.
+    result.versions = await page.evaluate(async (urls) => {
+      const sdk = await import("/sdk/imza.js");
+      const out = { sdkProtocol: sdk.PROTOCOL, sdkVersion: sdk.SDK_VERSION };
+      const agent = await sdk.connect(urls);
+      out.agent = { version: agent.agent.version, protocol: agent.agent.protocol };
+      agent.close();
+      const again = await sdk.connect({ ...urls, minimumAgentVersion: out.agent.version });
+      out.sameVersion = again.transport;
+      again.close();
+      try {
+        await sdk.connect({ ...urls, minimumAgentVersion: "999.0.0" });
+        out.tooOld = "connected";
+      } catch (error) {
+        out.tooOld = { kind: error.kind, reason: error.reason, data: error.data,
+          isImzaError: error instanceof sdk.ImzaError };
+      }
+      return out;
     }, { wssUrl: plan.wssUrl, wsUrl: plan.wsUrl });
   }
   if (actions.includes("login")) {
@@ -156,6 +179,7 @@ const context = await chromium.launchPersistentContext(plan.userDataDir, {
   env: { ...process.env, HOME: plan.home },
 });
 try {
+  await routePackedSdk(context, plan, result);
   if (plan.grantLocalNetwork) {
     await context.grantPermissions(["local-network-access"], { origin: plan.origin });
   }

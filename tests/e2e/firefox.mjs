@@ -4,7 +4,7 @@
 //   node tests/e2e/firefox.mjs plan.json
 //
 // plan: {install: "bidi" | "policy", profileDir, extension (the .xpi), policyFile?, url,
-//        hosts: [...], home, actions?: ["login", "declaration"]}
+//        hosts: [...], home, actions?: ["login", "declaration"], sdk (the packed imza.js)}
 //
 // install "bidi": BiDi's webExtension.install (Firefox 138+) installs the .xpi as a
 // temporary add-on, unsigned, as a person trying it from about:debugging does.
@@ -17,6 +17,8 @@
 // install from install_url are Firefox's own.
 import { readFileSync } from "node:fs";
 import puppeteer from "puppeteer-core";
+
+import { interceptPackedSdk } from "./packed_sdk.mjs";
 
 const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const FIREFOX = "/usr/bin/firefox-esr";
@@ -77,6 +79,7 @@ try {
   result.browserVersion = await browser.version();
   if (!policy) result.extensionId = await browser.installExtension(plan.extension);
   const page = (await browser.pages())[0] || await browser.newPage();
+  await interceptPackedSdk(page, plan, result);
   page.on("console", (message) => {
     if (message.type() === "error") (result.console ||= []).push(message.text());
   });

@@ -5,9 +5,11 @@
 //
 //   node tests/e2e/first_run_browser.mjs plan.json
 //
-// plan: {userDataDir, home, url}
+// plan: {userDataDir, home, url, sdk (the packed imza.js)}
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+
+import { routePackedSdk } from "./packed_sdk.mjs";
 
 const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const OUTCOME_TIMEOUT = 90_000; // generous for a loaded CI machine; never asserted on
@@ -22,6 +24,7 @@ const context = await chromium.launchPersistentContext(plan.userDataDir, {
   env: { ...process.env, HOME: plan.home },
 });
 try {
+  await routePackedSdk(context, plan, result);
   const page = context.pages()[0] || await context.newPage();
   page.on("console", (message) => {
     if (message.type() === "error") result.console.push(message.text());

@@ -4,13 +4,14 @@
 //
 //   node tests/e2e/sdk_outcomes.mjs plan.json
 //
-// plan: {userDataDir, url, home, hosts: [...], spki: [...], extensionDir?,
+// plan: {userDataDir, url, home, hosts: [...], spki: [...], extensionDir?, sdk,
 //        steps: [{language: "ru"} | {press: "login" | "sign-declaration" | "sign-pdf",
 //                                     area: "login" | "declaration" | "pdf"}]}
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 import { chromiumArgs } from "./chromium_args.mjs";
+import { routePackedSdk } from "./packed_sdk.mjs";
 
 const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const OUTCOME_TIMEOUT = 90_000; // generous for a loaded CI machine; never asserted on
@@ -56,6 +57,7 @@ const context = await chromium.launchPersistentContext(plan.userDataDir, {
   env: { ...process.env, HOME: plan.home },
 });
 try {
+  await routePackedSdk(context, plan, result);
   if (plan.extensionDir) {
     const worker = context.serviceWorkers()[0] || await context.waitForEvent("serviceworker");
     result.extensionId = new URL(worker.url()).host;

@@ -32,7 +32,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from daemon import REPO, Daemon, stop_pid, to_toml
+from packed_sdk import packed_sdk, served_packed
 
+from agent import PROTOCOL_VERSION, __version__
 from agent.demo_portal.server import PortalServer, sample_pdf
 from agent.platform.native_messaging import CHROMIUM_EXTENSION_ID, HOST_NAME
 
@@ -140,6 +142,7 @@ def _run_browser(bed: Bed, name: str, **plan: Any) -> dict[str, Any]:
     plan.setdefault("wssUrl", f"wss://127.0.0.1:{ports['wss']}/v1")
     query = f"?wss={plan['wssUrl']}&ws={plan['wsUrl']}"
     plan.setdefault("url", f"{plan['origin']}/{query}")
+    plan["sdk"] = str(packed_sdk().module)  # the page gets the packed SDK, not the source
     plan_file = bed.tmp / f"plan-{name}.json"
     plan_file.write_text(json.dumps(plan), encoding="utf-8")
     done = subprocess.run(["node", str(E2E / "browser.mjs"), str(plan_file)], cwd=E2E,
@@ -147,6 +150,7 @@ def _run_browser(bed: Bed, name: str, **plan: Any) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "failure" not in result, result["failure"]
+    served_packed(result)
     return result
 
 
@@ -175,8 +179,20 @@ def test_a_direct_websocket_from_a_public_site_granted_local_network_access(bed:
     mark = bed.agent.transcript_mark()
     signed = len(bed.portal.portal.signed)
     result = _run_browser(bed, "a", scenario="portal", publicPort=bed.portal.port,
-                          grantLocalNetwork=True)
+                          grantLocalNetwork=True, actions=["versions", "login", "declaration"])
     assert result["direct"]["ws"] == "open"
+    # version negotiation with the real agent: the packed SDK speaks its protocol; asking
+    # for a newer agent than this one is AGENT_TOO_OLD with what was required and found
+    versions = result["versions"]
+    assert versions["sdkProtocol"] == PROTOCOL_VERSION == versions["agent"]["protocol"]
+    assert versions["agent"]["version"] == __version__
+    assert versions["sdkVersion"] == packed_sdk().manifest["version"]
+    assert versions["sameVersion"] == "wss"
+    too_old = versions["tooOld"]
+    assert too_old["isImzaError"] and too_old["kind"] == "AGENT_TOO_OLD", too_old
+    assert too_old["reason"] == "VERSION_MISMATCH"
+    assert too_old["data"]["subject"] == "version"
+    assert (too_old["data"]["required"], too_old["data"]["found"]) == ("999.0.0", __version__)
     assert result["transport"] == "wss"  # trusted through NSS, no certificate errors
     _assert_logged_in_and_signed(bed, result, signed, bed.agent.transcript(mark))
     dialogs = _dialogs(bed.agent.transcript(mark), bed.portal_origin)

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from daemon import REPO, Daemon
+from packed_sdk import packed_sdk, served_packed
 
 from agent.demo_portal.server import PortalServer
 from agent.platform.native_messaging import FIREFOX_EXTENSION_ID, HOST_NAME
@@ -113,6 +114,7 @@ def _run_firefox(bed: Bed, name: str, **plan: Any) -> dict[str, Any]:
     plan.setdefault("hosts", ["portal.test"])
     plan.setdefault("home", str(bed.home))
     plan.setdefault("url", f"{bed.portal.origin}/?wss=wss://{CLOSED}/v1")
+    plan["sdk"] = str(packed_sdk().module)  # the page gets the packed SDK, not the source
     Path(plan["profileDir"]).mkdir()
     plan_file = bed.tmp / f"plan-{name}.json"
     plan_file.write_text(json.dumps(plan), encoding="utf-8")
@@ -121,6 +123,7 @@ def _run_firefox(bed: Bed, name: str, **plan: Any) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-4000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert "failure" not in result, result["failure"]
+    served_packed(result)  # the page got the packed SDK, not the source
     return result
 
 

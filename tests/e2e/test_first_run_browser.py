@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from daemon import NO_KEYRING, REPO, Daemon
+from packed_sdk import packed_sdk, served_packed
 
 pytestmark = [pytest.mark.browser, pytest.mark.daemon]
 
@@ -64,12 +65,14 @@ def _load(tmp: Path, user_home: Path, url: str) -> dict[str, Any]:
         "playwright-core is required: (cd tests/e2e && npm ci), or bash scripts/test.sh"
     plan = tmp / "plan.json"
     plan.write_text(json.dumps({"userDataDir": str(tmp / "fresh-profile"),
-                                "home": str(user_home), "url": url}), encoding="utf-8")
+                                "home": str(user_home), "url": url,
+                                "sdk": str(packed_sdk().module)}), encoding="utf-8")
     done = subprocess.run(["node", str(E2E / "first_run_browser.mjs"), str(plan)], cwd=E2E,
                           capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert "failure" not in result, result["failure"]
+    served_packed(result)  # the page got the packed SDK, not the source
     return result
 
 

@@ -29,6 +29,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from daemon import REPO, Daemon
+from packed_sdk import packed_sdk, served_packed
 
 from agent.demo_portal.server import PortalServer
 from agent.platform.native_messaging import CHROMIUM_EXTENSION_ID, HOST_NAME
@@ -136,7 +137,8 @@ def _run(bed: Bed, name: str, *, wss: str, home: str, steps: list[dict[str, Any]
     plan: dict[str, Any] = {
         "userDataDir": str(bed.tmp / f"profile-{name}"), "url": f"{bed.portal.origin}/{query}",
         "home": str(bed.homes[home]), "hosts": ["portal.test"],
-        "spki": [_spki_hash(bed.portal.cert_path)], "steps": steps}
+        "spki": [_spki_hash(bed.portal.cert_path)], "steps": steps,
+        "sdk": str(packed_sdk().module)}  # the page gets the packed SDK, not the source
     if extension:
         plan["extensionDir"] = str(bed.extension)
     plan_file = bed.tmp / f"plan-{name}.json"
@@ -146,6 +148,7 @@ def _run(bed: Bed, name: str, *, wss: str, home: str, steps: list[dict[str, Any]
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "failure" not in result, result["failure"]
+    served_packed(result)
     # app.js checks at load that it has a sentence for every kind in every language
     assert [m for m in result.get("console", []) if "demo portal:" in m] == []
     if extension:

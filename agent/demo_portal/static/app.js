@@ -26,12 +26,31 @@ const TEXT = {
       "imzalayırsınız (CAdES) və server imzanı özünün verdiyi sənədə qarşı yoxlayır.",
     year: "İl", income: "Gəlir (AZN)", tax: "Vergi (AZN)", remark: "Qeyd",
     declarationButton: "Bəyannaməni imzala",
-    pdfTitle: "3. PDF", pdfText: "PDF sənədini imzalayın (PAdES) və imzalanmış faylı yükləyin.",
+    pdfTitle: "3. PDF", pdfText: "PDF sənədini brauzerdə imzalayın (PAdES); sonra portalın serveri imzanı yoxlayır.",
     pdfButton: "PDF-i imzala", download: "İmzalanmış faylı yüklə",
     "busy.login": "Daxil olunur…", "busy.declaration": "Bəyannamə imzalanır…",
     "busy.pdf": "PDF imzalanır…",
     "done.login": "Daxil oldunuz.", "done.declaration": "Bəyannamə imzalandı və qəbul edildi.",
-    "done.pdf": "PDF imzalandı: faylı aşağıdan yükləyin.",
+    "done.pdf": "PDF imzalandı: serverin yoxlaması aşağıdadır.",
+    serverPdfTitle: "4. Serverdə PDF",
+    serverPdfText: "Sənəd serverdən çıxmır: server PDF-i hazırlayır, tokeniniz yalnız onun heşini imzalayır, server isə imzanı tamamlayıb yoxlayır.",
+    serverPdfButton: "Serverdə imzala",
+    "busy.server-pdf": "PDF serverdə imzalanır…",
+    "done.server-pdf": "PDF serverdə imzalandı: yoxlaması aşağıdadır.",
+    "verify.title": "Serverin yoxlaması",
+    "verify.ok": "İmza etibarlıdır.",
+    "verify.bad": "İmza etibarlı DEYİL.",
+    "verify.none": "Faylda imza yoxdur.",
+    "verify.signer": "İmzalayan",
+    "verify.intact": "Sənəd imzalandıqdan sonra dəyişdirilməyib.",
+    "verify.broken": "Sənəd imzalandıqdan sonra dəyişdirilib və ya imza zədələnib.",
+    "verify.trusted": "Sertifikat bu portalın etibar etdiyi mərkəz tərəfindən verilib.",
+    "verify.untrusted": "Sertifikat bu portalın etibar etdiyi mərkəz tərəfindən verilməyib.",
+    "verify.level": "Səviyyə",
+    "verify.timestamp": "Vaxt möhürü",
+    "verify.ltv": "Yoxlama məlumatları (OCSP/CRL) faylın içindədir.",
+    "verify.partial": "İmza sənədin hamısını əhatə etmir.",
+    "verify.other": "Bu, portalın verdiyi sənəd deyil.",
     NO_EXTENSION: "Bu brauzerdə imza-agent genişlənməsi quraşdırılmayıb.",
     EXTENSION_WITHOUT_AGENT: "imza-agent brauzer genişlənməsi quraşdırılıb, lakin bu " +
       "kompüterdə imza-agent proqramı quraşdırılmayıb və ya işləmir. Onu quraşdırın və ya " +
@@ -44,6 +63,8 @@ const TEXT = {
     TIMED_OUT: "Cavab vaxtında gəlmədi. Yenidən cəhd edin.",
     CONNECTION_LOST: "imza-agent ilə əlaqə kəsildi. Yenidən cəhd edin.",
     VERSION_MISMATCH: "imza-agent proqramının bu versiyası bu saytla işləmir: onu yeniləyin.",
+    AGENT_TOO_OLD: "Bu kompüterdəki imza-agent proqramı bu sayt üçün köhnədir: onu yeniləyin.",
+    PAGE_TOO_OLD: "Bu saytın səhifəsi imza-agent proqramınızdan köhnədir: sayt yenilənməlidir. Bir az sonra yenidən cəhd edin.",
     NO_CERTIFICATE: "Uyğun sertifikat tapılmadı: tokeninizi və ya kartınızı taxın.",
     TOKEN_NOT_PRESENT: "Token və ya kart çıxarılıb.",
     PIN_LOCKED: "PIN kod bloklanıb: onu PUK kodu ilə açın.",
@@ -70,12 +91,31 @@ const TEXT = {
       "imzalarsınız (CAdES) ve sunucu imzayı kendi verdiği belgeye karşı doğrular.",
     year: "Yıl", income: "Gelir (AZN)", tax: "Vergi (AZN)", remark: "Not",
     declarationButton: "Beyannameyi imzala",
-    pdfTitle: "3. PDF", pdfText: "Bir PDF imzalayın (PAdES) ve imzalı dosyayı indirin.",
+    pdfTitle: "3. PDF", pdfText: "Bir PDF'i tarayıcıda imzalayın (PAdES); ardından portalın sunucusu imzayı doğrular.",
     pdfButton: "PDF'i imzala", download: "İmzalı dosyayı indir",
     "busy.login": "Giriş yapılıyor…", "busy.declaration": "Beyanname imzalanıyor…",
     "busy.pdf": "PDF imzalanıyor…",
     "done.login": "Giriş yaptınız.", "done.declaration": "Beyanname imzalandı ve kabul edildi.",
-    "done.pdf": "PDF imzalandı: dosyayı aşağıdan indirin.",
+    "done.pdf": "PDF imzalandı: sunucunun doğrulaması aşağıda.",
+    serverPdfTitle: "4. Sunucuda PDF",
+    serverPdfText: "Belge sunucudan çıkmaz: sunucu PDF'i hazırlar, tokeniniz yalnızca özetini imzalar, sunucu imzayı tamamlar ve doğrular.",
+    serverPdfButton: "Sunucuda imzala",
+    "busy.server-pdf": "PDF sunucuda imzalanıyor…",
+    "done.server-pdf": "PDF sunucuda imzalandı: doğrulaması aşağıda.",
+    "verify.title": "Sunucu doğrulaması",
+    "verify.ok": "İmza geçerli.",
+    "verify.bad": "İmza geçerli DEĞİL.",
+    "verify.none": "Dosyada imza yok.",
+    "verify.signer": "İmzalayan",
+    "verify.intact": "Belge imzalandıktan sonra değiştirilmemiş.",
+    "verify.broken": "Belge imzalandıktan sonra değiştirilmiş veya imza bozuk.",
+    "verify.trusted": "Sertifika, bu portalın güvendiği bir makam tarafından verilmiş.",
+    "verify.untrusted": "Sertifika, bu portalın güvendiği bir makam tarafından verilmemiş.",
+    "verify.level": "Seviye",
+    "verify.timestamp": "Zaman damgası",
+    "verify.ltv": "Doğrulama verileri (OCSP/CRL) dosyanın içinde.",
+    "verify.partial": "İmza belgenin tamamını kapsamıyor.",
+    "verify.other": "Bu, portalın verdiği belge değil.",
     NO_EXTENSION: "Bu tarayıcıda imza-agent uzantısı yüklü değil.",
     EXTENSION_WITHOUT_AGENT: "imza-agent tarayıcı uzantısı yüklü, ancak bu bilgisayarda " +
       "imza-agent programı yüklü değil veya çalışmıyor. Programı yükleyin veya başlatın, " +
@@ -88,6 +128,8 @@ const TEXT = {
     TIMED_OUT: "Zamanında yanıt gelmedi. Tekrar deneyin.",
     CONNECTION_LOST: "imza-agent ile bağlantı koptu. Tekrar deneyin.",
     VERSION_MISMATCH: "imza-agent programının bu sürümü bu siteyle çalışmıyor: güncelleyin.",
+    AGENT_TOO_OLD: "Bu bilgisayardaki imza-agent programı bu site için çok eski: lütfen güncelleyin.",
+    PAGE_TOO_OLD: "Bu sitenin sayfası imza-agent programınızdan daha eski: sitenin güncellenmesi gerekiyor. Daha sonra tekrar deneyin.",
     NO_CERTIFICATE: "Uygun bir sertifika bulunamadı: tokeninizi veya kartınızı takın.",
     TOKEN_NOT_PRESENT: "Token veya kart çıkarıldı.",
     PIN_LOCKED: "PIN bloke oldu: PUK ile blokeyi kaldırın.",
@@ -114,12 +156,31 @@ const TEXT = {
       "подписи (CAdES), а сервер проверяет подпись по выданному им документу.",
     year: "Год", income: "Доход (AZN)", tax: "Налог (AZN)", remark: "Примечание",
     declarationButton: "Подписать декларацию",
-    pdfTitle: "3. PDF", pdfText: "Подпишите PDF (PAdES) и скачайте подписанный файл.",
+    pdfTitle: "3. PDF", pdfText: "Подпишите PDF в браузере (PAdES); затем сервер портала проверит подпись.",
     pdfButton: "Подписать PDF", download: "Скачать подписанный файл",
     "busy.login": "Выполняется вход…", "busy.declaration": "Декларация подписывается…",
     "busy.pdf": "PDF подписывается…",
     "done.login": "Вы вошли.", "done.declaration": "Декларация подписана и принята.",
-    "done.pdf": "PDF подписан: скачайте файл ниже.",
+    "done.pdf": "PDF подписан: проверка сервера ниже.",
+    serverPdfTitle: "4. PDF на сервере",
+    serverPdfText: "Документ не покидает сервер: сервер готовит PDF, ваш токен подписывает только его хеш, а сервер завершает и проверяет подпись.",
+    serverPdfButton: "Подписать на сервере",
+    "busy.server-pdf": "PDF подписывается на сервере…",
+    "done.server-pdf": "PDF подписан на сервере: проверка ниже.",
+    "verify.title": "Проверка сервера",
+    "verify.ok": "Подпись действительна.",
+    "verify.bad": "Подпись НЕ действительна.",
+    "verify.none": "В файле нет подписи.",
+    "verify.signer": "Подписант",
+    "verify.intact": "Документ не изменялся после подписания.",
+    "verify.broken": "Документ изменён после подписания, или подпись повреждена.",
+    "verify.trusted": "Сертификат выдан удостоверяющим центром, которому доверяет портал.",
+    "verify.untrusted": "Сертификат выдан не тем центром, которому доверяет портал.",
+    "verify.level": "Уровень",
+    "verify.timestamp": "Метка времени",
+    "verify.ltv": "Данные для проверки (OCSP/CRL) включены в файл.",
+    "verify.partial": "Подпись охватывает не весь документ.",
+    "verify.other": "Это не тот документ, который выдал портал.",
     NO_EXTENSION: "В этом браузере не установлено расширение imza-agent.",
     EXTENSION_WITHOUT_AGENT: "Расширение imza-agent установлено, но программа imza-agent " +
       "на этом компьютере не установлена или не запущена. Установите или запустите её и " +
@@ -132,6 +193,8 @@ const TEXT = {
     TIMED_OUT: "Ответ не получен вовремя. Повторите попытку.",
     CONNECTION_LOST: "Соединение с imza-agent прервалось. Повторите попытку.",
     VERSION_MISMATCH: "Эта версия программы imza-agent не работает с этим сайтом: обновите её.",
+    AGENT_TOO_OLD: "Программа imza-agent на этом компьютере слишком старая для этого сайта: обновите её.",
+    PAGE_TOO_OLD: "Страница этого сайта старее вашей программы imza-agent: сайт должен быть обновлён. Повторите попытку позже.",
     NO_CERTIFICATE: "Подходящий сертификат не найден: вставьте токен или карту.",
     TOKEN_NOT_PRESENT: "Токен или карта извлечены.",
     PIN_LOCKED: "PIN-код заблокирован: разблокируйте его с помощью PUK-кода.",
@@ -160,12 +223,31 @@ const TEXT = {
       "document it issued.",
     year: "Year", income: "Income (AZN)", tax: "Tax (AZN)", remark: "Note",
     declarationButton: "Sign the declaration",
-    pdfTitle: "3. PDF", pdfText: "Sign a PDF (PAdES) and download the signed file.",
+    pdfTitle: "3. PDF", pdfText: "Sign a PDF in the browser (PAdES); the portal's server then checks the signature.",
     pdfButton: "Sign a PDF", download: "Download the signed file",
     "busy.login": "Logging in…", "busy.declaration": "Signing the declaration…",
     "busy.pdf": "Signing the PDF…",
     "done.login": "You are logged in.", "done.declaration": "The declaration was signed and accepted.",
-    "done.pdf": "The PDF is signed: download it below.",
+    "done.pdf": "The PDF is signed: the server's check is below.",
+    serverPdfTitle: "4. PDF on the server",
+    serverPdfText: "The document does not leave the server: the server prepares the PDF, your token signs only its hash, and the server completes and checks the signature.",
+    serverPdfButton: "Sign on the server",
+    "busy.server-pdf": "Signing the PDF on the server…",
+    "done.server-pdf": "The PDF was signed on the server: its check is below.",
+    "verify.title": "Server check",
+    "verify.ok": "The signature is valid.",
+    "verify.bad": "The signature is NOT valid.",
+    "verify.none": "The file has no signature.",
+    "verify.signer": "Signer",
+    "verify.intact": "The document is unchanged since it was signed.",
+    "verify.broken": "The document was changed after signing, or the signature is damaged.",
+    "verify.trusted": "The certificate is issued by a CA this portal trusts.",
+    "verify.untrusted": "The certificate is not issued by a CA this portal trusts.",
+    "verify.level": "Level",
+    "verify.timestamp": "Time-stamp",
+    "verify.ltv": "Validation data (OCSP/CRL) is in the file.",
+    "verify.partial": "The signature does not cover the whole document.",
+    "verify.other": "This is not the document the portal issued.",
     NO_EXTENSION: "The imza-agent browser extension is not installed in this browser.",
     EXTENSION_WITHOUT_AGENT: "The imza-agent browser extension is installed, but the " +
       "imza-agent program is not installed or not running on this computer. Install or " +
@@ -179,6 +261,8 @@ const TEXT = {
     CONNECTION_LOST: "The connection to the imza-agent was lost. Please try again.",
     VERSION_MISMATCH: "This version of the imza-agent program does not work with this " +
       "site: please update it.",
+    AGENT_TOO_OLD: "The imza-agent program on this computer is too old for this site: please update it.",
+    PAGE_TOO_OLD: "This site's page is older than your imza-agent program: the site must be updated. Please try again later.",
     NO_CERTIFICATE: "No suitable certificate was found: insert your token or card.",
     TOKEN_NOT_PRESENT: "The token or card was removed.",
     PIN_LOCKED: "The PIN is locked: unblock it with the PUK.",
@@ -223,6 +307,7 @@ function applyLanguage() {
     button.setAttribute("aria-pressed", String(button.dataset.lang === language));
   }
   for (const area of Object.keys(outcomes)) render(area);
+  for (const id of Object.keys(verifications)) renderVerification(id);
   showUser(currentUser);
 }
 
@@ -239,7 +324,7 @@ function setLanguage(next) {
 
 // --- what each button's message area shows ---------------------------------------------------
 
-const outcomes = {}; // area ("login" | "declaration" | "pdf") -> {state, key, kind}
+const outcomes = {}; // area ("login" | "declaration" | "pdf" | "server-pdf") -> {state, key, kind}
 
 /** The message key for a failure: the SDK's kind (or the agent's reason it passes
  * through); anything the page has no sentence for gets a general one, never a bare code. */
@@ -290,6 +375,51 @@ function busy(area) {
   $("error").textContent = "";
   delete $("error").dataset.reason;
   delete $("error").dataset.kind;
+}
+
+// --- the server's check of a signed PDF -------------------------------------------------------
+
+const verifications = {}; // element id -> the server's verification report
+
+/** The server validated the signed PDF (pyHanko, against its own trusted CAs): say what it
+ * found, in the page's language. `data-verified` is for scripts. */
+function renderVerification(id) {
+  const element = $(id);
+  const verification = verifications[id];
+  element.replaceChildren();
+  if (!verification) {
+    delete element.dataset.verified;
+    return;
+  }
+  element.dataset.verified = verification.ok ? "valid" : "invalid";
+  const heading = document.createElement("strong");
+  heading.textContent = t("verify.title");
+  const list = document.createElement("ul");
+  const line = (text, good) => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    if (good !== undefined) item.dataset.good = good ? "yes" : "no";
+    list.append(item);
+  };
+  if (!verification.signatures.length) line(t("verify.none"), false);
+  if (!verification.sameDocument) line(t("verify.other"), false);
+  for (const s of verification.signatures) {
+    const good = s.ok && s.whole_document;
+    line(t(good ? "verify.ok" : "verify.bad"), good);
+    line(`${t("verify.signer")}: ${s.signer}`);
+    line(t(s.intact && s.valid ? "verify.intact" : "verify.broken"), s.intact && s.valid);
+    line(t(s.trusted ? "verify.trusted" : "verify.untrusted"), s.trusted);
+    if (!s.whole_document) line(t("verify.partial"), false);
+    line(`${t("verify.level")}: PAdES-${s.level}`);
+    if (s.timestamp) line(`${t("verify.timestamp")}: ${s.timestamp}`);
+    if (s.revocation_checked) line(t("verify.ltv"), true);
+  }
+  element.append(heading, list);
+}
+
+function showVerification(id, verification) {
+  verifications[id] = verification;
+  renderVerification(id);
 }
 
 // --- the portal --------------------------------------------------------------------------------
@@ -371,6 +501,31 @@ async function signPdf() {
   $("download").hidden = false;
   $("pdf-result").textContent = "PAdES-B-B";
   $("pdf-result").dataset.signed = "yes";
+  // Every signed PDF is checked on the server, not only offered for download.
+  const { verification } = await api("/api/pdf/verify", { pdf: signed });
+  showVerification("pdf-verification", verification);
+}
+
+async function signPdfOnServer() {
+  // The third way: the PDF stays on the server. The page passes the chosen certificate to
+  // the server, which prepares the signature and answers only the hash to sign.
+  const a = await getAgent();
+  const chosen = await a.selectCertificate({ purpose: "sign" });
+  const doc = await api("/api/pdf/prepare", { certificate: chosen.certificate,
+    chain: chosen.chain, algorithms: chosen.algorithms });
+  const signed = await a.signHash({ handle: chosen.handle, hash: doc.hash,
+    hashAlgorithm: doc.hashAlgorithm, scheme: doc.scheme,
+    display: { documentName: doc.documentName, text: `${doc.documentName}, PAdES-${doc.level}` } });
+  // The server checks the raw signature, completes the PDF, validates it and keeps it.
+  const result = await api("/api/pdf/finish", { documentId: doc.documentId,
+    signature: signed.signature, certificate: signed.certificate, scheme: signed.scheme,
+    hashAlgorithm: signed.hashAlgorithm });
+  $("server-download").href = result.download;
+  $("server-download").hidden = false;
+  showVerification("server-pdf-verification", result.verification);
+  $("server-pdf-result").textContent =
+    `PAdES-${result.level}, SHA-256 ${result.verification.sha256}`;
+  $("server-pdf-result").dataset.signed = "yes";
 }
 
 /** Run one button's action with its message area showing progress, then the outcome. */
@@ -390,6 +545,7 @@ function action(area, fn) {
 $("login").addEventListener("click", action("login", login));
 $("declaration").addEventListener("submit", action("declaration", signDeclaration));
 $("sign-pdf").addEventListener("click", action("pdf", signPdf));
+$("sign-pdf-server").addEventListener("click", action("server-pdf", signPdfOnServer));
 for (const button of document.querySelectorAll("#languages button")) {
   button.addEventListener("click", () => setLanguage(button.dataset.lang));
 }

@@ -1,7 +1,8 @@
 """Where vendors install their PKCS#11 modules, and which of them are on this machine.
 
 The table lists the usual install paths of the middleware met on Azerbaijani, Turkish and
-CIS tokens and cards; only files that exist are loaded.  Modules named in the config come
+CIS tokens and cards, and of the PIV middleware packaged by Debian (CACKey, Yubico's
+ykcs11); only files that exist are loaded.  Modules named in the config come
 first, and one file reached by two paths (symlinks) is loaded once.
 """
 
@@ -15,7 +16,8 @@ from typing import Literal
 
 _SYS32 = r"C:\Windows\System32"
 
-# vendor → candidate paths, per OS ("linux", "windows", "darwin").
+# vendor → candidate paths, per OS ("linux", "windows", "darwin").  CACKey ships no
+# Windows installer, so it has no Windows paths.
 KNOWN_MODULES: dict[str, dict[str, tuple[str, ...]]] = {
     "linux": {
         "OpenSC": ("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
@@ -39,6 +41,13 @@ KNOWN_MODULES: dict[str, dict[str, tuple[str, ...]]] = {
                    "/usr/lib64/libbit4xpki.so", "/usr/local/lib/libbit4xpki.so"),
         "Thales IDPrime": ("/usr/lib/libIDPrimePKCS11.so", "/usr/lib64/libIDPrimePKCS11.so",
                            "/usr/lib/pkcs11/libIDPrimePKCS11.so"),
+        # PIV cards; Debian's package installs it under /usr/lib/pkcs11.
+        "CACKey": ("/usr/lib/pkcs11/libcackey.so", "/usr/lib/libcackey.so",
+                   "/usr/lib64/libcackey.so", "/usr/local/lib/libcackey.so"),
+        # YubiKey PIV; it only looks at readers whose name starts with "Yubico".
+        "Yubico YKCS11": ("/usr/lib/x86_64-linux-gnu/libykcs11.so",
+                          "/usr/lib/aarch64-linux-gnu/libykcs11.so", "/usr/lib64/libykcs11.so",
+                          "/usr/local/lib/libykcs11.so"),
     },
     "windows": {
         "OpenSC": (r"C:\Program Files\OpenSC Project\OpenSC\pkcs11\opensc-pkcs11.dll",
@@ -52,6 +61,7 @@ KNOWN_MODULES: dict[str, dict[str, tuple[str, ...]]] = {
                           r"C:\Program Files\Charismathics\PKCS11\cmP1164.dll"),
         "Bit4id": (rf"{_SYS32}\bit4xpki.dll",),
         "Thales IDPrime": (rf"{_SYS32}\IDPrimePKCS1164.dll", rf"{_SYS32}\IDPrimePKCS11.dll"),
+        "Yubico YKCS11": (r"C:\Program Files\Yubico\Yubico PIV Tool\bin\libykcs11.dll",),
     },
     "darwin": {
         "OpenSC": ("/Library/OpenSC/lib/opensc-pkcs11.so", "/usr/local/lib/opensc-pkcs11.so",
@@ -69,10 +79,36 @@ KNOWN_MODULES: dict[str, dict[str, tuple[str, ...]]] = {
         "Bit4id": ("/Library/bit4id/pkcs11/libbit4xpki.dylib", "/usr/local/lib/libbit4xpki.dylib"),
         "Thales IDPrime": ("/Library/Frameworks/eToken.framework/Versions/A/libIDPrimePKCS11.dylib",
                            "/usr/local/lib/libIDPrimePKCS11.dylib"),
+        "CACKey": ("/Library/CACKey/libcackey.dylib",),  # its macOS package's location
+        "Yubico YKCS11": ("/usr/local/lib/libykcs11.dylib", "/opt/homebrew/lib/libykcs11.dylib"),
     },
 }
 
+# Environment a module is loaded with, by the start of its file name.  CACKey adds a
+# slot of built-in US DoD CA certificates to every machine unless told not to; for our
+# users it is a token that is not theirs.
+MODULE_ENV: dict[str, dict[str, str]] = {
+    "libcackey": {"CACKEY_NO_EXTRA_CERTS": "1"},
+}
+
+# Modules whose C_Sign does the card's work also for the length query (a NULL output
+# buffer): CACKey 0.7 runs C_SignFinal, i.e. GENERAL AUTHENTICATE, for it.  A PIV card
+# lets its signature key act once per PIN verification, so the real call that follows
+# fails; these modules are given one C_Sign with a buffer large enough.
+SIGN_IN_ONE_CALL = ("libcackey",)
+
 Source = Literal["config", "known"]
+
+
+def signs_in_one_call(module: Path | str) -> bool:
+    return Path(module).name.lower().startswith(SIGN_IN_ONE_CALL)
+
+
+def module_env(module: Path) -> dict[str, str]:
+    """The environment variables ``module`` needs (``MODULE_ENV``), if any."""
+    name = module.name.lower()
+    return {k: v for prefix, extra in MODULE_ENV.items() if name.startswith(prefix)
+            for k, v in extra.items()}
 
 
 @dataclass(frozen=True)

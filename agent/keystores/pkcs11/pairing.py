@@ -4,7 +4,7 @@ Tokens usually give a certificate and its key the same CKA_ID, but not always: s
 enrolment tools write the certificate with its own id.  And many tokens hide private
 keys (CKA_PRIVATE) until C_Login, while listing must never log in.  So, in order:
 
-1. a visible private key with the certificate's CKA_ID                     → "id"
+1. a visible private key with the certificate's CKA_ID (and its key type)  → "id"
 2. a public-key object holding the certificate's public key: its CKA_ID     → "public-key"
    (if private keys are visible, one must carry that id; if none is visible and the
    object's id is the certificate's own, rule 4 names it)
@@ -113,6 +113,11 @@ def _key_type(name: str | None) -> KeyType | None:
         return None
 
 
+def _fits(key: KeyObject, numbers: PublicKeyNumbers) -> bool:
+    key_type = _key_type(key.key_type)
+    return key_type is None or numbers.key_type is None or key_type == numbers.key_type
+
+
 def pair_certificates(certs: list[CertObject], private_keys: list[KeyObject],
                       public_keys: list[KeyObject]) -> list[Pairing]:
     keys_visible = bool(private_keys)
@@ -131,7 +136,9 @@ def _pair_one(cert: CertObject, by_id: dict[bytes, KeyObject], private_keys: lis
         return Pairing(cert, key.id, _key_type(key.key_type) or numbers.key_type,
                        bool(key.always_authenticate), method)
 
-    if cert.id and cert.id in by_id:
+    # A key of another type is not the certificate's, whatever its id says: CACKey 0.7
+    # reads every PIV key as RSA, also a P-256 one.
+    if cert.id and cert.id in by_id and _fits(by_id[cert.id], numbers):
         return found(by_id[cert.id], "id")
     for public in public_keys:
         if public.id and same_key(public, numbers):

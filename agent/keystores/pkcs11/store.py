@@ -46,6 +46,7 @@ from agent.keystores.base import (
     Unlock,
 )
 from agent.keystores.pkcs11.client import WorkerClient, WorkerFailure
+from agent.keystores.pkcs11.modules import module_env
 from agent.keystores.pkcs11.pairing import (
     CertObject,
     KeyObject,
@@ -121,7 +122,8 @@ class Pkcs11Store:
         self.store_id = f"pkcs11:{module}"
         self.call_timeout = call_timeout
         self.pin_pad_timeout = pin_pad_timeout
-        self.worker = WorkerClient(self.module, env=env)
+        # The caller's settings win over the module's own defaults (``module_env``).
+        self.worker = WorkerClient(self.module, env={**module_env(self.module), **(env or {})})
         self._cache: dict[str, _Cached] = {}
         self._pulls = 0  # counts token_pulled(): a call it ended fails as TOKEN_NOT_PRESENT
 

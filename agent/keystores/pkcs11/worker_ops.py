@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,11 +26,14 @@ from pkcs11 import (
     ObjectClass,
 )
 from pkcs11 import KeyType as P11KeyType
+from pkcs11 import _pkcs11 as pkcs11_impl
 from pkcs11 import exceptions as p11x
 
+from agent.keystores.pkcs11.modules import signs_in_one_call
 from agent.keystores.pkcs11.wire import b64, unb64
 
 CKF_TOKEN_INITIALIZED = 0x400
+GONE_WAIT = 1.0  # seconds a failed command's token gets to show it was pulled (~0.5 s seen)
 CK_UNAVAILABLE_INFORMATION = ctypes.c_ulong(-1).value
 
 
@@ -64,6 +68,9 @@ class _RawPin:
         for i in range(len(self._value)):
             self._value[i] = 0
 
+    def __len__(self) -> int:
+        return len(self._value)
+
     def __repr__(self) -> str:
         return "_RawPin(***)"
 
@@ -91,10 +98,42 @@ _CkTokenInfo = type("_CkTokenInfo", (ctypes.Structure,), {**_PACK, "_fields_": (
     )})
 
 
+# CK_FUNCTION_LIST up to C_Sign, in the standard's order.
 _FUNCTIONS = ("C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList",
               "C_GetSlotList", "C_GetSlotInfo", "C_GetTokenInfo", "C_GetMechanismList",
               "C_GetMechanismInfo", "C_InitToken", "C_InitPIN", "C_SetPIN",
-              "C_OpenSession", "C_CloseSession", "C_CloseAllSessions")
+              "C_OpenSession", "C_CloseSession", "C_CloseAllSessions", "C_GetSessionInfo",
+              "C_GetOperationState", "C_SetOperationState", "C_Login", "C_Logout",
+              "C_CreateObject", "C_CopyObject", "C_DestroyObject", "C_GetObjectSize",
+              "C_GetAttributeValue", "C_SetAttributeValue", "C_FindObjectsInit",
+              "C_FindObjects", "C_FindObjectsFinal", "C_EncryptInit", "C_Encrypt",
+              "C_EncryptUpdate", "C_EncryptFinal", "C_DecryptInit", "C_Decrypt",
+              "C_DecryptUpdate", "C_DecryptFinal", "C_DigestInit", "C_Digest",
+              "C_DigestUpdate", "C_DigestKey", "C_DigestFinal", "C_SignInit", "C_Sign")
+
+CKU_CONTEXT_SPECIFIC = 2
+SIGNATURE_BUFFER = 1024  # an RSA-8192 signature; ECDSA ones are far shorter
+
+
+class _CkMechanism(ctypes.Structure):
+    _fields_ = (("mechanism", ctypes.c_ulong), ("pParameter", ctypes.c_void_p),
+                ("ulParameterLen", ctypes.c_ulong))
+
+
+# Return values of the raw calls → python-pkcs11's exceptions, so both paths fail alike.
+_RV_ERRORS: dict[int, type[Exception]] = {
+    0x30: p11x.DeviceError, 0x32: p11x.DeviceRemoved, 0x50: p11x.FunctionCancelled,
+    0x63: p11x.KeyTypeInconsistent, 0x70: p11x.MechanismInvalid,
+    0x71: p11x.MechanismParamInvalid, 0xA0: p11x.PinIncorrect, 0xA1: p11x.PinInvalid,
+    0xA2: p11x.PinLenRange, 0xA3: p11x.PinExpired, 0xA4: p11x.PinLocked,
+    0xB0: p11x.SessionClosed, 0xB3: p11x.SessionHandleInvalid,
+    0xE0: p11x.TokenNotPresent, 0x101: p11x.UserNotLoggedIn,
+}
+
+
+def _check(rv: int, what: str) -> None:
+    if rv != 0:
+        raise _RV_ERRORS.get(rv, p11x.PKCS11Error)(f"{what}: CKR 0x{rv:08X}")
 
 
 _CkFunctionList = type("_CkFunctionList", (ctypes.Structure,), {**_PACK, "_fields_": (
@@ -118,6 +157,44 @@ class _RawCryptoki:
             ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(_CkTokenInfo))(funcs.C_GetTokenInfo)
         self._close_all = ctypes.CFUNCTYPE(
             ctypes.c_ulong, ctypes.c_ulong)(funcs.C_CloseAllSessions)
+        self._slot_list = ctypes.CFUNCTYPE(
+            ctypes.c_ulong, ctypes.c_ubyte, ctypes.POINTER(ctypes.c_ulong),
+            ctypes.POINTER(ctypes.c_ulong))(funcs.C_GetSlotList)
+        ulong, buf, size = ctypes.c_ulong, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ulong)
+        self._sign_init = ctypes.CFUNCTYPE(
+            ulong, ulong, ctypes.POINTER(_CkMechanism), ulong)(funcs.C_SignInit)
+        self._login = ctypes.CFUNCTYPE(ulong, ulong, ulong, buf, ulong)(funcs.C_Login)
+        self._sign = ctypes.CFUNCTYPE(ulong, ulong, buf, ulong, buf, size)(funcs.C_Sign)
+
+    def sign_once(self, session: int, key: int, mechanism: int, data: bytes,
+                  pin: _RawPin | None) -> bytes:
+        """C_SignInit, the context-specific login if a PIN is given, and one C_Sign with
+        room for any signature (``SIGN_IN_ONE_CALL`` in modules.py says why)."""
+        _check(self._sign_init(session, ctypes.byref(_CkMechanism(mechanism, None, 0)), key),
+               "C_SignInit")
+        if pin is not None:
+            secret = ctypes.create_string_buffer(pin.encode(), len(pin))
+            try:
+                _check(self._login(session, CKU_CONTEXT_SPECIFIC, ctypes.addressof(secret),
+                                   len(pin)), "C_Login")
+            finally:
+                ctypes.memset(secret, 0, len(pin))
+        source = ctypes.create_string_buffer(data, len(data))
+        out = ctypes.create_string_buffer(SIGNATURE_BUFFER)
+        length = ctypes.c_ulong(SIGNATURE_BUFFER)
+        _check(self._sign(session, ctypes.addressof(source), len(data), ctypes.addressof(out),
+                          ctypes.byref(length)), "C_Sign")
+        return out.raw[:length.value]
+
+    def slot_ids(self, token_present: bool) -> list[int] | None:
+        """C_GetSlotList honouring the count of the second call (see ``_slots``)."""
+        count = ctypes.c_ulong(0)
+        if self._slot_list(int(token_present), None, ctypes.byref(count)) != 0:
+            return None
+        buffer = (ctypes.c_ulong * max(count.value, 1))()
+        if self._slot_list(int(token_present), buffer, ctypes.byref(count)) != 0:
+            return None
+        return [int(buffer[i]) for i in range(count.value)]
 
     def pin_lengths(self, slot_id: int) -> tuple[int, int] | None:
         info = _CkTokenInfo()
@@ -220,10 +297,16 @@ class LoadedModule:
         self.lib = lib
         self.raw = raw
         self.sessions: dict[str, Any] = {}
+        self._known_slots: dict[int, Any] = {}  # slot id → python-pkcs11 Slot, see _slots
+        self.one_call_sign = signs_in_one_call(path)
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "info": self.info, "tokens": self.tokens, "objects": self.objects,
             "login": self.login, "logout": self.logout, "sign": self.sign,
         }
+        # Changing and unblocking the PIN (the tray and the CLI only; see pin_ops).
+        from agent.keystores.pkcs11.pin_ops import pin_operations
+
+        self._ops.update(pin_operations(self))
 
     @classmethod
     def load(cls, path: str) -> LoadedModule:
@@ -276,11 +359,27 @@ class LoadedModule:
             "description": _text(self.lib.library_description),
             "library_version": ".".join(map(str, self.lib.library_version)),
             "cryptoki_version": ".".join(map(str, self.lib.cryptoki_version)),
-            "slots": len(self.lib.get_slots()),
+            "slots": len(self._slots(token_present=False)),
         }
 
+    def _slots(self, *, token_present: bool) -> list[Any]:
+        """The module's slots.  A module may answer C_GetSlotList's size query with more
+        than it then fills in (CACKey 0.7 does, on every call after its first), which
+        PKCS#11 allows; python-pkcs11 then asks C_GetSlotInfo about the unfilled ids and
+        fails with CKR_SLOT_ID_INVALID.  Then the ids come from our own C_GetSlotList and
+        the slots from an earlier listing (a slot id stays with its reader)."""
+        try:
+            slots = self.lib.get_slots(token_present=token_present)
+        except p11x.SlotIDInvalid:
+            ids = self.raw.slot_ids(token_present) if self.raw else None
+            if ids is None:
+                raise
+            return [self._known_slots[i] for i in ids if i in self._known_slots]
+        self._known_slots.update((int(slot.slot_id), slot) for slot in slots)
+        return list(slots)
+
     def _present(self) -> Iterator[tuple[Any, Any]]:
-        for slot in self.lib.get_slots(token_present=True):
+        for slot in self._slots(token_present=True):
             try:
                 token = slot.get_token()
             except p11x.PKCS11Error as exc:
@@ -322,12 +421,28 @@ class LoadedModule:
                 return slot, token
         raise WorkerError("TOKEN_NOT_PRESENT", "the token is not present")
 
-    def _status(self, token_id: str) -> dict[str, Any] | None:
-        """The token's description re-read now (after a failed login), if still there."""
+    def _status(self, token_id: str, slot: Any = None) -> dict[str, Any] | None:
+        """The token's description re-read now (after a failed login), if still there.
+        Given its slot, only C_GetTokenInfo is asked: CACKey forgets the PIN flags of
+        the failed login when C_GetSlotList runs after it."""
         try:
+            if slot is not None:
+                described = self._describe(slot, slot.get_token())
+                if described["token_id"] == token_id:
+                    return described
             return self._describe(*self._find(token_id))
         except (WorkerError, p11x.PKCS11Error):
             return None
+
+    def _gone(self, token_id: str) -> bool:
+        """Whether the token left, given the reader a moment to notice (a card pulled
+        mid-command fails the command before PC/SC reports it absent)."""
+        deadline = time.monotonic() + GONE_WAIT
+        while self._status(token_id) is not None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     # --- listing objects, never logging in -------------------------------------------------
 
@@ -398,7 +513,7 @@ class LoadedModule:
             # python-pkcs11 leaves the session it opened before C_Login failed.
             self._close_all(slot)
             error = _as_worker_error(exc, "login")
-            error.data["token"] = self._status(token_id)
+            error.data["token"] = self._status(token_id, slot)
             raise error from exc
         finally:
             if pin is not None:
@@ -445,6 +560,7 @@ class LoadedModule:
         key = self._resolve_key(session, args)
         if key is None:
             raise WorkerError("KEY_NOT_FOUND", "the private key is not on the token")
+        key = _signable(key)
         pin: _RawPin | None = None
         if _attr(key, Attribute.ALWAYS_AUTHENTICATE):
             if args.get("pin_pad"):
@@ -457,15 +573,26 @@ class LoadedModule:
         # A batch ("data_list") resolves the key once and signs every item in this session.
         items = args["data_list"] if "data_list" in args else [args["data"]]
         param = _mechanism_param(args.get("pss"))
+        raw = self.raw if self.one_call_sign and param is None else None
         try:
-            signatures = [b64(key.sign(unb64(item), mechanism=mechanism, mechanism_param=param,
-                                       pin=pin)) for item in items]
+            if raw is not None:
+                signatures = [b64(raw.sign_once(session.handle, key.wrapper.handle,
+                                                int(mechanism), unb64(item) or b"", pin))
+                              for item in items]
+            else:
+                signatures = [b64(key.sign(unb64(item), mechanism=mechanism,
+                                           mechanism_param=param, pin=pin)) for item in items]
         except (p11x.UserNotLoggedIn, p11x.SessionHandleInvalid, p11x.SessionClosed):
             raise
         except p11x.PKCS11Error as exc:
             error = _as_worker_error(exc, "sign")
             if error.kind.startswith("PIN_"):
                 error.data["token"] = self._status(token_id)
+            elif error.kind == "INTERNAL" and self._gone(token_id):
+                # A card pulled mid-operation: OpenSC answers CKR_GENERAL_ERROR, not
+                # CKR_DEVICE_REMOVED.  What the caller must hear is that it is gone.
+                error = WorkerError("TOKEN_NOT_PRESENT", _MESSAGES["TOKEN_NOT_PRESENT"],
+                                    detail=error.detail)
             raise error from exc
         finally:
             if pin is not None:
@@ -495,6 +622,18 @@ class LoadedModule:
             if _same_public_key(entry, modulus, ec_point):
                 return key
         return None
+
+
+def _signable(key: Any) -> Any:
+    """The key with python-pkcs11's sign().  python-pkcs11 reads a key's capabilities in
+    one C_GetAttributeValue call; CACKey fails that call for the attributes it does not
+    know yet answers CKA_SIGN on its own, and the key then comes without sign().  Asked
+    alone, a key that says CKA_SIGN gets it back."""
+    if hasattr(key, "sign") or _attr(key, Attribute.SIGN) is not True:
+        return key
+    mixin = pkcs11_impl.SignMixin  # type: ignore[attr-defined]  # not in its stubs
+    with_sign = type(type(key).__name__, (mixin, type(key)), {})
+    return with_sign(key.wrapper)
 
 
 def _find(session: Any, object_class: ObjectClass, object_id: bytes | None = None) -> list[Any]:

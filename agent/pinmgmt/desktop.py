@@ -1,0 +1,98 @@
+"""The tray's PIN management: the form, the token, and the form again until it worked,
+the person cancelled, or nothing more can be done here.
+
+A wrong PIN or PUK, or a new PIN the token refused, opens the form again with the reason
+and the token's fresh state (so the last-try warning appears when it applies).  A blocked
+PIN (for a change), a blocked PUK, a token gone or a failing module end with a message.
+The dialogs queue behind any site's dialog (``TkUI._show``: one window at a time).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Literal
+
+from agent.errors import UserCancelled, UserTimeout
+from agent.i18n import _
+from agent.keystores.pkcs11.pin_management import PinManagementError, PinProblem, PinState
+from agent.pinmgmt.texts import problem_text
+from agent.pinmgmt.use_case import ManagedToken, change_pin, unblock_pin
+
+if TYPE_CHECKING:
+    import tkinter
+
+    from agent.ui.tk import TkUI
+    from agent.ui.tk.pin_dialogs import PinPair
+
+log = logging.getLogger(__name__)
+
+Action = Literal["change", "unblock"]
+# These let the person try again in the same form; any other problem ends the flow.
+_RETRY = {PinProblem.WRONG_PIN, PinProblem.WRONG_PUK, PinProblem.PIN_LENGTH,
+          PinProblem.PIN_REJECTED, PinProblem.MISMATCH}
+
+
+async def run(ui: TkUI, item: ManagedToken, action: Action) -> bool:
+    """Show the form for ``action`` until done; True when the PIN was changed or set."""
+    state, notice = item.state, None
+    if action == "change" and state.pin.locked:
+        await _result(ui, _("Change PIN"), problem_text(PinProblem.PIN_LOCKED, state), True)
+        return False
+    if action == "unblock" and state.puk_locked:
+        await _result(ui, _("Unblock PIN"), problem_text(PinProblem.PUK_LOCKED, state), True)
+        return False
+    while True:
+        try:
+            answer = await _form(ui, item, action, state, notice)
+        except (UserCancelled, UserTimeout):
+            return False
+        try:
+            with answer.first, answer.new:
+                if action == "change":
+                    await change_pin(item, answer.first, answer.new)
+                else:
+                    await unblock_pin(item, answer.first, answer.new)
+        except PinManagementError as exc:
+            log.info("PIN %s on a token failed: %s", action, exc.problem.value)
+            state = exc.state or state
+            notice = problem_text(exc.problem, state)
+            if exc.problem in _RETRY and not state.puk_locked and not (
+                    action == "change" and state.pin.locked):
+                continue
+            title = _("Change PIN") if action == "change" else _("Unblock PIN")
+            await _result(ui, title, notice, True)
+            return False
+        done = (_("The PIN was changed.") if action == "change"
+                else _("The PIN was unblocked and set anew."))
+        await _result(ui, done, _("Use the new PIN from now on."), False)
+        return True
+
+
+async def _form(ui: TkUI, item: ManagedToken, action: Action, state: PinState,
+                notice: str | None) -> PinPair:
+    from agent.ui.tk.pin_dialogs import ChangePinDialog, UnblockPinDialog
+
+    timeout, arming = ui.config.dialog_timeout, ui.config.arming_delay
+    kind = ChangePinDialog if action == "change" else UnblockPinDialog
+
+    def build(root: tkinter.Tk, future: concurrent.futures.Future[PinPair]
+              ) -> ChangePinDialog | UnblockPinDialog:
+        return kind(root, future, item.name, state, timeout, notice=notice,
+                    arming_delay=arming)
+
+    return await ui._show(build)  # the UI's queue: one window at a time, sites' too
+
+
+async def _result(ui: TkUI, title: str, message: str, danger: bool) -> None:
+    from agent.ui.tk.pin_dialogs import PinResultDialog
+
+    timeout, arming = ui.config.dialog_timeout, ui.config.arming_delay
+
+    def build(root: tkinter.Tk, future: concurrent.futures.Future[None]) -> PinResultDialog:
+        return PinResultDialog(root, future, title, message, timeout, danger=danger,
+                               arming_delay=arming)
+
+    with contextlib.suppress(UserCancelled, UserTimeout):
+        await ui._show(build)
