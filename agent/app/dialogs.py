@@ -37,6 +37,7 @@ class CertificateChoice:
     usable: bool
     unusable_reason: str | None = None  # "expired" / "not_yet_valid"
     demo: bool = False
+    reader: str | None = None  # the card reader the token is in, when the store knows it
 
 
 @dataclass(frozen=True)
