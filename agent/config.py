@@ -161,8 +161,9 @@ class UiConfig(_Section):
         description="Bytes of a document the signing dialog shows (PDF pages, text, XML); "
                     "a larger document is shown as its size and SHA-256 only.")
     ui_frame_bytes: int = Field(
-        default=128 * 1024 * 1024, ge=1024 * 1024, le=2 * 1024 * 1024 * 1024,
-        description="Largest message between the daemon and the UI process.")
+        default=160 * 1024 * 1024, ge=1024 * 1024, le=2 * 1024 * 1024 * 1024,
+        description="Largest message between the daemon and the UI process (a preview of "
+                    "preview_bytes travels as base64: a third larger).")
     ui_ping_timeout: float = Field(
         default=5.0, gt=0, le=120,
         description="Seconds the UI process may take to answer a ping while a dialog is "

@@ -34,7 +34,7 @@ def write_files(base: Path, module: Path, holder: str, pin: str, *,
                                    "pin": pin}, ensure_ascii=False), encoding="utf-8")
     config = base / f"{name}.toml"
     config.write_text(
-        "[server]\nwss_port = 0\nws_port = 0\n"
+        "[server]\nwss_port = 0\nws_port = 0\nws_enabled = true\n"
         # The limiter protects users from pages; the bench is one page on purpose.
         "rate_per_second = 1000000.0\nrate_burst = 1000000\n"
         f"[tokens]\nknown_modules = false\nmodules = [{json.dumps(str(module))}]\n"

@@ -4,7 +4,9 @@
 
 Builds the test bed (two SoftHSM tokens, test PKI) in a temporary directory, measures the
 raw token, then starts real `imza-agent run --headless` daemons and measures them from a
-WebSocket client, and finally profiles the daemon's per-signature path with cProfile.
+WebSocket client, measures one daemon in desktop mode under Xvfb (its Qt UI process's
+memory next to its own, bench/ui_process.py), and finally profiles the daemon's
+per-signature path with cProfile.
 Prints one table; docs/performance.md records a run. See bench/README.md.
 """
 
@@ -34,6 +36,8 @@ from agent_process import AgentProcess, StartTimes, rpc, write_files  # noqa: E4
 from raw_pkcs11 import RawKey, RawSigner  # noqa: E402
 from testbed.pki import build_pki  # noqa: E402
 from testbed.softhsm import build_softhsm  # noqa: E402
+from ui_process import measure as measure_ui  # noqa: E402
+from ui_process import rows as ui_rows  # noqa: E402
 
 IDENTITIES = {"RSA-2048": "rsa_sign", "P-256": "ec_sign"}
 
@@ -108,13 +112,16 @@ def machine() -> dict[str, str]:
             "websockets": websockets.__version__}
 
 
-HEAVY = ("pyhanko", "pyhanko_certvalidator", "tkinter", "lxml", "signxml", "pkcs11")
+HEAVY = ("pyhanko", "pyhanko_certvalidator", "tkinter", "PySide6", "lxml", "signxml",
+         "pkcs11")
 _IMPORT_PROBE = (
     "import sys\n"
     "from agent.protocol.dispatch import Dispatcher\n"
     "from agent.methods import register_all\n"
     "import agent.daemon.run, agent.daemon.runtime, agent.tls.material\n"
-    "register_all(Dispatcher())\n"
+    # The method modules only keep the services for their calls: None is enough to
+    # import and register them.
+    "register_all(Dispatcher(), None)\n"
     f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n")
 
 
@@ -379,10 +386,11 @@ async def bench(args: argparse.Namespace) -> int:
         main = await main_run(paths, bed, base, sizes)
         main["no_journal"] = await journal_off_run(paths_no_journal, bed, base, sizes)
         print("main run done", file=sys.stderr)
+        ui = None if args.no_ui else await measure_ui(bed, base, paths[1])
         costs = None
         if not args.no_profile:
             costs = top_costs(await profile_run(paths, bed, base, sizes))
-        rows = report(info, raw, runs, main, sizes)
+        rows = report(info, raw, runs, main, sizes) + (ui_rows(ui) if ui else [])
         print_table(info, rows, costs, sizes.profiled)
         if args.json:
             Path(args.json).write_text(json.dumps(
@@ -396,6 +404,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    parser.add_argument("--no-ui", action="store_true",
+                        help="skip the desktop-mode run (needs Xvfb and xdotool)")
     return asyncio.run(bench(parser.parse_args()))
 
 

@@ -71,9 +71,10 @@ COMPONENTS: Mapping[str, Component] = {
         files=(VPCD_DRIVER, Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
                Path("/usr/lib/pkcs11/libcackey.so")), modules=("smartcard",)),
     "desktop": Component(
-        "xvfb xdotool x11-utils trayer imagemagick python3-tk",
-        programs=("Xvfb", "xdotool", "xwininfo", "trayer", "/usr/bin/import"),
-        modules=("tkinter", "_tkinter")),
+        "xvfb xdotool x11-utils trayer imagemagick python3-tk dbus at-spi2-core",
+        programs=("Xvfb", "xdotool", "xwininfo", "trayer", "/usr/bin/import", "dbus-daemon",
+                  "/usr/libexec/at-spi-bus-launcher"),
+        modules=("tkinter", "_tkinter", "PySide6.QtWidgets", "pypdfium2")),
     "browser": Component(
         "chromium nodejs npm",
         programs=("/usr/bin/chromium", "node"), files=(PLAYWRIGHT,),

@@ -201,6 +201,9 @@ class FakeStores:
                 out.extend(await s.certificates(token))
         return out
 
+    async def certificates_in(self, store_id: str) -> list[CertificateEntry]:
+        return [e for e in await self.certificates() if e.token.store_id == store_id]
+
 
 @dataclass
 class RecordingJournal:

@@ -196,6 +196,16 @@ def test_package_installs_runs_and_purges_on_a_fresh_debian(deb: Path, fresh_roo
     assert daemon.returncode == 0, output
     assert "Traceback" not in output
 
+    # The UI process's toolkit runs from the package's trimmed PySide6 on the packaged
+    # dependencies alone: a window with a widget, and a PDF page rendered (offscreen).
+    ui = root.run("env", "QT_QPA_PLATFORM=offscreen", "/usr/lib/imza-agent/bin/python3", "-c",
+                  "import sys, pypdfium2\n"
+                  "from PySide6.QtWidgets import QApplication, QLineEdit\n"
+                  "app = QApplication(sys.argv); field = QLineEdit()\n"
+                  "field.setEchoMode(QLineEdit.EchoMode.Password); field.show()\n"
+                  "app.processEvents(); print('qt', app.platformName())")
+    assert ui.stdout.strip() == "qt offscreen", ui.stdout + ui.stderr
+
     # Native messaging: one manifest per browser family, pointing at an executable host.
     for browser, directory in MANIFESTS.items():
         manifest_path = root.path / directory / f"{HOST_NAME}.json"

@@ -13,7 +13,7 @@ from agent.config import Config, DemoConfig, Pkcs12File, TokensConfig
 from agent.errors import InvalidHandle
 from agent.keystores.base import StoreKind
 from agent.keystores.demo import DemoStore, ensure_demo_identity
-from agent.keystores.manager import ManagedStore, StoreManager, demo_wanted
+from agent.keystores.manager import ManagedStore, StoreManager, demo_wanted, reader_key
 from agent.keystores.pkcs11 import Pkcs11Store
 
 
@@ -108,6 +108,10 @@ async def test_demo_offered_with_known_module_but_no_card(
     # OpenSC is installed on the test machine, and no card is in any reader: the user
     # has no token, so the demo must still be offered.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # OpenSC makes its dir
+    # "No card" must hold while another test's pcscd has a virtual card in its reader
+    # (pcscd's socket is system-wide): the modules' PC/SC client (libpcsclite) is pointed
+    # at a socket no pcscd listens on, so they see no reader at all.
+    monkeypatch.setenv("PCSCLITE_CSOCK_NAME", str(tmp_path / "no-pcscd.comm"))
     manager = StoreManager.from_config(config(known=True))
     try:
         assert any(c.vendor == "OpenSC" and c.present for c in manager.module_candidates)
@@ -136,5 +140,37 @@ async def test_demo_hidden_while_a_real_token_is_present(agent_home: Path,
         assert not any(e.token.demo for e in await manager.certificates())
         # The demo store stays reachable by id (a handle issued earlier still resolves).
         assert manager.store("demo") is demo
+    finally:
+        await manager.close()
+
+
+def test_reader_key_is_what_every_module_reports() -> None:
+    """CACKey keeps 32 bytes of a reader's name: the key that merges one card's rows must
+    match OpenSC's full name to CACKey's cut one, also inside a multi-byte character."""
+    long_name = "Yubico YubiKey OTP+FIDO+CCID 00 00"
+    assert reader_key(long_name) == long_name[:32] == reader_key(long_name[:32])
+    assert reader_key("Virtual PCD 00 01") == "Virtual PCD 00 01"
+    cut_in_a_letter = "Çaxır Oxuyucu Şəbəkə ÖÜĞİ 00 00"  # byte 32 is inside "Ğ"
+    assert len(cut_in_a_letter.encode()) > 32
+    cut = cut_in_a_letter.encode()[:32].decode("utf-8", "replace").rstrip(" \x00")
+    assert reader_key(cut) == reader_key(cut_in_a_letter)
+
+
+@pytest.mark.softhsm
+async def test_certificates_in_asks_one_store(agent_home: Path, softhsm: SoftHsmBed,
+                                              pkcs12_file: Pkcs12Bed) -> None:
+    manager = StoreManager.from_config(
+        config(modules=[softhsm.module], p12=[pkcs12_file.path]), env=softhsm.env)
+    try:
+        everything = await manager.certificates()
+        stores = [m.store.store_id for m in manager.managed]
+        assert len(stores) == 2  # the module, and the file (its certificates after unlock)
+        for store_id in stores:
+            own = await manager.certificates_in(store_id)
+            assert {e.token.store_id for e in own} <= {store_id}
+            assert sorted(e.der for e in own) == sorted(
+                e.der for e in everything if e.token.store_id == store_id)
+        assert await manager.certificates_in(stores[0]) != []  # the module's tokens
+        assert await manager.certificates_in("pkcs11:/no/such/module.so") == []
     finally:
         await manager.close()

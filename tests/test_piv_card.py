@@ -11,7 +11,8 @@ Yubico's ykcs11 is installed and loaded but serves only readers whose name start
 "Yubico" (``is_yubico_reader`` in yubico-piv-tool's ykcs11), which vpcd's reader is not,
 so CACKey is the independent module.  CACKey has no ECC and no CKA_ALWAYS_AUTHENTICATE:
 its card holds RSA keys in both slots, and its 9C key is used right after the login's
-VERIFY (see docs/smartcards.md).
+VERIFY (see docs/smartcards.md).  With both modules reading the card, the picker offers
+each certificate once, from the module the ATR table prefers, naming the reader.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ EVENT_TIMEOUT = 20.0  # generous for CI; never asserted on
 # Both modules label the card's token with the holder's name; the selected certificate's
 # token object tells them apart by manufacturer.
 MANUFACTURER = {OPENSC: "piv_II", CACKEY: "U.S. Government"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -70,30 +76,40 @@ def pcscd(tmp_path: Path) -> Iterator[Pcscd]:
         server.stop()
 
 
-def user_daemon(tmp_path: Path) -> Daemon:
-    """An agent configured as a user's: the known modules, no module named."""
-    return Daemon(home=tmp_path / "home", modules=[], env={},
-                  config={"tokens": {"known_modules": True, "poll_interval": 3600.0}})
+def user_daemon(tmp_path: Path, *, prefer: Path | None = None) -> Daemon:
+    """An agent configured as a user's: the known modules, no module named.  ``prefer``
+    re-routes the card's ATR to that module in the user's config, as a user may; without
+    it the built-in table names CACKey first (then OpenSC)."""
+    config: dict[str, Any] = {"tokens": {"known_modules": True, "poll_interval": 3600.0}}
+    if prefer is not None:
+        config["pcsc"] = {"atr": [{"atr": PIV_ATR.hex(" "), "name": "PIV test card",
+                                   "modules": [str(prefer)]}]}
+    return Daemon(home=tmp_path / "home", modules=[], env={}, config=config)
 
 
 async def choose(daemon: Daemon, page: Client, purpose: str, serial: int,
                  module: Path) -> dict[str, Any]:
-    """certificates.select answered with the certificate ``serial`` as ``module`` shows it,
-    plus the picker ``row`` it was in.  The picker lists the card's certificates once per
-    module, under the same token label, so the scripted user looks, then tries each row
-    and keeps the one whose result names the module's token (a select costs no PIN)."""
+    """certificates.select answered with the certificate ``serial``, which must be in one
+    row of the picker however many modules read the card, and served by ``module``; plus
+    that row (``row``, ``choice``).  The scripted user looks first (cancels), then picks."""
     daemon.set_answers({"certificate": "cancel"})
     mark = daemon.transcript_mark()
     looked = await page.error("certificates.select", {"purpose": purpose})
     assert looked.code == 4001, looked
     [picker] = [d for d in daemon.transcript(mark) if d["dialog"] == "certificate"]
     rows = [i for i, c in enumerate(picker["choices"]) if c["serial_hex"] == f"{serial:X}"]
-    for row in rows:
-        daemon.set_answers({"certificate": {"index": row}})
-        chosen = await page.call("certificates.select", {"purpose": purpose})
-        if chosen["token"]["manufacturer"] == MANUFACTURER[module]:
-            return {"row": row, "rows": len(rows), **chosen}
-    raise AssertionError(f"no row of {module.name} for {serial:X}")
+    assert len(rows) == 1, picker["choices"]
+    daemon.set_answers({"certificate": {"index": rows[0]}})
+    chosen = await page.call("certificates.select", {"purpose": purpose})
+    assert chosen["token"]["manufacturer"] == MANUFACTURER[module], (module, chosen["token"])
+    return {"row": rows[0], "choice": picker["choices"][rows[0]], **chosen}
+
+
+async def both_modules_read(page: Client, label: str) -> None:
+    """The card is read by both modules: each lists a token for it (the holder's name
+    labels both; their serials differ)."""
+    tokens = (await page.call("tokens.subscribe"))["tokens"]
+    assert len({t["serial"] for t in tokens if t["label"] == label}) == 2, tokens
 
 
 def test_atr_table_names_the_piv_middleware() -> None:
@@ -112,11 +128,13 @@ async def sign_and_login(daemon: Daemon, placed: CardInReader, module: Path, pki
     sign_cert = placed.piv.slots[0x9C].cert
     auth_cert = placed.piv.slots[0x9A].cert
     async with daemon.client(GOV) as page:
+        await both_modules_read(page, HOLDER)
+        # Both modules offer each RSA key, in one row: the preferred module's.  CACKey
+        # misreads a P-256 key as RSA and pairs no key with that certificate, so OpenSC
+        # serves it even where CACKey is preferred.
         chosen = await choose(daemon, page, "sign", sign_cert.serial_number, module)
         assert unb64(chosen["certificate"]) == sign_cert.public_bytes(Encoding.DER)
-        # Both modules offer an RSA key; CACKey misreads a P-256 key as RSA, and a key of
-        # the wrong type is not paired with the certificate, so only OpenSC offers it.
-        assert chosen["rows"] == (1 if ecdsa else 2)
+        assert chosen["choice"]["reader"] == placed.reader
 
         pin = placed.piv.pin
         for round_ in range(2):  # the 9C key wants the PIN for every signature
@@ -144,10 +162,13 @@ async def sign_and_login(daemon: Daemon, placed: CardInReader, module: Path, pki
 @pytest.mark.parametrize("module", [OPENSC, CACKEY], ids=["opensc", "cackey"])
 async def test_list_sign_and_login_through_the_middleware(
         module: Path, pcscd: Pcscd, pki: TestPKI, tmp_path: Path) -> None:
+    """Both modules are loaded and read the card; each certificate is one row, from the
+    module the ATR table prefers: CACKey by the built-in table, OpenSC when the user's
+    config names it for the card."""
     ecdsa = module == OPENSC  # CACKey reads RSA keys only
     with piv_card_in_reader(pcscd, pki=pki, holder=HOLDER,
                             signature_key="EC" if ecdsa else "RSA") as placed:
-        daemon = user_daemon(tmp_path).start()
+        daemon = user_daemon(tmp_path, prefer=OPENSC if module == OPENSC else None).start()
         try:
             await sign_and_login(daemon, placed, module, pki, ecdsa=ecdsa)
             assert placed.piv.pin_tries == placed.piv.pin_max_tries
@@ -257,7 +278,9 @@ async def test_card_pulled_during_a_signature_then_back(pcscd: Pcscd, pki: TestP
 
 async def test_two_readers_two_cards(pcscd: Pcscd, pki: TestPKI, tmp_path: Path) -> None:
     """A card in each of vpcd's two readers: the picker offers both cards' certificates,
-    each under its own token, and each card signs with its own key."""
+    each under its own token and naming its own reader (OpenSC's for the P-256 signing
+    key, CACKey's, preferred by the ATR table, for the RSA login key), and each card
+    signs with its own key."""
     holders = ("Məmmədova Leyla", "Yılmaz Ayşe")
     with piv_card_in_reader(pcscd, pki=pki, holder=holders[0], reader=0) as first, \
             piv_card_in_reader(pcscd, pki=pki, holder=holders[1], reader=1) as second:
@@ -267,9 +290,14 @@ async def test_two_readers_two_cards(pcscd: Pcscd, pki: TestPKI, tmp_path: Path)
                 tokens = (await page.call("tokens.subscribe"))["tokens"]
                 assert {t["label"] for t in tokens} >= set(holders)
                 for placed, holder in ((first, holders[0]), (second, holders[1])):
+                    login = await choose(daemon, page, "auth",
+                                         placed.piv.slots[0x9A].cert.serial_number, CACKEY)
+                    assert login["choice"]["reader"] == placed.reader
+                    assert login["choice"]["token_label"] == holder
                     cert = placed.piv.slots[0x9C].cert
                     chosen = await choose(daemon, page, "sign", cert.serial_number, OPENSC)
                     assert chosen["token"]["label"] == holder
+                    assert chosen["choice"]["reader"] == placed.reader
                     digest = hashlib.sha256(holder.encode()).digest()
                     daemon.set_answers({"pin": placed.piv.pin})
                     signed = await page.call("sign.hash", {"handle": chosen["handle"],
@@ -282,3 +310,35 @@ async def test_two_readers_two_cards(pcscd: Pcscd, pki: TestPKI, tmp_path: Path)
                 assert first.reader != second.reader
         finally:
             assert daemon.stop() == 0, daemon.log_text()[-3000:]
+
+
+def test_doctor_names_the_reader_the_card_the_modules_and_the_pin_state(
+        pcscd: Pcscd, pki: TestPKI, tmp_path: Path) -> None:
+    """``imza-agent doctor`` on a user's machine: the card's reader and product with both
+    modules, and each module's token with its reader and PIN state (one try left)."""
+    config = tmp_path / "config.toml"
+    config.write_text("[tokens]\nknown_modules = true\n", encoding="utf-8")
+    env = {**os.environ, "IMZA_AGENT_HOME": str(tmp_path / "home")}
+    base = [sys.executable, "-m", "agent.cli", "--config", str(config)]
+    with piv_card_in_reader(pcscd, pki=pki, holder=HOLDER, signature_key="RSA",
+                            reader=1) as placed:
+        placed.piv.pin_tries = 1
+        done = subprocess.run([*base, "doctor", "--json"], env=env, capture_output=True,
+                              text=True, timeout=120, cwd=REPO)
+        report = json.loads(done.stdout)
+        [card] = report["pcsc"]["cards"]
+        assert card["reader"] == placed.reader == "Virtual PCD 00 01"
+        assert card["product"].startswith("PIV card")
+        assert card["modules"] == [str(CACKEY), str(OPENSC)]  # the ATR table's order
+        tokens = {t["source"]: t for t in report["tokens"] if t["label"] == HOLDER}
+        assert set(tokens) == {str(OPENSC), str(CACKEY)}
+        # OpenSC names its slot after the reader; CACKey 0.7.11 calls every slot
+        # "CACKey Slot" and leaves the slot's manufacturer blank.
+        assert tokens[str(OPENSC)]["reader"] == placed.reader
+        assert tokens[str(CACKEY)]["reader"] is None
+        assert tokens[str(OPENSC)]["pinState"] == "final try"
+        text = subprocess.run([*base, "--language", "en", "doctor"], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=REPO).stdout
+        assert f"Card in “{placed.reader}”: PIV card" in text
+        assert text.count(f"“{HOLDER}” — {placed.reader}") == 1, text
+        assert "PIN last try before it is blocked" in text

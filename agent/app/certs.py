@@ -149,4 +149,4 @@ def choice_for(entry: CertificateEntry, now: datetime | None = None) -> Certific
         not_before=cert.not_valid_before_utc.date().isoformat(),
         not_after=cert.not_valid_after_utc.date().isoformat(),
         token_label=entry.token.label, usable=problem is None, unusable_reason=problem,
-        demo=entry.token.demo)
+        demo=entry.token.demo, reader=entry.token.reader)

@@ -62,6 +62,8 @@ class AgentCore:
         self.journal = journal
         self.dialog_timeout = dialog_timeout
         self.max_pin_attempts = max_pin_attempts
+        # What the PIN dialog shows of a larger document: its size and SHA-256 only.
+        self.preview_bytes = limits.preview_bytes
         self.connections = Connections()
         self._interacting: set[str] = set()
         self.dialogs = DialogQueue(DialogLimits(
@@ -183,7 +185,8 @@ class AgentCore:
         if target.purpose != purpose:
             # An authentication key is never usable for signing, nor the other way round.
             raise InvalidHandle(f"this handle is for {target.purpose}, not {purpose}")
-        for entry in await self.stores.certificates():
+        # Only the handle's own store: asking the others costs card round trips.
+        for entry in await self.stores.certificates_in(target.key.store_id):
             if entry.der == target.certificate_der and entry.key is not None and (
                     entry.key.token_id == target.key.token_id):
                 return entry

@@ -1,8 +1,9 @@
 """The dialog port: the interface between the agent and the person in front of it.
 
 Every dialog the citizen sees goes through ``UserInterface``: the production backend draws
-Qt windows in the UI process (docs/ui-process.md), the scripted backend answers from a file (tests, automated checks), the
-``none`` backend refuses everything (a server with nobody to ask).  Method code never
+Qt windows in the UI process (docs/ui-process.md), the scripted backend answers from a file
+(tests, automated checks), the ``none`` backend refuses everything (a server with nobody
+to ask).  Method code never
 knows which one it talks to.  Timeouts are the caller's job (``asyncio.wait_for``); a
 backend must close its dialog when its coroutine is cancelled.
 """
@@ -74,7 +75,7 @@ class Preview:
     size: int                 # bytes of the document (HASH: of the hash)
     sha256: str               # hex: of the document, or the hash itself for HASH
     name: str | None = None   # the page's name for the document, capped by the core
-    data: bytes = b""         # PDF / TEXT / XML only, capped by ``[ui] preview_bytes``
+    data: bytes = b""         # PDF / TEXT / XML only; empty over ``[ui] preview_bytes``
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,17 @@ exception the administrator must allow (``allow_page_tsa``, ``page_tsa_allowed``
 then carries an ``AddressGuard`` (only public addresses for what the page influenced, no
 redirects), and its failures are counted per handle (``max_tsa_failures_per_handle``), so a
 page cannot use the agent to probe a network.
+
+What the confirmation dialog shows of the document is made here too (``document_preview``,
+``xml_preview``): the document as the page sent it, or for XML the indented text of what
+the signature covers; a document over ``[ui] preview_bytes`` shows its size and SHA-256
+only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -27,10 +34,18 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.app.certs import build_chain
 from agent.app.core import AgentCore
-from agent.app.signing import KeyUse, SigningRequest, mechanism_for, sign_with_key
+from agent.app.dialogs import Preview, PreviewKind
+from agent.app.signing import (
+    KeyUse,
+    PreviewSource,
+    SigningRequest,
+    mechanism_for,
+    sign_with_key,
+)
 from agent.config import FormatsConfig
 from agent.errors import AgentError, InternalError, NetworkError, RateLimited, Unsupported
 from agent.formats.anchors import load_anchors
+from agent.formats.isolation import document_workers
 from agent.formats.job import DigestSigner, FormatJob
 from agent.formats.network import (
     AddressGuard,
@@ -40,6 +55,7 @@ from agent.formats.network import (
     issuer_fingerprint,
     url_key,
 )
+from agent.formats.preview import indented_xml_isolated, sniff
 from agent.protocol.dispatch import CallContext
 from agent.protocol.enums import EcdsaEncoding, HashAlgorithm
 
@@ -50,6 +66,40 @@ Builder = Callable[[FormatJob], Awaitable[bytes]]
 HASH_BY_NAME = {"sha256": HashAlgorithm.SHA256, "sha384": HashAlgorithm.SHA384,
                 "sha512": HashAlgorithm.SHA512}
 NAME_BY_HASH = {v: k for k, v in HASH_BY_NAME.items()}
+
+
+def _content_preview(data: bytes, limit: int, kind: PreviewKind | None) -> Preview:
+    shown = len(data) <= limit
+    found = kind or PreviewKind(sniff(data, whole=shown))
+    return Preview(found, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                   data=data if shown and found is not PreviewKind.BINARY else b"")
+
+
+def document_preview(data: bytes, kind: PreviewKind | None = None) -> PreviewSource:
+    """The document as the page sent it: as ``kind``, or as what its content is (PDF,
+    text, else binary: size and SHA-256 only)."""
+
+    async def previews(limit: int) -> tuple[Preview, ...]:
+        # Hashing (and sniffing) up to ``preview_bytes`` of content: off the event loop.
+        return (await asyncio.to_thread(_content_preview, data, limit, kind),)
+
+    return previews
+
+
+def xml_preview(document: bytes, *, enveloped: bool) -> PreviewSource:
+    """The indented text of what the XAdES signature covers, made in a preview process
+    (``agent.formats.preview``) under the document workers' limits; without its text
+    when the document is over the limit or the process gives none."""
+
+    async def previews(limit: int) -> tuple[Preview, ...]:
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(document).hexdigest())
+        text = b""
+        if len(document) <= limit:
+            text = await indented_xml_isolated(document, limit, document_workers().limits,
+                                               enveloped=enveloped) or b""
+        return (Preview(PreviewKind.XML, size=len(document), sha256=digest, data=text),)
+
+    return previews
 
 
 def network_settings(config: FormatsConfig) -> NetworkSettings:

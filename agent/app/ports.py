@@ -30,7 +30,12 @@ class KeyStoresPort(Protocol):
         ...
 
     async def certificates(self) -> list[CertificateEntry]:
-        """Certificates of all present tokens, paired with their keys."""
+        """Certificates of all present tokens, paired with their keys; a certificate that
+        several modules read from one card appears once."""
+        ...
+
+    async def certificates_in(self, store_id: str) -> list[CertificateEntry]:
+        """One store's certificates as that store sees them (what a handle needs)."""
         ...
 
 

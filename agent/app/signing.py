@@ -25,7 +25,7 @@ from cryptography import x509
 from agent.app import certs
 from agent.app.certs import CertificateFilter
 from agent.app.core import AgentCore
-from agent.app.dialogs import PinRequest, SignedField
+from agent.app.dialogs import PinRequest, Preview, PreviewKind, SignedField
 from agent.errors import (
     AgentError,
     CertificateInvalid,
@@ -63,6 +63,9 @@ DOCUMENT_NAME_LIMIT = 120
 DISPLAY_BLANK_LINES = 1
 
 SignedFields = tuple[tuple[SignedField, str], ...]
+# What the signature covers, as the dialog shows it: made just before the dialog (after
+# consent, the certificate and the document's own checks), given ``[ui] preview_bytes``.
+PreviewSource = Callable[[int], Awaitable[tuple[Preview, ...]]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class SigningRequest:
     signed_fields: SignedFields = ()
     # For the journal ("SHA-256") until the key is used; then the one it signed with.
     digest_algorithm: str | None = None
+    # None only for a request that signs no content the user could be shown (auth).
+    previews: PreviewSource | None = None
 
 
 _SPACES = re.compile(r"[^\S\n]+")  # whitespace runs within a line
@@ -137,6 +142,25 @@ def shown_fields(fields: SignedFields) -> SignedFields:
     """Signed text as the dialog shows it: never shortened (the params bound its length:
     the user sees all of what is signed), only whitespace runs shown as one space."""
     return tuple((name, one_line(value) or "") for name, value in fields)
+
+
+def hash_previews(hashes: Sequence[bytes]) -> PreviewSource:
+    """A page that sends only hashes shows no document: each item is its fingerprint."""
+
+    async def previews(limit: int) -> tuple[Preview, ...]:
+        return tuple(Preview(PreviewKind.HASH, size=len(h), sha256=h.hex()) for h in hashes)
+
+    return previews
+
+
+async def _previews(core: AgentCore, request: SigningRequest) -> tuple[Preview, ...]:
+    if request.previews is None:
+        return ()
+    previews = await request.previews(core.preview_bytes)
+    name = one_line(request.display.document_name, DOCUMENT_NAME_LIMIT)
+    if name is None or len(previews) != 1:
+        return previews  # a batch: the page's one name is the request's, no item's
+    return (replace(previews[0], name=name),)
 
 
 def mechanism_for(entry: CertificateEntry, scheme: Scheme | None,
@@ -230,13 +254,14 @@ async def _confirm_and_sign(core: AgentCore, ctx: CallContext, entry: Certificat
     key = _key(entry)
     cert = certs.load(entry.der)
     store = core.stores.store(key.store_id)
+    previews = await _previews(core, request)
     pin_request = PinRequest(
         origin=ctx.origin, action=request.purpose, certificate=certs.choice_for(entry),
         pin=entry.token.pin, count=len(digests),
         display_text=display_lines(request.display.text, DISPLAY_TEXT_LIMIT),
         document_name=one_line(request.display.document_name, DOCUMENT_NAME_LIMIT),
         password=entry.token.secret is SecretKind.PASSWORD,
-        signed_fields=shown_fields(request.signed_fields))
+        signed_fields=shown_fields(request.signed_fields), previews=previews)
     credential = await _login(core, ctx, store, entry.token, pin_request)
     try:
         # Before login a token may hide CKA_ALWAYS_AUTHENTICATE; the first signature

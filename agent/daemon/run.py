@@ -152,9 +152,10 @@ def end_process(code: int) -> None:
 
 def end_workers() -> list[int]:
     """SIGKILL this process's children: the workers it started (PKCS#11 modules, the frame
-    parser, documents), which have had their orderly chance already.  Not a program it
-    started in a session of its own (xdg-open for the journal), and not multiprocessing's
-    resource tracker, which ends by itself when we do and cleans up after the pool."""
+    parser, documents, the Qt UI process), which have had their orderly chance already.
+    Not a program it started in a session of its own (xdg-open for the journal), and not
+    multiprocessing's resource tracker, which ends by itself when we do and cleans up after
+    the pool."""
     children = child_pids(os.getpid())
     if not children:
         return []

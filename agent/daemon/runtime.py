@@ -2,7 +2,7 @@
 
 Order matters for start-up time: the listening sockets come up first; the key stores
 (worker processes, the demo identity) are ready shortly after, and nothing heavy
-(pyHanko, tkinter) is imported on the way.
+(pyHanko, Qt) is imported on the way; Qt never is, it runs in the UI process.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def make_ui(config: Config, *, headless: bool) -> UserInterface:
         if config.ui.answers_file is None:
             raise SystemExit("imza-agent: [ui] backend = \"scripted\" needs answers_file")
         return ScriptedUI(config.ui.answers_file)
+    if backend == "qt" and not headless:
+        # The daemon's side of the UI process: no Qt is imported here, ever.
+        from agent.ui.process import QtProcessUI
+
+        return QtProcessUI(config.ui)
     if backend == "tk" and not headless:
         try:
             from agent.ui.tk import TkUI
@@ -133,9 +138,21 @@ class AgentRuntime:
         from agent.pcsc.service import start_pcsc
 
         self.pcsc = start_pcsc(config, self.stores, self.token_watch.changed)
-        # The tray icon on a desktop run (agent/ui/tray.py); none with --headless.
+        # The tray icon on a desktop run; none with --headless.  The Qt UI process draws
+        # it (and starts now, so the tray shows without a page); the Tk UI uses pystray.
         self.tray: Any = None
-        if not self.headless and config.ui.backend == "tk" and config.ui.tray:
+        self.tray_link: Any = None
+        if not self.headless and config.ui.backend == "qt":
+            from agent.ui.process import QtProcessUI
+
+            assert isinstance(self.ui, QtProcessUI)
+            if config.ui.tray:
+                from agent.ui.process.tray_link import TrayLink
+
+                self.tray_link = TrayLink(self, self.ui)
+                self.tray_link.start()
+            self.ui.start()
+        elif not self.headless and config.ui.backend == "tk" and config.ui.tray:
             from agent.ui.tray import start_tray
 
             self.tray = start_tray(self)
@@ -202,12 +219,17 @@ class AgentRuntime:
             tray.unsubscribe()  # the dialogs closing below have nothing to show there
             # Its X connection ends with the process: no need to wait for it.
             threading.Thread(target=tray.stop, name="imza-tray-stop", daemon=True).start()
+        if getattr(self, "tray_link", None) is not None:
+            self.tray_link.stop()
         serving: dict[str, Awaitable[object]] = {
             "the WebSocket transports": self.transport.close(),
             "the extension's socket": self.local.close(),
             "the runtime's tasks": self._cancel_tasks()}
         if self.pcsc is not None:
             serving["the smart card watch"] = self.pcsc.stop()
+        close_ui = getattr(self.ui, "close", None)
+        if close_ui is not None and asyncio.iscoroutinefunction(close_ui):
+            serving["the UI process"] = close_ui()
         await _within(timeout * _SERVING_SHARE, serving)
         self.limits.parser.close()
         workers: dict[str, Awaitable[object]] = {"the key stores": self.stores.close()}

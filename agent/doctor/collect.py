@@ -17,6 +17,7 @@ from agent.config import Config
 from agent.doctor.certificates import certificate_dict
 from agent.doctor.transports import transport_report
 from agent.doctor.trust import trust_report
+from agent.doctor.verdict import verdict
 from agent.errors import PinStatus
 from agent.keystores.base import JSON, StoreReport, TokenInfo
 from agent.keystores.manager import StoreManager
@@ -58,7 +59,8 @@ def token_dict(token: TokenInfo, source: str,
                state: PinState | None = None) -> dict[str, Any]:
     return {
         "storeId": token.store_id, "tokenId": token.token_id, "kind": token.kind.value,
-        "source": source, "label": token.label, "manufacturer": token.manufacturer,
+        "source": source, "label": token.label, "reader": token.reader,
+        "manufacturer": token.manufacturer,
         "model": token.model, "serial": token.serial, "present": token.present,
         "needsUnlock": token.needs_unlock, "demo": token.demo,
         "secret": token.secret.value, "unlock": str(token.unlock),
@@ -131,7 +133,9 @@ async def _collect(config: Config) -> dict[str, Any]:
         modules = _module_rows(manager, sections.pop("modules", []))
         report["pcsc"].update(doctor_details(report["pcsc"], config, modules))
         tokens = await manager.tokens()
-        entries = await manager.certificates()
+        # Every module's view, for support: a card read by two modules shows up twice here,
+        # while the picker offers each certificate once.
+        entries = await manager.certificates(distinct=False)
         now = dt.datetime.now(dt.UTC)
         # Tokens listed by the certificate pass too (a token may appear between the two).
         seen = {(t.store_id, t.token_id) for t in tokens}
@@ -170,6 +174,5 @@ def collect(config: Config) -> dict[str, Any]:
 
 
 def has_failures(report: dict[str, Any]) -> bool:
-    return bool(report.get("problems")) or any(
-        m["present"] and not m["loaded"] for m in report.get("modules", ())) or bool(
-        report.get("transports", {}).get("unavailable"))
+    """A problem by the one verdict (what needs only attention does not fail)."""
+    return bool(verdict(report)["level"] == "problem")

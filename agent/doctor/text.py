@@ -7,6 +7,7 @@ from typing import Any, TextIO
 
 from agent.doctor.transports import transport_lines
 from agent.doctor.trust import sandboxed_lines, trust_lines
+from agent.doctor.verdict import verdict
 from agent.i18n import N_, _
 from agent.pcsc.report import render_lines
 
@@ -102,7 +103,8 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
         w("  " + _("none"))
     for t in report["tokens"]:
         demo = "  " + _("[DEMO — not a real identity]") if t["demo"] else ""
-        w(f"  “{t['label']}”{demo}")
+        reader = f" — {t['reader']}" if t.get("reader") else ""  # the card's reader
+        w(f"  “{t['label']}”{reader}{demo}")
         w("    " + _("{manufacturer} / {model}, serial {serial} ({kind})").format(
             manufacturer=t["manufacturer"], model=t["model"], serial=t["serial"] or "—",
             kind=t["kind"]))
@@ -176,7 +178,9 @@ def render_text(report: dict[str, Any], out: TextIO) -> None:
         w("  " + _("DEMO root CA (not trusted): {path}").format(path=demo["caCertificate"]))
 
     w("\n" + _("Problems"))
-    if not report["problems"]:
+    # The one verdict: the tray's colour and tooltip say the same (agent/doctor/verdict.py).
+    judged = verdict(report)
+    if not judged["problems"]:
         w("  " + _("none"))
-    for p in report["problems"]:
-        w(f"  {p['source']}: {p['reason']}: {p['message']}")
+    for text in judged["problems"]:
+        w(f"  {text}")

@@ -4,7 +4,7 @@ The catalogues live in ``locale/<lang>/LC_MESSAGES/imza_agent.po`` and are compi
 ``.mo`` files committed next to them (``python -m agent.i18n.catalog`` rebuilds them; a
 test checks they are current).  The language follows the OS locale unless the config
 (``[ui] language``) or the tray menu chose one.  Dialogs read the language when they
-open, so a change applies to the next dialog.
+open; the UI process also redraws the open ones (``Dialog.retranslate``) on a change.
 """
 
 from __future__ import annotations

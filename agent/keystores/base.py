@@ -69,6 +69,9 @@ class TokenInfo:
     # PKCS#12 files whose certificates are unknown until the first unlock.
     needs_unlock: bool = False
     demo: bool = False
+    # The smart-card reader the token is in (a PC/SC reader name, possibly cut short by
+    # the middleware), when the store knows it; None for files and software tokens.
+    reader: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,28 @@ modules found on disk do *not* prevent it, because having OpenSC or a vendor's m
 installed says nothing about a card being inserted.  Instead the demo token is shown only
 while no other store lists a token: insert a card and the demo token leaves the listing,
 remove it and the demo comes back.  ``demo_active`` tells which way the last listing went.
+
+One certificate, one row
+------------------------
+A card is often read by more than one installed module (a PIV card by OpenSC and by
+CACKey), so the same certificate, with the same key on the card, would be listed once per
+module.  ``certificates()`` keeps one of them.  Entries with the same DER on the same
+reader are one certificate (a module that does not say which reader its slot is, as
+CACKey 0.7.11, reads the card where another module saw that certificate).  The one kept
+has a private key if any has, and comes from the module the ATR table names first for
+the card in that reader (``agent/pcsc/atr_db.toml``, then OpenSC), then from the store
+loaded first.  Both facts come from the PC/SC service, which sets ``reader_atrs`` (its
+watcher's cards) and ``module_order`` (its ATR table): a key store never looks at PC/SC
+itself.  Without the service, the row with a private key from the store loaded first is
+kept.  Entries on no reader (files, software tokens) are never merged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +51,7 @@ from agent.keystores.base import (
     CardEvents,
     CertificateEntry,
     KeyStore,
+    StoreKind,
     StoreReport,
     TokenInfo,
 )
@@ -44,6 +60,11 @@ from agent.keystores.pkcs12 import Pkcs12Store
 
 if TYPE_CHECKING:
     from agent.keystores.pkcs11.modules import ModuleCandidate
+
+# CACKey cuts a reader's name to the 32 bytes of CK_SLOT_INFO.manufacturerID.
+READER_NAME_CUT = 32
+ReaderAtrs = Callable[[], Mapping[str, bytes]]  # reader name → ATR of the card in it
+ModuleOrder = Callable[[bytes | None], Sequence[Path]]  # a card's ATR → its modules, best first
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,19 @@ def problem_from(exc: BaseException, store_id: str | None, source: str) -> Store
     return StoreProblem(store_id, source, type(exc).__name__, str(exc) or type(exc).__name__)
 
 
+def reader_key(reader: str) -> str:
+    """The part of a reader's name every module reports (see ``READER_NAME_CUT``)."""
+    cut = reader.encode("utf-8")[:READER_NAME_CUT].decode("utf-8", "ignore")
+    return cut.rstrip("\ufffd")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Two module paths name one file (symlinks, case on Windows)."""
+    def norm(p: Path) -> str:
+        return os.path.normcase(os.path.realpath(p))
+    return norm(a) == norm(b)
+
+
 def demo_wanted(config: Config) -> bool:
     """Step 1 and 2 of the module docstring: the static half of the demo rule."""
     return (config.demo.enabled == "auto" and not config.tokens.modules
@@ -85,6 +119,10 @@ class StoreManager:
                  module_candidates: Sequence[ModuleCandidate] = (),
                  problems: Sequence[StoreProblem] = ()) -> None:
         self._managed = list(stores)
+        # Set by the PC/SC service (agent/pcsc/service.py): which card each reader holds,
+        # and which modules the ATR table names for a card. Unset: no module preference.
+        self.reader_atrs: ReaderAtrs | None = None
+        self.module_order: ModuleOrder | None = None
         self.demo_store = demo
         self.module_candidates = list(module_candidates)
         self._static_problems = list(problems)
@@ -229,7 +267,9 @@ class StoreManager:
         self._finish(real, problems)
         return real
 
-    async def certificates(self) -> list[CertificateEntry]:
+    async def certificates(self, *, distinct: bool = True) -> list[CertificateEntry]:
+        """Every store's certificates; with ``distinct``, a certificate that several
+        modules read from one card is listed once (module docstring)."""
         problems: list[StoreProblem] = []
         results = await asyncio.gather(
             *(self._certificates_of(m, problems) for m in self._managed))
@@ -240,7 +280,67 @@ class StoreManager:
                 self._by_id[self.demo_store.store_id], problems)
             entries.extend(demo_entries)
         self._finish(real_tokens, problems)
+        return await self._distinct(entries) if distinct else entries
+
+    async def certificates_in(self, store_id: str) -> list[CertificateEntry]:
+        """One store's certificates, every module's own view (no merging): what a handle,
+        which names its store, needs; asking the other modules costs card round trips
+        (CACKey reads the card's certificates again at every slot listing)."""
+        managed = self._by_id.get(store_id)
+        if managed is None:
+            return []
+        _tokens, entries = await self._certificates_of(managed, [])
         return entries
+
+    # -- one row per certificate and card
+
+    async def _distinct(self, entries: list[CertificateEntry]) -> list[CertificateEntry]:
+        # A module that does not say which reader its slot is (CACKey 0.7.11) reads the
+        # card where another module saw the same certificate, if that is one reader.
+        seen_in: dict[bytes, set[str]] = {}
+        for entry in entries:
+            if entry.token.reader:
+                seen_in.setdefault(entry.der, set()).add(reader_key(entry.token.reader))
+        groups: dict[tuple[bytes, str], list[int]] = {}
+        for index, entry in enumerate(entries):
+            readers = seen_in.get(entry.der, set())
+            if entry.token.reader:
+                reader = reader_key(entry.token.reader)
+            elif entry.token.kind is StoreKind.PKCS11 and len(readers) == 1:
+                [reader] = readers
+            else:
+                continue
+            groups.setdefault((entry.der, reader), []).append(index)
+        shared = [(reader, rows) for (_der, reader), rows in groups.items() if len(rows) > 1]
+        if not shared:
+            return entries
+        atrs = await self._current_atrs()
+        kept = list(entries)
+        dropped: set[int] = set()
+        for reader, rows in shared:
+            full_name = next((name for name in atrs if reader_key(name) == reader), None)
+            order = self._module_order(atrs.get(full_name) if full_name else None)
+            best = min(rows, key=lambda i: (entries[i].key is None,
+                                            self._rank(entries[i], order), i))
+            dropped.update(i for i in rows if i != best)
+            # The row names the reader in full where one module cut its name short.
+            name = full_name or max((entries[i].token.reader or "" for i in rows), key=len)
+            if entries[best].token.reader != name:
+                kept[best] = replace(entries[best],
+                                     token=replace(entries[best].token, reader=name))
+        return [entry for i, entry in enumerate(kept) if i not in dropped]
+
+    async def _current_atrs(self) -> Mapping[str, bytes]:
+        return self.reader_atrs() if self.reader_atrs is not None else {}
+
+    def _module_order(self, atr: bytes | None) -> Sequence[Path]:
+        """The modules the ATR table names for the card (OpenSC last, or alone)."""
+        return self.module_order(atr) if self.module_order is not None else ()
+
+    def _rank(self, entry: CertificateEntry, order: Sequence[Path]) -> int:
+        source = Path(self.source_of(entry.token.store_id))
+        return next((i for i, path in enumerate(order) if same_file(source, path)),
+                    len(order))
 
     async def close(self) -> None:
         stores = [m.store for m in self._managed]

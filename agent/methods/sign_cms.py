@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
-from agent.app.documents import NAME_BY_HASH, sign_document
+from agent.app.documents import NAME_BY_HASH, document_preview, sign_document
 from agent.app.services import Services
-from agent.app.signing import SigningRequest
+from agent.app.signing import PreviewSource, SigningRequest, hash_previews
 from agent.formats import available_formats
 from agent.formats.job import FormatJob
 from agent.methods.common import bound, display_of
@@ -20,18 +20,22 @@ async def sign_cms(app: Services, ctx: CallContext, params: SignCmsParams) -> Si
     from agent.formats.cades import build_cades  # pyHanko: only when asked
 
     md = NAME_BY_HASH[params.hash_algorithm]
+    previews: PreviewSource
     if params.hash is not None:
         digest = params.hash
+        previews = hash_previews([digest])  # the page shows no content: a fingerprint
     else:
         assert params.data is not None  # the params model requires one of the two
         digest = hashlib.new(md, params.data).digest()
+        previews = document_preview(params.data)  # text, a PDF's pages, or binary
 
     async def build(job: FormatJob) -> bytes:
         return await build_cades(job, digest, md, params.level.value)
 
     request = SigningRequest(method="sign.cms", purpose="sign", handle=params.handle,
                              display=display_of(params.display),
-                             digest_algorithm=params.hash_algorithm.value)
+                             digest_algorithm=params.hash_algorithm.value,
+                             previews=previews)
     cms = await sign_document(app.core, ctx, app.formats_config, request,
                               page_tsa_url=params.tsa_url,
                               needs_tsa=params.level.value != "B", build=build)

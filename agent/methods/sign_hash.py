@@ -4,7 +4,13 @@ one signature per hash (a batch shares one dialog and one PIN)."""
 from __future__ import annotations
 
 from agent.app.services import Services
-from agent.app.signing import KeyUse, SigningRequest, mechanism_for, sign_with_key
+from agent.app.signing import (
+    KeyUse,
+    SigningRequest,
+    hash_previews,
+    mechanism_for,
+    sign_with_key,
+)
 from agent.methods.common import display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.enums import Scheme
@@ -21,7 +27,8 @@ async def _sign(app: Services, ctx: CallContext, params: SignHashParams | SignHa
 
     request = SigningRequest(method=method, purpose="sign", handle=params.handle,
                              display=display_of(params.display),
-                             digest_algorithm=params.hash_algorithm.value)
+                             digest_algorithm=params.hash_algorithm.value,
+                             previews=hash_previews(digests))
     return await sign_with_key(app.core, ctx, request, produce)
 
 

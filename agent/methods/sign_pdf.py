@@ -4,8 +4,8 @@ dialog naming the document."""
 
 from __future__ import annotations
 
-from agent.app.dialogs import SignedField
-from agent.app.documents import sign_document
+from agent.app.dialogs import PreviewKind, SignedField
+from agent.app.documents import document_preview, sign_document
 from agent.app.services import Services
 from agent.app.signing import SignedFields, SigningRequest
 from agent.formats import available_formats
@@ -29,7 +29,12 @@ async def sign_pdf(app: Services, ctx: CallContext, params: SignPdfParams) -> Si
 
     request = SigningRequest(method="sign.pdf", purpose="sign", handle=params.handle,
                              display=display_of(params.display), digest_algorithm="SHA-256",
-                             signed_fields=signed_fields(params))
+                             signed_fields=signed_fields(params),
+                             # The PDF as the page sent it: what the signature's byte
+                             # range covers.  A visible stamp is drawn by the signing
+                             # itself, so the dialog shows the document before it (the
+                             # stamp's text is among the signed fields).
+                             previews=document_preview(params.pdf, PreviewKind.PDF))
     pdf = await sign_document(app.core, ctx, app.formats_config, request,
                               page_tsa_url=params.tsa_url,
                               needs_tsa=params.level.value != "B-B", build=build)

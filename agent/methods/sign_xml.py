@@ -3,7 +3,7 @@ or detached beside it; one confirmation + PIN dialog."""
 
 from __future__ import annotations
 
-from agent.app.documents import sign_document
+from agent.app.documents import sign_document, xml_preview
 from agent.app.services import Services
 from agent.app.signing import SigningRequest
 from agent.formats import available_formats
@@ -21,7 +21,9 @@ async def sign_xml(app: Services, ctx: CallContext, params: SignXmlParams) -> Si
         return await build_xades(job, params.xml, params.level.value, params.mode.value)
 
     request = SigningRequest(method="sign.xml", purpose="sign", handle=params.handle,
-                             display=display_of(params.display), digest_algorithm="SHA-256")
+                             display=display_of(params.display), digest_algorithm="SHA-256",
+                             previews=xml_preview(params.xml,
+                                                  enveloped=params.mode.value == "enveloped"))
     xml = await sign_document(app.core, ctx, app.formats_config, request,
                               page_tsa_url=params.tsa_url,
                               needs_tsa=params.level.value != "B-B", build=build)

@@ -55,7 +55,12 @@ def start_pcsc(config: Config, stores: StoreManager,
     scard = load_scard()
     if scard is None:
         return None
-    sync = TokenEventSync(stores.card_stores(), atr_database(config), publish)
+    database = atr_database(config)
+    sync = TokenEventSync(stores.card_stores(), database, publish)
+    # The listing's one row per certificate and card asks which card each reader holds,
+    # and which module the ATR table prefers for it (agent/keystores/manager.py).
+    stores.reader_atrs = lambda: {reader: card.atr for reader, card in sync.cards.items()}
+    stores.module_order = lambda atr: database.module_paths(database.match(atr) if atr else None)
     service = PcscService(PcscWatcher(scard), sync)
     service.start()
     return service

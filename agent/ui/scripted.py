@@ -17,17 +17,25 @@ order within one request, as a person retyping after "wrong PIN" would.
 
 Every dialog shown is appended to the transcript (``<answers>.transcript.jsonl``) with
 what it displayed — never the PIN — so tests can assert what the user was shown, and
-that a hostile page made no dialog appear at all.
+that a hostile page made no dialog appear at all.  The PIN dialog's ``previews`` are
+recorded as the UI process receives them: ``{kind, size, sha256, name, data_b64}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from dataclasses import asdict
 from pathlib import Path
 
-from agent.app.dialogs import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
+from agent.app.dialogs import (
+    CertificateChoice,
+    ConsentAnswer,
+    ConsentRequest,
+    PinRequest,
+    Preview,
+)
 from agent.errors import UserCancelled
 from agent.keystores.base import PIN_PAD, Credential, Secret
 
@@ -105,7 +113,8 @@ class ScriptedUI:
             signed_fields=[[field.value, value] for field, value in request.signed_fields],
             password=request.password,
             pin_pad=request.pin.pin_pad,
-            retry=None if request.retry is None else request.retry.as_dict())
+            retry=None if request.retry is None else request.retry.as_dict(),
+            previews=[_preview(p) for p in request.previews])
         rule = answers.get("pin", "cancel")
         if isinstance(rule, list):
             if attempt >= len(rule):
@@ -125,6 +134,11 @@ class ScriptedUI:
     def pin_pad_finished(self) -> None:
         with self.transcript.open("a", encoding="utf-8") as out:
             out.write(json.dumps({"dialog": "pin_pad_finished"}) + "\n")
+
+
+def _preview(preview: Preview) -> dict[str, object]:
+    return {"kind": preview.kind.value, "size": preview.size, "sha256": preview.sha256,
+            "name": preview.name, "data_b64": base64.b64encode(preview.data).decode("ascii")}
 
 
 class NoUI:

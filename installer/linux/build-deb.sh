@@ -29,6 +29,25 @@ site=$stage$prefix/lib/python$pyver/site-packages
 wheel=$(ls "$work"/wheel/imza_agent-*.whl)
 "$work/tools/bin/python" -m pip install -q --no-compile --target "$site" "$wheel[formats]"
 rm -rf "$site/bin"  # console scripts of the dependencies; ours is /usr/bin/imza-agent
+# PySide6-Essentials carries QML, Quick, Designer and more that the UI process never loads
+# (it uses QtCore, QtGui, QtWidgets and QtDBus: agent/ui/qt): keep what those and the
+# platform plugins link to, and drop the rest (about 120 MB of the package).
+qt=$site/PySide6
+if [[ -d $qt ]]; then
+    keep_libs='^libQt6(Core|Gui|Widgets|DBus|XcbQpa|Network|OpenGL|WaylandClient|EglFSDeviceIntegration|EglFsKmsSupport|Svg)\.so|^libicu'
+    for lib in "$qt"/Qt/lib/*; do
+        [[ $(basename "$lib") =~ $keep_libs ]] || rm -rf "$lib"
+    done
+    rm -rf "$qt"/Qt/qml "$qt"/Qt/libexec "$qt"/Qt/metatypes "$qt"/Qt/plugins/{designer,qmllint,qmltooling,sqldrivers,printsupport}
+    for binding in "$qt"/Qt*.abi3.so; do
+        [[ $(basename "$binding") =~ ^Qt(Core|Gui|Widgets|DBus|Network|OpenGL|Svg)\. ]] || rm -f "$binding"
+    done
+    rm -f "$qt"/*.pyi
+    rm -rf "$qt"/include "$qt"/typesystems "$qt"/doc "$qt"/glue "$qt"/scripts
+    find "$qt"/Qt/translations -name '*.qm' ! -name 'qtbase_*' -delete
+    # Tools for Qt developers (designer, uic, rcc, …), not needed to run.
+    find "$qt" -maxdepth 1 -type f -executable ! -name '*.so' ! -name '*.so.*' -delete
+fi
 
 # A private environment by hand: a venv's files, but no path of this build machine in
 # them. Python finds pyvenv.cfg beside the executable and takes site-packages from here;

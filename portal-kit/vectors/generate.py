@@ -25,7 +25,7 @@ import hashlib
 import json
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,10 +111,10 @@ def _sign_algorithm(key: Key) -> hashes.HashAlgorithm:
 def make_ca(common_name: str, key: Key, parent: Issued | None, *,
             not_after: dt.datetime = CA_UNTIL, path_length: int | None = 0,
             usage: x509.KeyUsage | None = None, usage_extension: bool = True,
-            extra: x509.ExtensionType | None = None,
+            extra: x509.ExtensionType | None = None, extra_critical: bool = False,
             root_path_length: int | None = None) -> Issued:
     """``usage``: the keyUsage instead of keyCertSign+cRLSign (``usage_extension`` False:
-    none at all); ``extra``: one more (non-critical) extension; ``root_path_length``: the
+    none at all); ``extra``: one more extension; ``root_path_length``: the
     pathLenConstraint of a self-signed one (``path_length`` is for those with a parent)."""
     subject = _name(common_name)
     signer = parent.key if parent else key
@@ -133,7 +133,7 @@ def make_ca(common_name: str, key: Key, parent: Issued | None, *,
     if usage_extension:
         builder = builder.add_extension(usage or _key_usage(ca=True), critical=True)
     if extra is not None:
-        builder = builder.add_extension(extra, critical=False)
+        builder = builder.add_extension(extra, critical=extra_critical)
     if parent is not None:
         builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
             parent.key.public_key()), critical=False)
@@ -144,7 +144,8 @@ def make_person(common_name: str, key: Key, issuer: Issued, *,
                 not_before: dt.datetime = ISSUED, not_after: dt.datetime = EE_UNTIL,
                 usage: x509.KeyUsage | None = None,
                 eku: list[x509.ObjectIdentifier] | None = None,
-                usage_extensions: bool = True) -> Issued:
+                usage_extensions: bool = True,
+                critical: Sequence[x509.ExtensionType] = ()) -> Issued:
     rsa_key = isinstance(key, rsa.RSAPrivateKey)
     usage = usage or _key_usage(digital_signature=True, key_encipherment=rsa_key)
     if eku is None:
@@ -164,6 +165,8 @@ def make_person(common_name: str, key: Key, issuer: Issued, *,
     if usage_extensions:  # RFC 5280: without them the key is not restricted
         builder = builder.add_extension(usage, critical=True).add_extension(
             x509.ExtendedKeyUsage(eku), critical=False)
+    for extension in critical:
+        builder = builder.add_extension(extension, critical=True)
     return Issued(builder.sign(issuer.key, _sign_algorithm(issuer.key)), key)
 
 
@@ -259,6 +262,8 @@ def _odd_cas(root: Issued, ec_ca: Issued) -> dict[str, Issued]:
                                 usage=_NO_CERT_SIGN),
         "no-key-usage": make_ca("Imza Vectors No-Key-Usage CA", _p256(), root,
                                 usage_extension=False),
+        "unknown-critical": make_ca("Imza Vectors Unknown-Critical CA", _p256(), root,
+                                    extra=_UNKNOWN_CRITICAL, extra_critical=True),
         "stale-crl": make_ca("Imza Vectors Stale-CRL CA", _p256(), root),
         "no-crl": make_ca("Imza Vectors No-CRL CA", _p256(), root, path_length=None),
     }
@@ -273,6 +278,11 @@ def _odd_cas(root: Issued, ec_ca: Issued) -> dict[str, Issued]:
                                          cas["path-length-1"])
     cas["under-no-crl"] = make_ca("Imza Vectors Under No-CRL CA", _p256(), cas["no-crl"])
     return cas
+
+
+# No verifier knows this one (1.3.6.1.4.1.32473: the PEN for documentation, RFC 5612).
+_UNKNOWN_CRITICAL = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.32473.2"),
+                                               b"\x05\x00")
 
 
 # More characters than a token may hold (SCHEMA.md: 262144) in one otherwise fine
@@ -335,6 +345,14 @@ def build_pki() -> Pki:
                     ("under-anchor-no-cert-sign", "anchor-no-cert-sign"),
                     ("below-anchor-path-length-0", "under-anchor-path-length-0")):
         people[who] = make_person(f"Vektor {who.title()}", _p256(), cas[ca])
+    people["unknown-critical"] = make_person("Vektor Unknown-Critical", _p256(), ec_ca,
+                                             critical=[_UNKNOWN_CRITICAL])
+    people["under-unknown-critical-ca"] = make_person("Vektor Under-Unknown-Critical", _p256(),
+                                                      cas["unknown-critical"])
+    people["critical-known"] = make_person("Vektor Critical-Known", _p256(), ec_ca, critical=[
+        x509.SubjectAlternativeName([x509.RFC822Name("vektor@example.az")]),
+        x509.CertificatePolicies([x509.PolicyInformation(
+            x509.ObjectIdentifier("1.3.6.1.4.1.32473.3"), None)])])
     big = make_ca("Imza Vectors Big CA", _p256(), None, extra=_BIG_EXTENSION)
     return Pki(root, rsa_ca, ec_ca, expired_ca, other_root, people, ladder, cas, big)
 
@@ -594,6 +612,15 @@ def _more_vectors(pki: Pki, add: Add) -> None:
         under("below-anchor-path-length-0", cas["under-anchor-path-length-0"]),
         person="below-anchor-path-length-0")
 
+    add("unknown-critical-extension", "The certificate has a critical extension no "
+        "verifier knows.", under("unknown-critical", pki.ec_ca), error="CERT_UNTRUSTED")
+    add("ca-with-unknown-critical-extension", "The issuing CA has a critical extension no "
+        "verifier knows.", under("under-unknown-critical-ca", cas["unknown-critical"]),
+        error="CERT_UNTRUSTED")
+    add("valid-critical-known-extensions", "The certificate has a critical "
+        "subjectAltName and certificatePolicies, which every verifier knows.",
+        under("critical-known", pki.ec_ca), person="critical-known")
+
     # size bounds, MALFORMED before anything else is looked at
     unrelated = [pki.rsa_ca, pki.expired_ca, pki.other_root, *pki.ladder,
                  *(p[k] for k in ("rsa2048", "rsa3072", "p384", "p521", "root-issued",
@@ -688,7 +715,8 @@ def build() -> dict[str, Any]:
             *(make_crl(ca, []) for ca in pki.ladder),
             *(make_crl(cas[k], []) for k in ("revoked", "below-path-length-0", "path-length-1",
                                               "under-path-length-1", "no-cert-sign",
-                                              "no-key-usage", "under-no-crl")),
+                                              "no-key-usage", "under-no-crl",
+                                              "unknown-critical")),
             # past its nextUpdate: a portal that forgot to refresh it
             make_crl(cas["stale-crl"], [pki.people["stale-revoked"]],
                      next_update=_t("2031-01-01T00:00:00Z"))]

@@ -164,7 +164,8 @@ class Pkcs11Store:
             manufacturer=item["manufacturer"], model=item["model"], serial=item["serial"],
             kind=self.kind,
             pin=pin_status(int(item["flags"]), int(item["min_pin"]), int(item["max_pin"])),
-            secret=SecretKind.PIN, unlock=unlock_of(int(item["flags"])))
+            secret=SecretKind.PIN, unlock=unlock_of(int(item["flags"])),
+            reader=item.get("reader"))
 
     def invalidate(self, token_id: str | None = None) -> None:
         """Forget cached certificates of one token (or all): the PC/SC watcher calls this

@@ -33,6 +33,10 @@ from agent.keystores.pkcs11.modules import signs_in_one_call
 from agent.keystores.pkcs11.wire import b64, unb64
 
 CKF_TOKEN_INITIALIZED = 0x400
+CKF_HW_SLOT = 0x4  # CK_SLOT_INFO: a reader, not a software token
+# CACKey describes every slot as this and puts the reader's name (cut to 32 bytes) in the
+# slot's manufacturerID instead (C_GetSlotInfo in CACKey 0.7).
+CACKEY_SLOT_DESCRIPTION = "CACKey Slot"
 GONE_WAIT = 1.0  # seconds a failed command's token gets to show it was pulled (~0.5 s seen)
 CK_UNAVAILABLE_INFORMATION = ctypes.c_ulong(-1).value
 
@@ -281,6 +285,17 @@ def _key_type_name(value: Any) -> str | None:
     return None if value is None else str(getattr(value, "name", value))
 
 
+def _reader_of(slot: Any) -> str | None:
+    """The PC/SC reader a hardware slot stands for: middleware over PC/SC (OpenSC) gives
+    the slot the reader's name.  A software slot (SoftHSM) has none."""
+    if not int(slot.flags) & CKF_HW_SLOT:
+        return None
+    description = _text(slot.slot_description)
+    if description == CACKEY_SLOT_DESCRIPTION:
+        description = _text(slot.manufacturer_id)
+    return description or None
+
+
 def _text(value: str | bytes | None) -> str:
     if value is None:
         return ""
@@ -401,7 +416,7 @@ class LoadedModule:
             "token_id": f"{manufacturer}/{serial}" if serial else label,
             "label": label, "manufacturer": manufacturer, "model": _text(token.model),
             "serial": serial, "slot": int(slot.slot_id), "flags": int(token.flags),
-            "min_pin": min_len, "max_pin": max_len,
+            "min_pin": min_len, "max_pin": max_len, "reader": _reader_of(slot),
         }
 
     def tokens(self, _args: dict[str, Any]) -> list[dict[str, Any]]:

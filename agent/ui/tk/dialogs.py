@@ -310,7 +310,8 @@ class CertificatePicker(Dialog[int]):
         for index, choice in enumerate(self.choices):
             lines = [choice.holder + (f"  ({_('demo')})" if choice.demo else ""),
                      f"{_('Issuer')}: {choice.issuer}",
-                     f"{_('Token')}: {choice.token_label}",
+                     f"{_('Token')}: {choice.token_label}"
+                     + (f" — {choice.reader}" if choice.reader else ""),
                      f"{_('Valid')}: {choice.not_before} – {choice.not_after}"]
             if not choice.usable:
                 reason = UNUSABLE_TEXT.get(choice.unusable_reason or "", N_("not usable"))

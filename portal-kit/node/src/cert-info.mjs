@@ -88,13 +88,31 @@ function hasKeyCertSign(info) {
   return bytes.length > 0 && (bytes[0] & 0x04) !== 0;
 }
 
+// The critical extensions every verifier of the kit accepts (SCHEMA.md, the set the JDK's
+// PKIX validator recognises); RFC 5280 §4.2: a certificate with any other critical one
+// must be rejected.
+const RECOGNISED_CRITICAL = new Set([
+  '2.5.29.19', '2.5.29.15', '2.5.29.37', '2.5.29.17', // basic constraints, key usages, SAN
+  '2.5.29.30', '2.5.29.32', '2.5.29.33', '2.5.29.36', '2.5.29.54', // names and policies
+]);
+
+/** Whether the certificate has a critical extension outside RECOGNISED_CRITICAL. */
+export function unrecognisedCritical(info) {
+  for (const [id, { critical }] of info.extensions) {
+    if (critical && !RECOGNISED_CRITICAL.has(id)) return true;
+  }
+  return false;
+}
+
 /**
  * Whether a certificate from the token's chain may be the CA over `below` (the infos of
  * the CAs already under it on the path, end entity excluded), as RFC 5280 §6.1.4 has it:
- * cA, keyCertSign when a KeyUsage is present, and no more CAs under it (self-issued ones
- * aside) than its pathLenConstraint allows. An extension that does not parse: no.
+ * cA, keyCertSign when a KeyUsage is present, no more CAs under it (self-issued ones
+ * aside) than its pathLenConstraint allows, and no critical extension it does not know.
+ * An extension that does not parse: no.
  */
 export function mayIssue(info, below) {
+  if (unrecognisedCritical(info)) return false;
   let constraints;
   let certSign;
   try {

@@ -4,7 +4,9 @@
 import { createHash, verify as cryptoVerify, X509Certificate, constants } from 'node:crypto';
 import { LoginError, ErrorCodes as E } from './errors.mjs';
 import { clockMillis } from './time.mjs';
-import { certInfo, hasDigitalSignature, extendedKeyUsages, mayIssue, ocspUrls, OID } from './cert-info.mjs';
+import {
+  certInfo, hasDigitalSignature, extendedKeyUsages, mayIssue, ocspUrls, OID, unrecognisedCritical,
+} from './cert-info.mjs';
 import { Crl, crlStatus } from './crl.mjs';
 import { rfc4514, nameAttribute } from './names.mjs';
 import { buildRequest, post, readResponse } from './ocsp.mjs';
@@ -211,6 +213,9 @@ export class LoginVerifier {
       }
       return null;
     };
+    // the end entity's extensions are judged unless it is an anchor itself (pinned)
+    const pinned = this.anchors.some((a) => a.cert.raw.equals(leaf.cert.raw));
+    if (!pinned && unrecognisedCritical(leaf.info)) return null;
     return search([leaf]);
   }
 

@@ -8,11 +8,23 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from .errors import ErrorCode, LoginError
 
 MAX_PATH = 6  # certificates on a path, the end entity and the anchor included
+# The critical extensions every verifier of the kit accepts (SCHEMA.md, the set the JDK's
+# PKIX validator recognises); RFC 5280 4.2: a certificate with any other critical one
+# must be rejected.
+RECOGNISED_CRITICAL = frozenset({
+    ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE,
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME, ExtensionOID.NAME_CONSTRAINTS,
+    ExtensionOID.CERTIFICATE_POLICIES, ExtensionOID.POLICY_MAPPINGS,
+    ExtensionOID.POLICY_CONSTRAINTS, ExtensionOID.INHIBIT_ANY_POLICY})
+
+
+def unrecognised_critical(cert: x509.Certificate) -> bool:
+    return any(e.critical and e.oid not in RECOGNISED_CRITICAL for e in cert.extensions)
 
 
 def issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -29,8 +41,11 @@ def issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
 def may_issue(candidate: x509.Certificate, below: Sequence[x509.Certificate]) -> bool:
     """Whether ``candidate``, taken from the token's chain, may be the CA over ``below``
     (the path so far: the end entity, then the CAs under ``candidate``), as RFC 5280 6.1.4
-    has it: basicConstraints cA, keyCertSign when a keyUsage is present, and no more CAs
-    under it (self-issued ones aside) than its pathLenConstraint allows."""
+    has it: basicConstraints cA, keyCertSign when a keyUsage is present, no more CAs under
+    it (self-issued ones aside) than its pathLenConstraint allows, and no critical
+    extension outside ``RECOGNISED_CRITICAL``."""
+    if unrecognised_critical(candidate):
+        return False
     try:
         constraints = candidate.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
@@ -70,6 +85,11 @@ def build_path(cert: x509.Certificate, chain: Sequence[x509.Certificate],
                     return found
         return None
 
+    # The end entity's extensions are judged unless it is an anchor itself (pinned).
+    if cert not in anchors and unrecognised_critical(cert):
+        raise LoginError(ErrorCode.CERT_UNTRUSTED,
+                         f"{cert.subject.rfc4514_string()} has a critical extension no "
+                         "verifier of the kit recognises")
     path = extend([cert])
     if path is None:
         raise LoginError(ErrorCode.CERT_UNTRUSTED,

@@ -147,9 +147,13 @@ def _b64(value: str, what: str) -> bytes:
 def _certificate(value: str, what: str) -> x509.Certificate:
     der = _b64(value, what)
     try:
-        return x509.load_der_x509_certificate(der)
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography parses extensions on first use: touch them here, so a broken
+        # extension is MALFORMED now (as in Java and Node), not a ValueError mid-path.
+        _ = cert.extensions
     except ValueError:
         raise LoginError(ErrorCode.MALFORMED, f"{what} is not a DER certificate") from None
+    return cert
 
 
 def _parse(token: Any) -> tuple[x509.Certificate, list[x509.Certificate], str, bytes]:

@@ -28,7 +28,9 @@ import java.util.Map;
  *     [--require-revocation] FILE</pre>
  *
  * The options are beyond SCHEMA.md (the vectors use offline CRLs only): the kit's tests use
- * them to run files of fresh tokens against a live OCSP responder.
+ * them to run files of fresh tokens against a live OCSP responder. A vector's own
+ * {@code requireRevocation} (SCHEMA.md) requires revocation status for it whatever the
+ * option says.
  */
 public final class RunVectors {
     static final String FORMAT = "imza-login-vectors:1";

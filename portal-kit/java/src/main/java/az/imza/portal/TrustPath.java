@@ -5,6 +5,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Finds a path from a certificate through the token's {@code chain} to a configured anchor,
@@ -16,6 +17,14 @@ import java.util.Map;
 final class TrustPath {
     /** Certificates on a path, the end entity and the anchor included (SCHEMA.md). */
     static final int MAX_PATH = 6;
+    /**
+     * The critical extensions every verifier of the kit accepts (SCHEMA.md: those the JDK's
+     * PKIX validator recognises); RFC 5280 4.2: a certificate with any other critical one
+     * must be rejected.
+     */
+    static final Set<String> RECOGNISED_CRITICAL = Set.of(
+            "2.5.29.19", "2.5.29.15", "2.5.29.37", "2.5.29.17", // basic constraints, usages, SAN
+            "2.5.29.30", "2.5.29.32", "2.5.29.33", "2.5.29.36", "2.5.29.54"); // names, policies
 
     private final List<X509Certificate> chain;
     private final List<X509Certificate> anchors;
@@ -30,6 +39,10 @@ final class TrustPath {
     /** {@code [cert, issuer, ..., anchor]}, or null when there is no such path. */
     static List<X509Certificate> find(X509Certificate cert, List<X509Certificate> chain,
             List<X509Certificate> anchors) {
+        // the end entity's extensions are judged unless it is an anchor itself (pinned)
+        if (!anchors.contains(cert) && unrecognisedCritical(cert)) {
+            return null;
+        }
         List<X509Certificate> start = new ArrayList<>();
         start.add(cert);
         return new TrustPath(chain, anchors).extend(start);
@@ -67,10 +80,13 @@ final class TrustPath {
     /**
      * Whether {@code candidate} may be the CA over {@code below} (the end entity, then the
      * CAs already under it), as RFC 5280 6.1.4 has it: basicConstraints cA, keyCertSign when
-     * a keyUsage is present, and no more CAs under it (self-issued ones aside) than its
-     * pathLenConstraint allows.
+     * a keyUsage is present, no more CAs under it (self-issued ones aside) than its
+     * pathLenConstraint allows, and no critical extension outside RECOGNISED_CRITICAL.
      */
     static boolean mayIssue(X509Certificate candidate, List<X509Certificate> below) {
+        if (unrecognisedCritical(candidate)) {
+            return false;
+        }
         int pathLength = candidate.getBasicConstraints(); // -1: not a CA; MAX_VALUE: no limit
         if (pathLength < 0) {
             return false;
@@ -86,6 +102,11 @@ final class TrustPath {
             }
         }
         return casBelow <= pathLength;
+    }
+
+    static boolean unrecognisedCritical(X509Certificate cert) {
+        Set<String> critical = cert.getCriticalExtensionOIDs();
+        return critical != null && !RECOGNISED_CRITICAL.containsAll(critical);
     }
 
     private boolean issuedBy(X509Certificate child, X509Certificate issuer) {

@@ -1,0 +1,21 @@
+"""XML as indented text.  Parsed without entities, DTDs or the network: the bytes are the
+page's, and the preview must show what is there, not what a reference would fetch."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from agent.ui.qt.preview.text import shown_text
+
+
+def indented(data: bytes) -> str:
+    """The document re-indented; as it came when it does not parse."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                             huge_tree=False, remove_blank_text=True, remove_comments=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError:
+        return shown_text(data)
+    etree.indent(root, space="  ")
+    out: bytes = etree.tostring(root, encoding="utf-8", pretty_print=True)
+    return shown_text(out)
