@@ -37,7 +37,19 @@ class ServerConfig(_Section):
                     "served only while the system policy also allows it (plain_websocket).")
     max_frame_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024,
-        description="Largest accepted frame (bytes) from an origin that holds a grant.")
+        description="Largest frame (bytes) of a method that carries no document, from an "
+                    "origin that holds a grant; a larger one (up to "
+                    "max_document_frame_bytes) is answered TOO_LARGE with this limit.")
+    max_document_frame_bytes: int = Field(
+        default=144 * 1024 * 1024, ge=1024,
+        description="Largest frame (bytes) of sign.pdf and sign.cms from an origin that "
+                    "holds a grant: a document of max_document_bytes as base64, with room "
+                    "to answer a somewhat larger one TOO_LARGE. A larger frame is not read: "
+                    "the connection closes with 1009.")
+    max_document_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1024,
+        description="Largest document (bytes, decoded) sign.pdf and sign.cms accept; a "
+                    "larger one is answered TOO_LARGE with this limit.")
     max_frame_bytes_ungranted: int = Field(
         default=64 * 1024, ge=1024,
         description="Largest accepted frame (bytes) until the origin holds a grant (by the "
@@ -56,13 +68,14 @@ class ServerConfig(_Section):
     rate_burst: int = Field(
         default=100, ge=1, description="Requests one origin may send in a burst.")
     bytes_per_second: int = Field(
-        default=2 * 1024 * 1024, ge=1024,
+        default=8 * 1024 * 1024, ge=1024,
         description="Frame bytes per second one site may send (sustained); frames beyond "
                     "are answered RATE_LIMITED without being parsed.")
     bytes_burst: int = Field(
-        default=16 * 1024 * 1024, ge=1024,
-        description="Frame bytes one site may send in a burst (a frame larger than this "
-                    "still passes when the site has sent nothing for a while).")
+        default=144 * 1024 * 1024, ge=1024,
+        description="Frame bytes one site may send in a burst: by default one frame of "
+                    "max_document_frame_bytes (a frame larger than this still passes when "
+                    "the site has sent nothing for a while).")
     max_requests_in_flight: int = Field(
         default=32, ge=1,
         description="Unanswered requests one connection may have at once; more are answered "
@@ -81,9 +94,10 @@ class ServerConfig(_Section):
         description="Frame bytes one site's unanswered requests may hold (a site's first "
                     "request always fits); more are answered RATE_LIMITED.")
     max_pending_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024,
-        description="Frame bytes the unanswered requests of all pages may hold together; "
-                    "more are answered RATE_LIMITED.")
+        default=288 * 1024 * 1024, ge=1024,
+        description="Frame bytes the unanswered requests of all pages may hold together "
+                    "(by default two documents of max_document_frame_bytes); more are "
+                    "answered RATE_LIMITED.")
     reserved_for_granted: float = Field(
         default=0.25, ge=0, lt=1,
         description="Share of max_connections, max_pending_requests and max_pending_bytes "
@@ -117,13 +131,19 @@ class TokensConfig(_Section):
 
 
 class UiConfig(_Section):
-    backend: Literal["qt", "tk", "scripted", "none"] = Field(
+    backend: Literal["qt", "scripted", "none"] = Field(
         default="qt",
         description="Dialogs: qt (desktop, in the UI process), scripted (tests), none "
-                    "(refuse all); tk is the old in-process desktop UI, kept until qt "
-                    "covers every dialog.")
+                    "(refuse all). \"tk\", the removed in-process desktop UI, is read as "
+                    "qt, so an old config file keeps its desktop dialogs.")
     answers_file: Path | None = Field(
         default=None, description="With backend = scripted: the answers file.")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _old_tk_backend(cls, value: object) -> object:
+        # The tkinter UI is gone; its config files meant "the desktop dialogs": Qt's now.
+        return "qt" if value == "tk" else value
     language: Literal["auto", "az", "tr", "ru", "en"] = Field(
         default="auto", description="Dialog language; auto follows the OS locale.")
     dialog_timeout: float = Field(
@@ -455,7 +475,20 @@ def load_config(path: Path | None) -> Config:
         lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise ConfigError(_("{path} is not valid:").format(path=path) + "\n"
                           + "\n".join(lines)) from None
-    return _resolve_paths(config, path.parent)
+    config = _resolve_paths(config, path.parent)
+    return _with_os_tsa(config)
+
+
+def _with_os_tsa(config: Config) -> Config:
+    """A time-stamping service the OS's policy store imposes (Windows: the ADMX's TsaUrl)
+    wins over the file's."""
+    from agent.platform import current
+
+    imposed = current().admin_tsa_url()
+    if imposed:
+        formats = config.formats.model_copy(update={"tsa_url": imposed})
+        config = config.model_copy(update={"formats": formats})
+    return config
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

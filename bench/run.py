@@ -5,8 +5,9 @@
 Builds the test bed (two SoftHSM tokens, test PKI) in a temporary directory, measures the
 raw token, then starts real `imza-agent run --headless` daemons and measures them from a
 WebSocket client, measures one daemon in desktop mode under Xvfb (its Qt UI process's
-memory next to its own, bench/ui_process.py), and finally profiles the daemon's
-per-signature path with cProfile.
+memory next to its own, bench/ui_process.py), watches an idle daemon (bench/idle.py), and
+finally profiles the daemon's per-signature path with cProfile. The soak
+(bench/soak.py, about ten minutes) runs on its own.
 Prints one table; docs/performance.md records a run. See bench/README.md.
 """
 
@@ -32,7 +33,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from agent_process import AgentProcess, StartTimes, rpc, write_files  # noqa: E402
+from agent_process import AgentProcess, StartTimes, _tree, rpc, write_files  # noqa: E402
+from idle import measure_idle  # noqa: E402
+from idle import rows as idle_rows  # noqa: E402
 from raw_pkcs11 import RawKey, RawSigner  # noqa: E402
 from testbed.pki import build_pki  # noqa: E402
 from testbed.softhsm import build_softhsm  # noqa: E402
@@ -53,12 +56,20 @@ class Sizes:
     warm_lists: int
     info_seconds: float
     profiled: int
+    idle_seconds: float
 
 
 FULL = Sizes(rsa_singles=400, ec_singles=1600, raw_loop=400, batch_size=1000, batch_reps=5,
-             starts=5, warm_lists=100, info_seconds=2.0, profiled=500)
+             starts=5, warm_lists=100, info_seconds=2.0, profiled=500, idle_seconds=60.0)
 QUICK = Sizes(rsa_singles=50, ec_singles=150, raw_loop=50, batch_size=1000, batch_reps=1,
-              starts=2, warm_lists=10, info_seconds=0.5, profiled=100)
+              starts=2, warm_lists=10, info_seconds=0.5, profiled=100, idle_seconds=5.0)
+
+# The issue's bars (issue 17), printed next to each figure.
+BAR_PSS_MIB = 45.0
+BAR_FIRST_CONNECTION = 0.200
+BAR_STORES_READY = 0.300
+BAR_BATCH = 1.15
+BAR_OVERHEAD = 0.001
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -79,6 +90,21 @@ def mem(kib: list[int]) -> str:
     """Total MiB, then the daemon's and each worker's share."""
     parts = " + ".join(f"{k / 1024:.1f}" for k in kib)
     return f"{sum(kib) / 1024:.1f} MiB ({parts}: daemon + workers)"
+
+
+def uss_kib(agent: AgentProcess) -> list[int]:
+    """Private memory (USS: Private_Clean + Private_Dirty) in KiB of the daemon, then of each
+    process below it. Unlike PSS it does not depend on what else runs on the machine and
+    shares the same libraries."""
+    assert agent.process is not None
+    out = []
+    for pid in _tree(agent.process.pid):
+        total = 0
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+        out.append(total)
+    return out
 
 
 def hashes(n: int) -> list[bytes]:
@@ -175,19 +201,32 @@ async def sign_loop(ws: Any, handle: str, digests: list[bytes]) -> list[float]:
     return samples
 
 
+def agent_env(bed: Any, base: Path) -> dict[str, str]:
+    """The bed's variables and a HOME of the bench's own: a daemon's first start installs
+    its local CA into the browsers' certificate stores under HOME, which must not be the
+    user's (nor grow with every bench run, which made each later start slower)."""
+    home = base / "user-home"
+    home.mkdir(exist_ok=True)
+    return {**bed.env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local/share")}
+
+
 async def starts(paths: tuple[Path, Path], bed: Any, base: Path,
                  sizes: Sizes) -> list[dict[str, Any]]:
-    """Fresh daemons: start-up times and the first (cold) certificates.list of each."""
+    """Daemons started one after the other on one data directory: the first is a first
+    run (TLS material made, its CA installed in the browsers' stores), the rest are the
+    restarts a person meets at every login. Start-up times and the first (cold)
+    certificates.list of each."""
     runs = []
-    for i in range(sizes.starts):
-        agent = AgentProcess(base / f"start-{i}", *paths, bed.env)
+    for i in range(sizes.starts + 1):
+        agent = AgentProcess(base / "start", *paths, agent_env(bed, base))
         try:
             times = await agent.start()
             async with agent.connect() as ws:
                 t = time.perf_counter()
                 await rpc(ws, "certificates.list", {"purpose": "sign"})
                 cold = time.perf_counter() - t
-            runs.append({"times": times, "cold_list": cold})
+            runs.append({"times": times, "cold_list": cold, "first_run": i == 0})
         finally:
             agent.stop()
     return runs
@@ -195,12 +234,13 @@ async def starts(paths: tuple[Path, Path], bed: Any, base: Path,
 
 async def main_run(paths: tuple[Path, Path], bed: Any, base: Path,
                    sizes: Sizes) -> dict[str, Any]:
-    agent = AgentProcess(base / "main", *paths, bed.env)
+    agent = AgentProcess(base / "main", *paths, agent_env(bed, base))
     out: dict[str, Any] = {}
     try:
         await agent.start()
         await asyncio.sleep(1.0)
         out["pss_idle"] = agent.pss_kib()
+        out["uss_idle"] = uss_kib(agent)
         async with agent.connect() as ws:
             keyed = await handles(ws, bed)
             out["warm_list"] = []
@@ -236,7 +276,7 @@ async def main_run(paths: tuple[Path, Path], bed: Any, base: Path,
 async def journal_off_run(paths: tuple[Path, Path], bed: Any, base: Path,
                           sizes: Sizes) -> list[float]:
     """P-256 sign.hash with ``[journal] enabled = false``: what the journal costs."""
-    agent = AgentProcess(base / "no-journal", *paths, bed.env)
+    agent = AgentProcess(base / "no-journal", *paths, agent_env(bed, base))
     try:
         await agent.start()
         async with agent.connect() as ws:
@@ -251,15 +291,15 @@ async def profile_run(paths: tuple[Path, Path], bed: Any, base: Path,
                       sizes: Sizes) -> pstats.Stats:
     """The daemon under cProfile, signing P-256 hashes one request at a time."""
     prof = base / "daemon.prof"
-    agent = AgentProcess(base / "profiled", *paths, bed.env,
-                         prefix=["-m", "cProfile", "-o", str(prof)])
+    agent = AgentProcess(base / "profiled", *paths, agent_env(bed, base),
+                         prefix=[str(REPO / "bench" / "profile_daemon.py"), str(prof)])
     try:
         await agent.start()
         async with agent.connect() as ws:
             keyed = await handles(ws, bed)
             await sign_loop(ws, keyed["P-256"], hashes(sizes.profiled))
     finally:
-        agent.stop()  # SIGTERM: the daemon returns normally and cProfile writes its file
+        agent.stop()  # SIGTERM: the daemon's exit hook writes the profile
     return pstats.Stats(str(prof))
 
 
@@ -306,10 +346,12 @@ def report(info: dict[str, str], raw: dict[str, Any], runs: list[dict[str, Any]]
              f"{ms(median(agent))} / {ms(p99(agent))}", ""),
             (f"{name} overhead vs logged-in raw (median / p99)",
              f"{ms(median(agent) - median(base))} / {ms(p99(agent) - p99(base))}",
-             "≤ 1 ms median: " + ("met" if median(agent) - median(base) <= 0.001
-                                  else "NOT met")),
-            (f"{name} overhead vs raw login+sign+logout (median)",
-             ms(median(agent) - median(lsl)), ""),
+             ""),
+            (f"{name} overhead vs raw login+sign+logout (median / p99)",
+             f"{ms(median(agent) - median(lsl))} / {ms(p99(agent) - p99(lsl))}",
+             "≤ 1 ms median, ≤ 3 ms p99: " + (
+                 "met" if median(agent) - median(lsl) <= BAR_OVERHEAD
+                 and p99(agent) - p99(lsl) <= 3 * BAR_OVERHEAD else "NOT met")),
         ]
     rows.append(("round trips / s, one connection (agent.info)",
                  f"{main['info_per_second']:.0f} /s", ""))
@@ -318,31 +360,38 @@ def report(info: dict[str, str], raw: dict[str, Any], runs: list[dict[str, Any]]
     raw_b, agent_b = median(raw["batch"]), median(main["batch"])
     rows.append((f"sign.hashes {sizes.batch_size} × P-256: agent / raw loop",
                  f"{ms(agent_b)} / {ms(raw_b)} = {agent_b / raw_b:.2f}×",
-                 "≤ 1.5×: " + ("met" if agent_b <= 1.5 * raw_b else "NOT met")))
+                 f"≤ {BAR_BATCH}×: " + ("met" if agent_b <= BAR_BATCH * raw_b else "NOT met")))
     rows.append(("P-256 sign.hash via agent, journal disabled (median)",
                  ms(median(main["no_journal"])), ""))
-    rows.append(("PSS daemon + workers, idle", mem(main["pss_idle"]), "≤ 50 MB: "
-                 + ("met" if sum(main["pss_idle"]) * 1024 <= 50e6 else "NOT met")))
-    rows.append((f"PSS after {main['signed']} sign.hash", mem(main["pss_after_singles"]),
-                 "≤ 50 MB: " + ("met" if sum(main["pss_after_singles"]) * 1024 <= 50e6
-                                else "NOT met")))
+    rows.append(("PSS daemon + workers, idle", mem(main["pss_idle"]),
+                 f"≤ {BAR_PSS_MIB:.0f} MiB: "
+                 + ("met" if sum(main["pss_idle"]) / 1024 <= BAR_PSS_MIB else "NOT met")))
+    rows.append(("USS (private memory) daemon + workers, idle", mem(main["uss_idle"]), ""))
+    rows.append((f"PSS after {main['signed']} sign.hash", mem(main["pss_after_singles"]), ""))
     rows.append((f"PSS after also {sizes.batch_reps} × sign.hashes({sizes.batch_size})",
                  mem(main["pss_after_batches"]), ""))
-    times: list[StartTimes] = [r["times"] for r in runs]
+    first_run = next(r["times"] for r in runs if r["first_run"])
+    times: list[StartTimes] = [r["times"] for r in runs if not r["first_run"]]
     first = [t.first_connection for t in times]
-    rows.append((f"start → first accepted connection, outside (median of {len(times)})",
+    ready = [t.stores_ready for t in times]
+    rows.append((f"restart → first accepted connection, outside (median of {len(times)})",
                  f"{ms(median(first))} (max {ms(max(first))})",
-                 "≤ 500 ms: " + ("met" if median(first) <= 0.5 else "NOT met")))
-    rows.append(("start → listening, inside (runtime.json timings, median)",
+                 f"≤ {BAR_FIRST_CONNECTION * 1000:.0f} ms: "
+                 + ("met" if median(first) <= BAR_FIRST_CONNECTION else "NOT met")))
+    rows.append(("restart → listening, inside (runtime.json timings, median)",
                  ms(median([t.inside["listening"] for t in times])), ""))
-    rows.append(("start → token stores ready, outside / inside (median)",
-                 f"{ms(median([t.stores_ready for t in times]))} / "
+    rows.append(("restart → token stores ready, outside / inside (median)",
+                 f"{ms(median(ready))} / "
                  f"{ms(median([t.inside['stores_ready'] for t in times]))}",
-                 "≤ 500 ms: " + ("met" if median([t.stores_ready for t in times]) <= 0.5
-                                 else "NOT met")))
+                 f"≤ {BAR_STORES_READY * 1000:.0f} ms: "
+                 + ("met" if median(ready) <= BAR_STORES_READY else "NOT met")))
+    rows.append(("first run (new TLS material, CA into the browsers' stores): first "
+                 "connection / stores ready, outside",
+                 f"{ms(first_run.first_connection)} / {ms(first_run.stores_ready)}", ""))
     rows.append((f"heavy imports on the start-up path ({', '.join(HEAVY)})",
-                 info["heavy_imports"], ""))
-    cold = [r["cold_list"] for r in runs]
+                 info["heavy_imports"], "none: " + (
+                     "met" if info["heavy_imports"] == "none" else "NOT met")))
+    cold = [r["cold_list"] for r in runs if not r["first_run"]]
     rows.append((f"certificates.list cold, first after start (median of {len(cold)})",
                  ms(median(cold)), ""))
     rows.append(("certificates.list warm (median / p99)",
@@ -387,10 +436,17 @@ async def bench(args: argparse.Namespace) -> int:
         main["no_journal"] = await journal_off_run(paths_no_journal, bed, base, sizes)
         print("main run done", file=sys.stderr)
         ui = None if args.no_ui else await measure_ui(bed, base, paths[1])
+        print("desktop run done", file=sys.stderr)
+        idle = await measure_idle(paths, agent_env(bed, base), base, sizes.idle_seconds)
+        print("idle run done", file=sys.stderr)
         costs = None
         if not args.no_profile:
-            costs = top_costs(await profile_run(paths, bed, base, sizes))
-        rows = report(info, raw, runs, main, sizes) + (ui_rows(ui) if ui else [])
+            try:
+                costs = top_costs(await profile_run(paths, bed, base, sizes))
+            except (OSError, RuntimeError) as exc:  # the figures above still count
+                print(f"the profile run failed: {exc}", file=sys.stderr)
+        rows = (report(info, raw, runs, main, sizes) + idle_rows(idle)
+                + (ui_rows(ui) if ui else []))
         print_table(info, rows, costs, sizes.profiled)
         if args.json:
             Path(args.json).write_text(json.dumps(

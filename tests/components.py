@@ -71,10 +71,10 @@ COMPONENTS: Mapping[str, Component] = {
         files=(VPCD_DRIVER, Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
                Path("/usr/lib/pkcs11/libcackey.so")), modules=("smartcard",)),
     "desktop": Component(
-        "xvfb xdotool x11-utils trayer imagemagick python3-tk dbus at-spi2-core",
+        "xvfb xdotool x11-utils trayer imagemagick dbus at-spi2-core",
         programs=("Xvfb", "xdotool", "xwininfo", "trayer", "/usr/bin/import", "dbus-daemon",
                   "/usr/libexec/at-spi-bus-launcher"),
-        modules=("tkinter", "_tkinter", "PySide6.QtWidgets", "pypdfium2")),
+        modules=("PySide6.QtWidgets", "pypdfium2", "PIL")),
     "browser": Component(
         "chromium nodejs npm",
         programs=("/usr/bin/chromium", "node"), files=(PLAYWRIGHT,),
@@ -104,6 +104,9 @@ COMPONENTS: Mapping[str, Component] = {
         "gnome-keyring dbus",
         programs=("gnome-keyring-daemon", "dbus-daemon"),
         modules=("keyring", "secretstorage", "jeepney")),
+    # The Windows installers, built on Linux: wixl compiles the MSIs, msiinfo reads them back,
+    # lxml parses the Group Policy template (tests/test_msi.py).
+    "msi": Component("wixl msitools", programs=("wixl", "msiinfo"), modules=("lxml",)),
 }
 
 # Shared fixtures that need a component: a test using one (even through another fixture)

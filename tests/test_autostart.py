@@ -23,7 +23,7 @@ import pytest
 from agent import i18n
 from agent.i18n import catalog
 from agent.platform import autostart
-from agent.ui.tray import TrayFacts, menu_entries
+from agent.ui import tray_model
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGED_ENTRY = REPO / "installer" / "linux" / "imza-agent-autostart.desktop"
@@ -209,35 +209,23 @@ def test_exec_lines_are_quoted_as_the_desktop_entry_spec_says(argv: list[str],
 
 # --- the tray's toggle -------------------------------------------------------------------
 
-class Facts:
-    def facts(self) -> TrayFacts:
-        return TrayFacts("1.2.3", {})
-
-    def revoke(self, origin: str) -> None: ...
-    def repair_trust(self) -> None: ...
-    def quit(self) -> None: ...
+async def _toggle(on: bool) -> None:
+    """The entry's click, as the UI process sends it and the daemon carries it out."""
+    await tray_model.run_action(None, "autostart", {"on": on})
 
 
-def _start_at_login() -> tuple[bool | None, object]:
-    entry = next(e for e in menu_entries(Facts(), lambda _c: None)
-                 if e.text == "Start at login")
-    return entry.checked, entry.action
-
-
-def test_the_tray_toggle_turns_the_packaged_entry_off_and_on(desktop: Desktop,
-                                                             english: None) -> None:
+async def test_the_tray_toggle_turns_the_packaged_entry_off_and_on(desktop: Desktop) -> None:
     desktop.install_package_entry()
-    checked, toggle = _start_at_login()
-    assert checked is True  # the package's entry is on by default
-    assert callable(toggle)
-    toggle()
+    # The package's entry is on by default; the tray's facts show autostart.enabled().
+    assert autostart.enabled()
+    await _toggle(False)
     assert autostart.read_entry(desktop.user_file)["Hidden"] == "true"
-    checked, toggle = _start_at_login()
-    assert checked is False
-    assert callable(toggle)
-    toggle()
+    assert not autostart.enabled()
+    await _toggle(True)
     assert not desktop.user_file.exists()
-    assert _start_at_login()[0] is True
+    assert autostart.enabled()
+    with pytest.raises(tray_model.ActionError):
+        await tray_model.run_action(None, "autostart", {"on": "yes"})
 
 
 # --- imza-agent autostart on|off|status [--json] -------------------------------------------

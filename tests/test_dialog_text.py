@@ -1,6 +1,7 @@
 """The PIN dialog's warning lines come from the token's flags (PKCS#11 reports "few tries
-left" and "final try", never a count), in the dialog's language; and what the scripted UI
-answers and records for the dialogs issue 11 added.  No display needed."""
+left" and "final try", never a count), in the dialog's language: the Qt dialog's
+``pin_notices`` on the request as the daemon sends it over the pipe; and what the scripted
+UI answers and records for the dialogs issue 11 added.  No display needed."""
 
 from __future__ import annotations
 
@@ -19,16 +20,16 @@ from agent.app.dialogs import (
     SignedField,
 )
 from agent.errors import PinStatus, UserCancelled
+from agent.ui.process import args as wire_args
+from agent.ui.qt.dialogs.pin import pin_notices as notices_of
 from agent.ui.scripted import ScriptedUI
-from agent.ui.tk.dialogs import PinNotice, pin_notices
 
 CERTIFICATE = CertificateChoice(
     holder="Əliyev Əli", issuer="Test CA", serial_hex="01", not_before="2025-01-01",
     not_after="2027-01-01", token_label="Token", usable=True)
-WRONG = PinNotice("Wrong PIN.", "Warning.TLabel", 10)
-FEW = PinNotice("Only a few tries are left.", "Warning.TLabel", 6)
-LAST = PinNotice("Last try: if this PIN is wrong too, the token will be locked.",
-                 "Danger.TLabel", 6)
+WRONG = ("Wrong PIN.", "warning")
+FEW = ("Only a few tries are left.", "warning")
+LAST = ("Last try: if this PIN is wrong too, the token will be locked.", "danger")
 
 
 HEALTHY = PinStatus()
@@ -38,6 +39,11 @@ def _request(pin: PinStatus = HEALTHY, retry: PinStatus | None = None,
              password: bool = False) -> PinRequest:
     return PinRequest(origin="https://e-gov.az", action="sign", certificate=CERTIFICATE,
                       pin=pin, retry=retry, password=password)
+
+
+def pin_notices(request: PinRequest) -> list[tuple[str, str]]:
+    """(text, look) of each warning line, the request encoded as the daemon does."""
+    return notices_of(wire_args.pin(request))
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +64,7 @@ def test_first_ask_on_a_healthy_token_warns_of_nothing() -> None:
     (PinStatus(final_try=True), [WRONG, LAST]),
 ])
 def test_after_a_wrong_pin_the_flags_decide(retry: PinStatus,
-                                            expected: list[PinNotice]) -> None:
+                                            expected: list[tuple[str, str]]) -> None:
     assert pin_notices(_request(retry=retry)) == expected
 
 
@@ -75,12 +81,12 @@ def test_the_state_after_the_wrong_pin_replaces_the_earlier_one() -> None:
 
 def test_a_pkcs12_file_says_password() -> None:
     notices = pin_notices(_request(retry=PinStatus(), password=True))
-    assert [n.text for n in notices] == ["Wrong password."]
+    assert [text for text, _look in notices] == ["Wrong password."]
 
 
 def test_the_notices_are_in_the_dialog_language() -> None:
     i18n.set_language("az")
-    texts = [n.text for n in pin_notices(_request(retry=PinStatus(count_low=True)))]
+    texts = [text for text, _look in pin_notices(_request(retry=PinStatus(count_low=True)))]
     assert texts == ["PIN kodu yanlışdır.", "Az cəhd qalıb."]
 
 

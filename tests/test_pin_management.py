@@ -269,9 +269,9 @@ def test_pages_layers_never_load_pin_management() -> None:
         "    for info in pkgutil.iter_modules(pkg.__path__):\n"
         "        importlib.import_module(pkg.__name__ + '.' + info.name)\n"
         "from agent.methods import register_all\n"
-        "bad = [m for m in sys.modules if m.startswith('agent.pinmgmt') or m in (\n"
-        "    'agent.keystores.pkcs11.pin_management', 'agent.keystores.pkcs11.pin_ops',\n"
-        "    'agent.ui.tk.pin_dialogs', 'agent.commands.pin_command')]\n"
+        "bad = [m for m in sys.modules if m.startswith(('agent.pinmgmt', 'agent.ui.qt')) or\n"
+        "    m in ('agent.keystores.pkcs11.pin_management', 'agent.keystores.pkcs11.pin_ops',\n"
+        "          'agent.commands.pin_command')]\n"
         "print(len([m for m in sys.modules if m.startswith('agent.methods.')]), bad)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split(" ", 1)

@@ -2,8 +2,9 @@
 terminal closing at logout), the tray's Quit and the X server going away end the desktop
 agent and every worker process it started, whatever dialogs were shown or are still open.
 
-The real desktop agent (tk dialogs; the tray icon docked in trayer) on a private Xvfb,
-pages over WebSocket, SoftHSM tokens, keys and clicks from xdotool.  The issue's own bar
+The real desktop agent (its Qt UI process draws the dialogs and the tray icon, docked in
+trayer) on a private Xvfb, pages over WebSocket, SoftHSM tokens, keys and clicks from
+xdotool.  The issue's own bar
 is a time ("every stop ends within 2 s"), so the stops are timed: each stop's time from
 the signal (or the click on Quit) to the process's exit is recorded and checked against
 that bar.  A stop that never ends is killed after ``HANG`` seconds and fails its test
@@ -12,9 +13,9 @@ instead of hanging CI.
 What made stops slow or wrong before: the tray's stop joined its thread for up to 5 s on
 the event loop (8 of 30 stops took 5.2–6.3 s); SIGHUP killed the agent outright and an X
 server going away made Xlib end it, both leaving the frame parser's worker running and
-the runtime file behind; and a stop ran into the interpreter's finalisation with the Tk
-thread alive, where a Tcl object released on the main thread waits for that thread
-forever (agent/daemon/run.py ends the process without it).
+the runtime file behind; and a stop ran into the interpreter's finalisation with the
+old Tk thread alive (agent/daemon/run.py ends the process without it).  Every stop must
+also end the UI process: it counts among the agent's workers here.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ AGENT = [sys.executable, "-m", "agent.cli"]
 
 # --- the desktop: Xvfb, trayer, xdotool -------------------------------------------------------
 
+# The UI process's dialogs, told apart by their titles ("imza-agent — Sign — site").
+DIALOG_TITLES = {"consent": "— Permission —", "picker": "— Choose a certificate —",
+                 "pin": "— Sign —"}
+
 @dataclass
 class Screen:
     display: str
@@ -70,20 +75,20 @@ class Screen:
         return subprocess.run(args, env=self.env, capture_output=True, text=True,
                               timeout=WAIT).stdout.strip()
 
-    def windows(self, window_class: str) -> list[str]:
-        return self.x("xdotool", "search", "--onlyvisible", "--class",
-                      f"^{window_class}$").split()
+    def windows(self, kind: str) -> list[str]:
+        return self.x("xdotool", "search", "--onlyvisible", "--name",
+                      DIALOG_TITLES[kind]).split()
 
-    def wait_window(self, window_class: str) -> str:
-        """The next new window of this class (a closing one may linger a moment)."""
+    def wait_window(self, kind: str) -> str:
+        """The next new dialog of this kind (a closing one may linger a moment)."""
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            found = [w for w in self.windows(window_class) if w not in self.seen]
+            found = [w for w in self.windows(kind) if w not in self.seen]
             if found:
                 self.seen.update(found)
                 return found[-1]
             time.sleep(0.03)
-        raise AssertionError(f"no {window_class} window appeared")
+        raise AssertionError(f"no {kind} dialog appeared")
 
     def keys(self, window: str, *keys: str, text: str | None = None) -> None:
         """Give the window the keyboard, wait out the arming that restarts, then type
@@ -95,40 +100,41 @@ class Screen:
         if keys:
             self.x("xdotool", "key", "--delay", "20", *keys)
 
-    def click(self, window: str, x: int, y: int) -> None:
-        self.x("xdotool", "mousemove", "--sync", "--window", window, str(x), str(y),
-               "click", "1")
+    def size(self, window: str) -> tuple[int, int]:
+        shell = self.x("xdotool", "getwindowgeometry", "--shell", window)
+        values = dict(line.split("=", 1) for line in shell.splitlines() if "=" in line)
+        return int(values.get("WIDTH", 0)), int(values.get("HEIGHT", 0))
 
-    def docked_icon(self, window_class: str) -> str:
-        """The tray icon window, once the tray host has taken it in (reparented it)."""
+    def docked_icon(self) -> str:
+        """The tray icon window (the UI process's application is "imza-agent"), once the
+        tray host has taken it in (reparented it away from the root)."""
         root = self.x("xwininfo", "-root").split("Window id:")[1].split()[0]
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            for window in self.x("xdotool", "search", "--classname", f"^{window_class}$").split():
+            for window in self.x("xdotool", "search", "--class", "imza-agent").split():
                 tree = self.x("xwininfo", "-tree", "-id", window)
                 parent = tree.split("Parent window id:")[1].split()[0] if "Parent" in tree else ""
-                if parent not in ("", root):
+                if parent and int(parent, 16) != int(root, 16):
                     return window
             time.sleep(0.05)
         raise AssertionError("the tray icon was never docked")
 
-    def open_tray_menu(self, icon_class: str, menu_class: str) -> str:
+    def open_tray_menu(self) -> str:
         """Click the docked icon and return the menu it shows.  The click goes to the
         icon's window itself: the tray host moves its icons about as other programs'
         come and go, and a click at where the icon was may land on the panel."""
-        icon = self.docked_icon(icon_class)
+        icon = self.docked_icon()
         self.x("xdotool", "mousemove", "--sync", "--window", icon, "5", "5")
         self.x("xdotool", "click", "--window", icon, "1")
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            if menus := self.windows(menu_class):
-                return menus[-1]
+            for window in self.x("xdotool", "search", "--onlyvisible", "--class",
+                                 "imza-agent").split():
+                width, height = self.size(window)
+                if window != icon and width > 60 and height > 60:
+                    return window
             time.sleep(0.05)
         raise AssertionError("clicking the tray icon showed no menu")
-
-    def height(self, window: str) -> int:
-        shell = self.x("xdotool", "getwindowgeometry", "--shell", window)
-        return int(dict(line.split("=", 1) for line in shell.splitlines())["HEIGHT"])
 
 
 def start_screen() -> Screen:
@@ -141,16 +147,9 @@ def start_screen() -> Screen:
     return Screen(f":{number}", xvfb)
 
 
-def _tray_host_ready(display: str) -> bool:
-    from Xlib import X
-    from Xlib.display import Display
-
-    conn = Display(display)
-    try:
-        owner = conn.get_selection_owner(conn.intern_atom("_NET_SYSTEM_TRAY_S0"))
-        return owner is not None and owner != X.NONE
-    finally:
-        conn.close()
+def _tray_host_ready(screen: Screen) -> bool:
+    """trayer's panel window is up (it claims the system tray selection as it starts)."""
+    return "panel" in screen.x("xwininfo", "-root", "-tree")
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +161,7 @@ def screen() -> Iterator[Screen]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + WAIT
-        while not _tray_host_ready(screen.display):
+        while not _tray_host_ready(screen):
             assert time.monotonic() < deadline, "trayer did not come up"
             time.sleep(0.05)
         yield screen
@@ -297,7 +296,7 @@ wss_enabled = false
 known_modules = false
 modules = ["{self.softhsm.module}"]
 [ui]
-backend = "tk"
+backend = "qt"
 language = "en"
 dialog_timeout = 60
 arming_delay = {ARMING}
@@ -312,6 +311,10 @@ enabled = false
         env = {**screen.env, **self.softhsm.env, "IMZA_AGENT_HOME": str(home),
                "IMZA_AGENT_SYSTEM_POLICY": str(policy),
                "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+        # Qt on X11 by DISPLAY alone, as in a desktop session; no session bus, so the tray
+        # is the XEmbed icon trayer docks.
+        for name in ("QT_QPA_PLATFORM", "DBUS_SESSION_BUS_ADDRESS"):
+            env.pop(name, None)
         log = self.base / f"agent{n}.log"
         with log.open("wb") as out:
             process = subprocess.Popen([*AGENT, "--config", str(config), "run"], env=env,
@@ -361,17 +364,17 @@ def use_every_dialog(agent: Agent, screen: Screen, softhsm: Any) -> tuple[Page, 
     tab = agent.page()
     costly = tab.send("agent.info", {"padding": "x" * COSTLY_PADDING})
     request = tab.send("certificates.select", {"purpose": "sign"})
-    consent = screen.wait_window("ImzaConsent")
+    consent = screen.wait_window("consent")
     screen.keys(consent, "shift+Tab", "shift+Tab", "Return")  # Deny → … → Allow once
-    picker = screen.wait_window("ImzaPicker")
-    screen.keys(picker, "shift+Tab", "shift+Tab", "Return")  # first row → Cancel → Choose
+    picker = screen.wait_window("picker")
+    screen.keys(picker, "Tab", "Return")  # the first usable row → Choose
     reply = tab.answer(request)
     assert "result" in reply, reply
     selected: dict[str, Any] = reply["result"]
     assert "error" in tab.answer(costly)  # parsed in the worker; agent.info takes no padding
     request = tab.send("sign.hash", {"handle": selected["handle"], "hash": SHA256_OF_NOTHING,
                                      "hashAlgorithm": "SHA-256"})
-    pin = screen.wait_window("ImzaPin")
+    pin = screen.wait_window("pin")
     screen.keys(pin, "Return", text=pin_of(softhsm, selected))
     reply = tab.answer(request)
     assert "result" in reply, reply
@@ -383,15 +386,15 @@ def leave_open(kind: str, agent: Agent, screen: Screen, tab: Page,
     """Ask for a dialog of ``kind`` and leave it on screen (the stop comes next)."""
     if kind == "consent":  # another site, not allowed yet
         agent.page(OTHER_ORIGIN).send("certificates.select", {"purpose": "sign"})
-        screen.wait_window("ImzaConsent")
+        screen.wait_window("consent")
     elif kind == "picker":  # this connection was allowed once: straight to the picker
         tab.send("certificates.select", {"purpose": "sign"})
-        screen.wait_window("ImzaPicker")
+        screen.wait_window("picker")
     else:  # a CAdES signature: its document worker waits while the PIN dialog is shown
         assert kind == "pin"
         tab.send("sign.cms", {"handle": selected["handle"], "hashAlgorithm": "SHA-256",
                               "hash": SHA256_OF_NOTHING, "level": "B"})
-        screen.wait_window("ImzaPin")
+        screen.wait_window("pin")
 
 
 # --- stopping ---------------------------------------------------------------------------------
@@ -436,9 +439,10 @@ def assert_clean(stop: Stop, why: str) -> None:
     assert "stopping:" not in stop.log, stop.log[-3000:]  # no part of the stop overran
     assert not stop.runtime_file_left, "the orderly stop did not run to its end"
     assert not stop.survivors, f"workers left running: {stop.survivors}"
-    # ...and there were workers to end: the token's, the frame parser's.
+    # ...and there were workers to end: the token's, the frame parser's, the UI process.
     assert any("agent.keystores.pkcs11.worker" in w for w in stop.workers), stop.workers
     assert any("multiprocessing" in w for w in stop.workers), stop.workers
+    assert any("agent.ui.qt" in w for w in stop.workers), stop.workers
 
 
 def summary(times: list[float]) -> str:
@@ -510,10 +514,11 @@ def test_the_tray_quit_ends_the_agent_as_sigterm_does(agents: Agents, screen: Sc
     agent = agents.start(screen)
     tab, selected = use_every_dialog(agent, screen, softhsm)
     leave_open("picker", agent, screen, tab, selected)
-    # A click on the docked icon opens the menu (trayer's icons have no menu of their
-    # own: the agent draws it with Tk); Quit is its last entry.
-    menu = screen.open_tray_menu("imza-agentSystemTrayIcon", "Menu")
-    stop = stop_with(agent, lambda: screen.click(menu, 30, screen.height(menu) - 12))
+    # A click on the docked icon opens the UI process's menu; Quit is its last entry, so
+    # Up from the top reaches it, and Return chooses it.
+    screen.open_tray_menu()
+    stop = stop_with(agent, lambda: screen.x("xdotool", "key", "--delay", "40", "Up",
+                                             "Return"))
     assert_clean(stop, "SIGTERM")
     assert stop.seconds is not None
     print(f"\ntray Quit: {stop.seconds:.3f} s")

@@ -1,6 +1,7 @@
-"""The one look at the tokens (agent/daemon/token_watch.py) and the tray icon following it
-(agent/ui/tray.py ``IconState``/``follow``), in process and without a display: the tray has
-no polling loop of its own."""
+"""The one look at the tokens (agent/daemon/token_watch.py) and the tray following it
+(agent/ui/tray_model.py ``watch_changes``: new facts for the UI process's tray when a look
+sees something new), in process and without a display: the tray has no polling loop of its
+own."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from agent.daemon.token_watch import TokenSnapshot, TokenWatch
 from agent.keystores.base import StoreKind, TokenInfo
-from agent.ui.tray import IconState, Tray, TrayFacts, TrayState, follow
+from agent.ui.tray_model import watch_changes
 
 
 def _token(label: str, *, present: bool = True, demo: bool = False) -> TokenInfo:
@@ -54,15 +55,6 @@ def _watch(stores: Stores, pages: Pages,
            smartcard_down: Callable[[], bool] = lambda: False) -> TokenWatch:
     return TokenWatch(stores, pages.publish, pages_watching=lambda: pages.watching,
                       smartcard_down=smartcard_down)
-
-
-class NoActions:
-    def facts(self) -> TrayFacts:
-        return TrayFacts("0", {})
-
-    def revoke(self, origin: str) -> None: ...
-    def repair_trust(self) -> None: ...
-    def quit(self) -> None: ...
 
 
 # --- the watch -----------------------------------------------------------------------------
@@ -162,46 +154,40 @@ async def test_the_loop_looks_only_while_someone_follows() -> None:
         loop.cancel()
 
 
-# --- the tray icon follows it ------------------------------------------------------------------
+# --- the tray follows it -----------------------------------------------------------------------
 
-def test_the_icon_state_from_dialogs_and_snapshots() -> None:
-    shown: list[TrayState] = []
-    icon = IconState(shown.append)
-    icon.on_tokens(TokenSnapshot((_token("demo", demo=True),), problem=False))
-    icon.on_tokens(TokenSnapshot((_token("A", present=False),), problem=False))
-    icon.on_tokens(TokenSnapshot((_token("A"),), problem=False))
-    icon.on_waiting(True)
-    icon.on_tokens(TokenSnapshot((), problem=True))  # the person's attention comes first
-    icon.on_waiting(False)
-    assert shown == [TrayState.RUNNING, TrayState.RUNNING, TrayState.TOKEN,
-                     TrayState.WAITING, TrayState.WAITING, TrayState.PROBLEM]
-
-
-async def test_the_tray_subscribes_to_the_runtime_and_starts_no_poller() -> None:
+async def test_the_tray_hears_of_new_tokens_and_trouble_only_and_starts_no_poller() -> None:
     stores, pages = Stores(), Pages()
     watch = _watch(stores, pages)
-    ui = SimpleNamespace(listeners=[])
-    runtime = SimpleNamespace(ui=ui, token_watch=watch)
-    tray = Tray(NoActions())  # never started: no display needed for its state
+    runtime = SimpleNamespace(token_watch=watch, stores=stores)
+    told: list[int] = []
     tasks = asyncio.all_tasks()
-    follow(tray, runtime)
+    stop = watch_changes(runtime, lambda: told.append(stores.looks))
     assert asyncio.all_tasks() == tasks  # no loop of its own
     await asyncio.sleep(0.05)
     assert stores.looks == 0  # nothing looked at the stores on the tray's behalf
 
-    states: list[TrayState] = []
     stores.current = [_token("A")]
-    await watch.look()  # the runtime's look
-    states.append(tray.state)
-    assert stores.looks == 1
-    ui.listeners[0](True)
-    states.append(tray.state)
-    ui.listeners[0](False)
+    await watch.look()  # the runtime's look: a token appeared
+    await watch.look()  # the same again: the tray's facts stand
+    assert told == [1]
     stores.fail = True
-    await watch.look()
-    states.append(tray.state)
-    assert states == [TrayState.TOKEN, TrayState.WAITING, TrayState.PROBLEM]
+    await watch.look()  # trouble: the tray says so
+    assert told == [1, 3]
+    stores.fail = False
+    stores.problems = ["MODULE_NOT_FOUND"]
+    await watch.look()  # the same token, but a store's problem now
+    assert told == [1, 3, 4]
 
-    tray.stop()
-    assert watch.listeners == [] and ui.listeners == []
+    stop()
+    assert watch.listeners == []
     assert not watch.followed
+    await watch.look()
+    assert told == [1, 3, 4]
+
+
+def test_no_token_watch_no_subscription() -> None:
+    """A runtime without a token watch (headless tools): nothing to follow, and the stop
+    call is still safe."""
+    stop = watch_changes(SimpleNamespace(), lambda: None)
+    stop()

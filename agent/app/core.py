@@ -13,7 +13,8 @@ import hashlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from functools import lru_cache
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 from agent.app import certs
 from agent.app.certs import CertificateFilter
@@ -24,6 +25,7 @@ from agent.app.ports import JournalPort, KeyStoresPort, PolicyPort
 from agent.app.select_limit import FilteredSelects
 from agent.config import UiConfig
 from agent.errors import (
+    AgentError,
     Busy,
     InvalidHandle,
     NoCertificate,
@@ -38,6 +40,17 @@ from agent.protocol.dispatch import CallContext
 from agent.protocol.results import TokenList, TokenState
 
 T = TypeVar("T")
+
+
+@runtime_checkable
+class OneToken(Protocol):
+    """A store that reads one token's state without listing all of them
+    (``Pkcs11Store.current_token``: no walk over every slot of the module)."""
+
+    async def current_token(self, token_id: str) -> TokenInfo: ...
+
+    async def certificates(self, token: TokenInfo) -> list[CertificateEntry]: ...
+
 
 # What one "allow" in the consent dialog covers. `list` is never granted by a dialog.
 CONSENTABLE = (Permission.SELECT, Permission.SIGN, Permission.AUTH, Permission.TOKENS)
@@ -185,10 +198,12 @@ class AgentCore:
         if target.purpose != purpose:
             # An authentication key is never usable for signing, nor the other way round.
             raise InvalidHandle(f"this handle is for {target.purpose}, not {purpose}")
+        found = await self._entry_of_one_token(target)
+        if found is not None:
+            return found
         # Only the handle's own store: asking the others costs card round trips.
         for entry in await self.stores.certificates_in(target.key.store_id):
-            if entry.der == target.certificate_der and entry.key is not None and (
-                    entry.key.token_id == target.key.token_id):
+            if _is_target(entry, target):
                 return entry
         # Not found: tell "token pulled out" from "certificate gone from the token".
         tokens = await self.stores.tokens()
@@ -196,6 +211,21 @@ class AgentCore:
                    and t.present for t in tokens):
             raise TokenNotPresent()
         raise InvalidHandle("the certificate is no longer on the token")
+
+    async def _entry_of_one_token(self, target: HandleTarget) -> CertificateEntry | None:
+        """The handle's certificate through the store's one-token look (its PIN state
+        read now, for the dialog); None: ask the long way."""
+        try:
+            store = _one_token(self.stores.store(target.key.store_id))
+            if store is None:
+                return None
+            token = await store.current_token(target.key.token_id)
+            for entry in await store.certificates(token):
+                if _is_target(entry, target):
+                    return entry
+        except AgentError:  # the long way says which error, as it always has
+            return None
+        return None
 
     # --- token events ----------------------------------------------------------------------
 
@@ -254,6 +284,29 @@ class AgentCore:
             digest_hex = None
         self.journal.append(
             origin=ctx.origin, method=method,
-            certificate_sha256=certs.fingerprint(entry.der) if entry else None,
+            certificate_sha256=_fingerprint(entry.der) if entry else None,
             digest_algorithm=digest_algorithm, digest_hex=digest_hex, result=result,
             count=max(1, len(digests)))
+
+
+_ONE_TOKEN_TYPES: dict[type, bool] = {}
+
+
+def _one_token(store: object) -> OneToken | None:
+    """``store`` if it reads one token at a time; the answer is kept per class, because
+    isinstance() against a runtime-checkable Protocol walks its members every time."""
+    kind = type(store)
+    fits = _ONE_TOKEN_TYPES.get(kind)
+    if fits is None:
+        fits = _ONE_TOKEN_TYPES[kind] = isinstance(store, OneToken)
+    return cast(OneToken, store) if fits else None
+
+
+@lru_cache(maxsize=64)
+def _fingerprint(der: bytes) -> str:
+    return certs.fingerprint(der)
+
+
+def _is_target(entry: CertificateEntry, target: HandleTarget) -> bool:
+    return entry.der == target.certificate_der and entry.key is not None and (
+        entry.key.token_id == target.key.token_id)

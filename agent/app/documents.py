@@ -44,7 +44,7 @@ from agent.app.signing import (
 )
 from agent.config import FormatsConfig
 from agent.errors import AgentError, InternalError, NetworkError, RateLimited, Unsupported
-from agent.formats.anchors import load_anchors
+from agent.formats.anchors import Anchors, load_anchors
 from agent.formats.isolation import document_workers
 from agent.formats.job import DigestSigner, FormatJob
 from agent.formats.network import (
@@ -233,14 +233,25 @@ def digest_signer(use: KeyUse) -> DigestSigner:
     return sign
 
 
+async def check_status(cert: x509.Certificate, chain: list[x509.Certificate],
+                       anchors: Anchors, network: NetworkSettings, mode: str) -> None:
+    """``agent.formats.status.check_signer``, imported only when it has something to ask:
+    pyHanko's validator costs the daemon about 14 MB for good once imported."""
+    if mode == "off" or (not anchors.roots and mode != "enforce"):
+        if mode == "warn":
+            log.warning("signer status not checked: no [formats] trust_anchors configured")
+        return
+    from agent.formats.status import check_signer
+
+    await check_signer(cert, chain, anchors, network, mode)
+
+
 async def sign_document(core: AgentCore, ctx: CallContext, config: FormatsConfig,
                         request: SigningRequest, *, page_tsa_url: str | None,
                         needs_tsa: bool, build: Builder) -> bytes:
     network = network_settings(config)
 
     async def produce(use: KeyUse) -> bytes:
-        from agent.formats.status import check_signer  # pyHanko: only when a format runs
-
         cert = use.certificate
         anchors = load_anchors(config.trust_anchors)
         token_certs = [x509.load_der_x509_certificate(e.der)
@@ -255,7 +266,7 @@ async def sign_document(core: AgentCore, ctx: CallContext, config: FormatsConfig
             tsa_failures.check(ctx, request.handle, config.max_tsa_failures_per_handle)
             job_network = network.guarded(page_tsa_guard(
                 config, [cert, *chain, *anchors.others, *anchors.roots]))
-        await check_signer(cert, chain, anchors, network, config.revocation)
+        await check_status(cert, chain, anchors, network, config.revocation)
         job = FormatJob(sign=digest_signer(use), certificate=cert, chain=chain,
                         anchors=anchors, network=job_network,
                         tsa_url=tsa.url if tsa is not None else None,

@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 from cryptography import x509
 
@@ -40,7 +40,6 @@ from agent.keystores.base import (
     CertificateEntry,
     Credential,
     KeyRef,
-    KeyStore,
     KeyType,
     PinPad,
     Secret,
@@ -66,6 +65,29 @@ SignedFields = tuple[tuple[SignedField, str], ...]
 # What the signature covers, as the dialog shows it: made just before the dialog (after
 # consent, the certificate and the document's own checks), given ``[ui] preview_bytes``.
 PreviewSource = Callable[[int], Awaitable[tuple[Preview, ...]]]
+
+
+@runtime_checkable
+class SignsInOneCall(Protocol):
+    """A store that logs in, signs and logs out in one call (``Pkcs11Store``): a request
+    then costs one round trip to the token's worker instead of three."""
+
+    async def login_sign_logout(self, token: TokenInfo, key: KeyRef, digests: Sequence[bytes],
+                                mechanism: SignMechanism,
+                                credential: Credential) -> list[bytes]: ...
+
+
+# isinstance() against a runtime-checkable Protocol walks its members each time (about
+# 30 µs here); a store's class answers the same on every request.
+_ONE_CALL_TYPES: dict[type, bool] = {}
+
+
+def _signs_in_one_call(store: object) -> SignsInOneCall | None:
+    kind = type(store)
+    fits = _ONE_CALL_TYPES.get(kind)
+    if fits is None:
+        fits = _ONE_CALL_TYPES[kind] = isinstance(store, SignsInOneCall)
+    return cast(SignsInOneCall, store) if fits else None
 
 
 @dataclass(frozen=True)
@@ -262,7 +284,22 @@ async def _confirm_and_sign(core: AgentCore, ctx: CallContext, entry: Certificat
         document_name=one_line(request.display.document_name, DOCUMENT_NAME_LIMIT),
         password=entry.token.secret is SecretKind.PASSWORD,
         signed_fields=shown_fields(request.signed_fields), previews=previews)
-    credential = await _login(core, ctx, store, entry.token, pin_request)
+    one_call = _signs_in_one_call(store)
+    if one_call is not None:
+        async def login_and_sign(credential: Credential) -> list[bytes]:
+            return await one_call.login_sign_logout(entry.token, key, digests, mechanism,
+                                                    credential)
+
+        signatures = await _with_pin(core, ctx, entry.token, pin_request, login_and_sign)
+        _check_signatures(cert, digests, signatures, mechanism)
+        return signatures
+
+    async def login_only(credential: Credential) -> Credential:
+        await store.login(entry.token, credential)
+        return credential
+
+    credential = await _with_pin(core, ctx, entry.token, pin_request, login_only,
+                                 keep=True)
     try:
         # Before login a token may hide CKA_ALWAYS_AUTHENTICATE; the first signature
         # then asks for the context-specific login and we learn it.
@@ -273,11 +310,7 @@ async def _confirm_and_sign(core: AgentCore, ctx: CallContext, entry: Certificat
             if per_op is not None or isinstance(credential, PinPad):
                 raise
             signatures = await store.sign_many(key, digests, mechanism, credential)
-        # The key behind the handle must still be the certificate's. The store resolves
-        # the key once per batch (or chunk of one): the first and the last signature
-        # prove it without paying a verification per hash.
-        for i in {0, len(signatures) - 1}:
-            verify_with_certificate(cert, digests[i], signatures[i], mechanism)
+        _check_signatures(cert, digests, signatures, mechanism)
         return signatures
     finally:
         if isinstance(credential, Secret):
@@ -288,19 +321,33 @@ async def _confirm_and_sign(core: AgentCore, ctx: CallContext, entry: Certificat
             log.warning("logout from %s failed", entry.token.label)
 
 
-async def _login(core: AgentCore, ctx: CallContext, store: KeyStore, token: TokenInfo,
-                 request: PinRequest) -> Credential:
+def _check_signatures(cert: x509.Certificate, digests: Sequence[bytes],
+                      signatures: Sequence[bytes], mechanism: SignMechanism) -> None:
+    """The key behind the handle must still be the certificate's.  The store resolves
+    the key once per batch (or chunk of one): the first and the last signature prove it
+    without paying a verification per hash."""
+    for i in {0, len(signatures) - 1}:
+        verify_with_certificate(cert, digests[i], signatures[i], mechanism)
+
+
+async def _with_pin(core: AgentCore, ctx: CallContext, token: TokenInfo, request: PinRequest,
+                    use: Callable[[Credential], Awaitable[T]], *, keep: bool = False) -> T:
+    """Ask for the PIN and ``use`` it (log in; or log in, sign and log out), again after a
+    wrong PIN.  The credential is wiped once used, unless ``keep``: then the caller wipes
+    it (a key that wants the PIN per signature still needs it)."""
     if token.pin.locked:
         await _pin_locked(core, ctx, token, token.unlock)
     for _attempt in range(core.max_pin_attempts):
         credential = await core.dialog(ctx, functools.partial(core.ui.ask_pin, request))
         try:
             try:
-                await store.login(token, credential)
+                result = await use(credential)
             finally:
                 if isinstance(credential, PinPad):
                     core.ui.pin_pad_finished()
-            return credential
+            if not keep:
+                _wipe(credential)
+            return result
         except PinIncorrect as wrong:
             _wipe(credential)
             if wrong.status.locked:

@@ -19,10 +19,10 @@ the agent says so once per start; pages then reach it through the browser extens
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.platform import current as current_platform
 from agent.platform import sandboxed_browsers
 from agent.tls import nss, trust, trust_state
 from agent.tls.material import TlsMaterial
@@ -85,10 +85,10 @@ def ensure_browser_trust(material: TlsMaterial, *, home: Path | None = None,
 
 
 def _ensure(material: TlsMaterial, *, home: Path, tls_dir: Path) -> TrustOutcome:
-    if not sys.platform.startswith("linux"):
+    if not current_platform().trust_automatic:
         # Windows and macOS ask the user before adding a root: `imza-agent trust` there.
         return TrustOutcome(unavailable="automatic installation is done on Linux only "
-                                        "(see docs/tls.md)")
+                                        "(see docs/platforms.md)")
     state = trust_state.load(tls_dir)
     if state.opted_out:
         return TrustOutcome(opted_out=True)

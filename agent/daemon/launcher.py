@@ -22,6 +22,9 @@ from agent.paths import data_dir
 log = logging.getLogger("imza_agent.launcher")
 
 DAEMON_START_TIMEOUT = 30.0
+# How often the starter looks for the new daemon's socket: the daemon listens about
+# 0.2 s after spawn, and each look is one connect() on a local socket.
+SOCKET_LOOK_EVERY = 0.01
 
 
 def daemon_command(config_path: Path | None, language: str | None = None) -> list[str]:
@@ -79,7 +82,7 @@ def _start_and_wait(socket_path: Path, config_path: Path | None, timeout: float,
                 return
             if daemon.poll() is not None:  # it refused to start (a bad config, another
                 break                      # agent): waiting longer would not help
-            time.sleep(0.05)
+            time.sleep(SOCKET_LOOK_EVERY)
     if daemon.returncode is not None:
         raise OSError(f"the agent exited with status {daemon.returncode} "
                       f"(see {home / 'daemon.log'})")

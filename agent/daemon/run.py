@@ -54,7 +54,7 @@ def run_daemon(config: Config, *, headless: bool,
     after ``on_exit`` (say, releasing a lock; it must be quick).  Returns (or raises)
     only when the agent could not start."""
     if on_exit is not None:
-        _exit_hooks.append(on_exit)
+        at_exit(on_exit)
     # IMZA_AGENT_LOG=debug for support sessions; secrets are never logged at any level.
     level = getattr(logging, os.environ.get("IMZA_AGENT_LOG", "info").upper(), logging.INFO)
     logging.basicConfig(level=level, format="imza-agent: %(levelname)s %(name)s %(message)s")
@@ -132,6 +132,12 @@ def _watchdog(after: float) -> None:
     with contextlib.suppress(Exception):
         faulthandler.dump_traceback(sys.stderr, all_threads=True)
     end_process(EXIT_FORCED_STOP)
+
+
+def at_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` (quick, never raising) right before the process ends: ``os._exit``
+    skips the interpreter's own exit handlers (a profiler writing its file, say)."""
+    _exit_hooks.append(hook)
 
 
 def end_process(code: int) -> None:

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -62,14 +61,6 @@ def make_ui(config: Config, *, headless: bool) -> UserInterface:
         from agent.ui.process import QtProcessUI
 
         return QtProcessUI(config.ui)
-    if backend == "tk" and not headless:
-        try:
-            from agent.ui.tk import TkUI
-        except ImportError:
-            log.warning("desktop dialogs are not available in this build; "
-                        "requests that need the user will be refused")
-            return NoUI()
-        return TkUI(config.ui)  # pragma: no cover - desktop issue
     return NoUI()
 
 
@@ -139,8 +130,7 @@ class AgentRuntime:
 
         self.pcsc = start_pcsc(config, self.stores, self.token_watch.changed)
         # The tray icon on a desktop run; none with --headless.  The Qt UI process draws
-        # it (and starts now, so the tray shows without a page); the Tk UI uses pystray.
-        self.tray: Any = None
+        # it (and starts now, so the tray shows without a page).
         self.tray_link: Any = None
         if not self.headless and config.ui.backend == "qt":
             from agent.ui.process import QtProcessUI
@@ -152,10 +142,6 @@ class AgentRuntime:
                 self.tray_link = TrayLink(self, self.ui)
                 self.tray_link.start()
             self.ui.start()
-        elif not self.headless and config.ui.backend == "tk" and config.ui.tray:
-            from agent.ui.tray import start_tray
-
-            self.tray = start_tray(self)
 
     def _has_grant(self, origin: str, ctx: CallContext | None) -> bool:
         """Whether ``origin`` holds a grant: by policy or stored answer, or (on ``ctx``)
@@ -209,16 +195,11 @@ class AgentRuntime:
 
         Each part runs under a bound; one that takes longer is left behind (and logged)
         and the next one runs, so the journal is closed and the runtime file removed
-        whatever hung.  Nothing here waits for the Tk thread: the dialogs of the requests
-        cancelled here close themselves, and agent/daemon/run.py ends the process right
-        after (killing any worker still alive)."""
+        whatever hung.  The dialogs of the requests cancelled here close themselves (the
+        UI process is told to quit), and agent/daemon/run.py ends the process right after
+        (killing any worker still alive)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        tray = getattr(self, "tray", None)
-        if tray is not None:
-            tray.unsubscribe()  # the dialogs closing below have nothing to show there
-            # Its X connection ends with the process: no need to wait for it.
-            threading.Thread(target=tray.stop, name="imza-tray-stop", daemon=True).start()
         if getattr(self, "tray_link", None) is not None:
             self.tray_link.stop()
         serving: dict[str, Awaitable[object]] = {

@@ -5,8 +5,10 @@ Two kinds of followers want to know when tokens come and go: pages that subscrib
 as the tray icon (``subscribe``). Card and reader events reach ``changed`` at once through
 the PC/SC path; the periodic ``run`` loop still looks now and then for what no reader reports
 (PKCS#12 files, modules with no reader behind them, a PC/SC service that is down), and only
-while somebody follows. Each look lists the stores once, and that listing serves both
-kinds of followers. Nobody else polls the key stores.
+while somebody needs it: a subscribed page, or a listener while card events do not flow.
+With nobody connected the PKCS#11 workers are not asked anything (idle is idle: no
+wake-ups of the workers, no CPU). Each look lists the stores once, and that listing serves
+both kinds of followers. Nobody else polls the key stores.
 """
 
 from __future__ import annotations
@@ -52,13 +54,18 @@ Listener = Callable[[TokenSnapshot], None]
 class TokenWatch:
     def __init__(self, stores: TokenLister, publish: Publish, *,
                  pages_watching: Callable[[], bool],
-                 smartcard_down: Callable[[], bool] = lambda: False) -> None:
+                 smartcard_down: Callable[[], bool] = lambda: False,
+                 card_events: Callable[[], bool] = lambda: False) -> None:
         self.stores = stores
         # Tells the subscribed pages, when the set of tokens changed; given the listing, so
         # one look at the stores serves pages and listeners alike.
         self._publish = publish
         self._pages_watching = pages_watching
         self._smartcard_down = smartcard_down
+        # Card and reader events reach ``changed`` (PC/SC watched and its service up): the
+        # listeners then need no periodic look.
+        self._card_events = card_events
+        self.looks = 0  # listings of the stores so far (status, tests)
         self.listeners: list[Listener] = []
         # Told of every look like a listener, without making the watch "followed" (so no
         # periodic looks for its sake): runtime.json's token list for `imza-agent status`.
@@ -82,14 +89,23 @@ class TokenWatch:
     def followed(self) -> bool:
         return bool(self.listeners) or self._pages_watching()
 
+    @property
+    def needs_looks(self) -> bool:
+        """Whether the periodic look runs now. A subscribed page always gets it: software
+        stores (PKCS#12 files, modules without a reader) send no event. A listener (the
+        tray) only while card events do not reach ``changed``."""
+        if self._pages_watching():
+            return True
+        return bool(self.listeners) and not self._card_events()
+
     async def changed(self) -> None:
         """Tokens may have changed (a card or reader event): tell everyone now. A failure
         to list or to publish propagates to the caller, which logs it."""
         await self._look(publish=True, quiet=False)
 
     async def look(self) -> None:
-        """The periodic look, for those who follow."""
-        if self.followed:
+        """The periodic look, for those who need it (``needs_looks``)."""
+        if self.needs_looks:
             await self._look(publish=self._pages_watching(), quiet=True)
 
     async def refresh(self) -> TokenSnapshot:
@@ -114,6 +130,7 @@ class TokenWatch:
 
     async def _list(self) -> tuple[TokenSnapshot, list[TokenInfo] | None]:
         listed: list[TokenInfo] | None
+        self.looks += 1
         try:
             listed = await self.stores.tokens()
             problem = bool(self.stores.problems) or self._smartcard_down()
@@ -149,3 +166,13 @@ def smartcard_service_down(pcsc: Any) -> bool:
     from agent.pcsc.watcher import ServiceState
 
     return bool(pcsc.status.service is ServiceState.NOT_RUNNING)
+
+
+def smartcard_events_flow(pcsc: Any) -> bool:
+    """PC/SC is watched and its service answers: card and reader events arrive by
+    themselves, so nothing needs to poll the tokens on their behalf."""
+    if pcsc is None:
+        return False
+    from agent.pcsc.watcher import ServiceState
+
+    return bool(pcsc.status.service is ServiceState.RUNNING)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
 import socket
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from agent import paths
 from agent.config import Config
 from agent.i18n import _
+from agent.platform import current as current_platform
 
 RUNTIME_FILE = "runtime.json"  # written by agent.daemon.runtime (not imported: heavy)
 
@@ -46,13 +46,8 @@ def _running_agent() -> dict[str, Any] | None:
     if not isinstance(info, dict):
         return None
     pid = info.get("pid")
-    if os.name == "posix" and isinstance(pid, int):
-        try:
-            os.kill(pid, 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
-            return None  # left behind by an agent that did not stop cleanly
-        except PermissionError:
-            pass  # exists, as another user
+    if isinstance(pid, int) and current_platform().process_exists(pid) is False:
+        return None  # left behind by an agent that did not stop cleanly
     return info
 
 

@@ -32,21 +32,6 @@ from agent.formats.signer_adapter import JobSigner, checked_digest_name
 from agent.formats.timestamps import GuardedTimeStamper, token_certificates, token_signer
 
 
-async def build_cades(job: FormatJob, data_digest: bytes, digest_algorithm: str,
-                      level: str) -> bytes:
-    """``data_digest``: the hash of the signed data with ``digest_algorithm`` ("sha256",
-    "sha384", "sha512"), which also hashes the signed attributes.
-
-    Built in a document worker (``agent.formats.isolation``) like the other formats: the
-    page sends no document here, but the time-stamp and validation data parsed for T and
-    LT come from services a page may name."""
-    from agent.formats.isolation import build_isolated
-
-    return await build_isolated("cms", job, {"data_digest": data_digest,
-                                             "digest_algorithm": digest_algorithm,
-                                             "level": level})
-
-
 async def build_cades_here(job: FormatJob, data_digest: bytes, digest_algorithm: str,
                            level: str) -> bytes:
     """``build_cades`` in this process: what a document worker runs."""

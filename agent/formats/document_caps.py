@@ -43,9 +43,29 @@ _GAP = rb"(?:[\x00\t\n\x0c\r ]|%[^\r\n]*+)*+"
 _INTEGER = re.compile(_GAP + rb"([+-]?\d++)(?:\.\d*+)?(" + _GAP + rb"\d++" + _GAP + rb"R)?")
 _ARRAY_START = re.compile(_GAP + rb"\[")
 _ARRAY_INTEGER = re.compile(_GAP + rb"([+-]?\d++)(?:\.\d*+)?")
-_XREF_KEYWORD = re.compile(rb"(?<![A-Za-z])xref(?=[\x00\t\n\x0c\r ])")
+# Not preceded by a letter ("startxref"): checked after the match, since a look-behind
+# first would keep the regex engine from scanning for the literal quickly.
+_XREF_KEYWORD = re.compile(rb"xref(?=[\x00\t\n\x0c\r ])")
 # One line of a classic cross-reference table: "start count" or "offset gen n|f".
 _XREF_LINE = re.compile(rb"[\x00\t\n\x0c\r ]*+(\d++)[ \t]++(\d++)(?:[ \t]++([nf]))?")
+
+
+def _spelled(word: str) -> bytes:
+    """A regex for the name ``word`` as a PDF may write it: each character as itself or as
+    a ``#xx`` escape (either case of hex digit)."""
+    parts = []
+    for char in word:
+        hex_digits = "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d
+                             for d in f"{ord(char):02x}")
+        parts.append(f"(?:{re.escape(char)}|#{hex_digits})")
+    return "".join(parts).encode("ascii")
+
+
+# Only the names the cap reads (/Size, /Index), ending where a name ends. A document of
+# binary streams holds a "/" every few hundred bytes: matching every name there and
+# decoding it in Python cost seconds for 50 MB; this leaves the scan to the regex engine.
+_SIZE_OR_INDEX = re.compile(rb"/(" + _spelled("Size") + rb"|" + _spelled("Index")
+                            + rb")(?![^\x00\t\n\x0c\r ()<>\[\]{}/%])")
 
 
 def _decode_name(raw: bytes) -> bytes:
@@ -59,7 +79,7 @@ def declared_xref_entries(pdf: bytes) -> int:
     trailer's or xref stream's ``/Size``, the counts of an xref stream's ``/Index``, or
     the subsection counts of a classic xref table."""
     largest = 0
-    for match in _NAME.finditer(pdf):
+    for match in _SIZE_OR_INDEX.finditer(pdf):
         name = _decode_name(match.group(1))
         if name == b"Size":
             value = _INTEGER.match(pdf, match.end())
@@ -71,6 +91,8 @@ def declared_xref_entries(pdf: bytes) -> int:
         elif name == b"Index" and _ARRAY_START.match(pdf, match.end()):
             largest = max(largest, _index_total(pdf, _ARRAY_START.match(pdf, match.end())))
     for keyword in _XREF_KEYWORD.finditer(pdf):
+        if pdf[keyword.start() - 1:keyword.start()].isalpha():
+            continue
         largest = max(largest, _xref_table_total(pdf, keyword.end()))
     return largest
 

@@ -108,6 +108,12 @@ class WorkerDied(Exception):
         self.code = code
 
 
+# How much of a worker's answer the daemon buffers before it stops reading the pipe (twice
+# this). asyncio's default (64 KiB) made reading a signed 50 MB document back a ping-pong
+# of pausing and resuming the pipe that took seconds.
+_PIPE_BUFFER = 4 * 1024 * 1024
+
+
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
     # The worker must import this very package, even when run from a source tree.
@@ -152,7 +158,7 @@ class Worker:
             sys.executable, "-m", _WORKER_MODULE, str(limits.cpu_seconds),
             str(limits.memory_mb), str(level),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env=_worker_env())
+            env=_worker_env(), limit=_PIPE_BUFFER)
         worker = cls(proc, False)
         try:
             ready = await worker.next_answer()
@@ -187,6 +193,20 @@ class Worker:
                 elif self.log_records == _MAX_LOG_RECORDS + 1:
                     log.warning("document worker %d logs too much; the rest is dropped",
                                 self.pid)
+        except (asyncio.IncompleteReadError, ConnectionError, worker_wire.FrameError):
+            code = await self.wait_ended()
+            raise WorkerDied(code) from None
+
+    async def read_result(self, size: object) -> bytes:
+        """The raw frame of ``size`` bytes that a "done" answer announces."""
+        assert self.proc.stdout is not None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InternalError("a worker announced a malformed result")
+        try:
+            header = await self.proc.stdout.readexactly(worker_wire.HEADER_SIZE)
+            if worker_wire.frame_length(header) != size:
+                raise InternalError("a worker sent a result of another size than announced")
+            return await self.proc.stdout.readexactly(size)
         except (asyncio.IncompleteReadError, ConnectionError, worker_wire.FrameError):
             code = await self.wait_ended()
             raise WorkerDied(code) from None
@@ -324,7 +344,7 @@ class DocumentWorkers:
             answer = await self._phase(worker, limits)
         kind_of_answer = answer.get("type")
         if kind_of_answer == "done":
-            return worker_wire.unb64(answer.get("result"))
+            return await worker.read_result(answer.get("bytes"))
         if kind_of_answer == "error":
             raise error_from_worker(answer)
         raise InternalError(f"unexpected answer {_clean(kind_of_answer, 20)!r} from a worker")

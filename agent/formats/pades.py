@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import unicodedata
-from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 from pyhanko.stamp import TextStampStyle
 
 from agent.errors import AgentError, NetworkError, Unsupported
+from agent.formats.builds import Stamp
 from agent.formats.document_caps import StructureCaps, check_pdf_bytes, check_pdf_trees
 from agent.formats.job import FormatJob
 from agent.formats.revocation import (
@@ -50,28 +50,6 @@ from agent.formats.timestamps import GuardedTimeStamper, token_certificates, tok
 log = logging.getLogger(__name__)
 
 DEFAULT_MD = "sha256"
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """A visible signature: a box on one page (1-based; negative counts from the end)
-    showing the signer's name, the signing time and an optional line of ``text``."""
-
-    page: int
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in PDF points
-    text: str | None = None
-
-
-async def build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
-                      location: str | None, field_name: str | None,
-                      stamp: Stamp | None = None) -> bytes:
-    """The signed PDF, built in a document worker (``agent.formats.isolation``): the
-    page's PDF is never parsed in the daemon."""
-    from agent.formats.isolation import build_isolated
-
-    return await build_isolated("pdf", job, {
-        "pdf": pdf, "level": level, "reason": reason, "location": location,
-        "field_name": field_name, "stamp": stamp})
 
 
 # What pyHanko raises besides its own PdfError when a document is malformed (found by

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -110,12 +111,16 @@ def main(argv: list[str]) -> int:
         return 3
     if request is None:  # the daemon closed the pipe: an idle spare being retired
         return 0
+    answer: dict[str, Any] | bytes
     try:
         answer = _serve(request, protocol_fd, stdin)
     except MemoryError:
         answer = _too_large_answer()
     try:
-        worker_wire.write_answer(protocol_fd, answer)
+        if isinstance(answer, bytes):
+            worker_wire.write_result(protocol_fd, answer)
+        else:
+            worker_wire.write_answer(protocol_fd, answer)
     except MemoryError:
         return EXIT_OUT_OF_MEMORY
     return 0
@@ -126,13 +131,18 @@ def _too_large_answer() -> dict[str, Any]:
             "message": "the document needs more memory than allowed", "data": {}}
 
 
-def _serve(request: dict[str, Any], fd: int, stdin: Any) -> dict[str, Any]:
+def _serve(request: dict[str, Any], fd: int, stdin: Any) -> dict[str, Any] | bytes:
+    """The built result, or the error answer."""
     import asyncio
 
     from agent.errors import AgentError
-    from agent.formats import worker_wire
     from agent.formats.worker_jobs import run_job
 
+    # asyncio.run installs a Ctrl-C handler that holds the main task, and on the way out
+    # Python 3.11 formats that handler's repr, the task's result (the signed document)
+    # included: seconds for a 50 MB PDF. A worker takes no Ctrl-C of its own anyway: the
+    # daemon ends it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         result = asyncio.run(run_job(request, fd, stdin))
     except MemoryError:
@@ -145,7 +155,7 @@ def _serve(request: dict[str, Any], fd: int, stdin: Any) -> dict[str, Any]:
             "%s failed inside the format library", request.get("kind"))
         return {"type": "error", "reason": "INTERNAL",
                 "message": "the signature could not be built", "data": {}}
-    return {"type": "done", "result": worker_wire.b64(result)}
+    return result
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:

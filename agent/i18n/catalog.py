@@ -18,8 +18,9 @@ from agent.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
 
 # The modules whose strings the user reads.
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-UI_SOURCES = ("ui/qt", "ui/tk", "ui/tray.py", "cli.py", "commands", "platform/autostart.py",
+UI_SOURCES = ("ui/qt", "cli.py", "commands", "platform/autostart.py",
               "config.py", "doctor/text.py", "doctor/transports.py", "doctor/trust.py",
+              "doctor/verdict.py",
               "tls/trust.py", "journal/command.py", "journal/verify.py", "pcsc/report.py",
               "pinmgmt")
 MARKERS = ("_", "N_")

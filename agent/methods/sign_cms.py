@@ -9,6 +9,7 @@ from agent.app.documents import NAME_BY_HASH, document_preview, sign_document
 from agent.app.services import Services
 from agent.app.signing import PreviewSource, SigningRequest, hash_previews
 from agent.formats import available_formats
+from agent.formats.builds import build_cades
 from agent.formats.job import FormatJob
 from agent.methods.common import bound, display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
@@ -17,8 +18,6 @@ from agent.protocol.results import SignCmsResult
 
 
 async def sign_cms(app: Services, ctx: CallContext, params: SignCmsParams) -> SignCmsResult:
-    from agent.formats.cades import build_cades  # pyHanko: only when asked
-
     md = NAME_BY_HASH[params.hash_algorithm]
     previews: PreviewSource
     if params.hash is not None:

@@ -9,6 +9,7 @@ from agent.app.documents import document_preview, sign_document
 from agent.app.services import Services
 from agent.app.signing import SignedFields, SigningRequest
 from agent.formats import available_formats
+from agent.formats.builds import Stamp, build_pades
 from agent.formats.job import FormatJob
 from agent.methods.common import bound, display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
@@ -17,8 +18,6 @@ from agent.protocol.results import SignPdfResult
 
 
 async def sign_pdf(app: Services, ctx: CallContext, params: SignPdfParams) -> SignPdfResult:
-    from agent.formats.pades import Stamp, build_pades  # pyHanko: only when asked
-
     stamp = (Stamp(page=params.stamp.page, box=params.stamp.box, text=params.stamp.text)
              if params.stamp is not None else None)
 

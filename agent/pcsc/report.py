@@ -4,11 +4,11 @@ name and module, and for a card whose ATR is unknown a report ready to send to s
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.pcsc.atr import AtrDatabase, atr_hex, parse_atr
+from agent.platform import current as current_platform
 
 SUPPORT_HINT = ("Send this report to the agent's support so the card can be added; until "
                 "then an administrator can map it in the config ([[pcsc.atr]], see "
@@ -16,7 +16,7 @@ SUPPORT_HINT = ("Send this report to the agent's support so the card can be adde
 
 
 def os_description() -> str:
-    return f"{platform.system()} {platform.release()} ({platform.machine()})"
+    return current_platform().description()
 
 
 def unknown_card_report(reader: str, atr: bytes, modules_tried: Iterable[str],

@@ -1,9 +1,10 @@
 """The daemon's PC/SC part: the watcher thread plus the event → key-store sync.
 
 ``start_pcsc`` returns None when PC/SC cannot be used at all (pyscard missing, or
-``[pcsc] enabled = false``).  Either way the runtime's slow token poll keeps running: it
-is what notices changes no reader reports, and the only notice while the smart card
-service is down (``status`` tells the tray so).
+``[pcsc] enabled = false``).  The runtime's slow token poll (agent/daemon/token_watch.py)
+runs for subscribed pages either way: it is what notices changes no reader reports.  For
+the tray it runs only while card events do not flow (no PC/SC, or its service down:
+``status`` tells the tray so); an idle agent with nobody connected polls nothing.
 """
 
 from __future__ import annotations

@@ -5,16 +5,14 @@ A wrong PIN or PUK, or a new PIN the token refused, opens the form again with th
 and the token's fresh state (so the last-try warning appears when it applies).  A blocked
 PIN (for a change), a blocked PUK, a token gone or a failing module end with a message.
 The forms are drawn through ``PinForms``, a port the desktop UI implements (the Qt UI
-process: agent/ui/process; the old Tk UI: ``TkPinForms`` below); either way they queue
-behind any site's dialog (one window at a time).
+process: agent/ui/process); they queue behind any site's dialog (one window at a time).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from agent.errors import UserCancelled, UserTimeout
 from agent.i18n import _
@@ -22,11 +20,6 @@ from agent.keystores.base import Secret
 from agent.keystores.pkcs11.pin_management import PinManagementError, PinProblem, PinState
 from agent.pinmgmt.texts import problem_text
 from agent.pinmgmt.use_case import ManagedToken, change_pin, unblock_pin
-
-if TYPE_CHECKING:
-    import tkinter
-
-    from agent.ui.tk import TkUI
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +49,8 @@ class PinForms(Protocol):
     async def show_message(self, title: str, text: str, *, error: bool) -> None: ...
 
 
-async def run(forms: PinForms | TkUI, item: ManagedToken, action: Action) -> bool:
+async def run(ui: PinForms, item: ManagedToken, action: Action) -> bool:
     """Show the form for ``action`` until done; True when the PIN was changed or set."""
-    from agent.ui.tk import TkUI  # no tkinter: that loads with the first Tk dialog
-
-    ui = TkPinForms(forms) if isinstance(forms, TkUI) else forms
     state, notice = item.state, None
     if action == "change" and state.pin.locked:
         await _result(ui, _("Change PIN"), problem_text(PinProblem.PIN_LOCKED, state), True)
@@ -102,45 +92,3 @@ async def _result(ui: PinForms, title: str, message: str, danger: bool) -> None:
     with contextlib.suppress(UserCancelled, UserTimeout):
         await ui.show_message(title, message, error=danger)
 
-
-class TkPinForms:
-    """``PinForms`` on the old in-process Tk UI (``[ui] backend = "tk"``)."""
-
-    def __init__(self, ui: TkUI) -> None:
-        self.ui = ui
-
-    async def ask_pin_change(self, item: ManagedToken, state: PinState,
-                             error: str | None) -> PinPair:
-        return await self._form(item, "change", state, error)
-
-    async def ask_pin_unblock(self, item: ManagedToken, state: PinState,
-                              error: str | None) -> PinPair:
-        return await self._form(item, "unblock", state, error)
-
-    async def _form(self, item: ManagedToken, action: Action, state: PinState,
-                    notice: str | None) -> PinPair:
-        from agent.ui.tk.pin_dialogs import ChangePinDialog, UnblockPinDialog
-        from agent.ui.tk.pin_dialogs import PinPair as TkPair
-
-        timeout, arming = self.ui.config.dialog_timeout, self.ui.config.arming_delay
-        kind = ChangePinDialog if action == "change" else UnblockPinDialog
-
-        def build(root: tkinter.Tk, future: concurrent.futures.Future[TkPair]
-                  ) -> ChangePinDialog | UnblockPinDialog:
-            return kind(root, future, item.name, state, timeout, notice=notice,
-                        arming_delay=arming)
-
-        answer = await self.ui._show(build)  # the UI's queue: one window at a time
-        return PinPair(answer.first, answer.new)
-
-    async def show_message(self, title: str, text: str, *, error: bool) -> None:
-        from agent.ui.tk.pin_dialogs import PinResultDialog
-
-        timeout, arming = self.ui.config.dialog_timeout, self.ui.config.arming_delay
-
-        def build(root: tkinter.Tk, future: concurrent.futures.Future[None]
-                  ) -> PinResultDialog:
-            return PinResultDialog(root, future, title, text, timeout, danger=error,
-                                   arming_delay=arming)
-
-        await self.ui._show(build)

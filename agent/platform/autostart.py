@@ -1,4 +1,6 @@
-"""Start at login, as the XDG Autostart specification has it (`imza-agent autostart`).
+"""Start at login (`imza-agent autostart`): ``status``/``set_enabled`` ask the platform
+(``agent.platform.current().autostart``: the Windows ``Run`` key, a macOS LaunchAgent);
+the rest of this module is Linux's, the XDG Autostart specification's way.
 
 The package installs a system-wide entry, ``/etc/xdg/autostart/imza-agent.desktop``; a
 pip or source install has none. The session manager reads the entry with this file name
@@ -18,11 +20,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from agent.i18n import _
+from agent.platform.base import AutostartStatus
 
 FILE_NAME = "imza-agent.desktop"
 DEFAULT_CONFIG_DIRS = "/etc/xdg"
@@ -33,15 +35,7 @@ EXIT_USAGE = 2
 Scope = Literal["user", "system"]
 
 
-@dataclass(frozen=True)
-class Status:
-    enabled: bool
-    file: Path | None  # the entry that decides; None: there is no entry at all
-    scope: Scope | None
-
-    def to_json(self) -> dict[str, object]:
-        return {"enabled": self.enabled, "file": str(self.file) if self.file else None,
-                "scope": self.scope}
+Status = AutostartStatus  # one status type for every platform's autostart
 
 
 # --- where the entries are ----------------------------------------------------------------
@@ -99,7 +93,7 @@ def starts(path: Path) -> bool:
             and entry.get("X-GNOME-Autostart-enabled", "").lower() != "false")
 
 
-def status(env: Mapping[str, str] | None = None) -> Status:
+def xdg_status(env: Mapping[str, str] | None = None) -> Status:
     user = user_file(env)
     if user.exists():
         return Status(starts(user), user, "user")
@@ -107,6 +101,13 @@ def status(env: Mapping[str, str] | None = None) -> Status:
     if system is not None:
         return Status(starts(system), system, "system")
     return Status(False, None, None)
+
+
+def status(env: Mapping[str, str] | None = None) -> Status:
+    """This platform's start-at-login state (Linux: the XDG entries above)."""
+    from agent.platform import current
+
+    return current().autostart(env).status()
 
 
 def enabled(env: Mapping[str, str] | None = None) -> bool:
@@ -133,8 +134,11 @@ def exec_line(argv: Sequence[str]) -> str:
 
 
 def agent_command(env: Mapping[str, str] | None = None) -> list[str]:
-    """How a login session starts this agent: the ``imza-agent`` on PATH, else this very
-    interpreter and package (a venv or source install)."""
+    """How a login session starts this agent: a frozen build's own executable, the
+    ``imza-agent`` on PATH, else this very interpreter and package (a venv or source
+    install)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "run"]
     found = shutil.which("imza-agent", path=_env(env).get("PATH"))
     return [found, "run"] if found else [sys.executable, "-m", "agent.cli", "run"]
 
@@ -167,7 +171,15 @@ def _write(path: Path, text: str) -> None:
 
 
 def set_enabled(on: bool, env: Mapping[str, str] | None = None) -> Status:
-    """Turn start at login on or off for this user; returns the new status.
+    """Turn start at login on or off for this user, the platform's way; the new status.
+    Raises ``OSError`` when it cannot be changed."""
+    from agent.platform import current
+
+    return current().autostart(env).set_enabled(on)
+
+
+def xdg_set_enabled(on: bool, env: Mapping[str, str] | None = None) -> Status:
+    """Turn the XDG entry on or off for this user; returns the new status.
     Raises ``OSError`` when the user's autostart directory cannot be changed."""
     user = user_file(env)
     system = system_file(env)
@@ -190,7 +202,7 @@ def set_enabled(on: bool, env: Mapping[str, str] | None = None) -> Status:
         _write(user, _entry_text(entry.get("Name") or "imza-agent",
                                  entry.get("Exec") or exec_line(agent_command(env)),
                                  hidden=True))
-    return status(env)
+    return xdg_status(env)
 
 
 # --- imza-agent autostart on|off|status [--json] ---------------------------------------------

@@ -2,7 +2,9 @@
 
 A browser starts a native messaging host only when a manifest named after the host sits in
 its per-user directory and allows the calling extension. This module writes those manifests
-and the launcher script they point at; the host itself is ``agent/transport/native_host.py``.
+and the launcher script they point at (on Windows also the registry keys naming them,
+through ``agent.platform.current().native_messaging``); the host itself is
+``agent/transport/native_host.py``.
 """
 
 from __future__ import annotations
@@ -10,39 +12,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agent.paths import data_dir
+from agent.platform import current
+from agent.platform.base import NativeMessagingRegistrar
+from agent.platform.manifest_dirs import HOST_NAME, DirectoryRegistrar
 
-HOST_NAME = "az.imza.agent"
+__all__ = ["CHROMIUM_EXTENSION_ID", "FIREFOX_EXTENSION_ID", "HOST_NAME", "host_manifest",
+           "install", "launcher_command", "write_launcher"]
+
 DESCRIPTION = "imza-agent: e-signature with USB tokens and smart cards"
 # The extension's ID in Chromium-family browsers, fixed by the "key" in its manifest
 # (tests/e2e/test_browser.py checks the two agree), and its Firefox add-on ID.
 CHROMIUM_EXTENSION_ID = "ajnfmipgaekhgddmadkchgoigmjfbhha"
 FIREFOX_EXTENSION_ID = "imza-agent@imza.az"
-BROWSERS = ("chrome", "chromium", "edge", "firefox")
 # Environment variables the launcher keeps, so the browser-started host finds the same
 # agent as the shell that installed it (tests, portable installs).
 KEPT_ENV = ("IMZA_AGENT_HOME", "IMZA_AGENT_SYSTEM_POLICY", "SOFTHSM2_CONF")
-
-
-def manifest_dirs(home: Path) -> dict[str, Path]:
-    """Per-user native messaging host directories (Linux and macOS)."""
-    if sys.platform == "darwin":
-        base = home / "Library" / "Application Support"
-        return {"chrome": base / "Google/Chrome/NativeMessagingHosts",
-                "chromium": base / "Chromium/NativeMessagingHosts",
-                "edge": base / "Microsoft Edge/NativeMessagingHosts",
-                "firefox": base / "Mozilla/NativeMessagingHosts"}
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    return {"chrome": config / "google-chrome/NativeMessagingHosts",
-            "chromium": config / "chromium/NativeMessagingHosts",
-            "edge": config / "microsoft-edge/NativeMessagingHosts",
-            "firefox": home / ".mozilla/native-messaging-hosts"}
 
 
 def host_manifest(browser: str, launcher: Path, extension_ids: Sequence[str]) -> dict[str, Any]:
@@ -55,29 +45,34 @@ def host_manifest(browser: str, launcher: Path, extension_ids: Sequence[str]) ->
     return manifest
 
 
-def write_launcher(path: Path, config_path: Path | None) -> Path:
-    """A script the browser can execute without arguments of ours: it runs this
-    interpreter's `imza-agent native-host` with the environment it was installed with."""
-    lines = ["#!/bin/sh"]
-    for name in KEPT_ENV:
-        value = os.environ.get(name)
-        if value:
-            lines.append(f"export {name}={shlex.quote(value)}")
-    command = [sys.executable, "-m", "agent.cli"]
+def launcher_command(config_path: Path | None) -> list[str]:
+    """This interpreter's `imza-agent` (a frozen build: the executable itself)."""
+    frozen = bool(getattr(sys, "frozen", False))
+    command = [sys.executable] if frozen else [sys.executable, "-m", "agent.cli"]
     if config_path is not None:
         command += ["--config", str(config_path.resolve())]
-    lines.append(f'exec {shlex.join(command)} native-host "$@"')
+    return [*command, "native-host"]
+
+
+def write_launcher(path: Path, config_path: Path | None,
+                   registrar: NativeMessagingRegistrar | None = None) -> Path:
+    """A script the browser can execute without arguments of ours: it runs this
+    interpreter's `imza-agent native-host` with the environment it was installed with."""
+    registrar = registrar or current().native_messaging(Path.home())
+    env = {name: value for name in KEPT_ENV if (value := os.environ.get(name))}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(registrar.launcher_text(env, launcher_command(config_path)),
+                    encoding="utf-8", newline="")
     path.chmod(0o755)
     return path
 
 
 def install(argv: Sequence[str], config_path: Path | None) -> int:
+    registrar: NativeMessagingRegistrar = current().native_messaging(Path.home())
     parser = argparse.ArgumentParser(
         prog="imza-agent native-host install",
         description="Register the native messaging host for the browser extension.")
-    parser.add_argument("--browser", action="append", choices=list(BROWSERS),
+    parser.add_argument("--browser", action="append", choices=list(registrar.browsers),
                         help="only these browsers (default: all)")
     parser.add_argument("--extension-id", action="append", default=[],
                         help="allowed Chromium extension ID (default: the published one)")
@@ -88,28 +83,31 @@ def install(argv: Sequence[str], config_path: Path | None) -> int:
                              "(e.g. <user-data-dir>/NativeMessagingHosts)")
     parser.add_argument("--print", dest="print_only", action="store_true",
                         help="print the manifests instead of writing them")
+    parser.add_argument("--remove", action="store_true",
+                        help="unregister the host from these browsers instead")
     args = parser.parse_args(argv)
 
-    launcher = data_dir() / "native-host.sh"
+    if args.target_dir is not None:
+        registrar = DirectoryRegistrar({"chromium": args.target_dir})
+    browsers = list(args.browser or registrar.browsers)
+    if args.remove:
+        for reg in registrar.unregister(browsers):
+            print(f"{reg.browser}: removed {reg.registry_key or reg.manifest}")
+        return 0
+    launcher = data_dir() / registrar.launcher_name()
     if not args.print_only:
-        write_launcher(launcher, config_path)
+        write_launcher(launcher, config_path, registrar)
     chromium_ids = args.extension_id or [CHROMIUM_EXTENSION_ID]
     firefox_ids = args.firefox_id or [FIREFOX_EXTENSION_ID]
-    if args.target_dir is not None:
-        targets = {"chromium": args.target_dir}
-    else:
-        dirs = manifest_dirs(Path.home())
-        targets = {b: dirs[b] for b in (args.browser or dirs)}
-    for browser, directory in targets.items():
-        ids = firefox_ids if browser == "firefox" else chromium_ids
-        text = json.dumps(host_manifest(browser, launcher, ids), indent=2) + "\n"
-        if args.print_only:
-            print(f"# {directory / (HOST_NAME + '.json')}\n{text}")
-            continue
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"{HOST_NAME}.json").write_text(text, encoding="utf-8")
-        print(f"{browser}: {directory / (HOST_NAME + '.json')}")
-    if sys.platform == "win32":  # pragma: no cover - the Windows installer's job
-        print("On Windows the manifest is registered under HKCU\\Software\\Google\\Chrome\\"
-              f"NativeMessagingHosts\\{HOST_NAME} by the installer.")
+    manifests = {b: json.dumps(host_manifest(b, launcher, firefox_ids if b == "firefox"
+                                             else chromium_ids), indent=2) + "\n"
+                 for b in browsers}
+    if args.print_only:
+        for reg in registrar.planned(browsers):
+            key = f" ({reg.registry_key})" if reg.registry_key else ""
+            print(f"# {reg.manifest}{key}\n{manifests[reg.browser]}")
+        return 0
+    for reg in registrar.register(browsers, manifests):
+        key = f" ← {reg.registry_key}" if reg.registry_key else ""
+        print(f"{reg.browser}: {reg.manifest}{key}")
     return 0

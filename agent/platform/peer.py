@@ -12,8 +12,9 @@ tells is behind ``PeerLookup``:
 - Linux: ``/proc/net/tcp`` and ``/proc/net/tcp6`` list every socket of the network
   namespace with its owner's uid.  The client's row is the one whose local address is
   the peer address we see and whose remote address is our own listening side.
-- Windows (``GetExtendedTcpTable`` → owning PID → token) and macOS (``proc_pidfdinfo``)
-  are the platform issue's; until then ``peer_uid`` answers None there.
+- Windows: ``GetExtendedTcpTable`` → owning PID → its token's user SID and session
+  (``agent/platform/windows/peer.py``); macOS: a libproc walk behind a seam
+  (``agent/platform/macos/peer.py``). ``agent.platform.current().peer_check()`` picks one.
 
 Callers decide what "unknown" means: ``can_check_peers()`` says whether this platform
 has a lookup at all, and ``same_user`` is False whenever the answer is unknown, so a
@@ -25,9 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import struct
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,21 +134,20 @@ def _unmapped(address: IPAddress) -> IPAddress:
 # --- the platform's lookup ------------------------------------------------------------------
 
 def platform_lookup() -> PeerLookup | None:
-    """This OS's lookup, or None where none is implemented yet (Windows, macOS)."""
-    system = sys.platform  # a variable: mypy would otherwise drop the other branch
-    if system.startswith("linux"):
-        lookup = ProcNetTcp()
-        return lookup if lookup.available() else None
-    return None
+    """The /proc lookup where /proc/net/tcp exists (Linux), else None."""
+    lookup = ProcNetTcp()
+    return lookup if lookup.available() else None
 
 
 def can_check_peers() -> bool:
     """True when this platform can tell who owns a loopback client socket."""
-    return platform_lookup() is not None
+    from agent.platform import current
+
+    return current().peer_check() is not None
 
 
 def peer_uid(local: Sequence[Any], remote: Sequence[Any]) -> int | None:
-    """The uid owning the client end of an accepted loopback connection.
+    """The uid owning the client end of an accepted loopback connection (Linux).
 
     ``local`` is our side (``getsockname()`` of the accepted socket), ``remote`` the
     client's (``getpeername()``).  None when the platform cannot tell or no live socket
@@ -165,8 +163,9 @@ def peer_uid(local: Sequence[Any], remote: Sequence[Any]) -> int | None:
 
 
 def same_user(local: Sequence[Any], remote: Sequence[Any]) -> bool:
-    """True only when the client's socket is known to belong to the user running us;
-    unknown is False (see the module docstring for the unsupported-platform case)."""
-    if not hasattr(os, "getuid"):
-        return False
-    return peer_uid(local, remote) == os.getuid()
+    """True only when the client's socket is known to belong to the user running us (on
+    Windows: and to this logon session); unknown is False (see the module docstring)."""
+    from agent.platform import current
+
+    check = current().peer_check()
+    return check is not None and check.same_user(local, remote)

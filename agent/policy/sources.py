@@ -4,7 +4,6 @@ and the user's own grants (see docs/policy.md for the formats)."""
 from __future__ import annotations
 
 import os
-import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,13 +81,9 @@ def system_policy_path() -> Path:
     override = os.environ.get(SYSTEM_POLICY_ENV)
     if override:
         return Path(override)
-    if sys.platform == "win32":
-        # os.environ is case-insensitive on Windows, so this finds %ProgramData%.
-        base = os.environ.get("PROGRAMDATA") or r"C:\ProgramData"
-        return Path(base) / "imza-agent" / "policy.toml"
-    if sys.platform == "darwin":
-        return Path("/Library/Application Support/imza-agent/policy.toml")
-    return Path("/etc/imza-agent/policy.toml")
+    from agent.platform import current
+
+    return current().system_policy_file()
 
 
 def load_system_policy(path: Path | None = None) -> PolicyFile:
@@ -97,13 +92,21 @@ def load_system_policy(path: Path | None = None) -> PolicyFile:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return PolicyFile(path=path)
+        return _with_os_policy(PolicyFile(path=path))
     except (OSError, UnicodeDecodeError) as exc:
         detail = getattr(exc, "strerror", None) or str(exc)
         raise PolicyError(f"cannot read {path}: {detail}") from None
     parsed = parse_policy(text, str(path), "system")
-    return PolicyFile(parsed.allow, parsed.block, parsed.locked, parsed.remove_defaults,
-                      parsed.remove_default, parsed.plain_websocket, path)
+    return _with_os_policy(PolicyFile(parsed.allow, parsed.block, parsed.locked,
+                                      parsed.remove_defaults, parsed.remove_default,
+                                      parsed.plain_websocket, path))
+
+
+def _with_os_policy(policy: PolicyFile) -> PolicyFile:
+    """What the OS's own policy store adds (Windows: Group Policy's registry keys)."""
+    from agent.platform import current
+
+    return current().admin_policy(policy)
 
 
 def _allow_rules(entries: object, source: str) -> list[Rule]:

@@ -319,3 +319,10 @@ class AuthLoginParams(WireModel):
     def challenge_bytes(self) -> bytes:
         """imza-auth:1 signs the decoded challenge (docs/protocol.md, "auth.login")."""
         return _imza_challenge(self.challenge)
+
+
+# The methods that carry a document, and the wire name of the member that holds it. Their
+# frames may be as large as ``[server] max_document_frame_bytes``; every other method's
+# are bounded by ``max_frame_bytes``; the document's decoded size by ``max_document_bytes``
+# (agent/transport/document_frames.py).
+DOCUMENT_FIELDS: dict[str, str] = {"sign.pdf": "pdf", "sign.cms": "data"}

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from agent.config import ServerConfig
 from agent.errors import TooLarge
+from agent.platform import current as current_platform
 from agent.protocol import jsonrpc
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.transport.admission import Admission, Admitted, Attempt
@@ -112,13 +113,8 @@ class LocalSocketTransport:
             if await _is_alive(self.path):
                 raise OSError(f"another agent is serving {self.path}")
             self.path.unlink()
-        old_umask = os.umask(0o177)  # the socket is created 0600, never briefly wider
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=2**16)
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, 0o600)
+        # The platform's endpoint: a 0600 Unix socket, or Windows' per-user named pipe.
+        self._server = await current_platform().relay().listen(self.path, self._serve, 2**16)
 
     async def close(self) -> None:
         if self._server is None:

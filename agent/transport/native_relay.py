@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import TooLarge
+from agent.platform import current as current_platform
 from agent.protocol import jsonrpc
 from agent.transport.local import HEADER, FrameTooLarge, encode_frame, read_frame
 
@@ -140,13 +141,15 @@ class Relay:
                                        "reason": reason, "detail": detail})
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # The platform's endpoint: the Unix socket, or Windows' per-user named pipe.
+        endpoint = current_platform().relay()
         try:
-            return await asyncio.open_unix_connection(str(self.socket_path), limit=2**16)
+            return await endpoint.connect(self.socket_path, 2**16)
         except OSError:
             if self.ensure_daemon is None:
                 raise
         await self.ensure_daemon()
-        return await asyncio.open_unix_connection(str(self.socket_path), limit=2**16)
+        return await endpoint.connect(self.socket_path, 2**16)
 
     async def _pump_out(self, link: _Link, writer: asyncio.StreamWriter) -> None:
         """Page → daemon, in order; None (the page closed) ends the daemon connection."""

@@ -2,9 +2,15 @@
 
 Before a frame is parsed it must pass, cheapest check first: the frame size (small until
 the origin holds a grant), the per-connection cap on requests in flight, the origin's
-request rate, the site's byte rate, and the site's and the agent's caps on pending requests
-and on the frame bytes they hold. A refused frame is answered RATE_LIMITED without being
-parsed: its ``id`` is read from the frame's first few hundred characters only.
+request rate, the site's byte rate, the size of a frame that carries no document (large
+frames are for the document methods only), and the site's and the agent's caps on pending
+requests and on the frame bytes they hold. A refused frame is answered RATE_LIMITED (or
+TOO_LARGE) without being parsed: its ``id`` (and ``method``) are read from the frame's first
+few hundred characters only.
+
+A document method's document is checked against its own limit and decoded once, right after
+parsing (agent/transport/document_frames.py); after a large frame the allocator is asked to
+return its free memory (agent/transport/heap.py).
 
 Parsing itself is cheap for ordinary requests and runs inline; a frame that may be costly
 (large, or with many values) is parsed and validated in a worker process, because the JSON
@@ -30,12 +36,15 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from agent.errors import InternalError, RateLimited
+from agent.errors import InternalError, RateLimited, TooLarge
 from agent.limits import PendingLedger, PendingLimits, RateLimiter
 from agent.policy.site import site_of
 from agent.protocol import jsonrpc
 from agent.protocol.catalog import METHODS
 from agent.protocol.dispatch import CallContext, Dispatcher
+from agent.protocol.params import DOCUMENT_FIELDS
+from agent.transport.document_frames import prepare_document, too_large
+from agent.transport.heap import TRIM_AFTER_BYTES, release_free_memory
 
 log = logging.getLogger("imza_agent.transport")
 
@@ -53,6 +62,10 @@ class ServerSettings(Protocol):
     def max_frame_bytes(self) -> int: ...
     @property
     def max_frame_bytes_ungranted(self) -> int: ...
+    @property
+    def max_document_frame_bytes(self) -> int: ...
+    @property
+    def max_document_bytes(self) -> int: ...
     @property
     def rate_per_second(self) -> float: ...
     @property
@@ -95,9 +108,11 @@ class SessionLimits:
     bytes: RateLimiter  # per site
     pending: PendingLedger  # per site and overall
     parser: FrameParser
-    max_frame_bytes: int
+    max_frame_bytes: int  # granted, methods without a document
     max_frame_bytes_ungranted: int
     max_in_flight: int  # per connection
+    max_document_frame_bytes: int = 0  # granted, document methods; 0: max_frame_bytes
+    max_document_bytes: int = 2**62  # decoded
     has_grant: GrantCheck = _no_grant
     clock: Callable[[], float] | None = None
 
@@ -114,13 +129,19 @@ class SessionLimits:
             parser=parser or FrameParser(),
             max_frame_bytes=s.max_frame_bytes,
             max_frame_bytes_ungranted=min(s.max_frame_bytes_ungranted, s.max_frame_bytes),
-            max_in_flight=s.max_requests_in_flight, has_grant=has_grant, clock=clock)
+            max_in_flight=s.max_requests_in_flight,
+            max_document_frame_bytes=s.max_document_frame_bytes,
+            max_document_bytes=s.max_document_bytes, has_grant=has_grant, clock=clock)
 
     def frame_limit(self, origin: str, ctx: CallContext | None = None) -> int:
         return self.limit_for(self.has_grant(origin, ctx))
 
     def limit_for(self, granted: bool) -> int:
-        return self.max_frame_bytes if granted else self.max_frame_bytes_ungranted
+        """The largest frame the transport reads: with a grant, a document method's (a
+        larger frame of another method is then answered TOO_LARGE by the session)."""
+        if not granted:
+            return self.max_frame_bytes_ungranted
+        return max(self.max_frame_bytes, self.max_document_frame_bytes)
 
     def now(self) -> float:
         return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
@@ -156,6 +177,12 @@ class FrameSession:
             refusal = RateLimited.default_message
         elif not limits.bytes.allow(self.site, now, size):
             refusal = "too much data from this site; try again later"
+        elif size > limits.max_frame_bytes and not _is_document_method(text):
+            # Large frames are read for the document methods only; this one is answered,
+            # unparsed, and the connection stays open.
+            await self.send_quietly(too_large(peek_id(text), limits.max_frame_bytes,
+                                              "the frame"))
+            return
         else:
             refusal = limits.pending.reserve(self.site, size, granted=self.granted)
         if refusal is not None:
@@ -170,6 +197,10 @@ class FrameSession:
         try:
             message = await self._limits.parser.parse(text)
             del text  # the parsed request is all that is needed from here on
+            if isinstance(message, jsonrpc.Request):
+                refused = prepare_document(message, self._limits.max_document_bytes)
+                if refused is not None:
+                    message = jsonrpc.ErrorReply(TOO_LARGE_CODE, refused)
             if isinstance(message, jsonrpc.ErrorReply):
                 log.debug("refused a frame from %s: code %d", self.ctx.origin, message.code)
                 reply: str | None = message.text
@@ -178,10 +209,13 @@ class FrameSession:
             else:
                 reply = await self.dispatcher.handle_request(self.ctx, message)
             self._refresh_frame_limit()
+            del message  # the document's bytes, once the request is answered
             if reply is not None:
                 await self.send_quietly(reply)
         finally:
             self._limits.pending.release(self.site, size)
+            if size >= TRIM_AFTER_BYTES:
+                release_free_memory()
 
     def _refresh_frame_limit(self) -> None:
         """After each answer: a grant given meanwhile (e.g. "allow once") admits large
@@ -209,12 +243,20 @@ class FrameSession:
 PEEK_CHARS = 512  # ids are at most 256 characters; the SDK writes "id" second
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+TOO_LARGE_CODE = TooLarge.code
 
 
 def peek_id(text: str) -> jsonrpc.JsonRpcId | None:
     """The frame's top-level ``id`` if it lies within the first ``PEEK_CHARS`` characters,
-    else None. Reads the top-level members in order and stops at anything unexpected, so
-    the cost is bounded whatever the frame holds."""
+    else None."""
+    value = peek_member(text, "id")
+    return value if isinstance(value, str | int) and _plausible_id(value) else None
+
+
+def peek_member(text: str, name: str) -> object:
+    """The frame's top-level member ``name`` if it lies within the first ``PEEK_CHARS``
+    characters, else None. Reads the top-level members in order and stops at anything
+    unexpected, so the cost is bounded whatever the frame holds."""
     head = text[:PEEK_CHARS]
 
     def skip(i: int) -> int:
@@ -232,14 +274,19 @@ def peek_id(text: str) -> jsonrpc.JsonRpcId | None:
             if not isinstance(key, str) or head[i:i + 1] != ":":
                 return None
             value, i = _DECODER.raw_decode(head, skip(i + 1))
-            if key == "id":
-                return value if _plausible_id(value) else None
+            if key == name:
+                return value
             i = skip(i)
             if head[i:i + 1] != ",":
                 return None
             i = skip(i + 1)
     except (ValueError, RecursionError):  # a value cut off by the peek, or not JSON
         return None
+
+
+def _is_document_method(text: str) -> bool:
+    method = peek_member(text, "method")
+    return isinstance(method, str) and method in DOCUMENT_FIELDS
 
 
 def _plausible_id(value: object) -> bool:
@@ -264,7 +311,13 @@ EXTRA_MEMBERS_MARGIN = 8
 
 
 def is_costly(text: str) -> bool:
-    return len(text) >= OFF_LOOP_CHARS or text.count(",") >= OFF_LOOP_COMMAS
+    """Whether to parse in the worker. A document method's frame with few values is
+    parsed inline however long: the JSON parser goes through one long string at several
+    hundred MB/s, while the worker would cost two more copies of the frame (there and
+    back) and the daemon's memory for them."""
+    if len(text) < OFF_LOOP_CHARS:
+        return text.count(",") >= OFF_LOOP_COMMAS
+    return text.count(",") >= OFF_LOOP_COMMAS or not _is_document_method(text)
 
 
 def parse_checked(text: str) -> jsonrpc.Request | jsonrpc.Notification | jsonrpc.ErrorReply:

@@ -15,7 +15,9 @@ logs one line, serves the rest, and ``unavailable`` says why (for runtime.json, 
 the tray).
 
 A frame's size limit is set per connection on the WebSocket parser, so a frame over it is
-never buffered: small until the origin holds a grant, ``max_frame_bytes`` afterwards.
+never buffered: small until the origin holds a grant, afterwards the document methods' limit
+(``max_document_frame_bytes``; the session answers a larger frame of any other method
+TOO_LARGE against ``max_frame_bytes``).
 """
 
 from __future__ import annotations
@@ -215,6 +217,9 @@ class WebSocketTransport:
                     await conn.close(1003, "binary frames are not accepted")
                     break
                 await session.submit(message)
+                # Not held until the next frame arrives: a document's frame is large, and
+                # the session keeps what it needs.
+                del message
         except OversizedFrame:
             await conn.close(1009, "frame too big")
         except ConnectionClosed:

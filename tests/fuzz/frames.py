@@ -86,6 +86,8 @@ def valid_requests(handle: str = "h-unknown") -> list[dict[str, Any]]:
                       "stamp": {"page": 1, "box": [10, 10, 200, 60], "text": "ok"}}),
         ("sign.xml", {"handle": handle, "xml": xml, "level": "B-B", "mode": "enveloped"}),
         ("auth.login", {"challenge": _CHALLENGE}),
+        ("auth.login", {"challenge": base64.b64encode(bytes(range(32))).decode(),
+                        "format": "web-eid:1.0"}),
     ]
     return [{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
             for i, (m, p) in enumerate(calls, start=1)]

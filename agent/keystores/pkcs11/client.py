@@ -71,7 +71,9 @@ class WorkerClient:
     async def call(self, op: str, args: dict[str, Any], timeout: float) -> Any:
         async with self._lock:
             try:
-                return await asyncio.wait_for(self._call(op, args), timeout)
+                # asyncio.timeout, not wait_for: no extra task and loop turn per call.
+                async with asyncio.timeout(timeout):
+                    return await self._call(op, args)
             except TimeoutError:
                 log.warning("PKCS#11 module %s did not answer %s in %.1f s; killing its worker",
                             self.module, op, timeout)

@@ -9,7 +9,6 @@ first, and one file reached by two paths (symlinks) is loaded once.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -120,11 +119,10 @@ class ModuleCandidate:
 
 
 def current_os() -> str:
-    if sys.platform == "win32":
-        return "windows"
-    if sys.platform == "darwin":
-        return "darwin"
-    return "linux"
+    """This OS's key in ``KNOWN_MODULES`` (the platform layer knows which)."""
+    from agent.platform import current
+
+    return current().pkcs11_table
 
 
 def known_modules(os_name: str | None = None) -> list[tuple[str, Path]]:

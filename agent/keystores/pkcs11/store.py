@@ -8,6 +8,7 @@ Certificates are cached per token until the token disappears or changes identity
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -150,6 +151,12 @@ class Pkcs11Store:
 
     # --- listing ------------------------------------------------------------------------------
 
+    async def current_token(self, token_id: str) -> TokenInfo:
+        """One token as it is now (its PIN state read now), or TOKEN_NOT_PRESENT:
+        what resolving a handle needs on every request, without listing every slot."""
+        item = await self._call("token", {"token_id": token_id}, token_id=token_id)
+        return self._token_info(item)
+
     async def tokens(self) -> list[TokenInfo]:
         found = [self._token_info(item) for item in await self._call("tokens", {})]
         current = {token.token_id: _identity(token) for token in found}
@@ -183,14 +190,14 @@ class Pkcs11Store:
     async def reinitialize(self) -> None:
         """Unload the module; the next call loads it afresh (``C_Initialize``).  For
         modules that read their slots only at start, after a card came or went."""
-        self._cache.clear()
+        self.invalidate()
         await self.worker.close()
 
     def token_pulled(self) -> None:
         """The card was pulled while a call hangs in the module: end that call, which
         then fails with TOKEN_NOT_PRESENT, and forget the cached certificates."""
         self._pulls += 1
-        self._cache.clear()
+        self.invalidate()
         self.worker.abort()
 
     async def certificates(self, token: TokenInfo) -> list[CertificateEntry]:
@@ -261,27 +268,61 @@ class Pkcs11Store:
         """Sign hashes with one key, up to SIGN_CHUNK per worker call: one key lookup per
         chunk instead of per hash, and each call stays well inside the call timeout even
         on a slow card."""
+        self._check_key(key, digests, mechanism)
+        credential_args, timeout = self._credential_args(credential)
+        signatures: list[bytes] = []
+        for start in range(0, len(digests), SIGN_CHUNK):
+            call = self._sign_args(key, digests[start:start + SIGN_CHUNK], mechanism)
+            answer = await self._call("sign", {**call, **credential_args}, timeout=timeout,
+                                      token_id=key.token_id)
+            signatures += _signatures(answer, mechanism)
+        return signatures
+
+    async def login_sign_logout(self, token: TokenInfo, key: KeyRef, digests: Sequence[bytes],
+                                mechanism: SignMechanism, credential: Credential) -> list[bytes]:
+        """``login``, ``sign_many`` and ``logout`` with one worker call for up to
+        SIGN_CHUNK hashes (the worker's ``login_sign_logout``).  The token is logged out
+        afterwards whatever happens.  Raises what ``login`` and ``sign_many`` raise."""
+        self._check_token(token)
+        if key.token_id != token.token_id:
+            raise InvalidHandle("the key is on another token")
+        self._check_key(key, digests, mechanism)
+        credential_args, timeout = self._credential_args(credential)
+        if not credential_args:
+            raise Unsupported("unknown kind of credential")
+        first = self._sign_args(key, digests[:SIGN_CHUNK], mechanism)
+        more = len(digests) > SIGN_CHUNK
+        answer = await self._call(
+            "login_sign_logout", {**first, **credential_args, "stay_logged_in": more},
+            timeout=timeout, token_id=key.token_id)
+        signatures = _signatures(answer, mechanism)
+        if not more:
+            return signatures
+        try:
+            # The PIN goes along again only for a key that asks for it per signature.
+            per_op = credential if answer.get("pin_per_signature") else None
+            signatures += await self.sign_many(key, digests[SIGN_CHUNK:], mechanism, per_op)
+        finally:
+            with contextlib.suppress(AgentError):  # a dead worker or pulled token: logged out
+                await self.logout(token)
+        return signatures
+
+    def _check_key(self, key: KeyRef, digests: Sequence[bytes],
+                   mechanism: SignMechanism) -> None:
         if key.store_id != self.store_id:
             raise InvalidHandle("the key belongs to another store")
         mechanisms.scheme_fits_key(mechanism.scheme, key.key_type)
         for digest in digests:
             mechanisms.check_digest(mechanism.hash_algorithm, digest)
-        credential_args, timeout = self._credential_args(credential)
-        args: dict[str, Any] = {"token_id": key.token_id,
-                                "key_id": b64(bytes.fromhex(key.key_id)),
-                                **self._public_key_hint(key), **credential_args}
-        signatures: list[bytes] = []
-        for start in range(0, len(digests), SIGN_CHUNK):
-            chunk = [_mechanism_args(mechanism, d) for d in digests[start:start + SIGN_CHUNK]]
-            call = {**args, **{k: v for k, v in chunk[0].items() if k != "data"},
-                    "data_list": [item["data"] for item in chunk]}
-            answer = await self._call("sign", call, timeout=timeout, token_id=key.token_id)
-            for raw in answer["signatures"]:
-                signature = unb64(raw) or b""
-                if mechanism.scheme is Scheme.ECDSA:
-                    signature = mechanisms.encode_ecdsa(signature, mechanism.ecdsa_encoding)
-                signatures.append(signature)
-        return signatures
+
+    def _sign_args(self, key: KeyRef, digests: Sequence[bytes],
+                   mechanism: SignMechanism) -> dict[str, Any]:
+        """A ``sign`` request for one chunk, without the credential."""
+        chunk = [_mechanism_args(mechanism, d) for d in digests]
+        return {"token_id": key.token_id, "key_id": _key_id_b64(key.key_id),
+                **self._public_key_hint(key),
+                **{k: v for k, v in chunk[0].items() if k != "data"},
+                "data_list": [item["data"] for item in chunk]}
 
     def _public_key_hint(self, key: KeyRef) -> dict[str, Any]:
         """The certificate's public key, so the worker can find the private key by it when
@@ -328,6 +369,18 @@ def _public_key_hint_of(der: bytes) -> tuple[tuple[str, str | None], ...]:
     than the token's own P-256 signature (see docs/performance.md)."""
     numbers = public_key_numbers(x509.load_der_x509_certificate(der))
     return ("modulus", b64(numbers.modulus)), ("ec_point", b64(numbers.ec_point))
+
+
+@lru_cache(maxsize=64)
+def _key_id_b64(key_id_hex: str) -> str | None:
+    return b64(bytes.fromhex(key_id_hex))
+
+
+def _signatures(answer: dict[str, Any], mechanism: SignMechanism) -> list[bytes]:
+    signatures = [unb64(raw) or b"" for raw in answer["signatures"]]
+    if mechanism.scheme is Scheme.ECDSA:
+        signatures = [mechanisms.encode_ecdsa(s, mechanism.ecdsa_encoding) for s in signatures]
+    return signatures
 
 
 def _key_objects(items: list[dict[str, Any]]) -> list[KeyObject]:

@@ -31,6 +31,7 @@ from pkcs11 import exceptions as p11x
 
 from agent.keystores.pkcs11.modules import signs_in_one_call
 from agent.keystores.pkcs11.wire import b64, unb64
+from agent.platform import current as current_platform
 
 CKF_TOKEN_INITIALIZED = 0x400
 CKF_HW_SLOT = 0x4  # CK_SLOT_INFO: a reader, not a software token
@@ -86,7 +87,7 @@ class _CkVersion(ctypes.Structure):
 
 
 # Cryptoki structs are byte-packed on Windows and naturally aligned elsewhere.
-_PACK = {"_pack_": 1} if sys.platform == "win32" else {}
+_PACK = {"_pack_": pack} if (pack := current_platform().pkcs11_pack) else {}
 
 _CkTokenInfo = type("_CkTokenInfo", (ctypes.Structure,), {**_PACK, "_fields_": (
         ("label", ctypes.c_ubyte * 32), ("manufacturerID", ctypes.c_ubyte * 32),
@@ -304,6 +305,12 @@ def _text(value: str | bytes | None) -> str:
     return value.strip(" \x00")
 
 
+def _token_id(token: Any) -> str:
+    """How the parent names a token: "manufacturer/serial", or the label without a serial."""
+    serial = _text(token.serial)
+    return f"{_text(token.manufacturer_id)}/{serial}" if serial else _text(token.label)
+
+
 class LoadedModule:
     """The module, its logged-in sessions (one per token) and the request dispatcher."""
 
@@ -313,10 +320,17 @@ class LoadedModule:
         self.raw = raw
         self.sessions: dict[str, Any] = {}
         self._known_slots: dict[int, Any] = {}  # slot id → python-pkcs11 Slot, see _slots
+        # Where each token was last found and what its slot offers: enumerating every slot
+        # and its mechanisms on each request cost more than the token's own P-256
+        # signature.  A cached slot is trusted only after C_GetTokenInfo on it names the
+        # same token again (``_find``), so a card swapped in that slot is never used.
+        self._slot_of: dict[str, Any] = {}
+        self._mechanisms: dict[tuple[int, str], frozenset[Any]] = {}
         self.one_call_sign = signs_in_one_call(path)
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "info": self.info, "tokens": self.tokens, "objects": self.objects,
             "login": self.login, "logout": self.logout, "sign": self.sign,
+            "login_sign_logout": self.login_sign_logout, "token": self.token,
         }
         # Changing and unblocking the PIN (the tray and the CLI only; see pin_ops).
         from agent.keystores.pkcs11.pin_ops import pin_operations
@@ -413,7 +427,7 @@ class LoadedModule:
         lengths = self.raw.pin_lengths(slot.slot_id) if self.raw else None
         min_len, max_len = lengths or (0, 0)
         return {
-            "token_id": f"{manufacturer}/{serial}" if serial else label,
+            "token_id": _token_id(token),
             "label": label, "manufacturer": manufacturer, "model": _text(token.model),
             "serial": serial, "slot": int(slot.slot_id), "flags": int(token.flags),
             "min_pin": min_len, "max_pin": max_len, "reader": _reader_of(slot),
@@ -428,13 +442,44 @@ class LoadedModule:
         for token_id in list(self.sessions):
             if token_id not in present:
                 self.sessions.pop(token_id, None)  # its handle died with the token
+        for token_id in list(self._slot_of):
+            if token_id not in present:
+                self._forget_slot(token_id)
         return found
 
+    def token(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One token's description, read now (its slot from ``_find``'s cache)."""
+        return self._describe(*self._find(args["token_id"]))
+
     def _find(self, token_id: str) -> tuple[Any, Any]:
+        slot = self._slot_of.get(token_id)
+        if slot is not None:
+            try:
+                token = slot.get_token()  # C_GetTokenInfo: is it still this token?
+                if _token_id(token) == token_id:
+                    return slot, token
+            except p11x.PKCS11Error:
+                pass  # pulled, or the slot is gone: look everywhere
+            self._forget_slot(token_id)
         for slot, token in self._present():
-            if self._describe(slot, token)["token_id"] == token_id:
+            if _token_id(token) == token_id:
+                self._slot_of[token_id] = slot
                 return slot, token
         raise WorkerError("TOKEN_NOT_PRESENT", "the token is not present")
+
+    def _forget_slot(self, token_id: str) -> None:
+        slot = self._slot_of.pop(token_id, None)
+        if slot is not None:
+            self._mechanisms.pop((int(slot.slot_id), token_id), None)
+
+    def _offers(self, slot: Any, token_id: str, mechanism: Mechanism) -> bool:
+        """Whether the token offers ``mechanism``; the list is read once per token in
+        its slot (``_find`` drops it when the token leaves the slot)."""
+        key = (int(slot.slot_id), token_id)
+        offered = self._mechanisms.get(key)
+        if offered is None:
+            offered = self._mechanisms[key] = frozenset(slot.get_mechanisms())
+        return mechanism in offered
 
     def _status(self, token_id: str, slot: Any = None) -> dict[str, Any] | None:
         """The token's description re-read now (after a failed login), if still there.
@@ -508,7 +553,10 @@ class LoadedModule:
 
     def login(self, args: dict[str, Any]) -> dict[str, Any]:
         token_id = args["token_id"]
-        slot, token = self._find(token_id)
+        self._login_found(token_id, *self._find(token_id), args)
+        return {"logged_in": True}
+
+    def _login_found(self, token_id: str, slot: Any, token: Any, args: dict[str, Any]) -> None:
         self._drop_session(token_id)
         pin: _RawPin | None = None
         if args.get("pin_pad"):
@@ -533,7 +581,6 @@ class LoadedModule:
         finally:
             if pin is not None:
                 pin.wipe()
-        return {"logged_in": True}
 
     def _close_all(self, slot: Any) -> None:
         if self.raw is not None:
@@ -553,13 +600,34 @@ class LoadedModule:
 
     # --- signing ----------------------------------------------------------------------------
 
+    def login_sign_logout(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``login``, ``sign`` and (unless ``stay_logged_in``: more chunks of a batch
+        follow) ``logout`` in one request: one token lookup and one round trip instead of
+        three.  The PIN (or the PIN pad) is the login's; a key that wants it again per
+        signature (CKA_ALWAYS_AUTHENTICATE, often visible only after login) gets the same
+        one.  Any failure logs out."""
+        token_id = args["token_id"]
+        slot, token = self._find(token_id)
+        done = False
+        try:
+            self._login_found(token_id, slot, token, args)
+            answer = self._sign_found(token_id, slot, token, args)
+            done = True
+            return answer
+        finally:
+            if not (done and args.get("stay_logged_in")):
+                self._drop_session(token_id)
+
     def sign(self, args: dict[str, Any]) -> dict[str, Any]:
         token_id = args["token_id"]
         if token_id not in self.sessions:
             raise WorkerError("LOGIN_REQUIRED", "log in to the token first")
-        slot, token = self._find(token_id)
+        return self._sign_found(token_id, *self._find(token_id), args)
+
+    def _sign_found(self, token_id: str, slot: Any, token: Any,
+                    args: dict[str, Any]) -> dict[str, Any]:
         mechanism = Mechanism[args["mechanism"]]
-        if mechanism not in slot.get_mechanisms():
+        if not self._offers(slot, token_id, mechanism):
             raise WorkerError("UNSUPPORTED", f"the token does not offer {mechanism.name}")
         # A sibling session shares the login but not the operation state: an operation
         # left active by a failed context-specific login dies with it.
@@ -613,7 +681,7 @@ class LoadedModule:
             if pin is not None:
                 pin.wipe()
         return {"signature": signatures[0], "signatures": signatures,
-                "key_id": b64(_attr(key, Attribute.ID))}
+                "key_id": b64(_attr(key, Attribute.ID)), "pin_per_signature": pin is not None}
 
     def _resolve_key(self, session: Any, args: dict[str, Any]) -> Any:
         """The private key: by CKA_ID, else by the certificate's public key, now that

@@ -1,0 +1,76 @@
+"""The macOS implementation of the platform layer (``agent/platform/base.py``): the
+keychain, LaunchAgents, the per-browser manifest directories and the Unix socket relay.
+``security`` and ``launchctl`` run through a ``Runner`` the tests replace with a recorder."""
+
+from __future__ import annotations
+
+import platform as _platform_module
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from agent.platform.base import (
+    Autostart,
+    NativeMessagingRegistrar,
+    OsKeyStoreHook,
+    PeerCheck,
+    RelayEndpoint,
+    TrustStore,
+)
+from agent.platform.macos.keychain import KeychainTrustStore
+from agent.platform.macos.launch_agent import LaunchAgentAutostart
+from agent.platform.macos.peer import MacPeerCheck, ProcSockets
+from agent.platform.macos.runner import Runner
+from agent.platform.manifest_dirs import DirectoryRegistrar, macos_dirs
+from agent.platform.unix_relay import UnixSocketRelay, process_exists
+
+if TYPE_CHECKING:
+    from agent.policy.sources import PolicyFile
+
+
+@dataclass
+class MacPlatform:
+    run: Runner
+    uid: int
+    agent_argv: Callable[[], Sequence[str]]
+    elevated: bool = False  # root (the .pkg's scripts): the System keychain
+    sockets: ProcSockets | None = None  # libproc walk: not written yet (see peer.py)
+    name: Literal["macos"] = "macos"
+    trust_automatic: bool = False  # macOS asks for the password before trusting a root
+    pkcs11_table: str = "darwin"
+    pkcs11_pack: int | None = None
+
+    def trust_store(self, home: Path) -> TrustStore:
+        return KeychainTrustStore(self.run, home, machine=self.elevated)
+
+    def native_messaging(self, home: Path) -> NativeMessagingRegistrar:
+        return DirectoryRegistrar(macos_dirs(home))
+
+    def autostart(self, env: Mapping[str, str] | None = None) -> Autostart:
+        home = Path((env or {}).get("HOME") or Path.home())
+        return LaunchAgentAutostart(self.run, home, self.uid, list(self.agent_argv()))
+
+    def relay(self) -> RelayEndpoint:
+        return UnixSocketRelay()
+
+    def peer_check(self) -> PeerCheck | None:
+        return None if self.sockets is None else MacPeerCheck(self.sockets, self.uid)
+
+    def system_policy_file(self) -> Path:
+        return Path("/Library/Application Support/imza-agent/policy.toml")
+
+    def admin_policy(self, policy: PolicyFile) -> PolicyFile:
+        return policy  # the file is the administrator's only policy store here
+
+    def admin_tsa_url(self) -> str | None:
+        return None
+
+    def process_exists(self, pid: int) -> bool | None:
+        return process_exists(pid)
+
+    def os_key_store(self) -> OsKeyStoreHook | None:
+        return None  # CryptoTokenKit: issue 15's remaining part
+
+    def description(self) -> str:
+        return f"macOS {_platform_module.mac_ver()[0]} ({_platform_module.machine()})"

@@ -1,0 +1,42 @@
+"""The relay endpoint on Linux and macOS: the daemon's Unix socket, whose 0700 directory
+and 0600 mode admit only this user (agent/transport/local.py creates it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.platform.base import ClientHandler
+
+
+class UnixSocketRelay:
+    def address(self, socket_path: Path) -> str:
+        return str(socket_path)
+
+    async def connect(self, socket_path: Path, limit: int
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_unix_connection(str(socket_path), limit=limit)
+
+    async def listen(self, socket_path: Path, handler: ClientHandler, limit: int
+                     ) -> asyncio.Server:
+        old_umask = os.umask(0o177)  # the socket is created 0600, never briefly wider
+        try:
+            server = await asyncio.start_unix_server(handler, path=str(socket_path),
+                                                     limit=limit)
+        finally:
+            os.umask(old_umask)
+        os.chmod(socket_path, 0o600)
+        return server
+
+
+def process_exists(pid: int) -> bool | None:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, as another user
+    return True

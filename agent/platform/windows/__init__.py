@@ -1,0 +1,117 @@
+"""The Windows implementation of the platform layer (``agent/platform/base.py``).
+
+Every call into Windows goes through a seam passed in here (registry, CryptoAPI, token and
+TCP tables, named pipes); ``WindowsPlatform.real()`` wires the ctypes/winreg ones, the tests
+wire fakes and run everything but those few lines on Linux.
+"""
+
+from __future__ import annotations
+
+import platform as _platform_module
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from agent.platform.base import (
+    Autostart,
+    NativeMessagingRegistrar,
+    OsKeyStoreHook,
+    PeerCheck,
+    RelayEndpoint,
+    TrustStore,
+)
+from agent.platform.windows.autostart import RunKeyAutostart
+from agent.platform.windows.identity import Identities
+from agent.platform.windows.native_messaging import RegistryRegistrar
+from agent.platform.windows.peer import TcpTables, WindowsPeerCheck
+from agent.platform.windows.registry import Registry
+from agent.platform.windows.relay import NamedPipeRelay, PipeApi
+from agent.platform.windows.trust import Crypt32, WindowsTrustStore
+
+if TYPE_CHECKING:
+    from agent.policy.sources import PolicyFile
+
+APP = "imza-agent"
+
+
+@dataclass
+class WindowsPlatform:
+    registry: Registry
+    crypt32: Crypt32
+    identities: Identities
+    tcp_tables: TcpTables
+    env: Mapping[str, str]  # APPDATA, LOCALAPPDATA, PROGRAMDATA
+    agent_argv: Callable[[], Sequence[str]]  # how a logon starts the agent
+    elevated: bool = False  # an administrator's process: machine-wide stores and keys
+    pipes: PipeApi | None = None
+    name: Literal["windows"] = "windows"
+    trust_automatic: bool = False  # Windows asks the user before adding a root
+    pkcs11_table: str = "windows"
+    pkcs11_pack: int | None = 1  # Cryptoki on Windows packs its structures to 1 byte
+    _relay: NamedPipeRelay | None = field(default=None, repr=False)
+
+    @classmethod
+    def real(cls, env: Mapping[str, str], agent_argv: Callable[[], Sequence[str]]
+             ) -> WindowsPlatform:  # pragma: no cover - needs Windows
+        import ctypes
+
+        from agent.platform.windows.identity import TokenIdentities
+        from agent.platform.windows.peer import IpHlpApi
+        from agent.platform.windows.registry import WinReg
+        from agent.platform.windows.trust import Crypt32Dll
+
+        shell32 = ctypes.WinDLL("shell32")  # type: ignore[attr-defined,unused-ignore]
+        return cls(WinReg(), Crypt32Dll(), TokenIdentities(), IpHlpApi(), env, agent_argv,
+                   elevated=bool(shell32.IsUserAnAdmin()))
+
+    def _dir(self, variable: str, fallback: str) -> Path:
+        return Path(self.env.get(variable) or fallback)
+
+    def trust_store(self, home: Path) -> TrustStore:
+        appdata = self._dir("APPDATA", str(home / "AppData" / "Roaming"))
+        return WindowsTrustStore(self.crypt32, appdata / "Mozilla" / "Firefox" / "Profiles",
+                                 machine=self.elevated)
+
+    def native_messaging(self, home: Path) -> NativeMessagingRegistrar:
+        # A machine registration must not point into the administrator's own profile.
+        base = (self._dir("PROGRAMDATA", "C:\\ProgramData") if self.elevated
+                else self._dir("LOCALAPPDATA", str(home / "AppData" / "Local")))
+        return RegistryRegistrar(self.registry, base / APP / "native-messaging",
+                                 hive="HKLM" if self.elevated else "HKCU")
+
+    def autostart(self, env: Mapping[str, str] | None = None) -> Autostart:
+        return RunKeyAutostart(self.registry, list(self.agent_argv()))
+
+    def relay(self) -> RelayEndpoint:
+        if self._relay is None:
+            self._relay = NamedPipeRelay(self.identities.own().sid, self.pipes)
+        return self._relay
+
+    def peer_check(self) -> PeerCheck | None:
+        return WindowsPeerCheck(self.tcp_tables, self.identities)
+
+    def system_policy_file(self) -> Path:
+        return self._dir("PROGRAMDATA", "C:\\ProgramData") / APP / "policy.toml"
+
+    def admin_policy(self, policy: PolicyFile) -> PolicyFile:
+        # Group Policy (installer/windows/policy/*.admx) writes under Software\Policies.
+        from agent.platform.windows import policy_registry
+
+        return policy_registry.apply(policy, policy_registry.read(self.registry))
+
+    def admin_tsa_url(self) -> str | None:
+        from agent.platform.windows import policy_registry
+
+        return policy_registry.read(self.registry).tsa_url
+
+    def process_exists(self, pid: int) -> bool | None:
+        # os.kill(pid, 0) would *terminate* it on Windows; the runtime file's pid is checked
+        # through the token lookup instead, which fails for a gone process.
+        return self.identities.of_process(pid) is not None
+
+    def os_key_store(self) -> OsKeyStoreHook | None:
+        return None  # the CNG/minidriver store: issue 15's remaining part
+
+    def description(self) -> str:
+        return f"Windows {_platform_module.release()} ({_platform_module.machine()})"
