@@ -1,7 +1,7 @@
 """The `imza-agent` command.
 
 Subcommands import their modules lazily: `run` must accept connections fast, so nothing
-heavy (pyHanko, tkinter) is imported on the way to the listening socket.
+heavy (pyHanko, Qt) is imported on the way to the listening socket.
 
 Global options (``--config``, ``--language``) are accepted before or after the
 subcommand: every subparser has them too, with ``SUPPRESS`` defaults so a value given

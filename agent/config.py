@@ -29,6 +29,13 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     wss_port: int = Field(default=29170, ge=0, le=65535, description="Port of the TLS WebSocket.")
     ws_port: int = Field(default=29171, ge=0, le=65535, description="Port of the plain WebSocket.")
+    port_range: int = Field(
+        default=5, ge=1, le=32,
+        description="How many ports each WebSocket may try, for shared machines where "
+                    "another user's agent holds the port: wss takes the first free of "
+                    "wss_port, wss_port+2, …, ws of ws_port, ws_port+2, … (by default wss "
+                    "29170–29178 even, ws 29171–29179 odd). The page SDK tries the same "
+                    "ports. 1: the configured port only.")
     wss_enabled: bool = Field(default=True, description="Serve wss:// on wss_port.")
     ws_enabled: bool = Field(
         default=False,
@@ -128,6 +135,11 @@ class TokensConfig(_Section):
         default_factory=list, description="PKCS#12 files offered as key stores.")
     poll_interval: float = Field(
         default=2.0, gt=0, description="Seconds between looks for token changes (tokens.changed).")
+    os_store: bool = Field(
+        default=True,
+        description="Also offer the certificates of the OS's own store whose keys sit on a "
+                    "token (Windows: the user's personal store through the card's minidriver; "
+                    "macOS: the keychain through CryptoTokenKit). Ignored on Linux.")
 
 
 class UiConfig(_Section):

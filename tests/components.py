@@ -71,10 +71,11 @@ COMPONENTS: Mapping[str, Component] = {
         files=(VPCD_DRIVER, Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
                Path("/usr/lib/pkcs11/libcackey.so")), modules=("smartcard",)),
     "desktop": Component(
-        "xvfb xdotool x11-utils trayer imagemagick dbus at-spi2-core",
+        "xvfb xdotool x11-utils trayer imagemagick dbus at-spi2-core libatspi2.0-0",
         programs=("Xvfb", "xdotool", "xwininfo", "trayer", "/usr/bin/import", "dbus-daemon",
-                  "/usr/libexec/at-spi-bus-launcher"),
-        modules=("PySide6.QtWidgets", "pypdfium2", "PIL")),
+                  "/usr/libexec/at-spi-bus-launcher", "/usr/libexec/at-spi2-registryd"),
+        files=(Path("/usr/lib/x86_64-linux-gnu/libatspi.so.0"),),
+        modules=("PySide6.QtWidgets", "pypdfium2", "PIL", "jeepney")),
     "browser": Component(
         "chromium nodejs npm",
         programs=("/usr/bin/chromium", "node"), files=(PLAYWRIGHT,),

@@ -10,6 +10,9 @@ One ``ThreadingHTTPServer`` serves, over real HTTP:
 * ``POST /ocsp`` — an OCSP responder for the intermediate CA (responses signed by the CA);
 * ``GET /crl`` — the intermediate's CRL; ``GET /ca.cer`` — the intermediate (caIssuers);
 * ``POST /tsa-unverifiable`` — a working TSA whose certificate's status nobody can give;
+* ``POST /tsa-rotating`` — one URL answered in turn by two TSA certificates;
+  ``POST /tsa-flip`` — the first answer from ``/tsa``'s certificate, then
+  ``/tsa-unverifiable``'s;
 * ``POST /tsa-alt``, ``POST /ocsp-alt`` — the same TSA and responder under other names,
   so a test can tell which configured address was asked; ``POST /ocsp-down`` — 503.
 
@@ -89,6 +92,10 @@ class PkiServices:
     # A TSA whose own certificate's status cannot be had (OCSP answers 503, no CRL):
     # its time-stamps are fine, B-LT validation data for them is not.
     tsa_unverifiable: Issued | None = None
+    # ``/tsa-rotating`` alternates between ``tsa`` and this one.
+    tsa_second: Issued | None = None
+    rotations: int = 0
+    flips: int = 0  # ``/tsa-flip``'s answers since a test reset it
     requests: list[str] = field(default_factory=list)
 
     @property
@@ -108,7 +115,8 @@ class PkiServices:
         url = (lambda path: f"{base}{path}") if base is not None else self.url
         key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
             rsa.generate_private_key(65537, 2048) if key_type == "RSA"
-            else ec.generate_private_key(ec.SECP256R1()))
+            else ec.generate_private_key(ec.SECP384R1() if key_type == "EC384"
+                                         else ec.SECP256R1()))
         ca = self.pki.intermediate
         serial_attr = "FMT-" + name.replace("_", "-")
         t = now()
@@ -250,6 +258,18 @@ def _handler(services: PkiServices) -> type[BaseHTTPRequestHandler]:
             services.requests.append(f"POST {self.path}")
             if self.path in ("/tsa", "/tsa-alt"):
                 self._reply(200, services.timestamp(body), "application/timestamp-reply")
+            elif self.path == "/tsa-rotating":
+                # One URL, two TSA certificates taking turns (a load-balanced TSA): the
+                # next answer is not signed by the certificate of the previous one.
+                services.rotations += 1
+                tsa = services.tsa if services.rotations % 2 else services.tsa_second
+                self._reply(200, services.timestamp(body, tsa), "application/timestamp-reply")
+            elif self.path == "/tsa-flip":
+                # The first answer (after ``flips`` is reset) from a TSA whose status can
+                # be had, the next ones from one whose status cannot.
+                services.flips += 1
+                tsa = services.tsa if services.flips == 1 else services.tsa_unverifiable
+                self._reply(200, services.timestamp(body, tsa), "application/timestamp-reply")
             elif self.path == "/tsa-unverifiable":
                 self._reply(200, services.timestamp(body, services.tsa_unverifiable),
                             "application/timestamp-reply")
@@ -278,6 +298,7 @@ def start_services(pki: TestPKI) -> PkiServices:
     services.tsa = services.issue("tsa", eku_tsa=True)
     services.tsa_unverifiable = services.issue("tsa-unverifiable", eku_tsa=True,
                                                crl_url=False, ocsp_path="/ocsp-down")
+    services.tsa_second = services.issue("tsa-second", eku_tsa=True)
     return services
 
 

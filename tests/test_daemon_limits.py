@@ -2,7 +2,8 @@
 
 | setting | what the page meets |
 |---|---|
-| ``server.max_frame_bytes`` | a larger frame closes the connection with 1009 (message too big) |
+| ``server.max_frame_bytes`` | a larger non-document frame: TOO_LARGE (4012), ``data.limit`` |
+| ``server.max_document_frame_bytes`` | a larger frame closes the connection with 1009 |
 | ``server.max_connections_per_origin`` | one more handshake from that origin gets HTTP 403 |
 | ``server.rate_per_second`` / ``rate_burst`` | requests past the burst get RATE_LIMITED (4013) |
 | one pending user interaction per origin | a second one gets BUSY (4008) |
@@ -48,7 +49,8 @@ def agent(softhsm: SoftHsmBed, mode_file: Path,
     env = {**softhsm.env, "FAULTY_PKCS11_TARGET": str(softhsm.module),
            "FAULTY_PKCS11_MODE_FILE": str(mode_file)}
     daemon = Daemon(home=tmp / "home", modules=[module], env=env, config={
-        "server": {"max_frame_bytes": MAX_FRAME, "max_connections_per_origin": MAX_CONNECTIONS,
+        "server": {"max_frame_bytes": MAX_FRAME, "max_document_frame_bytes": 2 * MAX_FRAME,
+                   "max_connections_per_origin": MAX_CONNECTIONS,
                    "rate_per_second": RATE, "rate_burst": BURST},
         "ui": {"dialog_timeout": DIALOG_TIMEOUT},
         "tokens": {"call_timeout": CALL_TIMEOUT},
@@ -64,17 +66,21 @@ def _pin(softhsm: SoftHsmBed) -> str:
 
 # --- frame size ---------------------------------------------------------------------------------
 
-async def test_frame_over_max_frame_bytes_closes_the_connection(agent: Daemon,
-                                                               softhsm: SoftHsmBed) -> None:
+async def test_frame_over_max_frame_bytes_is_too_large_and_the_page_stays(
+        agent: Daemon, softhsm: SoftHsmBed) -> None:
     origin = "https://big.e-gov.az"
     async with agent.client(origin) as page:
         # Just under the limit: read, parsed and refused on its merits (-32602).
         padding = "x" * (MAX_FRAME - 200)
         under = await page.error("agent.info", {"padding": padding})
         assert under.code == -32602
-        # Over the limit: the agent does not read it; it closes with 1009.
-        await page.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "agent.info",
-                                        "params": {"padding": "x" * MAX_FRAME}}))
+        # Over max_frame_bytes: TOO_LARGE with the limit, unparsed; the page stays.
+        over = await page.error("agent.info", {"padding": "x" * MAX_FRAME})
+        assert (over.code, over.data["limit"]) == (4012, MAX_FRAME)
+        assert (await page.call("agent.info"))["origin"] == origin
+        # Over max_document_frame_bytes, the most any frame may be: not read; 1009.
+        await page.send_raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "sign.pdf",
+                                        "params": {"pdf": "A" * (2 * MAX_FRAME)}}))
         code, _ = await page.closed()
     assert code == 1009
     await assert_served(agent, pin=_pin(softhsm))

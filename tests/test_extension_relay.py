@@ -42,7 +42,8 @@ def agent() -> Iterator[Daemon]:
     # A short home path: a Unix socket path must fit in 108 bytes.
     with tempfile.TemporaryDirectory(prefix="imza-relay-") as tmp:
         daemon = Daemon(home=Path(tmp) / "home", modules=[], env={}, policy=POLICY,
-                        config={"server": {"max_frame_bytes": 65536}}).start()
+                        config={"server": {"max_frame_bytes": 65536,
+                                     "max_document_frame_bytes": 65536}}).start()
         try:
             yield daemon
         finally:

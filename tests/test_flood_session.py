@@ -117,7 +117,8 @@ async def test_a_frame_over_the_ungranted_limit_is_refused_until_the_origin_hold
 ) -> None:
     granted: set[str] = set()
     limits = SessionLimits.from_settings(
-        ServerConfig(max_frame_bytes=64 * 1024, max_frame_bytes_ungranted=2048),
+        ServerConfig(max_frame_bytes=64 * 1024, max_frame_bytes_ungranted=2048,
+                     max_document_frame_bytes=64 * 1024),
         lambda origin, ctx: origin in granted, clock=lambda: 0.0)
     page = Page(limits)
     assert page.session.frame_limit == 2048
@@ -216,8 +217,10 @@ async def test_closing_a_connection_frees_its_pending_requests() -> None:
 
 def test_costly_frames_are_recognised_cheaply() -> None:
     assert not is_costly(_frame(1))
-    assert is_costly("[" + ",".join(["[]"] * 300) + "]")  # many values in few bytes
-    assert is_costly(_frame(1, params={"pad": "x" * 40_000}))  # long
+    # A full sign.hashes (1,000 values) stays inline: it parses in about 0.25 ms.
+    assert not is_costly("[" + ",".join(['"AAAA"'] * 1000) + "]")
+    assert is_costly("[" + ",".join(["[]"] * 1200) + "]")  # many values in few bytes
+    assert is_costly(_frame(1, params={"pad": "x" * 80_000}))  # long
 
 
 def test_a_params_object_with_far_more_members_than_its_method_takes_is_refused() -> None:

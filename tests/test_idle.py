@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,19 @@ async def reads_move(pids: list[int], since: int) -> bool:
     return False
 
 
+async def settled(pids: list[int]) -> None:
+    """Wait (at most WAIT) until the workers' read count has not moved for 5 polls."""
+    deadline = time.monotonic() + WAIT
+    last, since = worker_reads(pids), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < 5 * POLL:
+        await asyncio.sleep(POLL / 2)
+        now = worker_reads(pids)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 @pytest.fixture
-def idle_daemon(softhsm: SoftHsmBed, tmp_path: Path) -> Daemon:
+def idle_daemon(softhsm: SoftHsmBed, tmp_path: Path) -> Iterator[Daemon]:
     # No PC/SC: the case where nothing but a page could make the agent look at tokens.
     daemon = Daemon(home=tmp_path / "home", modules=[softhsm.module], env=softhsm.env,
                     config={"tokens": {"poll_interval": POLL}, "pcsc": {"enabled": False}})
@@ -101,8 +113,9 @@ async def test_an_idle_daemon_asks_its_workers_nothing_until_a_page_subscribes(
         # The positive control: a subscribed page gets the periodic look, and the count
         # sees it.
         assert await reads_move(pids, subscribed)
-    # The page has gone: after the look in flight, silence again.
-    await asyncio.sleep(3 * POLL)
+    # The page has gone: once the daemon has seen it go (a look may be in flight), the
+    # workers fall silent; a poll left running never would, and fails below.
+    await settled(pids)
     after = worker_reads(pids)
     await asyncio.sleep(QUIET)
     assert worker_reads(pids) == after

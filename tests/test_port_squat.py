@@ -87,7 +87,7 @@ async def test_a_taken_port_costs_only_its_transport(squatter: int, tmp_path: Pa
                                                      taken: str) -> None:
     other = "ws" if taken == "wss" else "wss"
     daemon = Daemon(home=tmp_path / "home", modules=[], env={},
-                    config={"server": {f"{taken}_port": squatter}})
+                    config={"server": {f"{taken}_port": squatter, "port_range": 1}})
     daemon.start()  # before: the agent exited with a traceback here
     try:
         runtime = json.loads((daemon.home / "runtime.json").read_text(encoding="utf-8"))

@@ -50,9 +50,10 @@ def test_no_extension_and_nothing_on_wss_is_agent_not_running() -> None:
     assert error["kind"] == "AGENT_NOT_RUNNING" and error["isImzaError"]
     assert error["reason"] == "EXTENSION_UNAVAILABLE"  # the reason stays what it was
     assert error["data"]["extension"] is False
+    # wss: one try per port of its range (5 by default); ws: not tried without the opt-in
     assert [a["kind"] for a in error["data"]["attempts"]] == [
-        "NO_EXTENSION", "AGENT_NOT_RUNNING", None]  # ws: not tried without the opt-in
-    assert len(result["seen"]["sockets"]) == 1  # wss only
+        "NO_EXTENSION", *["AGENT_NOT_RUNNING"] * 5, None]
+    assert len(result["seen"]["sockets"]) == 5  # wss only, its whole range
 
 
 def test_extension_whose_native_host_is_missing_is_extension_without_agent() -> None:

@@ -47,9 +47,11 @@ STOP_BAR = 2.0  # the issue's bar for one stop, from the signal to the process's
 HANG = 20.0  # a stop not over by then is a hang: the process is killed, the test fails
 WAIT = 20.0  # upper bound for a window, a reply or a start; never asserted as a duration
 ARMING = 0.2  # [ui] arming_delay in the test config: the smallest allowed
-SETTLE = 0.15  # margin after the arming delay before a key
+# Margin after the arming delay before a key: under load the UI process may see the focus
+# change (which restarts the arming) a little after xdotool gave it.
+SETTLE = 0.6
 # Frames this long are parsed in the frame parser's worker process (session.OFF_LOOP_CHARS).
-COSTLY_PADDING = 40 * 1024
+COSTLY_PADDING = 80 * 1024
 SHA256_OF_NOTHING = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 # How the agent is started: the installed command's own code.
 AGENT = [sys.executable, "-m", "agent.cli"]

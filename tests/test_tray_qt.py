@@ -595,7 +595,8 @@ def _config(desk: Path, wss_port: int, ui: str = "tray = false") -> Any:
     path = desk / "agent.toml"
     # No vendor modules found on the machine (one may fail without its service): the
     # healthy setup is the demo identity alone.
-    path.write_text(f"[server]\nwss_port = {wss_port}\nws_enabled = false\n"
+    # port_range = 1: a taken port is then the agent's problem, not a move to the next one.
+    path.write_text(f"[server]\nwss_port = {wss_port}\nport_range = 1\nws_enabled = false\n"
                     f"[tokens]\nknown_modules = false\n[ui]\n{ui}\n", encoding="utf-8")
     return load_config(path)
 

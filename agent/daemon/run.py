@@ -3,7 +3,7 @@
 How the daemon stops, always within ``FORCED_STOP_AFTER`` seconds of being asked:
 
 * asked by SIGTERM (`imza-agent stop`, the tray's Quit, a session manager at logout, the
-  X display going away: agent/ui/tk/runner.py), SIGHUP (the terminal it runs in closed)
+  X display going away: agent/ui/process/supervisor.py), SIGHUP (the terminal it runs in closed)
   or SIGINT (Ctrl+C);
 * the runtime stops in steps, each under a bound (``AgentRuntime.stop``), within
   ``STOP_TIMEOUT``;
@@ -111,8 +111,8 @@ async def _serve(config: Config, *, headless: bool) -> None:
     try:
         await request.stopping.wait()
         log.info("stopping (%s)", request.signal_name)
-        # No garbage collection from here on: a dialog collected on this thread would
-        # call into the Tk thread (tkinter's __del__), which may be gone with the display.
+        # No garbage collection from here on: the process ends with os._exit, and nothing
+        # collected now needs finalising.
         gc.disable()
         await runtime.stop()
         end_workers()

@@ -17,6 +17,7 @@ from agent import paths
 from agent.config import Config
 from agent.i18n import _
 from agent.platform import current as current_platform
+from agent.transport.websocket import range_ports
 
 RUNTIME_FILE = "runtime.json"  # written by agent.daemon.runtime (not imported: heavy)
 
@@ -32,9 +33,11 @@ def transport_report(config: Config) -> dict[str, Any]:
     for transport, enabled, port in (("wss", server.wss_enabled, server.wss_port),
                                      ("ws", server.ws_enabled, server.ws_port)):
         if enabled and port:
-            why = _port_problem(port)
-            if why is not None:
-                unavailable[transport] = why
+            # The agent would take the first free port of its range: only a range with no
+            # free port is a problem, named by the configured port as the agent names it.
+            problems = [_port_problem(p) for p in range_ports(port, server.port_range)]
+            if all(problems):
+                unavailable[transport] = str(problems[0])
     return {"running": False, "pid": None, "ports": {}, "unavailable": unavailable}
 
 

@@ -24,14 +24,15 @@ class Stamp:
 
 async def build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
                       location: str | None, field_name: str | None,
-                      stamp: Stamp | None = None) -> bytes:
+                      stamp: Stamp | None = None,
+                      digest_algorithm: str | None = None) -> bytes:
     """The signed PDF (``agent.formats.pades``), built in a document worker: the page's PDF
     is never parsed in the daemon."""
     from agent.formats.isolation import build_isolated
 
     return await build_isolated("pdf", job, {
         "pdf": pdf, "level": level, "reason": reason, "location": location,
-        "field_name": field_name, "stamp": stamp})
+        "field_name": field_name, "stamp": stamp, "digest_algorithm": digest_algorithm})
 
 
 async def build_cades(job: FormatJob, data_digest: bytes, digest_algorithm: str,

@@ -257,4 +257,19 @@ def check_xml_structure(document: bytes, caps: StructureCaps) -> None:
                                    "elements")
                 node.clear(keep_tail=True)  # the tree itself is not needed here
     except etree.XMLSyntaxError as exc:
-        raise Unsupported("the document is not well-formed XML") from exc
+        raise xml_syntax_refusal(exc) from exc
+
+
+NAMESPACE_IRI_REFUSED = ("the document's namespace names must be ASCII URIs: XML "
+                         "canonicalisation (libxml2) cannot sign a namespace IRI with "
+                         "non-ASCII letters")
+
+
+def xml_syntax_refusal(exc: Exception) -> Unsupported:
+    """What to tell a page whose XML libxml2 refused.  A namespace name with non-ASCII
+    letters (an IRI) is well-formed XML, but libxml2 takes it for an invalid URI and its
+    canonicalisation cannot render it: say that, not "not well-formed" (issue 14, D7)."""
+    errors = list(getattr(exc, "error_log", None) or [])
+    if errors and all(getattr(e, "type_name", "") == "WAR_NS_URI" for e in errors):
+        return Unsupported(NAMESPACE_IRI_REFUSED)
+    return Unsupported("the document is not well-formed XML")

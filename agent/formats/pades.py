@@ -18,8 +18,9 @@ import logging
 import unicodedata
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
-from asn1crypto import x509 as asn1_x509
+from asn1crypto import cms
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils import layout
@@ -27,29 +28,26 @@ from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory
 from pyhanko.pdf_utils.font.basic import SimpleFontEngineFactory
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.sign import fields
 from pyhanko.sign.general import SigningError
-from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
+from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner, PdfTimeStamper
+from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.stamp import TextStampStyle
 
 from agent.errors import AgentError, NetworkError, Unsupported
 from agent.formats.builds import Stamp
+from agent.formats.cades import signer_info_timestamp, validation_data_for
+from agent.formats.digests import digest_for
 from agent.formats.document_caps import StructureCaps, check_pdf_bytes, check_pdf_trees
 from agent.formats.job import FormatJob
-from agent.formats.revocation import (
-    as_crypto,
-    collect_validation_data,
-    to_asn1,
-    validation_context,
-)
-from agent.formats.signer_adapter import JobSigner
-from agent.formats.timestamps import GuardedTimeStamper, token_certificates, token_signer
+from agent.formats.signer_adapter import JobSigner, checked_digest_name
+from agent.formats.timestamps import GuardedTimeStamper
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MD = "sha256"
 
 
 # What pyHanko raises besides its own PdfError when a document is malformed (found by
@@ -61,13 +59,16 @@ _MALFORMED = (PdfError, ValueError, KeyError, TypeError, AssertionError, IndexEr
 async def build_pades_here(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
                            location: str | None, field_name: str | None,
                            stamp: Stamp | None = None,
-                           caps: StructureCaps | None = None) -> bytes:
+                           caps: StructureCaps | None = None,
+                           digest_algorithm: str | None = None) -> bytes:
     """``build_pades`` in this process: what a document worker runs.  A document pyHanko
     cannot process is UNSUPPORTED, whatever exception it chose to say so with."""
     try:
         return await _build_pades(job, pdf, level, reason=reason, location=location,
                                   field_name=field_name, stamp=stamp,
-                                  caps=caps or StructureCaps())
+                                  caps=caps or StructureCaps(),
+                                  md=checked_digest_name(
+                                      digest_for(job.certificate, digest_algorithm)))
     except AgentError:
         raise
     except _MALFORMED as exc:
@@ -78,7 +79,7 @@ async def build_pades_here(job: FormatJob, pdf: bytes, level: str, *, reason: st
 
 async def _build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | None,
                        location: str | None, field_name: str | None, stamp: Stamp | None,
-                       caps: StructureCaps) -> bytes:
+                       caps: StructureCaps, md: str) -> bytes:
     check_pdf_bytes(pdf, caps)  # before pyHanko allocates for what the file claims
     # pyHanko reports some malformed structures with assertions and type errors.
     try:
@@ -109,25 +110,20 @@ async def _build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | 
     out = BytesIO()
     async with job.network.session() as session:
         stamper = None
-        tsa_certs: list[asn1_x509.Certificate] = []
-        tsa_signer: list[asn1_x509.Certificate] = []
         if level != "B-B":
             assert job.tsa_url is not None
             stamper = GuardedTimeStamper(job.tsa_url, job.network, session)
-            token = await stamper.preflight(DEFAULT_MD)
-            tsa_certs, tsa_signer = token_certificates(token), token_signer(token)
-        context = None
-        if long_term:
-            context = validation_context(job.anchors, [*job.chain, *as_crypto(tsa_certs)],
-                                         session, job.network, hard_fail=True)
-            # Fetch the signer's and the TSA's OCSP/CRL now, into the context pyHanko
-            # embeds from: a service failing after the PIN would waste the signature.
-            await collect_validation_data(context, [to_asn1(job.certificate), *tsa_signer])
+            trial = await stamper.preflight(md)
+            if long_term:
+                # Before the PIN: a responder failing afterwards would waste the signature.
+                # What this gathers predates the signature and is not embedded.
+                await validation_data_for(job, session, trial)
+        # B-LT's DSS and B-LTA's document time-stamp are added below, after the signature
+        # time-stamp, for the TSA that signed the real token (pyHanko's own B-LT embeds
+        # the data gathered before signing, for the TSA of its trial token).
         meta = PdfSignatureMetadata(
             field_name=field_name, reason=reason, location=location,
-            md_algorithm=DEFAULT_MD, subfilter=fields.SigSeedSubFilter.PADES,
-            embed_validation_info=long_term, validation_context=context,
-            use_pades_lta=level == "B-LTA")
+            md_algorithm=md, subfilter=fields.SigSeedSubFilter.PADES)
         pdf_signer = PdfSigner(meta, signer=signer, timestamper=stamper, stamp_style=style,
                                new_field_spec=field_spec)
         try:
@@ -142,7 +138,49 @@ async def _build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | 
                 raise NetworkError("validation data (OCSP/CRL) could not be gathered",
                                    service="REVOCATION") from None
             raise
+        if not long_term:
+            return out.getvalue()
+        assert stamper is not None
+        signed = await _add_dss(job, session, out.getvalue(), field_name)
+        if level == "B-LT":
+            return signed
+        return await _add_document_timestamp(job, session, stamper, signed, md)
+
+
+def _signature(pdf: bytes, field_name: str) -> Any:
+    reader = PdfFileReader(BytesIO(pdf), strict=False)
+    return next(s for s in reader.embedded_signatures if s.field_name == field_name)
+
+
+async def _add_dss(job: FormatJob, session: Any, pdf: bytes, field_name: str) -> bytes:
+    """A DSS revision with the signer's and the signature time-stamp's TSA's validation
+    data, asked for now (after the time-stamp: D2 of issue 14)."""
+    token = signer_info_timestamp(_signature(pdf, field_name).signer_info)
+    return await _dss_revision(job, session, pdf, token)
+
+
+async def _dss_revision(job: FormatJob, session: Any, pdf: bytes,
+                        token: cms.ContentInfo) -> bytes:
+    data = await validation_data_for(job, session, token)
+    writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    DocumentSecurityStore.supply_dss_in_writer(writer, None, certs=data.certificates,
+                                               ocsps=data.ocsps, crls=data.crls)
+    out = BytesIO()
+    writer.write(out)
     return out.getvalue()
+
+
+async def _add_document_timestamp(job: FormatJob, session: Any, stamper: GuardedTimeStamper,
+                                  pdf: bytes, md: str) -> bytes:
+    """B-LTA: a document time-stamp over the signature and its DSS, then a DSS revision
+    with the validation data of the TSA that signed that document time-stamp."""
+    writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    out = BytesIO()
+    await PdfTimeStamper(stamper).async_timestamp_pdf(writer, md, output=out)
+    reader = PdfFileReader(BytesIO(out.getvalue()), strict=False)
+    doc_ts = reader.embedded_signatures[-1]
+    token = cms.ContentInfo({"content_type": "signed_data", "content": doc_ts.signed_data})
+    return await _dss_revision(job, session, out.getvalue(), token)
 
 
 def _free_field_name(writer: IncrementalPdfFileWriter) -> str:

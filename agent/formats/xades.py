@@ -26,10 +26,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 from signxml import methods
 from signxml.signer import SignatureReference
-from signxml.xades.xades import XAdESSigner
+from signxml.xades.xades import XAdESDataObjectFormat, XAdESSigner
 
 from agent.errors import AgentError, Unsupported
-from agent.formats.document_caps import StructureCaps, check_xml_structure
+from agent.formats.digests import digest_for
+from agent.formats.document_caps import (
+    StructureCaps,
+    check_xml_structure,
+    xml_syntax_refusal,
+)
 from agent.formats.job import FormatJob
 from agent.formats.signer_adapter import placeholder_signature
 from agent.formats.timestamps import preflight_tsa, timestamp_token
@@ -39,11 +44,10 @@ log = logging.getLogger(__name__)
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
-# signxml digests the SignedProperties and KeyInfo references with its c14n algorithm but
-# writes no Transform for them, so verifiers apply XMLDSig's default, inclusive C14N 1.0;
-# only that algorithm makes both sides agree.
-C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 DEFAULT_DETACHED_URI = "document.xml"
+XML_MIME_TYPE = "text/xml"
+# What a page may choose for ``digestAlgorithm`` (XMLDSig names: sha256 → rsa-sha256...).
+XML_DIGESTS = ("sha256", "sha384", "sha512")
 
 
 class CapturingKey:
@@ -98,6 +102,26 @@ class _Utf8XAdESSigner(XAdESSigner):
                                           cert_chain=signing_settings.cert_chain[:1])
         super().add_signing_certificate(signed_signature_properties, sig_root, only_signer)
 
+    def _add_reference_to_signed_info(self, sig_root: Any, node_to_reference: Any,
+                                      **attrs: Any) -> None:
+        # signxml writes these references (SignedProperties, KeyInfo) without a Transform,
+        # so a verifier applies inclusive C14N 1.0 to them *in the document*, where they
+        # inherit the host's namespace declarations (a default xmlns, say) that were not
+        # there when signxml digested them.  An explicit exclusive C14N renders only the
+        # namespaces the element uses: the digest is the same wherever it sits.
+        signed_info = sig_root.find(f"{{{DS}}}SignedInfo")
+        reference = etree.SubElement(signed_info, f"{{{DS}}}Reference",
+                                     URI=f"#{node_to_reference.get('Id')}", **attrs)
+        transforms = etree.SubElement(reference, f"{{{DS}}}Transforms")
+        etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=EXC_C14N)
+        etree.SubElement(reference, f"{{{DS}}}DigestMethod", Algorithm=self.digest_alg.value)
+        value = etree.SubElement(reference, f"{{{DS}}}DigestValue")
+        c14n = etree.tostring(node_to_reference, method="c14n", exclusive=True,
+                              with_comments=False)
+        value.text = base64.b64encode(
+            hashlib.new(self.digest_alg.name.lower().replace("_", ""), c14n).digest()
+        ).decode("ascii")
+
 
 def _parse(document: bytes) -> etree._Element:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
@@ -105,7 +129,7 @@ def _parse(document: bytes) -> etree._Element:
     try:
         root = etree.fromstring(document, parser=parser)
     except etree.XMLSyntaxError as exc:
-        raise Unsupported("the document is not well-formed XML") from exc
+        raise xml_syntax_refusal(exc) from exc
     if root.getroottree().docinfo.doctype:
         # DTDs invite entity tricks and change what is signed; portals do not need them.
         raise Unsupported("XML documents with a DOCTYPE are not signed")
@@ -121,13 +145,16 @@ def _detached_uri(document_name: str | None) -> str:
     return DEFAULT_DETACHED_URI
 
 
-async def build_xades(job: FormatJob, document: bytes, level: str, mode: str) -> bytes:
+async def build_xades(job: FormatJob, document: bytes, level: str, mode: str,
+                      digest_algorithm: str | None = None) -> bytes:
     """The signed XML, built in a document worker (``agent.formats.isolation``): the
-    page's XML is never parsed in the daemon."""
+    page's XML is never parsed in the daemon.  ``digest_algorithm``: "sha256", "sha384"
+    or "sha512"; None: the key's (``agent.formats.digests.default_digest``)."""
     from agent.formats.isolation import build_isolated
 
     return await build_isolated("xml", job, {"document": document, "level": level,
-                                             "mode": mode})
+                                             "mode": mode,
+                                             "digest_algorithm": digest_algorithm})
 
 
 # What lxml and signxml raise when a document is not one they can sign (signxml's
@@ -136,14 +163,15 @@ _MALFORMED = (etree.LxmlError, ValueError, KeyError, TypeError, AssertionError, 
               RecursionError)
 
 
-async def build_xades_here(job: FormatJob, document: bytes, level: str, mode: str, *,
+async def build_xades_here(job: FormatJob, document: bytes, level: str, mode: str,
+                           digest_algorithm: str | None = None, *,
                            caps: StructureCaps | None = None) -> bytes:
     """``build_xades`` in this process: what a document worker runs."""
     # Counted in a streaming pass before signxml's canonicalisation, whose time grows
     # with the square of the namespace declarations times the elements.
     check_xml_structure(document, caps or StructureCaps())
     try:
-        return await _build_xades(job, document, level, mode)
+        return await _build_xades(job, document, level, mode, digest_algorithm)
     except AgentError:
         raise
     except _MALFORMED as exc:
@@ -151,18 +179,25 @@ async def build_xades_here(job: FormatJob, document: bytes, level: str, mode: st
         raise Unsupported("the document could not be processed as XML") from None
 
 
-async def _build_xades(job: FormatJob, document: bytes, level: str, mode: str) -> bytes:
+async def _build_xades(job: FormatJob, document: bytes, level: str, mode: str,
+                       digest_algorithm: str | None) -> bytes:
     root = _parse(document)
+    md = digest_for(job.certificate, digest_algorithm)
+    if md not in XML_DIGESTS:
+        raise Unsupported(f"digest algorithm {md} is not supported")
     if level == "B-T":
         assert job.tsa_url is not None
-        await preflight_tsa(job.tsa_url, job.network)
+        await preflight_tsa(job.tsa_url, job.network, md)
     cert = job.certificate
     key = CapturingKey(cert)
     is_ec = isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
     signer = _Utf8XAdESSigner(
         method=methods.enveloped if mode == "enveloped" else methods.detached,
-        signature_algorithm="ecdsa-sha256" if is_ec else "rsa-sha256",
-        digest_algorithm="sha256", c14n_algorithm=C14N)
+        signature_algorithm=f"ecdsa-{md}" if is_ec else f"rsa-{md}",
+        digest_algorithm=md, c14n_algorithm=EXC_C14N,
+        # The document's own name and type, not signxml's placeholder description.
+        data_object_format=XAdESDataObjectFormat(
+            Description=_description(job.document_name, mode), MimeType=XML_MIME_TYPE))
     kwargs: dict[str, Any] = {}
     if mode == "detached":
         uri = _detached_uri(job.document_name)
@@ -173,9 +208,9 @@ async def _build_xades(job: FormatJob, document: bytes, level: str, mode: str) -
     except etree.C14NError as exc:  # e.g. a relative namespace URI (xmlns="a")
         raise Unsupported("the document cannot be canonicalised") from exc
     assert key.captured is not None
-    digest = hashlib.sha256(key.captured).digest()
+    digest = hashlib.new(md, key.captured).digest()
     # XMLDSig wants ECDSA as raw r‖s (RFC 4050 / XMLDSig 1.1): ask the token for that.
-    value = await job.sign(digest, "sha256", ecdsa_raw=is_ec)
+    value = await job.sign(digest, md, ecdsa_raw=is_ec)
     signature = signed if mode == "detached" else signed.find(f".//{{{DS}}}Signature")
     assert signature is not None
     value_node = signature.find(f"{{{DS}}}SignatureValue")
@@ -183,21 +218,29 @@ async def _build_xades(job: FormatJob, document: bytes, level: str, mode: str) -
     value_node.text = base64.b64encode(value).decode("ascii")
     if level == "B-T":
         assert job.tsa_url is not None
-        await _add_signature_timestamp(signature, value_node, job)
+        await _add_signature_timestamp(signature, value_node, job, md)
     tree = signed.getroottree()
     encoding = root.getroottree().docinfo.encoding or "UTF-8"
     out: bytes = etree.tostring(tree, xml_declaration=True, encoding=encoding)
     return out
 
 
+def _description(document_name: str | None, mode: str) -> str:
+    """DataObjectFormat's Description: the page's name for the document, one line."""
+    name = " ".join((document_name or "").split())[:256]
+    if name:
+        return name
+    return DEFAULT_DETACHED_URI if mode == "detached" else "XML document"
+
+
 async def _add_signature_timestamp(signature: etree._Element, value_node: etree._Element,
-                                   job: FormatJob) -> None:
+                                   job: FormatJob, md: str) -> None:
     qualifying = signature.find(f".//{{{XADES}}}QualifyingProperties")
     if qualifying is None:
         raise RuntimeError("signxml produced no QualifyingProperties")
     c14n = etree.tostring(value_node, method="c14n", exclusive=True, with_comments=False)
     assert job.tsa_url is not None
-    token = await timestamp_token(job.tsa_url, job.network, c14n)
+    token = await timestamp_token(job.tsa_url, job.network, c14n, md)
     unsigned = etree.SubElement(qualifying, f"{{{XADES}}}UnsignedProperties")
     props = etree.SubElement(unsigned, f"{{{XADES}}}UnsignedSignatureProperties")
     stamp = etree.SubElement(props, f"{{{XADES}}}SignatureTimeStamp",

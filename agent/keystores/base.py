@@ -26,6 +26,7 @@ class StoreKind(enum.StrEnum):
     PKCS11 = "pkcs11"
     PKCS12 = "pkcs12"
     DEMO = "demo"
+    OS = "os"  # the OS's certificate store (Windows CNG, macOS keychain)
 
 
 class SecretKind(enum.StrEnum):

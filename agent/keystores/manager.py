@@ -32,6 +32,19 @@ loaded first.  Both facts come from the PC/SC service, which sets ``reader_atrs`
 watcher's cards) and ``module_order`` (its ATR table): a key store never looks at PC/SC
 itself.  Without the service, the row with a private key from the store loaded first is
 kept.  Entries on no reader (files, software tokens) are never merged.
+
+The OS's store and a PKCS#11 module reaching one key
+----------------------------------------------------
+On Windows and macOS the OS's own certificate store (``[tokens] os_store``, the
+platform's ``os_key_store()``) lists a card's certificates through the vendor's
+minidriver or CryptoTokenKit extension, while the vendor's PKCS#11 module may read the
+same card.  An OS-store row and a PKCS#11 row are one key when the certificate DER is the
+same, or the public key is (a card may hold a re-issued certificate for the same key).
+Then only one row is kept: the PKCS#11 one when it can sign (it has a private key),
+because through PKCS#11 the agent sees the token's PIN state (tries left, locked, PIN
+pad) and signs a batch in one worker call, while the minidriver path reports a wrong PIN
+without a count and may show the vendor's own prompt; the OS row only when the PKCS#11
+row has no private key (a module that cannot see the key is no use for signing).
 """
 
 from __future__ import annotations
@@ -42,6 +55,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent import paths
 from agent.config import Config
@@ -60,6 +76,9 @@ from agent.keystores.pkcs12 import Pkcs12Store
 
 if TYPE_CHECKING:
     from agent.keystores.pkcs11.modules import ModuleCandidate
+    from agent.platform.base import OsKeyStoreHook
+
+OsKeyStoreSource = Callable[[], "OsKeyStoreHook | None"]
 
 # CACKey cuts a reader's name to the 32 bytes of CK_SLOT_INFO.manufacturerID.
 READER_NAME_CUT = 32
@@ -86,6 +105,7 @@ class ManagedStore:
     store: KeyStore
     source: str                 # module path, file path, or the demo directory
     vendor: str | None = None   # PKCS#11 only: from module discovery
+    os_store: bool = False      # the OS's certificate store (Windows CNG, macOS keychain)
 
 
 def problem_from(exc: BaseException, store_id: str | None, source: str) -> StoreProblem:
@@ -106,6 +126,16 @@ def same_file(a: Path, b: Path) -> bool:
     def norm(p: Path) -> str:
         return os.path.normcase(os.path.realpath(p))
     return norm(a) == norm(b)
+
+
+def _public_key_of(der: bytes) -> bytes | None:
+    """The certificate's SubjectPublicKeyInfo, None for what does not parse."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return cert.public_key().public_bytes(Encoding.DER,
+                                              PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, TypeError):
+        return None
 
 
 def demo_wanted(config: Config) -> bool:
@@ -137,7 +167,10 @@ class StoreManager:
 
     @classmethod
     def from_config(cls, config: Config, *, env: Mapping[str, str] | None = None,
-                    data_dir: Path | None = None) -> StoreManager:
+                    data_dir: Path | None = None,
+                    os_key_store: OsKeyStoreSource | None = None) -> StoreManager:
+        """``os_key_store``: where the OS's certificate store comes from (default: the
+        platform layer's ``os_key_store()``; None there on Linux)."""
         from agent.keystores.pkcs11 import Pkcs11Store
         from agent.keystores.pkcs11.modules import discover_modules
 
@@ -174,6 +207,8 @@ class StoreManager:
                 problems.append(StoreProblem(store12.store_id, str(store12.path),
                                              "FILE_NOT_FOUND",
                                              "the PKCS#12 file is not there"))
+        if config.tokens.os_store:
+            managed.extend(cls._os_store(os_key_store, problems))
         demo = None
         if demo_wanted(config):
             try:
@@ -183,6 +218,22 @@ class StoreManager:
                                              f"the demo identity cannot be created: "
                                              f"{exc.strerror or exc}"))
         return cls(managed, demo=demo, module_candidates=candidates, problems=problems)
+
+    @staticmethod
+    def _os_store(source: OsKeyStoreSource | None,
+                  problems: list[StoreProblem]) -> list[ManagedStore]:
+        if source is None:
+            from agent import platform
+
+            source = platform.current().os_key_store
+        try:
+            hook = source()
+            if hook is None or not hook.available():
+                return []
+            return [ManagedStore(hook.open(), hook.name, os_store=True)]
+        except Exception as exc:  # a broken OS store must not stop the agent
+            problems.append(problem_from(exc, None, "os-store"))
+            return []
 
     # -- state
 
@@ -295,6 +346,40 @@ class StoreManager:
     # -- one row per certificate and card
 
     async def _distinct(self, entries: list[CertificateEntry]) -> list[CertificateEntry]:
+        return self._merge_os_rows(await self._distinct_cards(entries))
+
+    def _merge_os_rows(self, entries: list[CertificateEntry]) -> list[CertificateEntry]:
+        """One row per key reached by the OS store and PKCS#11 (module docstring)."""
+        os_ids = {m.store.store_id for m in self._managed if m.os_store}
+        mine = [e.token.store_id in os_ids for e in entries]
+        if not any(mine) or all(mine):  # nothing to compare: no certificate is parsed
+            return entries
+        by_der: dict[bytes, int] = {}
+        by_spki: dict[bytes, int] = {}
+        for index, entry in enumerate(entries):
+            if entry.token.store_id not in os_ids:
+                by_der.setdefault(entry.der, index)
+                spki = _public_key_of(entry.der)
+                if spki is not None:
+                    by_spki.setdefault(spki, index)
+        dropped: set[int] = set()
+        for index, entry in enumerate(entries):
+            if entry.token.store_id not in os_ids:
+                continue
+            twin = by_der.get(entry.der)
+            if twin is None:
+                spki = _public_key_of(entry.der)
+                twin = by_spki.get(spki) if spki is not None else None
+            if twin is None:
+                continue
+            if entries[twin].key is not None or entry.key is None:
+                dropped.add(index)  # PKCS#11 can sign: its row stays
+            else:
+                dropped.add(twin)  # only the OS store reaches the key
+        return [e for i, e in enumerate(entries) if i not in dropped]
+
+    async def _distinct_cards(self, entries: list[CertificateEntry]
+                              ) -> list[CertificateEntry]:
         # A module that does not say which reader its slot is (CACKey 0.7.11) reads the
         # card where another module saw the same certificate, if that is one reader.
         seen_in: dict[bytes, set[str]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from agent import PROTOCOL_VERSION, __version__
 from agent.app.services import Services
+from agent.formats.digests import DIGEST_CHOICES
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import NoParams
 from agent.protocol.results import AgentInfoResult
@@ -24,6 +25,8 @@ def register(dispatcher: Dispatcher, app: Services) -> None:
             name=AGENT_NAME, version=__version__, protocol=PROTOCOL_VERSION,
             origin=ctx.origin, transport=ctx.transport,
             features=sorted(dispatcher.methods),
-            formats={fmt: list(levels) for fmt, levels in app.formats.items()})
+            formats={fmt: list(levels) for fmt, levels in app.formats.items()},
+            digest_algorithms={fmt: list(DIGEST_CHOICES) for fmt in app.formats
+                               if fmt in ("pdf", "xml")})
 
     dispatcher.register("agent.info", NoParams, agent_info)

@@ -10,6 +10,7 @@ from agent.app.services import Services
 from agent.app.signing import SignedFields, SigningRequest
 from agent.formats import available_formats
 from agent.formats.builds import Stamp, build_pades
+from agent.formats.digests import digest_for
 from agent.formats.job import FormatJob
 from agent.methods.common import bound, display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
@@ -18,16 +19,19 @@ from agent.protocol.results import SignPdfResult
 
 
 async def sign_pdf(app: Services, ctx: CallContext, params: SignPdfParams) -> SignPdfResult:
+    choice = params.digest_algorithm.value if params.digest_algorithm is not None else None
     stamp = (Stamp(page=params.stamp.page, box=params.stamp.box, text=params.stamp.text)
              if params.stamp is not None else None)
 
     async def build(job: FormatJob) -> bytes:
         return await build_pades(job, params.pdf, params.level.value, reason=params.reason,
                                  location=params.location, field_name=params.field_name,
-                                 stamp=stamp)
+                                 stamp=stamp,
+                                 digest_algorithm=digest_for(job.certificate, choice))
 
     request = SigningRequest(method="sign.pdf", purpose="sign", handle=params.handle,
-                             display=display_of(params.display), digest_algorithm="SHA-256",
+                             display=display_of(params.display),
+                             digest_algorithm=choice or "SHA-256",
                              signed_fields=signed_fields(params),
                              # The PDF as the page sent it: what the signature's byte
                              # range covers.  A visible stamp is drawn by the signing

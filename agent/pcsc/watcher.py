@@ -14,6 +14,13 @@ smart card service when the last reader is unplugged.  Any error that says so en
 context; the watcher reports the service as not running (readers gone, cards removed) and
 establishes a new context, retrying after growing but bounded pauses (``RETRY_DELAYS``),
 for as long as it runs.
+
+Windows is the exception: its service stops by design once the last reader is unplugged,
+answering ``SCARD_E_NO_SERVICE`` (or ``SCARD_E_SERVICE_STOPPED``) to everything. Where
+the platform has WinSCard's started event (agent/pcsc/scard.py), those two mean "no
+readers": the readers are reported gone, the service stays "running" (nothing for the tray
+or doctor to warn about), and the watcher sleeps on the event until a reader starts the
+service again, then establishes a new context.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from agent.pcsc.scard import StartedEvent, load_started_event
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +96,20 @@ def load_scard() -> Any:
 
 
 class _ServiceLost(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 class PcscWatcher:
     """``start(loop, on_event)`` → events arrive as ``on_event(event)`` on ``loop``."""
 
     def __init__(self, scard: Any, *, wait_ms: int = WAIT_MS,
-                 retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+                 retry_delays: tuple[float, ...] = RETRY_DELAYS,
+                 started: Callable[[], StartedEvent | None] = load_started_event) -> None:
         self.scard = scard
+        self.started = started()  # WinSCard's "service started" event; None elsewhere
         self.wait_ms = wait_ms
         self.retry_delays = retry_delays
         self.status = PcscStatus()
@@ -106,6 +118,7 @@ class PcscWatcher:
         self._context: Any = None
         self._context_lock = threading.Lock()
         self._post: Callable[[PcscEvent], None] = lambda event: None
+        self._saw_reader = False  # this context listed a reader (the service works)
 
     # --- control, from the event loop ----------------------------------------------------
 
@@ -144,27 +157,74 @@ class PcscWatcher:
 
     def _run(self) -> None:
         failures = 0
+        idle_waits = 0
         while not self._stop.is_set():
             try:
                 context = self._establish()
             except _ServiceLost as lost:
+                if self._idle(lost):
+                    self._no_readers()
+                    self._wait_started(idle_waits)
+                    idle_waits += 1
+                    continue
                 self._service_down(lost.reason)
                 delay = self.retry_delays[min(failures, len(self.retry_delays) - 1)]
                 failures += 1
                 self._stop.wait(delay)
                 continue
             failures = 0
+            idle = False
+            self._saw_reader = False
             try:
                 self._watch(context)
             except _ServiceLost as lost:
-                log.info("PC/SC service lost: %s", lost.reason)
-                self._service_down(lost.reason)
+                idle = self._idle(lost)
+                if idle:
+                    log.info("the smart card service stopped: no readers left")
+                    self._no_readers()
+                else:
+                    log.info("PC/SC service lost: %s", lost.reason)
+                    self._service_down(lost.reason)
             except Exception:  # a bug must not end the watching for good
                 log.exception("PC/SC watcher failed; starting over")
                 self._service_down("the smart card watcher failed")
                 self._stop.wait(self.retry_delays[-1])
             finally:
                 self._release(context)
+            if self._saw_reader:  # the service worked this time: back to plain waiting
+                idle_waits = 0
+            if idle:
+                self._wait_started(idle_waits)
+                idle_waits += 1
+
+    def _idle(self, lost: _ServiceLost) -> bool:
+        """Windows' service stopped for want of readers (only where its event exists)."""
+        s = self.scard
+        return self.started is not None and lost.code is not None and lost.code in {
+            getattr(s, "SCARD_E_NO_SERVICE", None), getattr(s, "SCARD_E_SERVICE_STOPPED", None)}
+
+    def _no_readers(self) -> None:
+        for reader in list(self.status.readers):
+            self._reader_gone(reader)
+        was = self.status.service
+        self.status.service, self.status.reason = ServiceState.RUNNING, None
+        if was is not ServiceState.RUNNING:
+            self._post(PcscEvent(EventKind.SERVICE_UP))
+
+    def _wait_started(self, attempt: int) -> None:
+        """Until the service runs again or ``stop()``. A signalled event that still
+        leads to NO_SERVICE (attempt > 0) is not waited on again at once: no busy loop."""
+        assert self.started is not None
+        if attempt > 0:
+            self._stop.wait(self.retry_delays[min(attempt - 1, len(self.retry_delays) - 1)])
+        while not self._stop.is_set():
+            try:
+                if self.started.wait(self.wait_ms / 1000):
+                    return
+            except OSError:
+                log.info("cannot wait for the smart card service", exc_info=True)
+                self._stop.wait(self.retry_delays[-1])
+                return
 
     def _error(self, code: int) -> str:
         try:
@@ -176,7 +236,7 @@ class PcscWatcher:
         s = self.scard
         hresult, context = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
         if hresult != s.SCARD_S_SUCCESS:
-            raise _ServiceLost(f"{SERVICE_NOT_RUNNING} ({self._error(hresult)})")
+            raise _ServiceLost(f"{SERVICE_NOT_RUNNING} ({self._error(hresult)})", hresult)
         with self._context_lock:
             self._context = context
         return context
@@ -205,7 +265,7 @@ class PcscWatcher:
         if hresult == s.SCARD_E_NO_READERS_AVAILABLE:
             return []
         if self._lost(hresult):
-            raise _ServiceLost(f"{SERVICE_NOT_RUNNING} ({self._error(hresult)})")
+            raise _ServiceLost(f"{SERVICE_NOT_RUNNING} ({self._error(hresult)})", hresult)
         log.info("listing readers failed: %s", self._error(hresult))
         return []
 
@@ -214,15 +274,17 @@ class PcscWatcher:
         hresult, states = s.SCardGetStatusChange(
             context, 0, [(PNP_READER, s.SCARD_STATE_UNAWARE)])
         if self._lost(hresult):
-            raise _ServiceLost(f"{SERVICE_NOT_RUNNING} ({self._error(hresult)})")
+            raise _ServiceLost(f"{SERVICE_NOT_RUNNING} ({self._error(hresult)})", hresult)
         return hresult in (s.SCARD_S_SUCCESS, s.SCARD_E_TIMEOUT) and not (
             states and states[0][1] & s.SCARD_STATE_UNKNOWN)
 
     def _watch(self, context: Any) -> None:
         s = self.scard
         pnp = self._pnp_supported(context)
+        was = self.status.service
         self.status.service, self.status.reason = ServiceState.RUNNING, None
-        self._post(PcscEvent(EventKind.SERVICE_UP))
+        if was is not ServiceState.RUNNING:  # Windows' idle service stayed "running"
+            self._post(PcscEvent(EventKind.SERVICE_UP))
         known: dict[str, int] = {}  # reader → state we last saw
         pnp_state = s.SCARD_STATE_UNAWARE
         relist = True
@@ -245,7 +307,7 @@ class PcscWatcher:
                 continue
             if hresult != s.SCARD_S_SUCCESS:
                 if self._lost(hresult):
-                    raise _ServiceLost(f"{SERVICE_NOT_RUNNING} ({self._error(hresult)})")
+                    raise _ServiceLost(f"{SERVICE_NOT_RUNNING} ({self._error(hresult)})", hresult)
                 log.info("waiting for card events failed: %s", self._error(hresult))
                 self._stop.wait(self.wait_ms / 1000)
                 relist = True
@@ -270,6 +332,7 @@ class PcscWatcher:
             self._reader_gone(name)
         for name in names:
             if name not in known:
+                self._saw_reader = True
                 known[name] = s.SCARD_STATE_UNAWARE
                 self.status.readers[name] = None
                 self._post(PcscEvent(EventKind.READER_ADDED, name))

@@ -44,10 +44,11 @@ def build(name: OsName) -> Platform:  # pragma: no cover - each branch needs its
     if name == "macos":
         from agent.platform.autostart import agent_command
         from agent.platform.macos import MacPlatform
+        from agent.platform.macos.keychain_store import SecurityFramework
         from agent.platform.macos.runner import run
 
         return MacPlatform(run, os.getuid(), agent_command,
-                           elevated=os.geteuid() == 0)
+                           elevated=os.geteuid() == 0, security=SecurityFramework())
     from agent.platform.linux import LinuxPlatform
 
     return LinuxPlatform()

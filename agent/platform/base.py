@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # asyncio is not imported by every process that asks the plat
     import asyncio
     from collections.abc import Awaitable, Callable
 
+    from agent.keystores.base import KeyStore
     from agent.policy.sources import PolicyFile
 
     ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -152,11 +153,17 @@ class PeerCheck(Protocol):
 
 class OsKeyStoreHook(Protocol):
     """Certificates whose keys the OS reaches through a vendor driver (Windows CNG/
-    minidriver, macOS CryptoTokenKit). Only the hook: no implementation yet."""
+    minidriver: agent/platform/windows/cng_store.py; macOS CryptoTokenKit:
+    agent/platform/macos/keychain_store.py). The store manager adds ``open()``'s store
+    beside the PKCS#11 ones when ``[tokens] os_store`` is on."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def available(self) -> bool: ...
+
+    def open(self) -> KeyStore:
+        """The key store over the OS's certificate store."""
 
 
 # --- the whole platform -------------------------------------------------------------------

@@ -227,6 +227,10 @@ class SignPdfParams(WireModel):
         None, description="Make the signature visible; absent: an invisible signature.")
     tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
     display: Display | None = None
+    digest_algorithm: HashAlgorithm | None = Field(
+        None, description="The signature's digest; absent: as strong as the key (P-384: "
+                          "SHA-384, P-521: SHA-512, else SHA-256). `agent.info` "
+                          "`digestAlgorithms` lists the choices.")
 
 
 
@@ -247,6 +251,10 @@ class SignXmlParams(WireModel):
     mode: XmlMode
     tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
     display: Display | None = None
+    digest_algorithm: HashAlgorithm | None = Field(
+        None, description="The signature's digest; absent: as strong as the key (P-384: "
+                          "SHA-384, P-521: SHA-512, else SHA-256). `agent.info` "
+                          "`digestAlgorithms` lists the choices.")
 
 
 

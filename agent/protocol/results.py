@@ -23,6 +23,9 @@ class AgentInfoResult(WireModel):
     features: list[str] | None = Field(None, description="Methods this agent serves.")
     formats: dict[str, list[str]] | None = Field(
         None, description="Signature formats and their levels, e.g. {\"pdf\": [\"B-B\"]}.")
+    digest_algorithms: dict[str, list[str]] | None = Field(
+        None, description="The `digestAlgorithm` choices per format, e.g. "
+                          "{\"pdf\": [\"SHA-256\", \"SHA-384\", \"SHA-512\"]}.")
 
 
 # --- certificates -------------------------------------------------------------------------

@@ -303,8 +303,10 @@ def _plausible_id(value: object) -> bool:
 # Frames at least this long, or with at least this many commas (each JSON value in a
 # container but the first needs one), may cost the parser more than a few milliseconds:
 # an 8 MB frame of 2.6 M empty lists took 4.5 s inline. Those are parsed in the worker.
-OFF_LOOP_CHARS = 32 * 1024
-OFF_LOOP_COMMAS = 256
+OFF_LOOP_CHARS = 64 * 1024
+# A full sign.hashes (1,000 hashes) parses inline in ~0.25 ms; the worst frame with
+# 1,100 values (empty lists) took ~1.5 ms here.
+OFF_LOOP_COMMAS = 1100
 # Params objects with more members than their model has fields plus this margin are
 # refused before pydantic sees them: validating 600 k unknown members is itself costly.
 EXTRA_MEMBERS_MARGIN = 8

@@ -10,9 +10,11 @@ take the 403 for "no agent here" (the page SDK reports SITE_REFUSED).
 
 Plain ``ws://`` is served only when both the configuration (a development setting) and the
 system policy allow it: without TLS, a page cannot tell the agent from any program that
-took the port first. A port another program holds costs only that transport: the agent
-logs one line, serves the rest, and ``unavailable`` says why (for runtime.json, doctor and
-the tray).
+took the port first. A port another program holds (on a terminal server: another user's
+agent) is skipped for the next of a small range (``[server] port_range``, ``range_ports``;
+``ports`` says which one serves). When the whole range is taken that costs only that
+transport: the agent logs one line, serves the rest, and ``unavailable`` says why (for
+runtime.json, doctor and the tray).
 
 A frame's size limit is set per connection on the WebSocket parser, so a frame over it is
 never buffered: small until the origin holds a grant, afterwards the document methods' limit
@@ -88,16 +90,29 @@ class WebSocketTransport:
 
     async def _try_listen(self, transport: Transport, port: int,
                           ssl_context: ssl.SSLContext | None) -> None:
-        try:
-            self.ports[transport] = await self._listen(transport, port, ssl_context)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                why = f"port {port} is used by another program"
-            else:
-                why = f"cannot listen on port {port}: {exc.strerror or exc}"
-            self.unavailable[transport] = why
-            # One line, no traceback: the other transports still serve.
-            log.warning("%s; pages cannot reach the agent over %s", why, transport)
+        # On a shared machine another user's agent (or any program) may hold the port: the
+        # first free one of the range serves, and the page SDK tries the same range.
+        candidates = range_ports(port, self.settings.port_range)
+        why = f"port {port} is used by another program"
+        for candidate in candidates:
+            try:
+                self.ports[transport] = await self._listen(transport, candidate, ssl_context)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    why = f"cannot listen on port {candidate}: {exc.strerror or exc}"
+                    break
+                continue
+            if candidate != port:
+                log.warning("port(s) %s taken by other programs or users; serving %s on %d",
+                            ", ".join(str(p) for p in candidates if p < candidate),
+                            transport, candidate)
+            return
+        if len(candidates) > 1 and why.startswith("port "):
+            log.warning("every port of the %s range is taken: %s", transport,
+                        ", ".join(str(p) for p in candidates))
+        self.unavailable[transport] = why
+        # One line, no traceback: the other transports still serve.
+        log.warning("%s; pages cannot reach the agent over %s", why, transport)
 
     async def _listen(self, transport: Transport, port: int,
                       ssl_context: ssl.SSLContext | None) -> int:
@@ -227,6 +242,19 @@ class WebSocketTransport:
         finally:
             admitted.release()
             await session.close()
+
+
+# wss takes the even ports of the range, ws the odd ones (29170, 29172, … and 29171, 29173,
+# …): the default ports stay where they were and the two ranges never overlap.
+PORT_STEP = 2
+
+
+def range_ports(first: int, count: int) -> list[int]:
+    """The ports a transport configured on ``first`` may take, in the order it tries them
+    (port 0, "any free port" in tests, is a range of its own)."""
+    if first == 0:
+        return [0]
+    return [p for p in (first + PORT_STEP * i for i in range(count)) if p <= 65535]
 
 
 def set_max_size(conn: ServerConnection, limit: int) -> None:

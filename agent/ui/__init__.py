@@ -1,2 +1,2 @@
-"""Dialog backends (tkinter, scripted, none) and the tray; the port they implement is
-``agent.app.dialogs``."""
+"""Dialog backends (the Qt UI process, scripted, none) and the tray; the port they implement
+is ``agent.app.dialogs``."""

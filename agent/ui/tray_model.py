@@ -1,4 +1,4 @@
-"""What the tray shows and what its menu does, on the daemon's side (no Qt, no pystray).
+"""What the tray shows and what its menu does, on the daemon's side (no Qt).
 
 ``tray_facts`` gathers the facts as JSON-able data (the ``tray`` frame of
 docs/ui-process.md); the UI process draws them and sends back ``action`` frames, which

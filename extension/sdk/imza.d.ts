@@ -71,6 +71,8 @@ export interface ConnectAttempt {
   reason: Reason | (string & {});
   kind: ErrorKind | null;
   message?: string;
+  /** for `"wss"` / `"ws"`: the URL of this try (one per port of the range tried) */
+  url?: string;
   agentMissing?: true;
 }
 
@@ -158,10 +160,22 @@ export interface ConnectOptions {
   socketTimeout?: number;
   /** ms for an open connection to answer agent.info; default 10000 */
   infoTimeout?: number;
-  /** default `wss://127.0.0.1:29170/v1` */
+  /**
+   * How many ports of the agent's range to try, in order, default 5: wss 29170, 29172, …,
+   * 29178 and ws 29171, 29173, …, 29179 (at most 32). On a shared machine (terminal server)
+   * each user's agent takes the first free port; another user's agent refuses this page
+   * like a closed port, and the first agent that opens and answers agent.info is the
+   * user's own.
+   */
+  portRange?: number;
+  /** one URL instead of the range, e.g. `wss://127.0.0.1:29170/v1` */
   wssUrl?: string;
-  /** default `ws://127.0.0.1:29171/v1` */
+  /** one URL instead of the range, e.g. `ws://127.0.0.1:29171/v1` */
   wsUrl?: string;
+  /** the URLs to try, in order, instead of the range (ignored when `wssUrl` is given) */
+  wssUrls?: readonly string[];
+  /** the URLs to try, in order, instead of the range (ignored when `wsUrl` is given) */
+  wsUrls?: readonly string[];
   /**
    * The lowest agent version this page works with, e.g. `"0.2.0"`: an older agent fails
    * connect() with kind AGENT_TOO_OLD. Numbers separated by dots; a pre-release
@@ -350,6 +364,8 @@ export declare class Connection extends EventTarget {
   private constructor();
   /** which path connect() took */
   readonly transport: Transport;
+  /** for `"wss"` / `"ws"`: the URL whose agent answered (which port of the range); else null */
+  readonly url: string | null;
   /** agent.info's answer at connect() */
   agent: AgentInfo | null;
   readonly closed: boolean;

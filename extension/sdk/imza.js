@@ -116,9 +116,66 @@ const DEFAULTS = Object.freeze({
   openTimeout: 35000, // ms for the extension's agent connection (it may start the agent)
   socketTimeout: 5000, // ms for a WebSocket to open
   infoTimeout: 10000, // ms for an open connection to answer agent.info
-  wssUrl: "wss://127.0.0.1:29170/v1",
-  wsUrl: "ws://127.0.0.1:29171/v1",
+  // On a shared machine (terminal server) each user's agent takes the first free port of a
+  // small range: wss 29170, 29172, … (even), ws 29171, 29173, … (odd); the agent's
+  // `[server] port_range`. connect() tries them in order; `wssUrl` / `wsUrl` (one URL) or
+  // `wssUrls` / `wsUrls` (a list) replace the range.
+  portRange: 5,
 });
+
+const RANGE_START = Object.freeze({ wss: 29170, ws: 29171 });
+const RANGE_STEP = 2;
+const MAX_PORT_RANGE = 32; // the agent's own limit: connect() never probes more
+
+/** The URLs connect() tries for `transport`, in order. */
+function directUrls(transport, opts) {
+  const single = transport === "wss" ? opts.wssUrl : opts.wsUrl;
+  if (single !== undefined) return [String(single)];
+  const list = transport === "wss" ? opts.wssUrls : opts.wsUrls;
+  if (list !== undefined) return Array.from(list, String).slice(0, MAX_PORT_RANGE);
+  const count = Math.min(Math.max(1, Math.floor(Number(opts.portRange) || 1)), MAX_PORT_RANGE);
+  return Array.from({ length: count },
+    (_, i) => `${transport}://127.0.0.1:${RANGE_START[transport] + RANGE_STEP * i}/v1`);
+}
+
+// Failures that say "no agent of this user here" and send connect() to the next port of the
+// range: nothing listening, another user's agent (its peer check answers 403 before the
+// handshake, which a page sees as "not reachable", like a closed port — it learns nothing
+// more about it) or a certificate this browser does not trust, a port that accepts and
+// stalls, a connection dropped before agent.info was answered. Anything else is the user's
+// own agent answering (e.g. refusing the site): the range stops there.
+const NEXT_PORT_KINDS = new Set([Kind.AGENT_NOT_RUNNING, Kind.TIMED_OUT, Kind.CONNECTION_LOST]);
+
+/** The first agent of `urls` that opens and answers agent.info: {connection, info}, or
+ * null after recording each failed URL in `attempts`. Sequential on purpose: a page reaches
+ * no more agents than it must (no Origin is sent to ports after its own agent's), the
+ * order decides, as the agent's choice of port does, and on loopback a refused port costs
+ * one round trip. */
+async function firstAgentOf(transport, urls, opts, attempts) {
+  for (const url of urls) {
+    let connection;
+    try {
+      connection = new Connection(await WebSocketChannel.open(url, opts.socketTimeout), transport);
+      connection.url = url;
+    } catch (error) {
+      if (!(error instanceof ImzaError)) throw error;
+      attempts.push({ ...attemptOf(transport, error), url });
+      if (NEXT_PORT_KINDS.has(error.kind)) continue;
+      return null;
+    }
+    try {
+      const info = await withTimeout(connection.info(), opts.infoTimeout, () => new ImzaError(
+        Reason.AGENT_UNAVAILABLE, `${url}: agent.info was not answered in time`,
+        { kind: Kind.TIMED_OUT }));
+      return { connection, info };
+    } catch (error) {
+      connection.close();
+      attempts.push({ ...attemptOf(transport, error), url });
+      if (!NEXT_PORT_KINDS.has(error.kind)) return null;
+    }
+  }
+  return null;
+}
 
 const CHANNEL = "imza-agent";
 
@@ -328,6 +385,7 @@ export class Connection extends EventTarget {
   constructor(channel, transport) {
     super();
     this.transport = transport; // "extension" | "wss" | "ws"
+    this.url = null; // the WebSocket URL whose agent answered (which port of the range)
     this.agent = null; // agent.info's answer, set by connect()
     this._channel = channel;
     this._nextId = 1;
@@ -439,40 +497,43 @@ export async function connect(options = {}) {
   const attempts = [];
   let extension = null;
   for (const transport of opts.transports) {
-    let channel;
-    try {
-      if (transport === "extension") {
+    let connection;
+    let info;
+    if (transport === "wss" || transport === "ws") {
+      if (transport === "ws" && opts.allowInsecureWs !== true) {
+        attempts.push({ transport, reason: Reason.AGENT_UNAVAILABLE, kind: null,
+          message: "not tried: ws:// is unauthenticated; pass allowInsecureWs: true to use it" });
+        continue;
+      }
+      const found = await firstAgentOf(transport, directUrls(transport, opts), opts, attempts);
+      if (found === null) continue;
+      ({ connection, info } = found);
+    } else if (transport === "extension") {
+      let channel;
+      try {
         extension = await detectExtension(opts.extensionTimeout);
         if (!extension) {
           attempts.push({ transport, reason: Reason.EXTENSION_UNAVAILABLE, kind: Kind.NO_EXTENSION });
           continue;
         }
         channel = await ExtensionChannel.open(opts.openTimeout);
-      } else if (transport === "ws" && opts.allowInsecureWs !== true) {
-        attempts.push({ transport, reason: Reason.AGENT_UNAVAILABLE, kind: null,
-          message: "not tried: ws:// is unauthenticated; pass allowInsecureWs: true to use it" });
+      } catch (error) {
+        if (!(error instanceof ImzaError)) throw error;
+        attempts.push(attemptOf(transport, error));
         continue;
-      } else if (transport === "wss" || transport === "ws") {
-        const url = transport === "wss" ? opts.wssUrl : opts.wsUrl;
-        channel = await WebSocketChannel.open(url, opts.socketTimeout);
-      } else {
-        throw new TypeError(`unknown transport ${transport}`);
       }
-    } catch (error) {
-      if (!(error instanceof ImzaError)) throw error;
-      attempts.push(attemptOf(transport, error));
-      continue;
-    }
-    const connection = new Connection(channel, transport);
-    let info;
-    try {
-      info = await withTimeout(connection.info(), opts.infoTimeout, () => new ImzaError(
-        Reason.AGENT_UNAVAILABLE, `${transport}: agent.info was not answered in time`,
-        { kind: Kind.TIMED_OUT }));
-    } catch (error) {
-      connection.close();
-      attempts.push(attemptOf(transport, error));
-      continue;
+      connection = new Connection(channel, transport);
+      try {
+        info = await withTimeout(connection.info(), opts.infoTimeout, () => new ImzaError(
+          Reason.AGENT_UNAVAILABLE, `${transport}: agent.info was not answered in time`,
+          { kind: Kind.TIMED_OUT }));
+      } catch (error) {
+        connection.close();
+        attempts.push(attemptOf(transport, error));
+        continue;
+      }
+    } else {
+      throw new TypeError(`unknown transport ${transport}`);
     }
     const mismatch = versionError(info, opts.minimumAgentVersion);
     if (mismatch) {

@@ -19,6 +19,7 @@ from agent.platform.base import (
     TrustStore,
 )
 from agent.platform.macos.keychain import KeychainTrustStore
+from agent.platform.macos.keychain_store import KeychainHook, SecurityApi
 from agent.platform.macos.launch_agent import LaunchAgentAutostart
 from agent.platform.macos.peer import MacPeerCheck, ProcSockets
 from agent.platform.macos.runner import Runner
@@ -35,7 +36,8 @@ class MacPlatform:
     uid: int
     agent_argv: Callable[[], Sequence[str]]
     elevated: bool = False  # root (the .pkg's scripts): the System keychain
-    sockets: ProcSockets | None = None  # libproc walk: not written yet (see peer.py)
+    sockets: ProcSockets | None = None  # None: the libproc walk (macos/libproc.py)
+    security: SecurityApi | None = None  # the keychain as a key store (keychain_store.py)
     name: Literal["macos"] = "macos"
     trust_automatic: bool = False  # macOS asks for the password before trusting a root
     pkcs11_table: str = "darwin"
@@ -55,6 +57,10 @@ class MacPlatform:
         return UnixSocketRelay()
 
     def peer_check(self) -> PeerCheck | None:
+        if self.sockets is None:  # the real walk; None where libproc is missing
+            from agent.platform.macos.libproc import real_sockets
+
+            self.sockets = real_sockets(self.uid)
         return None if self.sockets is None else MacPeerCheck(self.sockets, self.uid)
 
     def system_policy_file(self) -> Path:
@@ -70,7 +76,7 @@ class MacPlatform:
         return process_exists(pid)
 
     def os_key_store(self) -> OsKeyStoreHook | None:
-        return None  # CryptoTokenKit: issue 15's remaining part
+        return None if self.security is None else KeychainHook(self.security)
 
     def description(self) -> str:
         return f"macOS {_platform_module.mac_ver()[0]} ({_platform_module.machine()})"

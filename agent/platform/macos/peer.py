@@ -7,9 +7,9 @@ client's address and connected to ours, then its uid (``PROC_PIDTBSDINFO``). Wit
 only this user's processes can be inspected, so "not found" is the answer for everybody
 else's — and unknown counts as another user.
 
-``ProcSockets`` is the seam. The ctypes walk over libproc is not written yet (its structure
-layouts need checking on a real Mac), so ``MacPlatform.peer_check()`` answers None there
-and the agent keeps working without the check, as before this layer.
+``ProcSockets`` is the seam; ``agent/platform/macos/libproc.py`` is the real walk (ctypes
+over libproc, its structures read at XNU's offsets). Where libproc cannot be loaded
+``MacPlatform.peer_check()`` answers None and the agent runs without the check.
 """
 
 from __future__ import annotations

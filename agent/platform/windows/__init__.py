@@ -22,6 +22,7 @@ from agent.platform.base import (
     TrustStore,
 )
 from agent.platform.windows.autostart import RunKeyAutostart
+from agent.platform.windows.cng_store import CngApi, CngHook
 from agent.platform.windows.identity import Identities
 from agent.platform.windows.native_messaging import RegistryRegistrar
 from agent.platform.windows.peer import TcpTables, WindowsPeerCheck
@@ -45,6 +46,7 @@ class WindowsPlatform:
     agent_argv: Callable[[], Sequence[str]]  # how a logon starts the agent
     elevated: bool = False  # an administrator's process: machine-wide stores and keys
     pipes: PipeApi | None = None
+    cng: CngApi | None = None  # the user's "MY" store as a key store (cng_store.py)
     name: Literal["windows"] = "windows"
     trust_automatic: bool = False  # Windows asks the user before adding a root
     pkcs11_table: str = "windows"
@@ -56,6 +58,7 @@ class WindowsPlatform:
              ) -> WindowsPlatform:  # pragma: no cover - needs Windows
         import ctypes
 
+        from agent.platform.windows.cng_store import NcryptDll
         from agent.platform.windows.identity import TokenIdentities
         from agent.platform.windows.peer import IpHlpApi
         from agent.platform.windows.registry import WinReg
@@ -63,7 +66,7 @@ class WindowsPlatform:
 
         shell32 = ctypes.WinDLL("shell32")  # type: ignore[attr-defined,unused-ignore]
         return cls(WinReg(), Crypt32Dll(), TokenIdentities(), IpHlpApi(), env, agent_argv,
-                   elevated=bool(shell32.IsUserAnAdmin()))
+                   elevated=bool(shell32.IsUserAnAdmin()), cng=NcryptDll())
 
     def _dir(self, variable: str, fallback: str) -> Path:
         return Path(self.env.get(variable) or fallback)
@@ -85,7 +88,7 @@ class WindowsPlatform:
 
     def relay(self) -> RelayEndpoint:
         if self._relay is None:
-            self._relay = NamedPipeRelay(self.identities.own().sid, self.pipes)
+            self._relay = NamedPipeRelay(self.identities.own().sid, self.pipes, self.identities)
         return self._relay
 
     def peer_check(self) -> PeerCheck | None:
@@ -111,7 +114,7 @@ class WindowsPlatform:
         return self.identities.of_process(pid) is not None
 
     def os_key_store(self) -> OsKeyStoreHook | None:
-        return None  # the CNG/minidriver store: issue 15's remaining part
+        return None if self.cng is None else CngHook(self.cng)
 
     def description(self) -> str:
         return f"Windows {_platform_module.release()} ({_platform_module.machine()})"

@@ -6,10 +6,12 @@ its own security descriptor: a protected DACL (``P``: nothing inherited) that de
 network logons (``NU``) and grants access to this user's SID alone. It also rejects remote
 clients (``PIPE_REJECT_REMOTE_CLIENTS``) and claims the name first
 (``FILE_FLAG_FIRST_PIPE_INSTANCE``), so another user's process cannot squat on it. The
-daemon then admits each connection as on every transport (agent/transport/admission.py).
+daemon then checks the client's process (same user SID and logon session) and admits
+each connection as on every transport (agent/transport/admission.py); the accept loop is
+``agent/platform/windows/pipe_server.py``.
 
-``PipeApi`` is the seam (the tests record the name, descriptor and flags); ``Kernel32Pipes``
-is the real one.
+``PipeApi`` is the seam (the tests record the name, descriptor, flags and instance count,
+and serve in-memory streams); ``ProactorPipes`` is the real one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import asyncio
 import ctypes
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from agent.platform.windows.identity import Identities
 
 if TYPE_CHECKING:
     from agent.platform.base import ClientHandler
@@ -31,6 +35,8 @@ PIPE_READMODE_BYTE = 0x00000000
 PIPE_WAIT = 0x00000000
 PIPE_REJECT_REMOTE_CLIENTS = 0x00000008
 PIPE_UNLIMITED_INSTANCES = 255
+MAX_INSTANCES = PIPE_UNLIMITED_INSTANCES  # one per native host; admission caps the rest
+BUFFER_SIZE = 65536
 SDDL_REVISION_1 = 1
 
 OPEN_MODE = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED
@@ -47,8 +53,22 @@ def security_descriptor(sid: str) -> str:
 
 
 class PipeApi(Protocol):
-    def create(self, name: str, sddl: str, open_mode: int, pipe_mode: int) -> Any:
+    def create(self, name: str, sddl: str, open_mode: int, pipe_mode: int,
+               max_instances: int) -> Any:
         """One server instance of the pipe; returns its handle."""
+
+    async def accept(self, handle: Any) -> None:
+        """Wait until a client has connected to this instance (``ConnectNamedPipe``)."""
+
+    def client_pid(self, handle: Any) -> int | None:
+        """``GetNamedPipeClientProcessId``; None when Windows cannot tell."""
+
+    async def open_streams(self, handle: Any, limit: int
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The connected instance as asyncio streams (it then belongs to the writer)."""
+
+    def close(self, handle: Any) -> None:
+        """Disconnect and close an instance no stream owns."""
 
 
 @dataclass
@@ -58,17 +78,21 @@ class NamedPipeRelay:
 
     sid: str
     pipes: PipeApi | None = None
+    identities: Identities | None = None  # who a client process is; None: serve nobody
 
     def address(self, socket_path: Path) -> str:
         return pipe_name(self.sid)
 
+    def _api(self) -> PipeApi:
+        if self.pipes is None:
+            self.pipes = ProactorPipes()
+        return self.pipes
+
     def create_instance(self, first: bool) -> Any:
         """A server instance of the pipe (the daemon's side); the first one claims it."""
-        if self.pipes is None:
-            self.pipes = Kernel32Pipes()
         mode = OPEN_MODE | (FILE_FLAG_FIRST_PIPE_INSTANCE if first else 0)
-        return self.pipes.create(pipe_name(self.sid), security_descriptor(self.sid), mode,
-                                 PIPE_MODE)
+        return self._api().create(pipe_name(self.sid), security_descriptor(self.sid), mode,
+                                  PIPE_MODE, MAX_INSTANCES)
 
     async def connect(self, socket_path: Path, limit: int
                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -79,13 +103,17 @@ class NamedPipeRelay:
                                                          pipe_name(self.sid))
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
-
     async def listen(self, socket_path: Path, handler: ClientHandler, limit: int
                      ) -> asyncio.Server:
-        # The accept loop over ``create_instance`` on the Proactor loop is not written
-        # yet: until then the daemon says the extension transport is off and keeps serving
-        # pages over WebSocket, rather than failing to start.
-        raise OSError(f"the named pipe server ({pipe_name(self.sid)}) is not available yet")
+        from agent.platform.windows.pipe_server import NamedPipeServer
+
+        if self.identities is None:  # cannot check clients: better no extension transport
+            raise OSError(f"no identity lookup for the clients of {pipe_name(self.sid)}")
+        server = NamedPipeServer(self._api(), self.create_instance, self.identities, handler,
+                                 limit, pipe_name(self.sid))
+        server.start()  # OSError when the name is taken: the transport is off
+        # An AbstractServer with the close/wait_closed the local transport uses.
+        return cast("asyncio.Server", server)
 
 
 class Kernel32Pipes:
@@ -94,7 +122,8 @@ class Kernel32Pipes:
         self._a: Any = ctypes.WinDLL("advapi32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
         self._k.CreateNamedPipeW.restype = ctypes.c_void_p
 
-    def create(self, name: str, sddl: str, open_mode: int, pipe_mode: int) -> Any:
+    def create(self, name: str, sddl: str, open_mode: int, pipe_mode: int,
+               max_instances: int = MAX_INSTANCES) -> Any:
         class SecurityAttributes(ctypes.Structure):
             _fields_ = [("nLength", ctypes.c_uint32), ("lpSecurityDescriptor", ctypes.c_void_p),
                         ("bInheritHandle", ctypes.c_int)]
@@ -105,11 +134,53 @@ class Kernel32Pipes:
             raise OSError(ctypes.get_last_error(), "bad security descriptor")  # type: ignore[attr-defined,unused-ignore]
         try:
             attributes = SecurityAttributes(ctypes.sizeof(SecurityAttributes), descriptor, 0)
-            handle = self._k.CreateNamedPipeW(name, open_mode, pipe_mode,
-                                              PIPE_UNLIMITED_INSTANCES, 65536, 65536, 0,
+            handle = self._k.CreateNamedPipeW(name, open_mode, pipe_mode, max_instances,
+                                              BUFFER_SIZE, BUFFER_SIZE, 0,
                                               ctypes.byref(attributes))
             if handle in (None, ctypes.c_void_p(-1).value):
                 raise OSError(ctypes.get_last_error(), f"cannot create {name}")  # type: ignore[attr-defined,unused-ignore]
             return handle
         finally:
             self._k.LocalFree(descriptor)
+
+
+class ProactorPipes:  # pragma: no cover - needs Windows
+    """The real ``PipeApi``: instances from ``Kernel32Pipes``, carried by the Proactor loop
+    (the same private steps ``start_serving_pipe`` takes: ``accept_pipe`` and
+    ``_make_duplex_pipe_transport``, which stdlib offers no public way to reach)."""
+
+    def __init__(self) -> None:
+        self._kernel = Kernel32Pipes()
+
+    def create(self, name: str, sddl: str, open_mode: int, pipe_mode: int,
+               max_instances: int) -> Any:
+        import importlib
+
+        # asyncio's wrapper of a pipe handle, which its Proactor's accept_pipe expects.
+        windows_utils: Any = importlib.import_module("asyncio.windows_utils")
+        return windows_utils.PipeHandle(self._kernel.create(name, sddl, open_mode, pipe_mode,
+                                                            max_instances))
+
+    async def accept(self, handle: Any) -> None:
+        loop: Any = asyncio.get_running_loop()
+        await loop._proactor.accept_pipe(handle)
+
+    def client_pid(self, handle: Any) -> int | None:
+        pid = ctypes.c_uint32()
+        if not self._kernel._k.GetNamedPipeClientProcessId(ctypes.c_void_p(handle.fileno()),
+                                                           ctypes.byref(pid)):
+            return None
+        return int(pid.value)
+
+    async def open_streams(self, handle: Any, limit: int
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        loop: Any = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=limit)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport = loop._make_duplex_pipe_transport(handle, protocol,
+                                                     extra={"addr": "imza-agent pipe"})
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    def close(self, handle: Any) -> None:
+        self._kernel._k.DisconnectNamedPipe(ctypes.c_void_p(handle.fileno()))
+        handle.close()

@@ -27,7 +27,10 @@ def display_gone(env: Mapping[str, str] | None = None) -> bool:
     """True only when the local X display (or Wayland socket) in the environment is
     known to be gone; False when it answers or cannot be checked from here."""
     env = os.environ if env is None else env
-    if env.get("QT_QPA_PLATFORM"):
+    # A platform of its own (offscreen, vnc, ...): Qt knows best; xcb and wayland still
+    # draw on the display checked below.
+    platform = env.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith(("xcb", "wayland")):
         return False
     wayland = env.get("WAYLAND_DISPLAY")
     if wayland:

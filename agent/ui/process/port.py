@@ -2,7 +2,7 @@
 (agent/pinmgmt/desktop.py) over the pipe to the Qt UI process.
 
 One dialog on screen at a time, whatever origin asks (the others wait their turn, their
-timeout running), as the Tk UI did.  A cancelled caller (timeout, the page left) closes
+timeout running).  A cancelled caller (timeout, the page left) closes
 its dialog.  The answers are checked here: the UI process is trusted code, so an answer
 outside its dialog's shape means it is broken (killed, restarted, ``UiCrashed``).
 """

@@ -26,6 +26,9 @@ ACTIVATION_KEYS = frozenset({Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Spa
 _MOUSE = frozenset({QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
                     QEvent.Type.MouseButtonDblClick})
 _WINDOW_FOCUS = frozenset({QEvent.Type.WindowActivate, QEvent.Type.WindowDeactivate})
+# A press this soon after the same key went up is X's auto-repeat (which sends both at
+# once), not a person: no hand lets a key go and presses it again within a millisecond.
+REPEAT_GAP_MS = 1
 
 
 class Arming(QObject):
@@ -38,6 +41,10 @@ class Arming(QObject):
         self.released = False  # a key went up since the dialog last armed
         self.restarts = 0  # how often the wait began again (for the tests)
         self._down: set[int] = set()
+        # When each key last went up (the event's time, ms): X's auto-repeat sends a
+        # release and a press at the same instant, and Qt does not always mark that pair
+        # as repeats (it looks for the press only in what has already arrived).
+        self._up_at: dict[int, int] = {}
         # A key event nobody takes travels up to the parents; each hop reaches the filter
         # again and must not count as a second press.
         self._last: tuple[QEvent.Type, int, QWidget] | None = None
@@ -111,6 +118,8 @@ class Arming(QObject):
             if self._propagated(kind, event.key(), widget):
                 return False
             self._down.discard(self._code(event))
+            if event.timestamp():  # 0: a synthetic event, with no time to compare
+                self._up_at[self._code(event)] = event.timestamp()
             if self.armed and not event.isAutoRepeat():
                 self.released = True
             return not self.armed
@@ -123,7 +132,10 @@ class Arming(QObject):
         if self._propagated(QEvent.Type.KeyPress, key, widget):
             return not self.armed
         code = self._code(event)
-        repeat = event.isAutoRepeat() or code in self._down
+        up_at = self._up_at.get(code)
+        repeat = (event.isAutoRepeat() or code in self._down
+                  or (up_at is not None and event.timestamp() > 0
+                      and 0 <= event.timestamp() - up_at <= REPEAT_GAP_MS))
         self._down.add(code)
         if not self.armed or repeat:
             self.restart()
