@@ -81,14 +81,22 @@ class IdleResult:
         return self.cpu_total * 60.0 / self.seconds
 
 
-def tree_cpu(daemon: int) -> tuple[float, float]:
-    pids = _tree(daemon)
-    own = cpu_seconds(daemon)
-    below = 0.0
-    for pid in pids[1:]:
-        with contextlib.suppress(OSError):  # a worker that just ended
-            below += cpu_seconds(pid)
-    return own, below
+def tree_cpu(daemon: int) -> dict[int, float]:
+    """CPU seconds of the daemon and of every process below it, by pid."""
+    found = {}
+    for pid in _tree(daemon):
+        with contextlib.suppress(OSError):  # a process that just ended
+            found[pid] = cpu_seconds(pid)
+    return found
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float],
+                daemon: int) -> tuple[float, float]:
+    """(daemon, the rest) CPU used between two readings: a process that ended in between
+    counts with zero (its last reading is gone with it), one that started counts whole."""
+    used = {pid: cpu - before.get(pid, 0.0) for pid, cpu in after.items()}
+    own = used.pop(daemon, 0.0)
+    return own, sum(used.values())
 
 
 async def watch(agent: AgentProcess, seconds: float) -> IdleResult:
@@ -98,14 +106,14 @@ async def watch(agent: AgentProcess, seconds: float) -> IdleResult:
     await asyncio.sleep(SETTLE)
     pids = workers(daemon)
     reads0 = {pid: read_calls(pid) for pid in pids}
-    own0, below0 = tree_cpu(daemon)
+    cpu0 = tree_cpu(daemon)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
-    own1, below1 = tree_cpu(daemon)
+    own, below = cpu_between(cpu0, tree_cpu(daemon), daemon)
     elapsed = time.monotonic() - t0
     reads = sum(read_calls(pid) - reads0[pid] for pid in pids if Path(f"/proc/{pid}").exists())
     pss = [_pss_kib(pid) for pid in _tree(daemon)]
-    return IdleResult(elapsed, own1 - own0, below1 - below0, reads, len(pids), pss)
+    return IdleResult(elapsed, own, below, reads, len(pids), pss)
 
 
 async def measure_idle(paths: tuple[Path, Path], env: dict[str, str], base: Path,

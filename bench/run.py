@@ -92,16 +92,16 @@ def mem(kib: list[int]) -> str:
     return f"{sum(kib) / 1024:.1f} MiB ({parts}: daemon + workers)"
 
 
-def uss_kib(agent: AgentProcess) -> list[int]:
-    """Private memory (USS: Private_Clean + Private_Dirty) in KiB of the daemon, then of each
-    process below it. Unlike PSS it does not depend on what else runs on the machine and
-    shares the same libraries."""
+def anonymous_kib(agent: AgentProcess) -> list[int]:
+    """Anonymous memory (heap, Python objects, stacks; no file-backed pages) in KiB of the
+    daemon, then of each process below it. PSS, and even USS, move with how many other
+    processes map the same libraries; this does not."""
     assert agent.process is not None
     out = []
     for pid in _tree(agent.process.pid):
         total = 0
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            if line.startswith("Anonymous:"):
                 total += int(line.split()[1])
         out.append(total)
     return out
@@ -135,7 +135,7 @@ def machine() -> dict[str, str]:
             "os": platform.platform(), "python": platform.python_version(),
             "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
             "softhsm": softhsm, "python-pkcs11": getattr(pkcs11, "__version__", "0.10.x"),
-            "websockets": websockets.__version__}
+            "websockets": str(getattr(websockets, "__version__", "unknown"))}
 
 
 HEAVY = ("pyhanko", "pyhanko_certvalidator", "tkinter", "PySide6", "lxml", "signxml",
@@ -243,7 +243,7 @@ async def main_run(paths: tuple[Path, Path], bed: Any, base: Path,
         await agent.start()
         await asyncio.sleep(1.0)
         out["pss_idle"] = agent.pss_kib()
-        out["uss_idle"] = uss_kib(agent)
+        out["anon_idle"] = anonymous_kib(agent)
         async with agent.connect() as ws:
             keyed = await handles(ws, bed)
             out["warm_list"] = []
@@ -369,7 +369,8 @@ def report(info: dict[str, str], raw: dict[str, Any], runs: list[dict[str, Any]]
     rows.append(("PSS daemon + workers, idle", mem(main["pss_idle"]),
                  f"≤ {BAR_PSS_MIB:.0f} MiB: "
                  + ("met" if sum(main["pss_idle"]) / 1024 <= BAR_PSS_MIB else "NOT met")))
-    rows.append(("USS (private memory) daemon + workers, idle", mem(main["uss_idle"]), ""))
+    rows.append(("anonymous memory (no shared libraries) daemon + workers, idle",
+                 mem(main["anon_idle"]), ""))
     rows.append((f"PSS after {main['signed']} sign.hash", mem(main["pss_after_singles"]), ""))
     rows.append((f"PSS after also {sizes.batch_reps} × sign.hashes({sizes.batch_size})",
                  mem(main["pss_after_batches"]), ""))

@@ -292,9 +292,17 @@ class Pkcs11Store:
             raise Unsupported("unknown kind of credential")
         first = self._sign_args(key, digests[:SIGN_CHUNK], mechanism)
         more = len(digests) > SIGN_CHUNK
-        answer = await self._call(
-            "login_sign_logout", {**first, **credential_args, "stay_logged_in": more},
-            timeout=timeout, token_id=key.token_id)
+        try:
+            answer = await self._call(
+                "login_sign_logout", {**first, **credential_args, "stay_logged_in": more},
+                timeout=timeout, token_id=key.token_id)
+        except (TokenNotPresent, ModuleCrashed):
+            # The call died with its card or its worker: a logout now restarts the worker
+            # (the module loads afresh and sees the token gone), so the listing that the
+            # card event makes next tells the pages, as a separate logout always did.
+            with contextlib.suppress(AgentError):
+                await self.logout(token)
+            raise
         signatures = _signatures(answer, mechanism)
         if not more:
             return signatures

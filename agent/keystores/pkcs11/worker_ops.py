@@ -498,7 +498,12 @@ class LoadedModule:
         """Whether the token left, given the reader a moment to notice (a card pulled
         mid-command fails the command before PC/SC reports it absent)."""
         deadline = time.monotonic() + GONE_WAIT
-        while self._status(token_id) is not None:
+        while True:
+            # Look through the slot list, not the cached slot: OpenSC answers
+            # C_GetTokenInfo from its cache until a slot listing notices the card left.
+            self._forget_slot(token_id)
+            if self._status(token_id) is None:
+                break
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
