@@ -23,7 +23,12 @@ from agent.app.dialogs import UserInterface
 from agent.app.services import Services
 from agent.config import Config
 from agent.daemon.instance import token_summary
-from agent.daemon.token_watch import TokenSnapshot, TokenWatch, smartcard_service_down
+from agent.daemon.token_watch import (
+    TokenSnapshot,
+    TokenWatch,
+    smartcard_events_flow,
+    smartcard_service_down,
+)
 from agent.formats import available_formats
 from agent.journal import Journal
 from agent.keystores.manager import StoreManager
@@ -120,7 +125,8 @@ class AgentRuntime:
         self.token_watch = TokenWatch(
             self.stores, self.core.publish_tokens,
             pages_watching=lambda: bool(self.core.watchers),
-            smartcard_down=lambda: smartcard_service_down(self.pcsc))
+            smartcard_down=lambda: smartcard_service_down(self.pcsc),
+            card_events=lambda: smartcard_events_flow(self.pcsc))
         self.token_watch.observer = self._tokens_seen
         self._tasks.append(asyncio.create_task(self._stores_ready()))
         self._tasks.append(asyncio.create_task(
