@@ -50,8 +50,9 @@ ARMING = 0.2  # [ui] arming_delay in the test config: the smallest allowed
 # Margin after the arming delay before a key: under load the UI process may see the focus
 # change (which restarts the arming) a little after xdotool gave it.
 SETTLE = 0.6
-# Frames this long are parsed in the frame parser's worker process (session.OFF_LOOP_CHARS).
-COSTLY_PADDING = 80 * 1024
+# Frames with this many values are parsed in the frame parser's worker process
+# (session.OFF_LOOP_COMMAS), and stay under an ungranted origin's 64 KiB frame limit.
+COSTLY_VALUES = 2000
 SHA256_OF_NOTHING = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 # How the agent is started: the installed command's own code.
 AGENT = [sys.executable, "-m", "agent.cli"]
@@ -364,7 +365,7 @@ def use_every_dialog(agent: Agent, screen: Screen, softhsm: Any) -> tuple[Page, 
     """A costly frame (it starts the frame parser's worker), then consent → picker →
     PIN → a signature, each dialog answered from the keyboard."""
     tab = agent.page()
-    costly = tab.send("agent.info", {"padding": "x" * COSTLY_PADDING})
+    costly = tab.send("agent.info", {"padding": [0] * COSTLY_VALUES})
     request = tab.send("certificates.select", {"purpose": "sign"})
     consent = screen.wait_window("consent")
     screen.keys(consent, "shift+Tab", "shift+Tab", "Return")  # Deny → … → Allow once

@@ -112,6 +112,10 @@ class Venv:
         return User(self, home, config, env)
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class User:
     venv: Venv
@@ -132,8 +136,11 @@ class User:
 
     def start(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
+            # As from a terminal: Ctrl-C's SIGINT is not ignored, even when the suite
+            # itself was started in the background (which ignores it for every child).
             return subprocess.Popen(self.argv(*args), cwd=self.home, env=self.env,
-                                    stdout=out, stderr=subprocess.STDOUT)
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    preexec_fn=_interruptible)
 
     def runtime(self) -> dict[str, Any] | None:
         try:
@@ -182,7 +189,9 @@ def test_the_wheel_holds_the_package_its_licence_and_nothing_else(wheel: Path) -
         metadata = archive.read(f"{info}/METADATA").decode()
         licence = archive.read(f"{info}/licenses/LICENSE")
         sdk = archive.read("agent/demo_portal/static/sdk/imza.js")
-    assert {name.split("/", 1)[0] for name in names} == {"agent", info}
+    # imza_portal: the portal kit (portal-kit/python), which the demo portal uses.
+    assert {name.split("/", 1)[0] for name in names} == {"agent", "imza_portal", info}
+    assert "imza_portal/login.py" in names and "imza_portal/documents/signer.py" in names
     assert not [n for n in names if re.match(r"(tests|examples|bench|docs|extension)/", n)]
     assert "License-Expression: Apache-2.0" in metadata
     assert "License-File: LICENSE" in metadata

@@ -14,10 +14,7 @@ pcsc-lite has no such event (and pcscd does not stop for want of readers): there
 
 from __future__ import annotations
 
-import ctypes
-from typing import Any, Protocol
-
-WAIT_OBJECT_0 = 0
+from typing import Protocol
 
 
 class StartedEvent(Protocol):
@@ -26,28 +23,9 @@ class StartedEvent(Protocol):
         Raises ``OSError`` when the event cannot be had."""
 
 
-class WinScardStartedEvent:  # pragma: no cover - needs Windows
-    def __init__(self) -> None:
-        self._scard: Any = ctypes.WinDLL("winscard")  # type: ignore[attr-defined,unused-ignore]
-        self._kernel: Any = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
-        self._scard.SCardAccessStartedEvent.restype = ctypes.c_void_p
-        self._kernel.WaitForSingleObject.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-        self._kernel.WaitForSingleObject.restype = ctypes.c_uint32
-
-    def wait(self, timeout: float) -> bool:
-        handle = self._scard.SCardAccessStartedEvent()
-        if not handle:
-            raise OSError("SCardAccessStartedEvent failed")
-        try:  # the handle belongs to WinSCard: released, never closed
-            return bool(self._kernel.WaitForSingleObject(handle, int(timeout * 1000))
-                        == WAIT_OBJECT_0)
-        finally:
-            self._scard.SCardReleaseStartedEvent()
-
-
 def load_started_event() -> StartedEvent | None:
-    """WinSCard's event where winscard.dll exists (Windows), else None."""
-    try:
-        return WinScardStartedEvent()
-    except (AttributeError, OSError):  # no ctypes.WinDLL, or no winscard.dll
-        return None
+    """The OS's "service started" event: WinSCard's on Windows, none elsewhere (the
+    platform layer knows which)."""
+    from agent.platform import current
+
+    return current().smartcard_started_event()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # asyncio is not imported by every process that asks the plat
     from collections.abc import Awaitable, Callable
 
     from agent.keystores.base import KeyStore
+    from agent.pcsc.scard import StartedEvent
     from agent.policy.sources import PolicyFile
 
     ClientHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -203,6 +204,10 @@ class Platform(Protocol):
 
     def admin_tsa_url(self) -> str | None:
         """A time-stamping service the OS's policy store imposes, if any."""
+
+    def smartcard_started_event(self) -> StartedEvent | None:
+        """Windows: WinSCard's "service started" event (its Smart Card service stops with
+        the last reader); None where the PC/SC service does not stop for want of readers."""
 
     def process_exists(self, pid: int) -> bool | None:
         """None when this OS cannot tell without side effects."""

@@ -21,10 +21,11 @@ from agent.platform.base import (
     TrustStore,
 )
 from agent.platform.manifest_dirs import DirectoryRegistrar, linux_dirs
-from agent.platform.unix_relay import UnixSocketRelay, process_exists
+from agent.platform.posix import PosixDefaults
+from agent.platform.unix_relay import UnixSocketRelay
 
 if TYPE_CHECKING:
-    from agent.policy.sources import PolicyFile
+    pass
 
 
 @dataclass
@@ -51,7 +52,7 @@ class ProcPeerCheck:
 
 
 @dataclass
-class LinuxPlatform:
+class LinuxPlatform(PosixDefaults):
     name: Literal["linux"] = "linux"
     trust_automatic: bool = True  # NSS databases take a root without asking anybody
     pkcs11_table: str = "linux"
@@ -78,15 +79,6 @@ class LinuxPlatform:
 
     def system_policy_file(self) -> Path:
         return Path("/etc/imza-agent/policy.toml")
-
-    def admin_policy(self, policy: PolicyFile) -> PolicyFile:
-        return policy  # the file is the administrator's only policy store here
-
-    def admin_tsa_url(self) -> str | None:
-        return None
-
-    def process_exists(self, pid: int) -> bool | None:
-        return process_exists(pid)
 
     def os_key_store(self) -> OsKeyStoreHook | None:
         return None  # Linux has no OS certificate store with token keys: PKCS#11 is it

@@ -8,7 +8,7 @@ import platform as _platform_module
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from agent.platform.base import (
     Autostart,
@@ -24,14 +24,12 @@ from agent.platform.macos.launch_agent import LaunchAgentAutostart
 from agent.platform.macos.peer import MacPeerCheck, ProcSockets
 from agent.platform.macos.runner import Runner
 from agent.platform.manifest_dirs import DirectoryRegistrar, macos_dirs
-from agent.platform.unix_relay import UnixSocketRelay, process_exists
-
-if TYPE_CHECKING:
-    from agent.policy.sources import PolicyFile
+from agent.platform.posix import PosixDefaults
+from agent.platform.unix_relay import UnixSocketRelay
 
 
 @dataclass
-class MacPlatform:
+class MacPlatform(PosixDefaults):
     run: Runner
     uid: int
     agent_argv: Callable[[], Sequence[str]]
@@ -65,15 +63,6 @@ class MacPlatform:
 
     def system_policy_file(self) -> Path:
         return Path("/Library/Application Support/imza-agent/policy.toml")
-
-    def admin_policy(self, policy: PolicyFile) -> PolicyFile:
-        return policy  # the file is the administrator's only policy store here
-
-    def admin_tsa_url(self) -> str | None:
-        return None
-
-    def process_exists(self, pid: int) -> bool | None:
-        return process_exists(pid)
 
     def os_key_store(self) -> OsKeyStoreHook | None:
         return None if self.security is None else KeychainHook(self.security)

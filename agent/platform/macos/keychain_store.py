@@ -37,20 +37,18 @@ from agent.errors import (
     UserCancelled,
 )
 from agent.keystores.base import (
-    CardEvents,
-    CertificateEntry,
     Credential,
     KeyRef,
     KeyStore,
     KeyType,
     Secret,
     SignMechanism,
-    StoreKind,
     StoreReport,
     TokenInfo,
     Unlock,
 )
 from agent.keystores.mechanisms import check_digest, der_to_raw, key_type_of, scheme_fits_key
+from agent.platform.os_store import OsKeyStore
 from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 
 STORE_ID = "os:macos-keychain"
@@ -147,18 +145,16 @@ class _Listed:
         return hashlib.sha256(self.der).hexdigest()[:40]
 
 
-class KeychainStore:
+class KeychainStore(OsKeyStore[_Listed]):
     """Token-held identities of the keychain, one token per key (see ``CngStore``)."""
 
     store_id = STORE_ID
-    card_events: CardEvents | None = None
+    WHERE = "the keychain"
+    NO_PIN_PAD = "the token's extension asks for a PIN pad's PIN itself"
 
     def __init__(self, api: SecurityApi) -> None:
-        self.kind: StoreKind = StoreKind.OS
+        super().__init__()
         self._api = api
-        self._lock = asyncio.Lock()
-        self._listed: dict[str, _Listed] = {}
-        self._pins: dict[str, Secret] = {}
 
     def _scan(self) -> list[_Listed]:
         found: list[_Listed] = []
@@ -180,36 +176,6 @@ class KeychainStore:
         return TokenInfo(store_id=self.store_id, token_id=item.key_id, label=item.label,
                          manufacturer="macOS", model="CryptoTokenKit", serial=item.token,
                          kind=self.kind, unlock=Unlock.PUK.value)
-
-    async def tokens(self) -> list[TokenInfo]:
-        async with self._lock:
-            items = await asyncio.to_thread(self._scan)
-            self._listed = {i.key_id: i for i in items}
-            return [self._token(i) for i in items]
-
-    def _item(self, token_id: str) -> _Listed:
-        item = self._listed.get(token_id)
-        if item is None:
-            raise InvalidHandle("no such key in the keychain")
-        return item
-
-    async def certificates(self, token: TokenInfo) -> list[CertificateEntry]:
-        item = self._item(token.token_id)
-        key = KeyRef(store_id=self.store_id, token_id=item.key_id, key_id=item.key_id,
-                     key_type=item.key_type)
-        return [CertificateEntry(der=item.der, token=self._token(item), label=item.label,
-                                 key=key, pairing="public-key")]
-
-    async def login(self, token: TokenInfo, credential: Credential) -> None:
-        self._item(token.token_id)
-        if not isinstance(credential, Secret):
-            raise Unsupported("the token's extension asks for a PIN pad's PIN itself")
-        self._pins[token.token_id] = Secret(credential.reveal())
-
-    async def logout(self, token: TokenInfo) -> None:
-        pin = self._pins.pop(token.token_id, None)
-        if pin is not None:
-            pin.wipe()
 
     async def login_sign_logout(self, token: TokenInfo, key: KeyRef, digests: Sequence[bytes],
                                 mechanism: SignMechanism,

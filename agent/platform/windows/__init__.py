@@ -31,6 +31,7 @@ from agent.platform.windows.relay import NamedPipeRelay, PipeApi
 from agent.platform.windows.trust import Crypt32, WindowsTrustStore
 
 if TYPE_CHECKING:
+    from agent.pcsc.scard import StartedEvent
     from agent.policy.sources import PolicyFile
 
 APP = "imza-agent"
@@ -102,6 +103,14 @@ class WindowsPlatform:
         from agent.platform.windows import policy_registry
 
         return policy_registry.apply(policy, policy_registry.read(self.registry))
+
+    def smartcard_started_event(self) -> StartedEvent | None:
+        from agent.platform.windows.scard_event import WinScardStartedEvent
+
+        try:
+            return WinScardStartedEvent()
+        except (AttributeError, OSError):  # no winscard.dll (a server without the service)
+            return None
 
     def admin_tsa_url(self) -> str | None:
         from agent.platform.windows import policy_registry

@@ -43,20 +43,18 @@ from agent.errors import (
     UserCancelled,
 )
 from agent.keystores.base import (
-    CardEvents,
-    CertificateEntry,
     Credential,
     KeyRef,
     KeyStore,
     KeyType,
     Secret,
     SignMechanism,
-    StoreKind,
     StoreReport,
     TokenInfo,
     Unlock,
 )
 from agent.keystores.mechanisms import check_digest, encode_ecdsa, key_type_of, scheme_fits_key
+from agent.platform.os_store import OsKeyStore
 from agent.protocol.enums import Scheme
 
 STORE_ID = "os:windows-my"
@@ -138,12 +136,6 @@ class CngApi(Protocol):
         """``NCryptFreeObject``."""
 
 
-def _os_kind() -> StoreKind:
-    # StoreKind.OS is the label for these stores; PKCS11 only until that member exists.
-    kind: StoreKind = StoreKind.OS
-    return kind
-
-
 def typed_error(exc: CngError) -> Exception:
     """The agent's error for what the provider answered (the PIN loop and the page
     understand these; a raw status would be INTERNAL)."""
@@ -194,19 +186,17 @@ def _label(cert: x509.Certificate) -> str:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
-class CngStore:
+class CngStore(OsKeyStore[OsCertificate]):
     """The user's "MY" store: one token per key (a card may hold several; CNG names the
     key, not the card), so a PIN dialog names the certificate it unlocks."""
 
     store_id = STORE_ID
-    card_events: CardEvents | None = None
+    WHERE = "the Windows certificate store"
+    NO_PIN_PAD = "the card's driver asks for a PIN pad's PIN itself"
 
     def __init__(self, api: CngApi) -> None:
-        self.kind = _os_kind()
+        super().__init__()
         self._api = api
-        self._lock = asyncio.Lock()  # CNG handles are used from one thread at a time
-        self._listed: dict[str, OsCertificate] = {}
-        self._pins: dict[str, Secret] = {}  # login → logout only
 
     # -- listing
 
@@ -233,39 +223,6 @@ class CngStore:
         return TokenInfo(store_id=self.store_id, token_id=item.key_id, label=item.label,
                          manufacturer="Windows", model="CNG (MY)", serial="",
                          kind=self.kind, unlock=Unlock.PUK.value, reader=item.reader)
-
-    async def tokens(self) -> list[TokenInfo]:
-        async with self._lock:
-            items = await asyncio.to_thread(self._scan)
-            self._listed = {i.key_id: i for i in items}
-            return [self._token(i) for i in items]
-
-    def _item(self, token_id: str) -> OsCertificate:
-        item = self._listed.get(token_id)
-        if item is None:
-            raise InvalidHandle("no such key in the Windows certificate store")
-        return item
-
-    async def certificates(self, token: TokenInfo) -> list[CertificateEntry]:
-        item = self._item(token.token_id)
-        key = KeyRef(store_id=self.store_id, token_id=item.key_id, key_id=item.key_id,
-                     key_type=item.key_type)
-        return [CertificateEntry(der=item.der, token=self._token(item), label=item.label,
-                                 key=key, pairing="public-key")]
-
-    # -- PIN and signing
-
-    async def login(self, token: TokenInfo, credential: Credential) -> None:
-        self._item(token.token_id)
-        if not isinstance(credential, Secret):
-            raise Unsupported("the card's driver asks for a PIN pad's PIN itself")
-        # Kept until the signature: CNG checks a PIN only when the key is used.
-        self._pins[token.token_id] = Secret(credential.reveal())
-
-    async def logout(self, token: TokenInfo) -> None:
-        pin = self._pins.pop(token.token_id, None)
-        if pin is not None:
-            pin.wipe()
 
     async def login_sign_logout(self, token: TokenInfo, key: KeyRef, digests: Sequence[bytes],
                                 mechanism: SignMechanism,

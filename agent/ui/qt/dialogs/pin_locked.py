@@ -23,9 +23,11 @@ class PinLockedDialog(Dialog):
             "Too many wrong PINs were entered for “{token}”. It cannot sign or log in "
             "until it is unlocked.").format(token=token)))
         if self.args.get("unlock") == "PUK":
-            how = _("To unlock it, enter the PUK code (or the security officer PIN) in the "
-                    "token's management program. If you do not have it, call your "
-                    "certificate issuer's help line.")
+            # The agent unblocks it itself (agent/pinmgmt): say where, not "the vendor's tool".
+            how = _("To unlock it with the PUK code (or the security officer PIN): "
+                    "“Unblock PIN…” in the agent's tray menu, or imza-agent pin unblock "
+                    "in a terminal. If you do not have the code, call your certificate "
+                    "issuer's help line.")
         else:
             how = _("To unlock it, call your certificate issuer's help line.")
         self.body.addWidget(label(how))

@@ -1,0 +1,90 @@
+"""What the two OS certificate stores (Windows CNG, macOS keychain) share as key stores:
+one token per key, a listing made off the event loop, and the PIN kept from ``login`` to
+the signature (the OS checks a PIN only when the key is used).  Each subclass says how it
+lists (``_scan``), how a listed key is a token (``_token``) and how it signs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+from agent.errors import InvalidHandle, Unsupported
+from agent.keystores.base import (
+    CardEvents,
+    CertificateEntry,
+    Credential,
+    KeyRef,
+    KeyType,
+    Secret,
+    StoreKind,
+    TokenInfo,
+)
+
+
+class ListedKey(Protocol):
+    """One certificate whose private key the OS can reach."""
+
+    @property
+    def der(self) -> bytes: ...
+
+    @property
+    def key_type(self) -> KeyType: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=ListedKey)
+
+
+class OsKeyStore(Generic[Item]):
+    store_id: str
+    card_events: CardEvents | None = None
+    WHERE: ClassVar[str]     # "the keychain": for "no such key in …"
+    NO_PIN_PAD: ClassVar[str]  # why a PIN pad cannot be used through this store
+
+    def __init__(self) -> None:
+        self.kind = StoreKind.OS
+        self._lock = asyncio.Lock()  # the OS's key handles are used one call at a time
+        self._listed: dict[str, Item] = {}
+        self._pins: dict[str, Secret] = {}  # login → logout only
+
+    def _scan(self) -> list[Item]:
+        raise NotImplementedError
+
+    def _token(self, item: Item) -> TokenInfo:
+        raise NotImplementedError
+
+    async def tokens(self) -> list[TokenInfo]:
+        async with self._lock:
+            items = await asyncio.to_thread(self._scan)
+            self._listed = {i.key_id: i for i in items}
+            return [self._token(i) for i in items]
+
+    def _item(self, token_id: str) -> Item:
+        item = self._listed.get(token_id)
+        if item is None:
+            raise InvalidHandle(f"no such key in {self.WHERE}")
+        return item
+
+    async def certificates(self, token: TokenInfo) -> list[CertificateEntry]:
+        item = self._item(token.token_id)
+        key = KeyRef(store_id=self.store_id, token_id=item.key_id, key_id=item.key_id,
+                     key_type=item.key_type)
+        return [CertificateEntry(der=item.der, token=self._token(item), label=item.label,
+                                 key=key, pairing="public-key")]
+
+    async def login(self, token: TokenInfo, credential: Credential) -> None:
+        self._item(token.token_id)
+        if not isinstance(credential, Secret):
+            raise Unsupported(self.NO_PIN_PAD)
+        # Kept until the signature: the OS checks a PIN only when the key is used.
+        self._pins[token.token_id] = Secret(credential.reveal())
+
+    async def logout(self, token: TokenInfo) -> None:
+        pin = self._pins.pop(token.token_id, None)
+        if pin is not None:
+            pin.wipe()

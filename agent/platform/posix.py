@@ -1,0 +1,27 @@
+"""What Linux and macOS answer alike in the platform layer: the administrator's policy is
+a file only, the PC/SC service does not stop without readers, and a process can be asked
+whether it exists without harm."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.platform.unix_relay import process_exists
+
+if TYPE_CHECKING:
+    from agent.pcsc.scard import StartedEvent
+    from agent.policy.sources import PolicyFile
+
+
+class PosixDefaults:
+    def admin_policy(self, policy: PolicyFile) -> PolicyFile:
+        return policy  # the file is the administrator's only policy store here
+
+    def admin_tsa_url(self) -> str | None:
+        return None
+
+    def smartcard_started_event(self) -> StartedEvent | None:
+        return None  # pcsc-lite's pcscd and macOS's service do not stop without readers
+
+    def process_exists(self, pid: int) -> bool | None:
+        return process_exists(pid)
