@@ -6,9 +6,10 @@ lists (``_scan``), how a listed key is a token (``_token``) and how it signs."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import ClassVar, Generic, Protocol, TypeVar
 
-from agent.errors import InvalidHandle, Unsupported
+from agent.errors import InvalidHandle, LoginRequired, Unsupported
 from agent.keystores.base import (
     CardEvents,
     CertificateEntry,
@@ -16,9 +17,11 @@ from agent.keystores.base import (
     KeyRef,
     KeyType,
     Secret,
+    SignMechanism,
     StoreKind,
     TokenInfo,
 )
+from agent.keystores.mechanisms import check_digest, scheme_fits_key
 
 
 class ListedKey(Protocol):
@@ -58,6 +61,11 @@ class OsKeyStore(Generic[Item]):
     def _token(self, item: Item) -> TokenInfo:
         raise NotImplementedError
 
+    async def _sign_item(self, item: Item, digests: Sequence[bytes],
+                         mechanism: SignMechanism, pin: Secret) -> list[bytes]:
+        """The signatures, the request already checked against the key."""
+        raise NotImplementedError
+
     async def tokens(self) -> list[TokenInfo]:
         async with self._lock:
             items = await asyncio.to_thread(self._scan)
@@ -88,3 +96,34 @@ class OsKeyStore(Generic[Item]):
         pin = self._pins.pop(token.token_id, None)
         if pin is not None:
             pin.wipe()
+
+    async def login_sign_logout(self, token: TokenInfo, key: KeyRef, digests: Sequence[bytes],
+                                mechanism: SignMechanism,
+                                credential: Credential) -> list[bytes]:
+        """PIN and signatures in one go, inside the core's PIN loop: a wrong PIN is known
+        only when the key is used, and must reach that loop as PIN_INCORRECT."""
+        if not isinstance(credential, Secret):
+            raise Unsupported(self.NO_PIN_PAD)
+        return await self._sign(key, digests, mechanism, credential)
+
+    async def sign(self, key: KeyRef, digest: bytes, mechanism: SignMechanism,
+                   credential: Credential | None = None) -> bytes:
+        [signature] = await self.sign_many(key, [digest], mechanism, credential)
+        return signature
+
+    async def sign_many(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
+                        credential: Credential | None = None) -> list[bytes]:
+        pin = credential if isinstance(credential, Secret) else self._pins.get(key.token_id)
+        if pin is None:
+            raise LoginRequired()
+        return await self._sign(key, digests, mechanism, pin)
+
+    async def _sign(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
+                    pin: Secret) -> list[bytes]:
+        if key.store_id != self.store_id:
+            raise InvalidHandle("the key is not in this store")
+        item = self._item(key.token_id)
+        scheme_fits_key(mechanism.scheme, item.key_type)
+        for digest in digests:
+            check_digest(mechanism.hash_algorithm, digest)
+        return await self._sign_item(item, digests, mechanism, pin)

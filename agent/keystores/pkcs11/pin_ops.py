@@ -84,8 +84,17 @@ def _fresh_start(module: LoadedModule, token_id: str, slot: Any) -> None:
 
 
 def change_pin(module: LoadedModule, args: dict[str, Any]) -> dict[str, Any]:
+    _set_pin(module, args, "old", (WRONG_PIN, "wrong PIN"), (PIN_LOCKED, "the PIN is locked"),
+             "change_pin")
+    return {"changed": True, "token": module._status(args["token_id"])}
+
+
+def _set_pin(module: LoadedModule, args: dict[str, Any], old_field: str,
+             wrong: tuple[str, str], locked: tuple[str, str], what: str) -> None:
+    """C_SetPIN(old, new) in an R/W session nobody is logged in to: a change with the old
+    PIN, or OpenSC's unblock with the PUK as the "old" one."""
     token_id = args["token_id"]
-    (old, _), (new, new_size) = _raw(args, "old"), _raw(args, "new")
+    (old, _), (new, new_size) = _raw(args, old_field), _raw(args, "new")
     try:
         slot, token = module._find(token_id)
         _check_length(module, slot, new_size)
@@ -94,20 +103,19 @@ def change_pin(module: LoadedModule, args: dict[str, Any]) -> dict[str, Any]:
             with token.open(rw=True) as session:
                 session.set_pin(old, new)
         except p11x.PinIncorrect as exc:
-            raise _failure(module, token_id, WRONG_PIN, "wrong PIN", exc) from exc
+            raise _failure(module, token_id, *wrong, exc) from exc
         except p11x.PinLocked as exc:
-            raise _failure(module, token_id, PIN_LOCKED, "the PIN is locked", exc) from exc
+            raise _failure(module, token_id, *locked, exc) from exc
         except _REFUSED_ERRORS as exc:
             raise _failure(module, token_id, PIN_REJECTED,
                            "the token refused the new PIN", exc) from exc
         except p11x.PKCS11Error as exc:
-            raise _as_worker_error(exc, "change_pin") from exc
+            raise _as_worker_error(exc, what) from exc
         finally:
             module._close_all(slot)
     finally:
         old.wipe()
         new.wipe()
-    return {"changed": True, "token": module._status(token_id)}
 
 
 def unblock_pin(module: LoadedModule, args: dict[str, Any]) -> dict[str, Any]:
@@ -146,27 +154,6 @@ def unblock_pin(module: LoadedModule, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unblock_by_set_pin(module: LoadedModule, args: dict[str, Any]) -> dict[str, Any]:
-    token_id = args["token_id"]
-    (puk, _), (new, new_size) = _raw(args, "puk"), _raw(args, "new")
-    try:
-        slot, token = module._find(token_id)
-        _check_length(module, slot, new_size)
-        _fresh_start(module, token_id, slot)
-        try:
-            with token.open(rw=True) as session:
-                session.set_pin(puk, new)
-        except p11x.PinIncorrect as exc:
-            raise _failure(module, token_id, WRONG_PUK, "wrong PUK", exc) from exc
-        except p11x.PinLocked as exc:
-            raise _failure(module, token_id, PUK_LOCKED, "the PUK is locked", exc) from exc
-        except _REFUSED_ERRORS as exc:
-            raise _failure(module, token_id, PIN_REJECTED,
-                           "the token refused the new PIN", exc) from exc
-        except p11x.PKCS11Error as exc:
-            raise _as_worker_error(exc, "unblock_pin (C_SetPIN with the PUK)") from exc
-        finally:
-            module._close_all(slot)
-    finally:
-        puk.wipe()
-        new.wipe()
-    return {"unblocked": True, "token": module._status(token_id)}
+    _set_pin(module, args, "puk", (WRONG_PUK, "wrong PUK"), (PUK_LOCKED, "the PUK is locked"),
+             "unblock_pin (C_SetPIN with the PUK)")
+    return {"unblocked": True, "token": module._status(args["token_id"])}

@@ -27,18 +27,14 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from agent.errors import (
-    InvalidHandle,
     LoginRequired,
     PinIncorrect,
     PinLocked,
     PinStatus,
     TokenNotPresent,
-    Unsupported,
     UserCancelled,
 )
 from agent.keystores.base import (
-    Credential,
-    KeyRef,
     KeyStore,
     KeyType,
     Secret,
@@ -47,7 +43,7 @@ from agent.keystores.base import (
     TokenInfo,
     Unlock,
 )
-from agent.keystores.mechanisms import check_digest, der_to_raw, key_type_of, scheme_fits_key
+from agent.keystores.mechanisms import der_to_raw, key_type_of
 from agent.platform.os_store import OsKeyStore
 from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 
@@ -177,35 +173,8 @@ class KeychainStore(OsKeyStore[_Listed]):
                          manufacturer="macOS", model="CryptoTokenKit", serial=item.token,
                          kind=self.kind, unlock=Unlock.PUK.value)
 
-    async def login_sign_logout(self, token: TokenInfo, key: KeyRef, digests: Sequence[bytes],
-                                mechanism: SignMechanism,
-                                credential: Credential) -> list[bytes]:
-        """PIN and signatures in one go, inside the core's PIN loop (a wrong PIN shows
-        only when the key is used)."""
-        if not isinstance(credential, Secret):
-            raise Unsupported("the token's extension asks for a PIN pad's PIN itself")
-        return await self._sign(key, digests, mechanism, credential)
-
-    async def sign(self, key: KeyRef, digest: bytes, mechanism: SignMechanism,
-                   credential: Credential | None = None) -> bytes:
-        [signature] = await self.sign_many(key, [digest], mechanism, credential)
-        return signature
-
-    async def sign_many(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
-                        credential: Credential | None = None) -> list[bytes]:
-        pin = credential if isinstance(credential, Secret) else self._pins.get(key.token_id)
-        if pin is None:
-            raise LoginRequired()
-        return await self._sign(key, digests, mechanism, pin)
-
-    async def _sign(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
-                    pin: Secret) -> list[bytes]:
-        if key.store_id != self.store_id:
-            raise InvalidHandle("the key is not in this store")
-        item = self._item(key.token_id)
-        scheme_fits_key(mechanism.scheme, item.key_type)
-        for digest in digests:
-            check_digest(mechanism.hash_algorithm, digest)
+    async def _sign_item(self, item: _Listed, digests: Sequence[bytes],
+                         mechanism: SignMechanism, pin: Secret) -> list[bytes]:
         algorithm = algorithm_for(mechanism)
         async with self._lock:
             out = await asyncio.to_thread(self._sign_in_thread, item.der, algorithm, digests,

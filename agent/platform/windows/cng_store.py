@@ -33,7 +33,6 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from agent.errors import (
-    InvalidHandle,
     LoginRequired,
     PinIncorrect,
     PinLocked,
@@ -43,8 +42,6 @@ from agent.errors import (
     UserCancelled,
 )
 from agent.keystores.base import (
-    Credential,
-    KeyRef,
     KeyStore,
     KeyType,
     Secret,
@@ -53,7 +50,7 @@ from agent.keystores.base import (
     TokenInfo,
     Unlock,
 )
-from agent.keystores.mechanisms import check_digest, encode_ecdsa, key_type_of, scheme_fits_key
+from agent.keystores.mechanisms import encode_ecdsa, key_type_of
 from agent.platform.os_store import OsKeyStore
 from agent.protocol.enums import Scheme
 
@@ -224,35 +221,8 @@ class CngStore(OsKeyStore[OsCertificate]):
                          manufacturer="Windows", model="CNG (MY)", serial="",
                          kind=self.kind, unlock=Unlock.PUK.value, reader=item.reader)
 
-    async def login_sign_logout(self, token: TokenInfo, key: KeyRef, digests: Sequence[bytes],
-                                mechanism: SignMechanism,
-                                credential: Credential) -> list[bytes]:
-        """PIN and signatures in one go, inside the core's PIN loop: a wrong PIN is known
-        only when the key is used, and must reach that loop as PIN_INCORRECT."""
-        if not isinstance(credential, Secret):
-            raise Unsupported("the card's driver asks for a PIN pad's PIN itself")
-        return await self._sign(key, digests, mechanism, credential)
-
-    async def sign(self, key: KeyRef, digest: bytes, mechanism: SignMechanism,
-                   credential: Credential | None = None) -> bytes:
-        [signature] = await self.sign_many(key, [digest], mechanism, credential)
-        return signature
-
-    async def sign_many(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
-                        credential: Credential | None = None) -> list[bytes]:
-        pin = credential if isinstance(credential, Secret) else self._pins.get(key.token_id)
-        if pin is None:
-            raise LoginRequired()
-        return await self._sign(key, digests, mechanism, pin)
-
-    async def _sign(self, key: KeyRef, digests: Sequence[bytes], mechanism: SignMechanism,
-                    pin: Secret) -> list[bytes]:
-        if key.store_id != self.store_id:
-            raise InvalidHandle("the key is not in this store")
-        item = self._item(key.token_id)
-        scheme_fits_key(mechanism.scheme, item.key_type)
-        for digest in digests:
-            check_digest(mechanism.hash_algorithm, digest)
+    async def _sign_item(self, item: OsCertificate, digests: Sequence[bytes],
+                         mechanism: SignMechanism, pin: Secret) -> list[bytes]:
         padding = padding_for(mechanism)
         async with self._lock:
             raw = await asyncio.to_thread(self._sign_in_thread, item.der, digests, padding,
