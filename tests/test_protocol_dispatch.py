@@ -210,7 +210,9 @@ async def test_agent_info_for_granted_origin(dispatcher: Dispatcher) -> None:
     assert reply == {"jsonrpc": "2.0", "id": "i", "result": {
         "name": "imza-agent", "version": __version__, "protocol": PROTOCOL_VERSION,
         "origin": "https://portal.gov.az", "transport": "wss",
-        "features": ["agent.info", "sign.hash"], "formats": {"pdf": ["B-B", "B-T"]}}}
+        "features": ["agent.info", "sign.hash"], "formats": {"pdf": ["B-B", "B-T"]},
+        # The digests a page may choose for the formats that let it (docs/protocol.md).
+        "digestAlgorithms": {"pdf": ["SHA-256", "SHA-384", "SHA-512"]}}}
 
 
 async def test_agent_info_for_origin_without_grant(dispatcher: Dispatcher) -> None:
