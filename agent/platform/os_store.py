@@ -127,3 +127,8 @@ class OsKeyStore(Generic[Item]):
         for digest in digests:
             check_digest(mechanism.hash_algorithm, digest)
         return await self._sign_item(item, digests, mechanism, pin)
+
+    async def close(self) -> None:
+        for pin in self._pins.values():
+            pin.wipe()
+        self._pins.clear()

@@ -198,10 +198,6 @@ class KeychainStore(OsKeyStore[_Listed]):
         return StoreReport("os_store", {"storeId": self.store_id, "os": "macos",
                                         "store": "keychain (CryptoTokenKit)", "keys": count})
 
-    async def close(self) -> None:
-        for pin in self._pins.values():
-            pin.wipe()
-        self._pins.clear()
 
 
 @dataclass(frozen=True)

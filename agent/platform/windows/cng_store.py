@@ -254,10 +254,6 @@ class CngStore(OsKeyStore[OsCertificate]):
                                         "store": f"CurrentUser\\{STORE_NAME}",
                                         "keys": count})
 
-    async def close(self) -> None:
-        for pin in self._pins.values():
-            pin.wipe()
-        self._pins.clear()
 
 
 @dataclass(frozen=True)
