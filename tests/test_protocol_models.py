@@ -19,12 +19,12 @@ from agent.protocol.params import (
     LoginTokenFormat,
     NoParams,
     Purpose,
-    SignCmsParams,
     SignHashesParams,
     SignHashParams,
     SignPdfParams,
-    SignXmlParams,
 )
+from agent.protocol.params_cms import SignCmsParams
+from agent.protocol.params_xml import SignXmlParams
 from agent.protocol.results import (
     Algorithm,
     AuthLoginResult,

@@ -221,16 +221,21 @@ def _issuer_fingerprint(cert: x509.Certificate, chain: list[x509.Certificate]) -
 def digest_signer(use: KeyUse) -> DigestSigner:
     """The builder's ``FormatJob.sign``: one digest through the request's key use."""
 
-    async def sign(digest: bytes, digest_algorithm: str, *, ecdsa_raw: bool = False) -> bytes:
-        hash_algorithm = HASH_BY_NAME.get(digest_algorithm.lower())
-        if hash_algorithm is None:
-            raise Unsupported(f"digest algorithm {digest_algorithm} is not supported")
-        mechanism = mechanism_for(use.entry, None, hash_algorithm,
-                                  EcdsaEncoding.RAW if ecdsa_raw else EcdsaEncoding.DER)
-        [signature] = await use.sign([digest], mechanism)
-        return signature
+    class Signer:
+        async def confirm(self) -> None:
+            """Contract placeholder: confirmed with the digest today (D3 moves it)."""
 
-    return sign
+        async def __call__(self, digest: bytes, digest_algorithm: str, *,
+                           ecdsa_raw: bool = False) -> bytes:
+            hash_algorithm = HASH_BY_NAME.get(digest_algorithm.lower())
+            if hash_algorithm is None:
+                raise Unsupported(f"digest algorithm {digest_algorithm} is not supported")
+            mechanism = mechanism_for(use.entry, None, hash_algorithm,
+                                      EcdsaEncoding.RAW if ecdsa_raw else EcdsaEncoding.DER)
+            [signature] = await use.sign([digest], mechanism)
+            return signature
+
+    return Signer()
 
 
 async def check_status(cert: x509.Certificate, chain: list[x509.Certificate],

@@ -56,6 +56,7 @@ from agent.errors import (
 )
 from agent.formats import worker_wire
 from agent.formats.document_caps import StructureCaps
+from agent.formats.job import KeylessJob
 from agent.formats.worker import EXIT_OUT_OF_MEMORY
 
 if TYPE_CHECKING:
@@ -274,8 +275,12 @@ def _der(cert: Any) -> bytes:
     return der
 
 
-def job_payload(job: FormatJob) -> dict[str, Any]:
+def job_payload(job: FormatJob | KeylessJob) -> dict[str, Any]:
     """The job's facts as the worker needs them (its ``sign`` stays here)."""
+    if isinstance(job, KeylessJob):
+        return {"keyless": True, "roots": [_der(c) for c in job.anchors.roots],
+                "others": [_der(c) for c in job.anchors.others],
+                "network": job.network, "tsa_url": job.tsa_url}
     return {"certificate": _der(job.certificate), "chain": [_der(c) for c in job.chain],
             "roots": [_der(c) for c in job.anchors.roots],
             "others": [_der(c) for c in job.anchors.others],
@@ -300,7 +305,7 @@ class DocumentWorkers:
         self.limits = limits
         self._drop_spares()
 
-    async def run(self, kind: str, job: FormatJob, args: dict[str, Any]) -> bytes:
+    async def run(self, kind: str, job: FormatJob | KeylessJob, args: dict[str, Any]) -> bytes:
         """Build the signature of one document in a worker; see the module docstring."""
         limits = self.limits
         if self.active >= limits.max_workers:
@@ -331,12 +336,14 @@ class DocumentWorkers:
         reaper.add_done_callback(self._reapers.discard)
         return reaper
 
-    async def _serve(self, worker: Worker, limits: WorkerLimits, kind: str, job: FormatJob,
-                     args: dict[str, Any]) -> bytes:
+    async def _serve(self, worker: Worker, limits: WorkerLimits, kind: str,
+                     job: FormatJob | KeylessJob, args: dict[str, Any]) -> bytes:
         worker.send({"op": "build", "kind": kind, "args": args, "caps": limits.caps,
                      "job": job_payload(job)})
         answer = await self._phase(worker, limits)
         if answer.get("type") == "sign":
+            if isinstance(job, KeylessJob):
+                raise InternalError("a worker asked to sign for a job that has no key")
             digest, algorithm, raw = self._sign_request(answer)
             # The dialog and the token: here, in the daemon, with no clock running.
             signature = await job.sign(digest, algorithm, ecdsa_raw=raw)
@@ -448,4 +455,10 @@ async def close_document_workers() -> None:
 
 
 async def build_isolated(kind: str, job: FormatJob, args: dict[str, Any]) -> bytes:
+    return await _workers.run(kind, job, args)
+
+
+async def run_keyless(kind: str, job: KeylessJob, args: dict[str, Any]) -> bytes:
+    """A job without a key (``"extend"``, ``"verify"``) in a document worker, under the
+    same limits as a signature; the worker's answer is its bytes."""
     return await _workers.run(kind, job, args)

@@ -19,6 +19,13 @@ from agent.formats.network import NetworkSettings
 
 
 class DigestSigner(Protocol):
+    async def confirm(self) -> None:
+        """Show the confirmation + PIN dialog and log in to the token, before the builder
+        takes its signing time (D3: the signing-time attribute is the time the user
+        signed, not the time the request arrived).  Calling ``__call__`` without it
+        confirms first; calling it twice is a no-op."""
+        ...
+
     async def __call__(self, digest: bytes, digest_algorithm: str, *,
                        ecdsa_raw: bool = False) -> bytes:
         """Sign a precomputed hash (``digest_algorithm``: "sha256", "sha384",
@@ -36,3 +43,14 @@ class FormatJob:
     network: NetworkSettings
     tsa_url: str | None            # None unless the level needs a time-stamp
     document_name: str | None = None  # the page's name for the document (XAdES detached URI)
+
+
+@dataclass(frozen=True)
+class KeylessJob:
+    """What a job that uses no key is given (``signature.extend``, ``signature.verify``):
+    the trust anchors, the network to reach TSA/OCSP/CRL services and, for a level that
+    adds a time-stamp, the TSA.  It runs in a document worker like a ``FormatJob``."""
+
+    anchors: Anchors
+    network: NetworkSettings
+    tsa_url: str | None = None

@@ -11,7 +11,7 @@ from cryptography import x509
 from agent.errors import InternalError
 from agent.formats import worker_wire
 from agent.formats.anchors import Anchors
-from agent.formats.job import FormatJob
+from agent.formats.job import FormatJob, KeylessJob
 
 
 class PipeSigner:
@@ -22,6 +22,10 @@ class PipeSigner:
         self.fd = fd
         self.stdin = stdin
         self.used = False
+
+    async def confirm(self) -> None:
+        """Contract placeholder: the daemon confirms when the digest arrives (D3 moves
+        the dialog here)."""
 
     async def __call__(self, digest: bytes, digest_algorithm: str, *,
                        ecdsa_raw: bool = False) -> bytes:
@@ -51,9 +55,25 @@ def job_from_request(job: dict[str, Any], sign: PipeSigner) -> FormatJob:
         network=job["network"], tsa_url=job["tsa_url"], document_name=job["document_name"])
 
 
+def keyless_job(job: dict[str, Any]) -> KeylessJob:
+    return KeylessJob(
+        anchors=Anchors(roots=_certificates(job["roots"]), others=_certificates(job["others"])),
+        network=job["network"], tsa_url=job["tsa_url"])
+
+
 async def run_job(request: dict[str, Any], fd: int, stdin: BinaryIO) -> bytes:
-    job = job_from_request(request["job"], PipeSigner(fd, stdin))
     kind, args, caps = request["kind"], request["args"], request["caps"]
+    if request["job"].get("keyless"):
+        if kind == "extend":
+            from agent.formats.extend_here import run_extend
+
+            return await run_extend(keyless_job(request["job"]), caps=caps, **args)
+        if kind == "verify":
+            from agent.verify.worker import run_verify
+
+            return await run_verify(keyless_job(request["job"]), caps=caps, **args)
+        raise InternalError(f"unknown keyless job {kind!r}")
+    job = job_from_request(request["job"], PipeSigner(fd, stdin))
     if kind == "pdf":
         from agent.formats.pades import build_pades_here
 

@@ -13,7 +13,7 @@ from agent.formats.builds import build_cades
 from agent.formats.job import FormatJob
 from agent.methods.common import bound, display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
-from agent.protocol.params import SignCmsParams
+from agent.protocol.params_cms import SignCmsParams
 from agent.protocol.results import SignCmsResult
 
 

@@ -11,7 +11,7 @@ from agent.formats.digests import digest_for
 from agent.formats.job import FormatJob
 from agent.methods.common import bound, display_of
 from agent.protocol.dispatch import CallContext, Dispatcher
-from agent.protocol.params import SignXmlParams
+from agent.protocol.params_xml import SignXmlParams
 from agent.protocol.results import SignXmlResult
 
 

@@ -12,12 +12,12 @@ from agent.protocol.params import (
     CertificatesListParams,
     CertificatesSelectParams,
     NoParams,
-    SignCmsParams,
     SignHashesParams,
     SignHashParams,
     SignPdfParams,
-    SignXmlParams,
 )
+from agent.protocol.params_cms import SignCmsParams
+from agent.protocol.params_xml import SignXmlParams
 from agent.protocol.results import (
     AgentInfoResult,
     AuthLoginResult,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     Field,
@@ -141,38 +141,6 @@ TSA_URL_HELP = (
     "configured none for this origin or issuer; with neither, those levels are UNSUPPORTED.")
 
 
-class CadesLevel(StrEnum):
-    B = "B"
-    T = "T"
-    LT = "LT"
-
-
-class SignCmsParams(WireModel):
-    handle: Handle
-    hash_algorithm: HashAlgorithm
-    data: B64Document | None = Field(None, description="The content; or give `hash`.")
-    hash: B64Bytes | None = Field(None, validate_default=True,
-                                  description="Hash of the content; or give `data`.")
-    detached: Literal[True] = Field(
-        True, description="Only detached signatures are produced in protocol 1.")
-    level: CadesLevel
-    tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
-    display: Display | None = None
-
-    @field_validator("hash")
-    @classmethod
-    def _one_of_data_or_hash(cls, value: bytes | None, info: ValidationInfo) -> bytes | None:
-        has_data = info.data.get("data") is not None
-        if value is not None and has_data:
-            raise ValueError("give either data or hash, not both")
-        if value is None:
-            if not has_data and "data" in info.data:
-                raise ValueError("give either data or hash")
-            return None
-        return _check_digest(value, info)
-
-
-
 class PadesLevel(StrEnum):
     B_B = "B-B"
     B_T = "B-T"
@@ -225,30 +193,6 @@ class SignPdfParams(WireModel):
     field_name: PdfFieldName | None = None
     stamp: PdfStamp | None = Field(
         None, description="Make the signature visible; absent: an invisible signature.")
-    tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
-    display: Display | None = None
-    digest_algorithm: HashAlgorithm | None = Field(
-        None, description="The signature's digest; absent: as strong as the key (P-384: "
-                          "SHA-384, P-521: SHA-512, else SHA-256). `agent.info` "
-                          "`digestAlgorithms` lists the choices.")
-
-
-
-class XadesLevel(StrEnum):
-    B_B = "B-B"
-    B_T = "B-T"
-
-
-class XmlMode(StrEnum):
-    ENVELOPED = "enveloped"
-    DETACHED = "detached"
-
-
-class SignXmlParams(WireModel):
-    handle: Handle
-    xml: B64Document
-    level: XadesLevel
-    mode: XmlMode
     tsa_url: TsaUrl | None = Field(None, description=TSA_URL_HELP)
     display: Display | None = None
     digest_algorithm: HashAlgorithm | None = Field(

@@ -1,0 +1,1 @@
+"""Verification of received signatures: ``signature.verify`` and ``imza-agent verify``."""
