@@ -112,6 +112,20 @@ def _parser() -> argparse.ArgumentParser:
                      help=_("the token, by serial number or label (needed when more than "
                             "one is present)"))
 
+    extend = command("extend", _("extend a signature you have (CMS, PDF or XML) to a higher "
+                                 "level: a time-stamp, validation data, an archive "
+                                 "time-stamp; no key or PIN is used"))
+    from agent.commands.extend_command import add_arguments as extend_arguments
+
+    extend_arguments(extend)
+
+    verify = command("verify", _("verify the signatures of a signed file (CMS, PDF or "
+                                 "XML) and show the verdict on each"))
+    verify.add_argument("file", type=Path, metavar="FILE")
+    verify.add_argument("--data", type=Path, metavar="DETACHED",
+                        help=_("the signed content of a detached CMS signature"))
+    verify.add_argument("--json", action="store_true", help=_("machine-readable output"))
+
     demo = command("demo", _("the agent with the demo identity, the demo portal and a "
                              "browser pointed at it"))
     demo.add_argument("--port", type=int, default=8443, help=_("the portal's https port"))
@@ -273,6 +287,14 @@ def _main(argv: list[str]) -> int:
         from agent.commands.pin_command import main as pin_main
 
         return pin_main(args.action, config, token=args.token)
+    if args.command == "extend":
+        from agent.commands.extend_command import run as extend_run
+
+        return extend_run(args, config)
+    if args.command == "verify":
+        from agent.commands.verify_command import main as verify_main
+
+        return verify_main(config, args.file, data=args.data, json_output=args.json)
     if args.command == "demo":
         from agent.commands.running import demo
 

@@ -354,8 +354,9 @@ class FormatsConfig(_Section):
 
 
 class DocumentsConfig(_Section):
-    """Pages' documents (sign.pdf, sign.xml, sign.cms) are parsed and prepared in a worker
-    process under these limits, after cheap structural caps (docs/formats.md)."""
+    """Pages' documents (sign.pdf, sign.xml, sign.cms, sign.batch, sign.asic) are parsed
+    and prepared in a worker process under these limits, after cheap structural caps
+    (docs/formats.md)."""
 
     worker_cpu_seconds: int = Field(
         default=30, ge=1, le=3600,
@@ -406,6 +407,32 @@ class DocumentsConfig(_Section):
                     "with their square times the number of elements.")
     max_xml_elements: int = Field(
         default=100_000, ge=1, description="Elements in an XML document.")
+    max_batch_items: int = Field(
+        default=100, ge=1, le=1000,
+        description="Items one sign.batch may carry; more is TOO_LARGE before any dialog.")
+    max_batch_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1024,
+        description="Bytes (decoded) of the documents of one sign.batch together (data, "
+                    "signatures, XML, PDF); more is TOO_LARGE before any dialog. One "
+                    "document worker builds them all, under the limits above.")
+    max_container_files: int = Field(
+        default=100, ge=1, le=10_000,
+        description="Files an ASiC-E container may hold (sign.asic): the files of a new "
+                    "container, or the data files of a page's container.")
+    max_container_entries: int = Field(
+        default=1000, ge=2, le=100_000,
+        description="ZIP entries (files, signatures, manifests) of a page's container, "
+                    "counted from its end record before its directory is read.")
+    max_container_unpacked_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024,
+        description="Uncompressed size of all the entries of a page's container (bytes).")
+    max_container_ratio: int = Field(
+        default=100, ge=2,
+        description="Largest compression ratio (uncompressed : compressed) of an entry over "
+                    "1 MiB in a page's container; more is refused as a ZIP bomb.")
+    max_container_name_bytes: int = Field(
+        default=255, ge=16, le=1024,
+        description="Longest name (UTF-8 bytes) of a file or entry in a container.")
 
 
 class AtrRule(_Section):

@@ -54,6 +54,9 @@ class StartTimes:
     first_connection: float    # spawn → first agent.info answered (outside view)
     stores_ready: float        # spawn → runtime.json shows stores_ready (outside view)
     inside: dict[str, float] = field(default_factory=dict)  # runtime.json "timings"
+    # The daemon's CPU (user + system, all its threads) when its first answer arrived:
+    # what a busy machine stretches much less than the wall-clock figures above.
+    cpu_at_connection: float = 0.0
 
 
 class AgentProcess:
@@ -94,9 +97,10 @@ class AgentProcess:
             except OSError:
                 await asyncio.sleep(0.002)
         t_conn = time.perf_counter() - t0
+        cpu_conn = process_cpu(self.process.pid)
         info = await self._poll(lambda i: "stores_ready" in (i or {}).get("timings", {}))
         t_ready = time.perf_counter() - t0
-        return StartTimes(t_file, t_conn, t_ready, dict(info["timings"]))
+        return StartTimes(t_file, t_conn, t_ready, dict(info["timings"]), cpu_conn)
 
     async def _poll(self, done: Any) -> dict[str, Any]:
         assert self.process is not None
@@ -132,18 +136,31 @@ class AgentProcess:
             self.process.wait()
 
 
+def process_cpu(pid: int) -> float:
+    """utime + stime of one process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _tree(pid: int) -> list[int]:
     pids, todo = [], [pid]
     while todo:
         current = todo.pop()
         pids.append(current)
         for task in Path(f"/proc/{current}/task").glob("*/children"):
-            todo.extend(int(c) for c in task.read_text().split())
+            try:
+                todo.extend(int(c) for c in task.read_text().split())
+            except (FileNotFoundError, ProcessLookupError):  # a thread that ended
+                continue
     return pids
 
 
 def _pss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError):  # a child that ended meanwhile
+        return 0
+    for line in rollup.splitlines():
         if line.startswith("Pss:"):
             return int(line.split()[1])
     return 0

@@ -100,7 +100,11 @@ def anonymous_kib(agent: AgentProcess) -> list[int]:
     out = []
     for pid in _tree(agent.process.pid):
         total = 0
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except (FileNotFoundError, ProcessLookupError):  # a child that ended meanwhile
+            rollup = ""
+        for line in rollup.splitlines():
             if line.startswith("Anonymous:"):
                 total += int(line.split()[1])
         out.append(total)
@@ -382,6 +386,9 @@ def report(info: dict[str, str], raw: dict[str, Any], runs: list[dict[str, Any]]
                  f"{ms(median(first))} (max {ms(max(first))})",
                  f"≤ {BAR_FIRST_CONNECTION * 1000:.0f} ms: "
                  + ("met" if median(first) <= BAR_FIRST_CONNECTION else "NOT met")))
+    rows.append(("restart: daemon CPU from spawn to its first answer (median; the machine's "
+                 "load stretches it much less than the wall clock)",
+                 ms(median([t.cpu_at_connection for t in times])), ""))
     rows.append(("restart: daemon CPU from spawn to stores ready (median; the machine's load "
                  "does not stretch it)",
                  ms(median([r["cpu"] for r in runs if not r["first_run"]])), ""))
@@ -454,6 +461,8 @@ async def bench(args: argparse.Namespace) -> int:
                 print(f"the profile run failed: {exc}", file=sys.stderr)
         rows = (report(info, raw, runs, main, sizes) + idle_rows(idle)
                 + (ui_rows(ui) if ui else []))
+        info["load average at end"] = " ".join(
+            Path("/proc/loadavg").read_text().split()[:3])
         print_table(info, rows, costs, sizes.profiled)
         if args.json:
             Path(args.json).write_text(json.dumps(

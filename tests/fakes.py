@@ -25,6 +25,7 @@ from agent.app.dialogs import (
     CertificateChoice,
     ConsentAnswer,
     ConsentRequest,
+    ExtendRequest,
     PinRequest,
     UserInterface,
 )
@@ -333,6 +334,7 @@ class WatchingUI:
         self.open = 0
         self.most_open = 0
         self.pin_requests: list[PinRequest] = []
+        self.extend_requests: list[ExtendRequest] = []
 
     @property
     def interactive(self) -> bool:
@@ -371,6 +373,14 @@ class WatchingUI:
         self._opened()
         try:
             await self.inner.show_pin_locked(origin, token_label, unlock)
+        finally:
+            self.open -= 1
+
+    async def ask_extend(self, request: ExtendRequest) -> None:
+        self.extend_requests.append(request)
+        self._opened()
+        try:
+            await self.inner.ask_extend(request)
         finally:
             self.open -= 1
 

@@ -62,6 +62,9 @@ class Signatures:
         self.calls: list[tuple[str, bool]] = []
         self.delay = delay  # the user reading the dialog and typing the PIN
 
+    async def confirm(self) -> None:
+        """The dialog (``DigestSigner.confirm``): nothing to show here."""
+
     async def __call__(self, digest: bytes, digest_algorithm: str, *,
                        ecdsa_raw: bool = False) -> bytes:
         self.calls.append((digest_algorithm, ecdsa_raw))
@@ -413,10 +416,13 @@ XADESJS_VERIFY = """
 import { readFileSync } from "node:fs";
 import { webcrypto } from "node:crypto";
 import * as xmldom from "@xmldom/xmldom";
+import xpath from "xpath";
 import * as xadesjs from "xadesjs";
 xadesjs.Application.setEngine("NodeJS", webcrypto);
+// xpath: what xadesjs's XPath transform evaluates with in Node (the agent's enveloped
+// references exclude every ds:Signature with one).
 xadesjs.setNodeDependencies({DOMParser: xmldom.DOMParser,
-  XMLSerializer: xmldom.XMLSerializer, DOMImplementation: xmldom.DOMImplementation});
+  XMLSerializer: xmldom.XMLSerializer, DOMImplementation: xmldom.DOMImplementation, xpath});
 const doc = new xmldom.DOMParser().parseFromString(readFileSync(process.argv[1], "utf8"),
                                                    "application/xml");
 const node = doc.getElementsByTagNameNS("http://www.w3.org/2000/09/xmldsig#", "Signature")[0];

@@ -73,11 +73,18 @@ class SoftSigner:
                      .not_valid_before(start).not_valid_after(start + timedelta(days=1))
                      .sign(self.key, hashes.SHA256()))
         self.calls = 0
+        self.confirms = 0
+        self.events: list[str] = []
         self.before_answer: Any = None  # an async callable run inside sign
+
+    async def confirm(self) -> None:
+        self.confirms += 1
+        self.events.append("confirm")
 
     async def __call__(self, digest: bytes, digest_algorithm: str, *,
                        ecdsa_raw: bool = False) -> bytes:
         self.calls += 1
+        self.events.append("sign")
         if self.before_answer is not None:
             await self.before_answer()
         assert digest_algorithm == "sha256"
@@ -205,6 +212,41 @@ async def test_documents_are_signed_in_a_worker_and_a_warm_one_waits() -> None:
                                                    "level": "B"})
         assert cms[:1] == b"\x30"
         assert signer.calls == 4  # one signature per document
+    finally:
+        await pool.close()
+
+
+def _batch_items(signer: SoftSigner) -> list[tuple[str, FormatJob, dict[str, Any]]]:
+    return [("pdf", signer.job(), pdf_args(minimal_pdf())),
+            ("xml", signer.job(), {"document": XML, "level": "B-B", "mode": "enveloped"}),
+            ("cms", signer.job(), {"data_digest": bytes(32), "digest_algorithm": "sha256",
+                                   "level": "B"})]
+
+
+async def test_a_batch_is_built_in_one_worker_confirmed_once_before_any_signature() -> None:
+    pool = DocumentWorkers(WorkerLimits(warm_workers=0))
+    signer = SoftSigner()
+    try:
+        pdf, xml, cms = await pool.run_batch(_batch_items(signer))
+        assert pool.started == 1
+        assert signer.events == ["confirm", "sign", "sign", "sign"]
+        await _assert_signed(minimal_pdf(), pdf, signer)
+        assert b"SignatureValue" in xml and xml.startswith(b"<")
+        assert cms[:1] == b"\x30"
+    finally:
+        await pool.close()
+
+
+async def test_a_batch_with_a_bad_item_asks_for_nothing() -> None:
+    pool = DocumentWorkers(WorkerLimits(warm_workers=0))
+    signer = SoftSigner()
+    items = _batch_items(signer)
+    items.insert(1, ("pdf", signer.job(), pdf_args(xref_size_pdf())))
+    try:
+        with pytest.raises(TooLarge) as caught:
+            await pool.run_batch(items)
+        assert caught.value.data["item"] == 1
+        assert signer.events == []  # no dialog, no signature
     finally:
         await pool.close()
 

@@ -1,5 +1,5 @@
-"""sign.xml through a running agent with SoftHSM keys; checked by xmlsec1 (and the B-T
-time-stamp by openssl ts) and by signxml's XAdES verifier."""
+"""sign.xml through a running agent with SoftHSM keys; checked by xmlsec1 (and the
+time-stamps by openssl ts), by signxml's XAdES verifier and by xadesjs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from pki_services import (
     select_handle,
 )
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
+from xades_checks import XADES141, assert_archive_stamp, assert_xadesjs
+
+from agent.formats.xades_ltv import signature_level
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
 
@@ -132,3 +135,32 @@ async def test_doctype_refused_without_dialog(formats_daemon: Daemon,
                                                 "level": "B-B", "mode": "enveloped"})
     assert error.reason == "UNSUPPORTED"
     assert pin_dialogs(formats_daemon, mark) == []
+
+
+async def test_enveloped_b_lt_and_b_lta(formats_daemon: Daemon, formats_bed: FormatsBed,
+                                        tmp_path: Path) -> None:
+    for identity, level in (("rsa", "B-LT"), ("ec", "B-LTA")):
+        mark = formats_daemon.transcript_mark()
+        xml = await _sign(formats_daemon, formats_bed, identity, {
+            "level": level, "mode": "enveloped", "tsaUrl": formats_bed.services.url("/tsa")})
+        assert len(pin_dialogs(formats_daemon, mark)) == 1
+        signature = etree.fromstring(xml).find(f"{{{DS}}}Signature")
+        assert signature is not None and signature_level(signature) == level
+        _xmlsec(formats_bed, xml, tmp_path)
+        _signxml_verify(formats_bed, xml, identity)
+        assert_xadesjs(xml, tmp_path, formats_bed.identities[identity].cert)
+        if level == "B-LTA":
+            assert signature.find(f".//{{{XADES141}}}TimeStampValidationData") is not None
+            assert_archive_stamp(formats_bed, xml, tmp_path, 1)
+
+
+async def test_detached_b_lta_covers_the_document(formats_daemon: Daemon,
+                                                  formats_bed: FormatsBed,
+                                                  tmp_path: Path) -> None:
+    xml = await _sign(formats_daemon, formats_bed, "rsa", {
+        "level": "B-LTA", "mode": "detached", "tsaUrl": formats_bed.services.url("/tsa"),
+        "display": {"documentName": "qaime-117.xml"}})
+    (tmp_path / "qaime-117.xml").write_bytes(DOCUMENT)
+    _xmlsec(formats_bed, xml, tmp_path, "qaime-117.sig.xml")
+    assert signature_level(etree.fromstring(xml)) == "B-LTA"
+    assert_archive_stamp(formats_bed, xml, tmp_path, 1)

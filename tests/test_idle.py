@@ -38,6 +38,10 @@ WAIT = 15.0  # generous, never asserted on
 # dialog, in other processes (PKCS#11 worker, document worker, Qt UI process) or not at all.
 HEAVY = ("pyhanko", "pyhanko_certvalidator", "lxml", "signxml", "PySide6", "tkinter",
          "pystray", "pkcs11", "pypdfium2")
+# Loaded when first needed, not by a start with only PKCS#11 modules configured (issue 17:
+# start-up time and idle memory): asn1crypto with the demo identity or a PKCS#12 file,
+# multiprocessing with the first costly frame (agent/transport/session.py FrameParser).
+NOT_BEFORE_USE = ("asn1crypto", "multiprocessing")
 
 
 def reads(pid: int) -> int:
@@ -206,4 +210,32 @@ def test_a_started_daemon_has_loaded_no_heavy_package(softhsm: SoftHsmBed,
     assert {"agent.daemon.runtime", "agent.keystores.manager", "websockets"} <= modules
     loaded = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert loaded == [], f"heavy packages on the start path: {loaded}"
+    early = sorted(m for m in modules if m.split(".")[0] in NOT_BEFORE_USE)
+    assert early == [], f"loaded before their first use: {early}"
     assert done.returncode in (0, -signal.SIGTERM), done.stderr[-3000:]
+
+
+_WORKER_IMPORTS = """
+import json, sys
+from agent.keystores.pkcs11 import worker_ops
+print(json.dumps({"modules": sorted(sys.modules), "pack": worker_ops._PACK}))
+"""
+
+
+def test_the_pkcs11_worker_learns_its_struct_packing_without_the_platform_layer(
+        softhsm: SoftHsmBed) -> None:
+    """The worker (one interpreter per module, alive while the daemon idles) gets the
+    Cryptoki packing from the daemon: it imports python-pkcs11 and the stdlib it needs,
+    not the platform layer and with it asyncio."""
+    from agent.keystores.pkcs11.store import Pkcs11Store
+    from agent.platform import current
+
+    env = Pkcs11Store(softhsm.module, env=softhsm.env).worker._worker_env()
+    done = subprocess.run([sys.executable, "-c", _WORKER_IMPORTS], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(done.stdout)
+    modules = set(seen["modules"])
+    assert "pkcs11" in modules  # not vacuous: the worker's own imports happened
+    assert not {"asyncio", "agent.platform.linux", "agent.platform.base"} & modules
+    pack = current().pkcs11_pack
+    assert seen["pack"] == ({"_pack_": pack} if pack else {})

@@ -162,7 +162,9 @@ def test_results_serialise_camelcase_base64_and_omit_absent() -> None:
 def test_every_method_is_in_the_catalog() -> None:
     assert set(METHODS) == {"agent.info", "certificates.select", "certificates.list",
                             "sign.hash", "sign.hashes", "sign.cms", "sign.pdf", "sign.xml",
-                            "auth.login", "tokens.subscribe"}
+                            "sign.batch", "sign.asic", "signature.extend", "signature.verify",
+                            "auth.login",
+                            "tokens.subscribe"}
 
 
 # --- bad input is refused, naming the field -----------------------------------------------

@@ -134,12 +134,16 @@ def args_of(kind: str) -> dict[str, Any]:
                         "min_len": 4, "max_len": 4, "notice": None, "error": None,
                         "final_try": True},
         "message": {"title": "PIN changed", "text": "The new PIN works.", "level": "info"},
+        "extend": {"origin": origin, "format": "pdf", "level": "B-LTA",
+                   "document_name": "ərizə.pdf", "display_text": None,
+                   "previews": [preview("pdf", three_page_pdf(), "ərizə.pdf")]},
     }[kind]
 
 
 TITLE_TEXT = {"consent": "Permission", "pick": "Choose a certificate", "pin": "Sign",
               "pin_locked": "PIN locked", "pin_change": "Change PIN",
-              "pin_unblock": "Unblock PIN", "message": "PIN changed"}
+              "pin_unblock": "Unblock PIN", "message": "PIN changed",
+              "extend": "Extend signatures"}
 
 
 @pytest.mark.parametrize("language", i18n.LANGUAGES)

@@ -100,6 +100,21 @@ class PinRequest:
     previews: tuple[Preview, ...] = ()
 
 
+@dataclass(frozen=True)
+class ExtendRequest:
+    """The confirmation of ``signature.extend``: no key and no PIN, yet the user agrees
+    once, as for a signature, to have the agent time-stamp and archive a document the
+    page sent (the services are asked on the user's behalf)."""
+
+    origin: str
+    format: str                 # "cms", "pdf" or "xml"
+    level: str                  # the level asked for: "T"… for cms, "B-T"… for pdf and xml
+    signatures: int = 1         # how many signatures the document holds (all are extended)
+    document_name: str | None = None  # the page's name, as the core cut it to one line
+    display_text: str | None = None
+    previews: tuple[Preview, ...] = ()  # what is extended, as the PIN dialog shows it
+
+
 class UserInterface(Protocol):
     async def ask_consent(self, request: ConsentRequest) -> ConsentAnswer: ...
 
@@ -119,6 +134,10 @@ class UserInterface(Protocol):
         ...
 
     async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None: ...
+
+    async def ask_extend(self, request: ExtendRequest) -> None:
+        """Returns when the user agreed to extend the signature(s); raises UserCancelled."""
+        ...
 
     def pin_pad_finished(self) -> None:
         """The PIN-pad login ended (either way): take down the "enter the PIN on the

@@ -21,11 +21,14 @@ only.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
@@ -36,16 +39,18 @@ from agent.app.certs import build_chain
 from agent.app.core import AgentCore
 from agent.app.dialogs import Preview, PreviewKind
 from agent.app.signing import (
+    DOCUMENT_NAME_LIMIT,
     KeyUse,
     PreviewSource,
     SigningRequest,
     mechanism_for,
+    one_line,
     sign_with_key,
 )
 from agent.config import FormatsConfig
 from agent.errors import AgentError, InternalError, NetworkError, RateLimited, Unsupported
 from agent.formats.anchors import Anchors, load_anchors
-from agent.formats.isolation import document_workers
+from agent.formats.isolation import build_together, document_workers
 from agent.formats.job import DigestSigner, FormatJob
 from agent.formats.network import (
     AddressGuard,
@@ -86,20 +91,31 @@ def document_preview(data: bytes, kind: PreviewKind | None = None) -> PreviewSou
     return previews
 
 
-def xml_preview(document: bytes, *, enveloped: bool) -> PreviewSource:
+@dataclass(frozen=True)
+class XmlPreview:
     """The indented text of what the XAdES signature covers, made in a preview process
     (``agent.formats.preview``) under the document workers' limits; without its text
-    when the document is over the limit or the process gives none."""
+    when the document is over the limit or the process gives none.  A batch makes all
+    its XML items' previews in one process (``batch_previews``)."""
 
-    async def previews(limit: int) -> tuple[Preview, ...]:
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(document).hexdigest())
+    document: bytes
+    enveloped: bool
+
+    async def __call__(self, limit: int) -> tuple[Preview, ...]:
         text = b""
-        if len(document) <= limit:
-            text = await indented_xml_isolated(document, limit, document_workers().limits,
-                                               enveloped=enveloped) or b""
-        return (Preview(PreviewKind.XML, size=len(document), sha256=digest, data=text),)
+        if len(self.document) <= limit:
+            text = await indented_xml_isolated(self.document, limit,
+                                               document_workers().limits,
+                                               enveloped=self.enveloped) or b""
+        return (await self.preview(text),)
 
-    return previews
+    async def preview(self, text: bytes) -> Preview:
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(self.document).hexdigest())
+        return Preview(PreviewKind.XML, size=len(self.document), sha256=digest, data=text)
+
+
+def xml_preview(document: bytes, *, enveloped: bool) -> PreviewSource:
+    return XmlPreview(document, enveloped)
 
 
 def network_settings(config: FormatsConfig) -> NetworkSettings:
@@ -219,21 +235,35 @@ def _issuer_fingerprint(cert: x509.Certificate, chain: list[x509.Certificate]) -
 
 
 def digest_signer(use: KeyUse) -> DigestSigner:
-    """The builder's ``FormatJob.sign``: one digest through the request's key use."""
+    """The builders' ``FormatJob.sign``: their digests through the request's key use (one
+    job's, or every item's of a batch, which ``sign_many`` signs together)."""
 
     class Signer:
         async def confirm(self) -> None:
-            """Contract placeholder: confirmed with the digest today (D3 moves it)."""
+            """The dialog and the login, before the builder takes its signing time."""
+            await use.confirm()
 
         async def __call__(self, digest: bytes, digest_algorithm: str, *,
                            ecdsa_raw: bool = False) -> bytes:
-            hash_algorithm = HASH_BY_NAME.get(digest_algorithm.lower())
-            if hash_algorithm is None:
-                raise Unsupported(f"digest algorithm {digest_algorithm} is not supported")
-            mechanism = mechanism_for(use.entry, None, hash_algorithm,
-                                      EcdsaEncoding.RAW if ecdsa_raw else EcdsaEncoding.DER)
-            [signature] = await use.sign([digest], mechanism)
+            [signature] = await self.sign_many([(digest, digest_algorithm, ecdsa_raw)])
             return signature
+
+        async def sign_many(self, requests: Sequence[tuple[bytes, str, bool]]
+                            ) -> list[bytes]:
+            """``(digest, algorithm, ecdsa_raw)`` each; one token call per mechanism."""
+            signatures: dict[int, bytes] = {}
+            groups: dict[tuple[str, bool], list[int]] = {}
+            for index, (_, algorithm, raw) in enumerate(requests):
+                groups.setdefault((algorithm.lower(), raw), []).append(index)
+            for (algorithm, raw), indexes in groups.items():
+                hash_algorithm = HASH_BY_NAME.get(algorithm)
+                if hash_algorithm is None:
+                    raise Unsupported(f"digest algorithm {algorithm} is not supported")
+                mechanism = mechanism_for(use.entry, None, hash_algorithm,
+                                          EcdsaEncoding.RAW if raw else EcdsaEncoding.DER)
+                made = await use.sign([requests[i][0] for i in indexes], mechanism)
+                signatures.update(zip(indexes, made, strict=True))
+            return [signatures[i] for i in range(len(requests))]
 
     return Signer()
 
@@ -251,35 +281,202 @@ async def check_status(cert: x509.Certificate, chain: list[x509.Certificate],
     await check_signer(cert, chain, anchors, network, mode)
 
 
+@dataclass(frozen=True)
+class DocumentItem:
+    """One document of a request: what its builder makes with its job, and the page's
+    choices the job depends on."""
+
+    build: Builder
+    page_tsa_url: str | None
+    needs_tsa: bool
+    document_name: str | None = None
+
+
 async def sign_document(core: AgentCore, ctx: CallContext, config: FormatsConfig,
                         request: SigningRequest, *, page_tsa_url: str | None,
                         needs_tsa: bool, build: Builder) -> bytes:
-    network = network_settings(config)
+    """One document signed (``sign.cms``, ``sign.pdf``, ``sign.xml``); inside
+    ``sign_in_batch``, one item of the batch, signed with the others."""
+    item = DocumentItem(build, page_tsa_url, needs_tsa, request.display.document_name)
+    plan = _planning.get()
+    if plan is not None:
+        return await plan.add(request, item)
+    [signed] = await sign_documents(core, ctx, config, request, [item], batch=False)
+    return signed
 
-    async def produce(use: KeyUse) -> bytes:
+
+# --- batches (sign.batch) ---------------------------------------------------------------------
+
+class _BatchPlan:
+    """The items of a batch as their methods hand them to ``sign_document``, in the
+    entries' order whatever order they come in."""
+
+    def __init__(self, expected: int) -> None:
+        self.slots: list[tuple[SigningRequest, DocumentItem] | None] = [None] * expected
+        self.results: list[asyncio.Future[bytes]] = [
+            asyncio.get_running_loop().create_future() for _ in range(expected)]
+        self.missing = expected
+        self.complete: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self, request: SigningRequest, item: DocumentItem) -> asyncio.Future[bytes]:
+        index = _item_index.get()
+        if self.slots[index] is not None:
+            raise InternalError("a batch item asked for a second signature")
+        self.slots[index] = (request, item)
+        self.missing -= 1
+        if self.missing == 0:
+            self.complete.set_result(None)
+        return self.results[index]
+
+    def filled(self) -> list[tuple[SigningRequest, DocumentItem]]:
+        return [slot for slot in self.slots if slot is not None]
+
+
+_planning: contextvars.ContextVar[_BatchPlan | None] = contextvars.ContextVar(
+    "document_batch_plan", default=None)
+_item_index: contextvars.ContextVar[int] = contextvars.ContextVar("document_batch_item")
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One item of a batch: its name for the dialog, and its single-document method
+    (``sign.cms`` and the others, given the batch's handle) to run."""
+
+    name: str
+    method: Callable[[], Coroutine[Any, Any, Any]]
+
+
+async def sign_in_batch(core: AgentCore, ctx: CallContext, config: FormatsConfig,
+                        request: SigningRequest, entries: Sequence[BatchEntry]) -> list[Any]:
+    """Every entry's method, with ONE confirmation + PIN dialog listing every item, one
+    login and one document worker for all of them; their results in order, or the first
+    failure and no result at all.
+
+    Each method runs as it does alone — its checks, its preview, its builder — up to
+    ``sign_document``, which hands its item over here instead of signing it.  An item
+    that fails before that fails the batch before any dialog."""
+    plan = _BatchPlan(len(entries))
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[Any]] = []
+    for index, entry in enumerate(entries):
+        context = contextvars.copy_context()
+        context.run(_planning.set, plan)
+        context.run(_item_index.set, index)
+        tasks.append(loop.create_task(entry.method(), context=context))
+    try:
+        waiting: set[asyncio.Future[Any]] = set(tasks)
+        while not plan.complete.done():
+            done, waiting = await asyncio.wait({*waiting, plan.complete},
+                                               return_when=asyncio.FIRST_COMPLETED)
+            waiting.discard(plan.complete)
+            for task in done:
+                if task is not plan.complete:
+                    task.result()  # the item's own refusal: the batch's
+                    raise InternalError("a batch item finished without being signed")
+        planned = plan.filled()
+        batch_request = replace(
+            request,
+            # Every item's page text that goes into its signature, in the items' order.
+            signed_fields=tuple(f for item_request, _ in planned
+                                for f in item_request.signed_fields),
+            digest_algorithm=request.digest_algorithm or planned[0][0].digest_algorithm,
+            previews=batch_previews([(entry.name, item_request.previews) for entry,
+                                     (item_request, _) in zip(entries, planned, strict=True)]))
+        signed = await sign_documents(core, ctx, config, batch_request,
+                                      [item for _, item in planned], batch=True)
+        for future, document in zip(plan.results, signed, strict=True):
+            future.set_result(document)
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        for future in plan.results:
+            future.cancel()
+
+
+# Item previews made at once (hashing, sniffing: threads).
+PREVIEW_CONCURRENCY = 4
+
+
+def batch_previews(sources: Sequence[tuple[str, PreviewSource | None]]) -> PreviewSource:
+    """Every item's preview, named, in order.  The items share ``[ui] preview_bytes``
+    evenly: the dialog gets no more than for one document, and an item over its share
+    shows its size and SHA-256 only.  The XML items' texts come from one preview
+    process for all of them."""
+
+    async def previews(limit: int) -> tuple[Preview, ...]:
+        from agent.formats.batch_preview import indented_xml_batch
+
+        share = limit // max(1, len(sources))
+        xml = [(i, s) for i, (_, s) in enumerate(sources) if isinstance(s, XmlPreview)]
+        shown = [(i, s) for i, s in xml if len(s.document) <= share]
+        texts = dict(zip((i for i, _ in shown), await indented_xml_batch(
+            [(s.document, s.enveloped) for _, s in shown], share,
+            document_workers().limits), strict=True))
+        gate = asyncio.Semaphore(PREVIEW_CONCURRENCY)
+
+        async def one(index: int, source: PreviewSource | None) -> tuple[Preview, ...]:
+            if source is None:
+                return ()
+            async with gate:
+                if isinstance(source, XmlPreview):
+                    return (await source.preview(texts.get(index) or b""),)
+                return await source(share)
+
+        made = await asyncio.gather(*(one(i, source) for i, (_, source) in enumerate(sources)))
+        return tuple(replace(p, name=one_line(name, DOCUMENT_NAME_LIMIT))
+                     for (name, _), item in zip(sources, made, strict=True) for p in item)
+
+    return previews
+
+
+async def sign_documents(core: AgentCore, ctx: CallContext, config: FormatsConfig,
+                         request: SigningRequest, items: Sequence[DocumentItem], *,
+                         batch: bool) -> list[bytes]:
+    """Every item signed with one confirmation, one PIN and one token session, all or
+    nothing.  ``batch``: the items are built together in one document worker
+    (``agent.formats.isolation.build_together``); else the one item is built alone."""
+    network = network_settings(config)
+    previews = _Prefetched(request.previews) if request.previews is not None else None
+    request = replace(request, previews=previews)
+
+    async def produce(use: KeyUse) -> list[bytes]:
+        if previews is not None:
+            # Consent is given and the certificate found: the dialog's previews are made
+            # while the document worker prepares, not after it.
+            previews.start(core.preview_bytes)
         cert = use.certificate
         anchors = load_anchors(config.trust_anchors)
         token_certs = [x509.load_der_x509_certificate(e.der)
                        for e in await core.stores.certificates()
                        if e.token.token_id == use.entry.token.token_id]
         chain = build_chain(cert, [*token_certs, *anchors.others, *anchors.roots])
-        tsa = choose_tsa(config, ctx.origin, page_tsa_url,
-                         _issuer_fingerprint(cert, chain)) if needs_tsa else None
-        job_network = network
-        if tsa is not None and tsa.from_page:
-            # Before anything is contacted: a page past its failures learns nothing more.
-            tsa_failures.check(ctx, request.handle, config.max_tsa_failures_per_handle)
-            job_network = network.guarded(page_tsa_guard(
-                config, [cert, *chain, *anchors.others, *anchors.roots]))
-        await check_status(cert, chain, anchors, network, config.revocation)
-        job = FormatJob(sign=digest_signer(use), certificate=cert, chain=chain,
-                        anchors=anchors, network=job_network,
-                        tsa_url=tsa.url if tsa is not None else None,
-                        document_name=request.display.document_name)
-        try:
-            return await build(job)
-        except NetworkError:
+        issuer = _issuer_fingerprint(cert, chain)
+        jobs: list[FormatJob] = []
+        page_tsa = False
+        signer = digest_signer(use)  # one for every item: their signatures go together
+        for item in items:
+            tsa = choose_tsa(config, ctx.origin, item.page_tsa_url,
+                             issuer) if item.needs_tsa else None
+            job_network = network
             if tsa is not None and tsa.from_page:
+                # Before anything is contacted: a page past its failures learns nothing more.
+                tsa_failures.check(ctx, request.handle, config.max_tsa_failures_per_handle)
+                job_network = network.guarded(page_tsa_guard(
+                    config, [cert, *chain, *anchors.others, *anchors.roots]))
+                page_tsa = True
+            jobs.append(FormatJob(sign=signer, certificate=cert, chain=chain,
+                                  anchors=anchors, network=job_network,
+                                  tsa_url=tsa.url if tsa is not None else None,
+                                  document_name=item.document_name))
+        await check_status(cert, chain, anchors, network, config.revocation)
+        try:
+            if batch:
+                return await build_together([functools.partial(item.build, job)
+                                             for item, job in zip(items, jobs, strict=True)])
+            return [await items[0].build(jobs[0])]
+        except NetworkError:
+            if page_tsa:
                 tsa_failures.failed(ctx, request.handle)
             raise
         except AgentError:
@@ -288,4 +485,36 @@ async def sign_document(core: AgentCore, ctx: CallContext, config: FormatsConfig
             log.exception("%s failed inside the format library", request.method)
             raise InternalError("the signature could not be built") from None
 
-    return await sign_with_key(core, ctx, request, produce)
+    try:
+        return await sign_with_key(core, ctx, request, produce, allowed=len(items))
+    finally:
+        if previews is not None:
+            previews.cancel()
+
+
+class _Prefetched:
+    """A preview source started ahead of the dialog that shows it."""
+
+    def __init__(self, source: PreviewSource) -> None:
+        self.source = source
+        self.task: asyncio.Task[tuple[Preview, ...]] | None = None
+        self.limit = -1
+
+    def start(self, limit: int) -> None:
+        if self.task is None:
+            self.limit = limit
+            self.task = asyncio.ensure_future(self.source(limit))
+
+    async def __call__(self, limit: int) -> tuple[Preview, ...]:
+        if self.task is None or limit != self.limit:
+            return await self.source(limit)
+        return await asyncio.shield(self.task)
+
+    def cancel(self) -> None:
+        """Stop one the dialog never needed (a failed request); its error is not news."""
+        if self.task is None:
+            return
+        if not self.task.done():
+            self.task.cancel()
+        elif not self.task.cancelled():
+            self.task.exception()

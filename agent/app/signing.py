@@ -12,6 +12,7 @@ is found, and ``produce`` — what it makes with one use of the key.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -19,6 +20,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar, cast, runtime_checkable
+from weakref import WeakKeyDictionary
 
 from cryptography import x509
 
@@ -204,11 +206,21 @@ def _key(entry: CertificateEntry) -> KeyRef:
 
 @dataclass
 class KeyUse:
-    """One request's single use of the key behind the chosen certificate.
+    """One request's use of the key behind the chosen certificate: one confirmation + PIN
+    dialog and one login, for ``allowed`` digests (one per document; a batch's items) —
+    or, signed at once without ``confirm``, for one call with any number of them.
 
-    ``sign`` shows the confirmation + PIN dialog, logs in, signs every digest and checks
-    the signatures against the certificate — once.  A second call fails loudly, so a
-    format library that wanted to sign twice cannot make the user confirm twice."""
+    Two ways through it:
+
+    * ``confirm`` first (the document builders, D3 of issue 14: their signing time must
+      follow the user's answer): the dialog, the PIN and the login happen there and the
+      token stays logged in — under the token's lock, so no other request logs it out
+      meanwhile — until the last allowed ``sign``, or ``close``, logs out;
+    * ``sign`` straight away (``sign.hash``/``sign.hashes``/``auth.login``): with a store
+      that can, login, signatures and logout in one call to the token's worker.
+
+    A signature past ``allowed`` fails loudly, so a format library that wanted to sign
+    twice cannot make the user confirm twice, nor sign what was not shown."""
 
     core: AgentCore
     ctx: CallContext
@@ -216,26 +228,61 @@ class KeyUse:
     request: SigningRequest
     digests: list[bytes] = field(default_factory=list)  # what was signed, for the journal
     digest_algorithm: str | None = None
-    _used: bool = False
+    allowed: int = 1
+    _made: int = 0
+    _confirmed: bool = False
+    _session: _TokenSession | None = None
 
     @property
     def certificate(self) -> x509.Certificate:
         return certs.load(self.entry.der)
 
+    async def confirm(self) -> None:
+        """The confirmation + PIN dialog and the login, once; a wrong PIN asks again."""
+        if self._confirmed:
+            return
+        self._confirmed = True
+        self._session = await _open_session(self.core, self.ctx, self.entry, self.request,
+                                            self.allowed)
+
     async def sign(self, digests: Sequence[bytes], mechanism: SignMechanism) -> list[bytes]:
-        if self._used:
+        if not self._confirmed and self.allowed == 1:
+            # One call for everything (sign.hash, sign.hashes, auth.login): the dialog,
+            # the login, every digest and the logout at once.
+            if self._made:
+                raise InternalError("a second signature was asked for in one request")
+            self._made, self._confirmed = 1, True
+            self.digests = list(digests)
+            self.digest_algorithm = mechanism.hash_algorithm.value
+            return await _confirm_and_sign(self.core, self.ctx, self.entry, self.request,
+                                           self.digests, mechanism)
+        if self._made + len(digests) > self.allowed:
             raise InternalError("a second signature was asked for in one request")
-        self._used = True
-        self.digests = list(digests)
+        self._made += len(digests)
+        self.digests += digests
         self.digest_algorithm = mechanism.hash_algorithm.value
-        return await _confirm_and_sign(self.core, self.ctx, self.entry, self.request,
-                                       self.digests, mechanism)
+        await self.confirm()
+        if self._session is None:
+            raise InternalError("the token session has ended")
+        try:
+            return await self._session.sign(digests, mechanism)
+        finally:
+            if self._made >= self.allowed:
+                await self.close()
+
+    async def close(self) -> None:
+        """Log out and forget the PIN (idempotent; ``sign_with_key`` calls it whatever
+        became of the request)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 async def sign_with_key(core: AgentCore, ctx: CallContext, request: SigningRequest,
-                        produce: Callable[[KeyUse], Awaitable[T]]) -> T:
+                        produce: Callable[[KeyUse], Awaitable[T]], *, allowed: int = 1) -> T:
     """The use case; see the module docstring.  An outcome is journalled once the
-    request reached a key (consent given and a certificate resolved or picked)."""
+    request reached a key (consent given and a certificate resolved or picked).
+    ``allowed``: the signatures ``produce`` may make with the one confirmation."""
     use: KeyUse | None = None
     permission = Permission.AUTH if request.purpose == "auth" else Permission.SIGN
 
@@ -249,8 +296,11 @@ async def sign_with_key(core: AgentCore, ctx: CallContext, request: SigningReque
         problem = certs.validity_problem(certs.load(entry.der))
         if problem is not None:  # before any network call or dialog
             raise CertificateInvalid(detail=problem.upper())
-        use = KeyUse(core, ctx, entry, request)
-        return await produce(use)
+        use = KeyUse(core, ctx, entry, request, allowed=allowed)
+        try:
+            return await produce(use)
+        finally:
+            await use.close()
 
     def journal(result: str) -> None:
         if use is None:  # BUSY, PERMISSION_DENIED, INVALID_HANDLE, a closed picker, ...
@@ -270,55 +320,124 @@ async def sign_with_key(core: AgentCore, ctx: CallContext, request: SigningReque
 
 # --- confirmation, PIN loop, signatures ------------------------------------------------------
 
-async def _confirm_and_sign(core: AgentCore, ctx: CallContext, entry: CertificateEntry,
-                            request: SigningRequest, digests: Sequence[bytes],
-                            mechanism: SignMechanism) -> list[bytes]:
-    key = _key(entry)
-    cert = certs.load(entry.der)
-    store = core.stores.store(key.store_id)
-    previews = await _previews(core, request)
-    pin_request = PinRequest(
+async def _pin_request(core: AgentCore, ctx: CallContext, entry: CertificateEntry,
+                       request: SigningRequest, count: int) -> PinRequest:
+    return PinRequest(
         origin=ctx.origin, action=request.purpose, certificate=certs.choice_for(entry),
-        pin=entry.token.pin, count=len(digests),
+        pin=entry.token.pin, count=count,
         display_text=display_lines(request.display.text, DISPLAY_TEXT_LIMIT),
         document_name=one_line(request.display.document_name, DOCUMENT_NAME_LIMIT),
         password=entry.token.secret is SecretKind.PASSWORD,
-        signed_fields=shown_fields(request.signed_fields), previews=previews)
+        signed_fields=shown_fields(request.signed_fields),
+        previews=await _previews(core, request))
+
+
+async def _confirm_and_sign(core: AgentCore, ctx: CallContext, entry: CertificateEntry,
+                            request: SigningRequest, digests: Sequence[bytes],
+                            mechanism: SignMechanism) -> list[bytes]:
+    """Dialog, login, signatures and logout for a request that signs at once."""
+    key = _key(entry)
+    store = core.stores.store(key.store_id)
     one_call = _signs_in_one_call(store)
-    if one_call is not None:
-        async def login_and_sign(credential: Credential) -> list[bytes]:
+    if one_call is None:
+        session = await _open_session(core, ctx, entry, request, len(digests))
+        try:
+            return await session.sign(digests, mechanism)
+        finally:
+            await session.close()
+    pin_request = await _pin_request(core, ctx, entry, request, len(digests))
+    lock = _token_lock(core, entry.token)
+
+    async def login_and_sign(credential: Credential) -> list[bytes]:
+        async with lock:  # never inside another request's session on this token
             return await one_call.login_sign_logout(entry.token, key, digests, mechanism,
                                                     credential)
 
-        signatures = await _with_pin(core, ctx, entry.token, pin_request, login_and_sign)
-        _check_signatures(cert, digests, signatures, mechanism)
+    signatures = await _with_pin(core, ctx, entry.token, pin_request, login_and_sign)
+    _check_signatures(certs.load(entry.der), digests, signatures, mechanism)
+    return signatures
+
+
+# One lock per token: held from a session's login to its logout, and around a one-call
+# login-sign-logout.  PKCS#11 logins are per token, not per session: without it, another
+# request's login (after its own PIN) would end this one's session half-way through a
+# document, or its logout would.
+_TOKEN_LOCKS: WeakKeyDictionary[AgentCore, dict[tuple[str, str], asyncio.Lock]] = \
+    WeakKeyDictionary()
+
+
+def _token_lock(core: AgentCore, token: TokenInfo) -> asyncio.Lock:
+    locks = _TOKEN_LOCKS.setdefault(core, {})
+    return locks.setdefault((token.store_id, token.token_id), asyncio.Lock())
+
+
+class _TokenSession:
+    """A logged-in token between ``KeyUse.confirm`` and the request's last signature.
+
+    The PIN is kept only while it may still be needed: a key that wants it per signature
+    (CKA_ALWAYS_AUTHENTICATE, which some tokens show only after login) keeps it to the
+    end; any other key forgets it after its first signature."""
+
+    def __init__(self, core: AgentCore, entry: CertificateEntry, credential: Credential,
+                 lock: asyncio.Lock) -> None:
+        self.entry = entry
+        self.key = _key(entry)
+        self.store = core.stores.store(self.key.store_id)
+        self.credential: Credential | None = credential
+        self.per_signature = self.key.always_authenticate
+        self.lock = lock
+        self.cert = certs.load(entry.der)
+
+    async def sign(self, digests: Sequence[bytes], mechanism: SignMechanism) -> list[bytes]:
+        per_op = self.credential if self.per_signature else None
+        try:
+            signatures = await self.store.sign_many(self.key, digests, mechanism, per_op)
+        except LoginRequired:
+            # Before login a token may hide CKA_ALWAYS_AUTHENTICATE; the first signature
+            # then asks for the context-specific login and we learn it.
+            if self.per_signature or not isinstance(self.credential, Secret):
+                raise
+            self.per_signature = True
+            signatures = await self.store.sign_many(self.key, digests, mechanism,
+                                                    self.credential)
+        if not self.per_signature:
+            self._forget_pin()
+        _check_signatures(self.cert, digests, signatures, mechanism)
         return signatures
 
-    async def login_only(credential: Credential) -> Credential:
-        await store.login(entry.token, credential)
+    def _forget_pin(self) -> None:
+        _wipe(self.credential)
+        self.credential = None
+
+    async def close(self) -> None:
+        self._forget_pin()
+        try:
+            await self.store.logout(self.entry.token)
+        except AgentError:
+            log.warning("logout from %s failed", self.entry.token.label)
+        finally:
+            self.lock.release()
+
+
+async def _open_session(core: AgentCore, ctx: CallContext, entry: CertificateEntry,
+                        request: SigningRequest, count: int) -> _TokenSession:
+    """The confirmation + PIN dialog (again after a wrong PIN) and the login; the token
+    stays logged in, and locked for this request, until the session is closed."""
+    store = core.stores.store(_key(entry).store_id)
+    pin_request = await _pin_request(core, ctx, entry, request, count)
+    lock = _token_lock(core, entry.token)
+
+    async def login(credential: Credential) -> Credential:
+        await lock.acquire()
+        try:
+            await store.login(entry.token, credential)
+        except BaseException:
+            lock.release()
+            raise
         return credential
 
-    credential = await _with_pin(core, ctx, entry.token, pin_request, login_only,
-                                 keep=True)
-    try:
-        # Before login a token may hide CKA_ALWAYS_AUTHENTICATE; the first signature
-        # then asks for the context-specific login and we learn it.
-        per_op = credential if key.always_authenticate else None
-        try:
-            signatures = await store.sign_many(key, digests, mechanism, per_op)
-        except LoginRequired:
-            if per_op is not None or isinstance(credential, PinPad):
-                raise
-            signatures = await store.sign_many(key, digests, mechanism, credential)
-        _check_signatures(cert, digests, signatures, mechanism)
-        return signatures
-    finally:
-        if isinstance(credential, Secret):
-            credential.wipe()
-        try:
-            await store.logout(entry.token)
-        except AgentError:
-            log.warning("logout from %s failed", entry.token.label)
+    credential = await _with_pin(core, ctx, entry.token, pin_request, login, keep=True)
+    return _TokenSession(core, entry, credential, lock)
 
 
 def _check_signatures(cert: x509.Certificate, digests: Sequence[bytes],
@@ -363,7 +482,7 @@ async def _with_pin(core: AgentCore, ctx: CallContext, token: TokenInfo, request
     raise UserCancelled("too many wrong PINs for one request")
 
 
-def _wipe(credential: Credential) -> None:
+def _wipe(credential: Credential | None) -> None:
     if isinstance(credential, Secret):
         credential.wipe()
 

@@ -24,7 +24,8 @@ MAX_CELL = 40
 
 METHODS = {"auth.login": N_("login"), "sign.hash": N_("signature"),
            "sign.hashes": N_("signatures"), "sign.pdf": N_("PDF signature"),
-           "sign.xml": N_("XML signature"), "sign.cms": N_("CMS signature")}
+           "sign.xml": N_("XML signature"), "sign.cms": N_("CMS signature"),
+           "signature.extend": N_("signature extension")}
 RESULTS = {"ok": N_("done"), "USER_CANCELLED": N_("cancelled by the user"),
            "USER_TIMEOUT": N_("no answer in time"), "PIN_LOCKED": N_("PIN locked")}
 

@@ -1,8 +1,10 @@
 """Builds the running agent from its parts and starts the transports.
 
-Order matters for start-up time: the listening sockets come up first; the key stores
-(worker processes, the demo identity) are ready shortly after, and nothing heavy
-(pyHanko, Qt) is imported on the way; Qt never is, it runs in the UI process.
+Order matters for start-up time (issue 17, bar 6): the first look at the tokens starts
+before the transports, so the PKCS#11 workers' interpreters boot on another core while
+this one makes its TLS context and listens; the journal (and its keyring) opens after
+that look; nothing heavy (pyHanko, Qt) is imported on the way; Qt never is, it runs in
+the UI process, started once the daemon listens.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.app.core import CONSENTABLE, AgentCore
 from agent.app.dialogs import UserInterface
 from agent.app.services import Services
 from agent.config import Config
+from agent.daemon.deferred_journal import DeferredJournal
 from agent.daemon.instance import token_summary
 from agent.daemon.token_watch import (
     TokenSnapshot,
@@ -30,7 +33,6 @@ from agent.daemon.token_watch import (
     smartcard_service_down,
 )
 from agent.formats import available_formats
-from agent.journal import Journal
 from agent.keystores.manager import StoreManager
 from agent.methods import register_all
 from agent.paths import data_dir, sub_dir
@@ -40,6 +42,9 @@ from agent.transport.admission import Admission
 from agent.transport.local import SOCKET_NAME, LocalSocketTransport
 from agent.transport.session import SessionLimits
 from agent.transport.websocket import WebSocketTransport
+
+if TYPE_CHECKING:
+    from agent.journal import Journal
 
 log = logging.getLogger("imza_agent")
 
@@ -51,6 +56,16 @@ STOP_TIMEOUT = 1.5
 _SERVING_SHARE = 0.35
 _WORKERS_SHARE = 0.4
 _JOURNAL_MINIMUM = 0.1
+# Loop turns from creating the first look's task to its PKCS#11 workers' spawn (the
+# look's gather, the store's call, the subprocess): the spawn then precedes the TLS
+# context and the listening sockets rather than following them (agent/keystores/pkcs11/
+# client.py). Fewer only makes the workers start later, never anything wrong.
+_TURNS_TO_SPAWN = 3
+# Seconds from "stores ready" to opening the journal (its keyring thread imports keyring
+# and probes the OS keyring: 30-55 ms of CPU that competes for the interpreter lock):
+# a page that connects as soon as runtime.json names the ports is answered first. A
+# request that reaches the journal earlier opens it itself.
+_JOURNAL_AFTER = 0.25
 
 
 def make_ui(config: Config, *, headless: bool) -> UserInterface:
@@ -79,48 +94,21 @@ class AgentRuntime:
         self.timings: dict[str, float] = {}
         self._runtime_tokens: list[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.pcsc: Any = None  # agent.pcsc.service.PcscService while PC/SC is watched
+        self._listening = asyncio.Event()
+        # agent.pcsc.service.PcscService while PC/SC is watched: from the first look at
+        # the tokens on (``_stores_ready``), not yet when ``start`` returns.
+        self.pcsc: Any = None
 
     async def start(self) -> None:
         config = self.config
         self.policy = Policy.load(remove_defaults=config.policy.remove_defaults)
         self.stores = StoreManager.from_config(config, env=self.env)
         self.ui = make_ui(config, headless=self.headless)
-        journal = config.journal
-        self.journal = (Journal(data_dir() / "journal.jsonl", max_bytes=journal.max_bytes,
-                                keep_files=journal.keep_files,
-                                keyring_timeout=journal.keyring_timeout)
-                        if journal.enabled else None)
+        self.journal = (DeferredJournal(self._open_journal) if config.journal.enabled
+                        else None)
         self.core = AgentCore(stores=self.stores, ui=self.ui, policy=self.policy,
                               journal=self.journal, dialog_timeout=config.ui.dialog_timeout,
                               max_pin_attempts=config.ui.max_pin_attempts, limits=config.ui)
-        self.services = Services(self.core, formats=available_formats(),
-                                 formats_config=config.formats)
-        from agent.formats.isolation import configure_document_workers  # no pyHanko
-
-        configure_document_workers(config.documents)
-        self.dispatcher = Dispatcher()
-        register_all(self.dispatcher, self.services)
-
-        # One admission and one set of session limits for every transport: an origin's
-        # and a site's limits hold across them rather than doubling with each one.
-        server = config.server
-        self.admission = Admission(self.policy, dev_origins=server.dev_origins,
-                                   max_connections_per_origin=server.max_connections_per_origin,
-                                   max_connections_per_site=server.max_connections_per_site,
-                                   max_connections=server.max_connections,
-                                   reserved_for_granted=server.reserved_for_granted,
-                                   has_grant=self.policy.has_any_grant)
-        self.limits = SessionLimits.from_settings(server, self._has_grant)
-        self.transport = WebSocketTransport(self.dispatcher, self.policy, server,
-                                            self.admission, self.limits)
-        await self.transport.start(self._tls_context())
-        # The native messaging host (browser extension) reaches the same dispatcher here.
-        self.local = LocalSocketTransport(self.dispatcher, server, data_dir() / SOCKET_NAME,
-                                          self.admission, self.limits)
-        await self.local.start()
-        self.timings["listening"] = time.monotonic() - self.started_at
-        self._write_runtime_file()
         # The one look at the tokens: pages (tokens.changed) and the tray follow it.
         self.token_watch = TokenWatch(
             self.stores, self.core.publish_tokens,
@@ -128,13 +116,26 @@ class AgentRuntime:
             smartcard_down=lambda: smartcard_service_down(self.pcsc),
             card_events=lambda: smartcard_events_flow(self.pcsc))
         self.token_watch.observer = self._tokens_seen
+        # Its first look starts now: a few turns of the loop take it to the spawn of the
+        # PKCS#11 workers, whose interpreters then start while this one
+        # registers the methods, makes its TLS context and listens.
         self._tasks.append(asyncio.create_task(self._stores_ready()))
+        for _ in range(_TURNS_TO_SPAWN):
+            await asyncio.sleep(0)
+        try:
+            self._serve_methods()
+            await self.transport.start(self._tls_context())
+            await self.local.start()
+        except BaseException:
+            await self._cancel_tasks()
+            await _within(STOP_TIMEOUT * _WORKERS_SHARE,
+                          {"the key stores": self.stores.close()})
+            raise
+        self.timings["listening"] = time.monotonic() - self.started_at
+        self._listening.set()
+        self._write_runtime_file()
         self._tasks.append(asyncio.create_task(
             self.token_watch.run(config.tokens.poll_interval)))
-        # Card and reader events, at once (None without pyscard: the look above stands in).
-        from agent.pcsc.service import start_pcsc
-
-        self.pcsc = start_pcsc(config, self.stores, self.token_watch.changed)
         # The tray icon on a desktop run; none with --headless.  The Qt UI process draws
         # it (and starts now, so the tray shows without a page).
         self.tray_link: Any = None
@@ -148,6 +149,32 @@ class AgentRuntime:
                 self.tray_link = TrayLink(self, self.ui)
                 self.tray_link.start()
             self.ui.start()
+
+    def _serve_methods(self) -> None:
+        """The methods and the transports that reach them (not listening yet)."""
+        config = self.config
+        self.services = Services(self.core, formats=available_formats(),
+                                 formats_config=config.formats)
+        from agent.formats.isolation import configure_document_workers  # no pyHanko
+
+        configure_document_workers(config.documents)
+        self.dispatcher = Dispatcher()
+        register_all(self.dispatcher, self.services)
+        # One admission and one set of session limits for every transport: an origin's
+        # and a site's limits hold across them rather than doubling with each one.
+        server = config.server
+        self.admission = Admission(self.policy, dev_origins=server.dev_origins,
+                                   max_connections_per_origin=server.max_connections_per_origin,
+                                   max_connections_per_site=server.max_connections_per_site,
+                                   max_connections=server.max_connections,
+                                   reserved_for_granted=server.reserved_for_granted,
+                                   has_grant=self.policy.has_any_grant)
+        self.limits = SessionLimits.from_settings(server, self._has_grant)
+        self.transport = WebSocketTransport(self.dispatcher, self.policy, server,
+                                            self.admission, self.limits)
+        # The native messaging host (browser extension) reaches the same dispatcher here.
+        self.local = LocalSocketTransport(self.dispatcher, server, data_dir() / SOCKET_NAME,
+                                          self.admission, self.limits)
 
     def _has_grant(self, origin: str, ctx: CallContext | None) -> bool:
         """Whether ``origin`` holds a grant: by policy or stored answer, or (on ``ctx``)
@@ -172,13 +199,38 @@ class AgentRuntime:
     async def _stores_ready(self) -> None:
         # The first look, which the tray (if already subscribed) shows at once.
         snapshot = await self.token_watch.refresh()
+        await self._listening.wait()  # runtime.json names the ports first
         self.timings["stores_ready"] = time.monotonic() - self.started_at
         self._write_runtime_file()
         log.info("key stores ready: %d token(s)%s", len(snapshot.tokens),
                  " (demo identity offered)" if self.stores.demo_active else "")
+        # Card and reader events from now on (None without pyscard: the looks stand in).
+        # Started after the first look rather than before the first connection: loading
+        # pyscard and the ATR table costs 15-40 ms of this thread.
+        from agent.pcsc.service import start_pcsc
+
+        try:
+            self.pcsc = start_pcsc(self.config, self.stores, self.token_watch.changed)
+        except Exception:  # the daemon serves on; the periodic looks stand in for events
+            log.exception("the smart card watch could not start")
+        if self.journal is not None:  # its keyring thread, once start-up is over
+            await asyncio.sleep(_JOURNAL_AFTER)
+            try:
+                self.journal.open()
+            except Exception:  # a signature then fails as it would have (INTERNAL)
+                log.exception("the journal could not be opened")
+
+    def _open_journal(self) -> Journal:
+        from agent.journal import Journal
+
+        journal = self.config.journal
+        return Journal(data_dir() / "journal.jsonl", max_bytes=journal.max_bytes,
+                       keep_files=journal.keep_files, keyring_timeout=journal.keyring_timeout)
 
     def _tokens_seen(self, snapshot: TokenSnapshot) -> None:
         """runtime.json lists the tokens (`imza-agent status`): rewritten when they change."""
+        if not self._listening.is_set():  # written once the transports listen
+            return
         if token_summary(snapshot) != self._runtime_tokens:
             self._write_runtime_file()
 

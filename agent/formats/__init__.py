@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 
-CMS_LEVELS = ("B", "T", "LT")
+CMS_LEVELS = ("B", "T", "LT", "LTA")
 PDF_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
-XML_LEVELS = ("B-B", "B-T")
+XML_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
+# ASiC-E containers (sign.asic), XAdES or CAdES.
+ASIC_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 
 
 def _installed(*modules: str) -> bool:
@@ -29,4 +31,5 @@ def available_formats() -> dict[str, list[str]]:
         formats["pdf"] = list(PDF_LEVELS)
         if _installed("signxml", "lxml"):
             formats["xml"] = list(XML_LEVELS)
+            formats["asic"] = list(ASIC_LEVELS)
     return formats

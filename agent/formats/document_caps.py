@@ -32,6 +32,11 @@ class StructureCaps:
     form_fields: int = 10_000
     xml_namespace_declarations: int = 64
     xml_elements: int = 100_000
+    container_files: int = 100
+    container_entries: int = 1000
+    container_unpacked_bytes: int = 256 * 1024 * 1024
+    container_ratio: int = 100
+    container_name_bytes: int = 255
 
 
 # --- PDF: what the raw bytes declare ---------------------------------------------------

@@ -10,15 +10,19 @@ Design:
   daemon could deadlock), sets its own limits before reading anything, and speaks a
   length-prefixed protocol on its pipes (``worker_wire``) — the daemon never unpickles
   what a worker says;
-* one worker per document, never shared, never reused: a hostile document's leftovers
+* one worker per request, never shared, never reused: a hostile document's leftovers
   (and the CPU seconds it burnt, which ``RLIMIT_CPU`` counts per process) never reach the
-  next request; the worker is killed and reaped when its request ends;
+  next request; the worker is killed and reaped when its request ends.  A ``sign.batch``
+  is one request: its items are built in one worker (``run_batch``), under the same
+  limits for all of them, which the method bounds in number and bytes;
 * after the first document, ``warm_workers`` idle workers are kept started, so a
   document does not wait for Python and pyHanko to load (about half a second);
 * at most ``max_workers`` documents at once; one more is answered BUSY at once rather
   than queued;
-* the wall-clock ``prepare_timeout`` applies before the signature and, afresh, after
-  it; the time the user spends in the dialog is not counted (the worker is idle then).
+* the wall-clock ``prepare_timeout`` applies before the confirmation and, afresh, after
+  it and after each signature; the time the user spends in the dialog is not counted
+  (the worker is idle then).  The worker asks to confirm once its documents are ready,
+  and only then builds what it signs, with the signing time (D3 of issue 14).
 
 A worker that runs out of CPU time or memory, or is killed for time, ends its request
 with TOO_LARGE; a worker that dies otherwise ends it with INTERNAL.  Either way the next
@@ -33,11 +37,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import re
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +62,7 @@ from agent.errors import (
 )
 from agent.formats import worker_wire
 from agent.formats.document_caps import StructureCaps
-from agent.formats.job import KeylessJob
+from agent.formats.job import KeylessJob, confirm
 from agent.formats.worker import EXIT_OUT_OF_MEMORY
 
 if TYPE_CHECKING:
@@ -77,6 +83,10 @@ _MAX_LOG = 8000
 _MAX_LOG_RECORDS = 200  # per worker: a subverted one cannot flood the agent's log
 
 
+DEFAULT_MAX_BATCH_ITEMS = 100
+DEFAULT_MAX_BATCH_BYTES = 100 * 1024 * 1024  # as [server] max_document_bytes
+
+
 @dataclass(frozen=True)
 class WorkerLimits:
     cpu_seconds: int = 30
@@ -85,6 +95,10 @@ class WorkerLimits:
     max_workers: int = 4
     warm_workers: int = 1
     caps: StructureCaps = field(default_factory=StructureCaps)
+    # sign.batch: items of one batch, and their documents' bytes together (one worker
+    # builds them all, under the limits above).
+    max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
 
 
 def limits_from_config(config: DocumentsConfig) -> WorkerLimits:
@@ -92,6 +106,9 @@ def limits_from_config(config: DocumentsConfig) -> WorkerLimits:
         cpu_seconds=config.worker_cpu_seconds, memory_mb=config.worker_memory_mb,
         prepare_timeout=config.prepare_timeout, max_workers=config.max_workers,
         warm_workers=config.warm_workers,
+        # getattr: until [documents] has these settings, their defaults hold.
+        max_batch_items=getattr(config, "max_batch_items", DEFAULT_MAX_BATCH_ITEMS),
+        max_batch_bytes=getattr(config, "max_batch_bytes", DEFAULT_MAX_BATCH_BYTES),
         caps=StructureCaps(
             xref_entries_per_kib=config.max_xref_entries_per_kib,
             xref_entries_slack=config.max_xref_entries_slack,
@@ -288,6 +305,43 @@ def job_payload(job: FormatJob | KeylessJob) -> dict[str, Any]:
             "document_name": job.document_name}
 
 
+def _keyed(jobs: Sequence[FormatJob | KeylessJob], index: int) -> FormatJob:
+    job = jobs[index]
+    if isinstance(job, KeylessJob):
+        raise InternalError("a worker asked to sign for a job that has no key")
+    return job
+
+
+async def _sign_together(jobs: Sequence[FormatJob | KeylessJob],
+                         requests: list[tuple[int, bytes, str, bool]]) -> list[bytes]:
+    """The signatures, in the requests' order: with one call when the items share a
+    signer that can sign several digests (``sign_many``: one use of the token for the
+    lot), else one by one."""
+    signers = {id(_keyed(jobs, index).sign) for index, *_ in requests}
+    first = _keyed(jobs, requests[0][0]).sign
+    sign_many = getattr(first, "sign_many", None)
+    if len(signers) == 1 and sign_many is not None:
+        signatures: list[bytes] = await sign_many(
+            [(digest, algorithm, raw) for _, digest, algorithm, raw in requests])
+        return signatures
+    return [await _keyed(jobs, index).sign(digest, algorithm, ecdsa_raw=raw)
+            for index, digest, algorithm, raw in requests]
+
+
+def _split_results(data: bytes, sizes: object, count: int) -> list[bytes]:
+    """A batch's documents, which the worker sent as one frame with their sizes."""
+    if not isinstance(sizes, list) or len(sizes) != count or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes) \
+            or sum(sizes) != len(data):
+        raise InternalError("a worker announced a malformed batch result")
+    view = memoryview(data)
+    out, start = [], 0
+    for size in sizes:
+        out.append(bytes(view[start:start + size]))
+        start += size
+    return out
+
+
 class DocumentWorkers:
     """The daemon's document workers; see the module docstring."""
 
@@ -307,6 +361,21 @@ class DocumentWorkers:
 
     async def run(self, kind: str, job: FormatJob | KeylessJob, args: dict[str, Any]) -> bytes:
         """Build the signature of one document in a worker; see the module docstring."""
+        [result] = await self._run({"op": "build", "kind": kind, "args": args,
+                                    "job": job_payload(job)}, [job])
+        return result
+
+    async def run_batch(self, items: Sequence[tuple[str, FormatJob, dict[str, Any]]]
+                        ) -> list[bytes]:
+        """Build several documents in one worker (``sign.batch``): one process and one
+        confirmation for all of them, one signature per item, all or nothing.  The
+        worker's limits hold for the whole batch, whose size the method bounds."""
+        message = {"op": "batch", "items": [
+            {"kind": kind, "args": args, "job": job_payload(job)} for kind, job, args in items]}
+        return await self._run(message, [job for _, job, _ in items])
+
+    async def _run(self, message: dict[str, Any],
+                   jobs: Sequence[FormatJob | KeylessJob]) -> list[bytes]:
         limits = self.limits
         if self.active >= limits.max_workers:
             raise Busy("too many documents are being prepared at once; try again")
@@ -316,7 +385,7 @@ class DocumentWorkers:
             worker = await self._take(limits)
             self.current.add(worker)
             self._refill(limits)
-            return await self._serve(worker, limits, kind, job, args)
+            return await self._serve(worker, limits, message, jobs)
         finally:
             self.active -= 1
             if worker is not None:
@@ -336,33 +405,57 @@ class DocumentWorkers:
         reaper.add_done_callback(self._reapers.discard)
         return reaper
 
-    async def _serve(self, worker: Worker, limits: WorkerLimits, kind: str,
-                     job: FormatJob | KeylessJob, args: dict[str, Any]) -> bytes:
-        worker.send({"op": "build", "kind": kind, "args": args, "caps": limits.caps,
-                     "job": job_payload(job)})
-        answer = await self._phase(worker, limits)
-        if answer.get("type") == "sign":
-            if isinstance(job, KeylessJob):
-                raise InternalError("a worker asked to sign for a job that has no key")
-            digest, algorithm, raw = self._sign_request(answer)
-            # The dialog and the token: here, in the daemon, with no clock running.
-            signature = await job.sign(digest, algorithm, ecdsa_raw=raw)
-            worker.send({"op": "signature", "value": signature})
+    async def _serve(self, worker: Worker, limits: WorkerLimits, message: dict[str, Any],
+                     jobs: Sequence[FormatJob | KeylessJob]) -> list[bytes]:
+        """The worker's requests until its answer: the confirmation (dialog, PIN, login:
+        D3, before the builder takes its signing time), then one signature per item."""
+        worker.send({**message, "caps": limits.caps})
+        signed: set[int] = set()
+        while True:
             answer = await self._phase(worker, limits)
-        kind_of_answer = answer.get("type")
-        if kind_of_answer == "done":
-            return await worker.read_result(answer.get("bytes"))
-        if kind_of_answer == "error":
-            raise error_from_worker(answer)
-        raise InternalError(f"unexpected answer {_clean(kind_of_answer, 20)!r} from a worker")
+            kind_of_answer = answer.get("type")
+            if kind_of_answer == "confirm":
+                # The dialog and the token: here, in the daemon, with no clock running.
+                await confirm(_keyed(jobs, 0).sign)
+                worker.send({"op": "confirmed"})
+            elif kind_of_answer == "sign":
+                requests = self._sign_requests(answer, len(jobs), signed)
+                signatures = await _sign_together(jobs, requests)
+                worker.send({"op": "signatures", "values": signatures})
+            elif kind_of_answer == "done":
+                data = await worker.read_result(answer.get("bytes"))
+                if message["op"] != "batch":
+                    return [data]
+                return _split_results(data, answer.get("items"), len(jobs))
+            elif kind_of_answer == "error":
+                raise error_from_worker(answer)
+            else:
+                raise InternalError(
+                    f"unexpected answer {_clean(kind_of_answer, 20)!r} from a worker")
 
     @staticmethod
-    def _sign_request(answer: dict[str, Any]) -> tuple[bytes, str, bool]:
-        digest = worker_wire.unb64(answer.get("digest"))
-        algorithm = str(answer.get("algorithm", "")).lower()
-        if _DIGEST_SIZES.get(algorithm) != len(digest):
-            raise InternalError("a worker asked to sign a malformed digest")
-        return digest, algorithm, answer.get("ecdsaRaw") is True
+    def _sign_requests(answer: dict[str, Any], count: int,
+                       signed: set[int]) -> list[tuple[int, bytes, str, bool]]:
+        """The items' digests a worker asks signatures for: each item once, each digest
+        as long as its algorithm's."""
+        items = answer.get("items")
+        if not isinstance(items, list) or not items:
+            raise InternalError("a worker asked for no signature")
+        requests = []
+        for request in items:
+            if not isinstance(request, dict):
+                raise InternalError("a worker asked to sign a malformed digest")
+            index = request.get("item")
+            if not isinstance(index, int) or isinstance(index, bool) \
+                    or not 0 <= index < count or index in signed:
+                raise InternalError("a worker asked for a signature no item needs")
+            signed.add(index)
+            digest = worker_wire.unb64(request.get("digest"))
+            algorithm = str(request.get("algorithm", "")).lower()
+            if _DIGEST_SIZES.get(algorithm) != len(digest):
+                raise InternalError("a worker asked to sign a malformed digest")
+            requests.append((index, digest, algorithm, request.get("ecdsaRaw") is True))
+        return requests
 
     @staticmethod
     async def _phase(worker: Worker, limits: WorkerLimits) -> dict[str, Any]:
@@ -455,7 +548,67 @@ async def close_document_workers() -> None:
 
 
 async def build_isolated(kind: str, job: FormatJob, args: dict[str, Any]) -> bytes:
+    """One document in a worker; inside ``build_together``, one item of its batch."""
+    collector = _collecting.get()
+    if collector is not None:
+        return await collector.add(kind, job, args)
     return await _workers.run(kind, job, args)
+
+
+class _Collector:
+    """The items of a ``build_together`` batch as their builders hand them over."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.items: list[tuple[str, FormatJob, dict[str, Any], asyncio.Future[bytes]]] = []
+        self.complete: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self, kind: str, job: FormatJob, args: dict[str, Any]) -> asyncio.Future[bytes]:
+        if len(self.items) >= self.expected:
+            raise InternalError("a batch item asked for a second document")
+        result: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.items.append((kind, job, args, result))
+        if len(self.items) == self.expected:
+            self.complete.set_result(None)
+        return result
+
+
+_collecting: contextvars.ContextVar[_Collector | None] = contextvars.ContextVar(
+    "document_batch", default=None)
+
+
+async def build_together(builds: Sequence[Callable[[], Awaitable[bytes]]]) -> list[bytes]:
+    """Run each builder (``build_pades``, ``build_xades``, ...), but build their documents
+    in ONE worker (``DocumentWorkers.run_batch``): each builder checks its page's values
+    and hands its document to ``build_isolated`` as usual, which collects it here.
+
+    Collecting through the builders, rather than copying what each passes to its
+    worker, keeps a batch item exactly what the single-document method makes."""
+    collector = _Collector(len(builds))
+    token = _collecting.set(collector)
+    try:
+        tasks = [asyncio.ensure_future(build()) for build in builds]  # copies the context
+    finally:
+        _collecting.reset(token)
+    try:
+        waiting: set[asyncio.Future[Any]] = set(tasks)
+        while not collector.complete.done():
+            done, waiting = await asyncio.wait({*waiting, collector.complete},
+                                               return_when=asyncio.FIRST_COMPLETED)
+            waiting.discard(collector.complete)
+            for task in done:
+                if task is not collector.complete:
+                    task.result()  # a builder that refused its item: the batch's error
+                    raise InternalError("a batch item was built without a worker")
+        results = await _workers.run_batch([item[:3] for item in collector.items])
+        for (*_, future), result in zip(collector.items, results, strict=True):
+            future.set_result(result)
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        for *_, future in collector.items:
+            future.cancel()
 
 
 async def run_keyless(kind: str, job: KeylessJob, args: dict[str, Any]) -> bytes:

@@ -34,6 +34,14 @@ class DigestSigner(Protocol):
         ...
 
 
+async def confirm(sign: DigestSigner) -> None:
+    """``sign.confirm()``.  A bare coroutine function standing in for the signer (a test's
+    or a bench's software key, which has no dialog) has nothing to confirm."""
+    confirm_first = getattr(sign, "confirm", None)
+    if confirm_first is not None:
+        await confirm_first()
+
+
 @dataclass(frozen=True)
 class FormatJob:
     sign: DigestSigner

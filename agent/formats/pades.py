@@ -42,12 +42,11 @@ from agent.formats.builds import Stamp
 from agent.formats.cades import signer_info_timestamp, validation_data_for
 from agent.formats.digests import digest_for
 from agent.formats.document_caps import StructureCaps, check_pdf_bytes, check_pdf_trees
-from agent.formats.job import FormatJob
+from agent.formats.job import FormatJob, confirm
 from agent.formats.signer_adapter import JobSigner, checked_digest_name
 from agent.formats.timestamps import GuardedTimeStamper
 
 log = logging.getLogger(__name__)
-
 
 
 # What pyHanko raises besides its own PdfError when a document is malformed (found by
@@ -126,6 +125,9 @@ async def _build_pades(job: FormatJob, pdf: bytes, level: str, *, reason: str | 
             md_algorithm=md, subfilter=fields.SigSeedSubFilter.PADES)
         pdf_signer = PdfSigner(meta, signer=signer, timestamper=stamper, stamp_style=style,
                                new_field_spec=field_spec)
+        # The dialog, the PIN and the login now: pyHanko's signing session takes its time
+        # (the signature's /M and the stamp's time) as it starts (D3 of issue 14).
+        await confirm(job.sign)
         try:
             await pdf_signer.async_sign_pdf(writer, output=out,
                                             appearance_text_params=text_params)

@@ -20,11 +20,13 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import agent
 from agent.formats.document_caps import StructureCaps
-from agent.formats.isolation import WorkerLimits
+
+if TYPE_CHECKING:  # a preview process has no use for the document workers' machinery
+    from agent.formats.isolation import WorkerLimits
 
 log = logging.getLogger(__name__)
 

@@ -3,21 +3,29 @@
 pyHanko wants to "sign bytes" whenever it likes; the job's ``sign`` may be used once
 (the user confirms once).  Size estimates (pyHanko's ``dry_run``) get a placeholder of
 the right length and never reach the key.
+
+The user confirms before pyHanko builds the signed attributes (D3 of issue 14): pyHanko
+takes the CAdES signing-time (``datetime.now``, in its CAdES attribute provider) while
+it builds them, so the time is the user's answer, not the request's arrival.  A PAdES
+signature's time is taken earlier still, when pyHanko's signing session starts:
+``agent.formats.pades`` confirms before that itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from pyhanko.sign.signers.pdf_cms import Signer
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
+from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from agent.errors import Unsupported
-from agent.formats.job import FormatJob
+from agent.formats.job import FormatJob, confirm
 
 DIGESTS = ("sha256", "sha384", "sha512")  # what pyHanko may ask for and tokens sign
 
@@ -58,6 +66,19 @@ class JobSigner(Signer):
             embed_roots=True)
         self._job = job
         self._placeholder = placeholder_signature(job.certificate)
+
+    async def signed_attrs(self, data_digest: bytes, digest_algorithm: str,
+                           attr_settings: PdfCMSSignedAttributes | None = None,
+                           content_type: str = "data", use_pades: bool = False,
+                           timestamper: TimeStamper | None = None, dry_run: bool = False,
+                           is_pdf_sig: bool = True) -> cms.CMSAttributes:
+        if not dry_run:
+            await confirm(self._job.sign)  # the dialog first: the signing-time follows it
+        attrs: cms.CMSAttributes = await super().signed_attrs(
+            data_digest, digest_algorithm, attr_settings=attr_settings,
+            content_type=content_type, use_pades=use_pades, timestamper=timestamper,
+            dry_run=dry_run, is_pdf_sig=is_pdf_sig)
+        return attrs
 
     async def async_sign_raw(self, data: bytes, digest_algorithm: str,
                              dry_run: bool = False) -> bytes:

@@ -5,8 +5,9 @@ gigabytes of memory; here that costs this process only, which the kernel stops a
 limits (set first thing, before any document is read) and the daemon replaces.
 
 The worker loads the format libraries, says it is ready, and then serves exactly one
-request: it builds the signature and, when it needs the user's key, sends the digest to
-the daemon (which shows the dialog and signs on the token) and waits for the signature.
+request — one document, or the items of one ``sign.batch`` — : it builds the signature
+and, when it needs the user's key, first asks the daemon to confirm (which shows the
+dialog and logs in to the token), then sends each digest and waits for its signature.
 Its log records travel to the daemon, which writes them to its own log.
 """
 
@@ -111,7 +112,7 @@ def main(argv: list[str]) -> int:
         return 3
     if request is None:  # the daemon closed the pipe: an idle spare being retired
         return 0
-    answer: dict[str, Any] | bytes
+    answer: dict[str, Any] | bytes | list[bytes]
     try:
         answer = _serve(request, protocol_fd, stdin)
     except MemoryError:
@@ -119,6 +120,8 @@ def main(argv: list[str]) -> int:
     try:
         if isinstance(answer, bytes):
             worker_wire.write_result(protocol_fd, answer)
+        elif isinstance(answer, list):
+            worker_wire.write_results(protocol_fd, answer)
         else:
             worker_wire.write_answer(protocol_fd, answer)
     except MemoryError:
@@ -131,20 +134,25 @@ def _too_large_answer() -> dict[str, Any]:
             "message": "the document needs more memory than allowed", "data": {}}
 
 
-def _serve(request: dict[str, Any], fd: int, stdin: Any) -> dict[str, Any] | bytes:
+def _serve(request: dict[str, Any], fd: int, stdin: Any
+           ) -> dict[str, Any] | bytes | list[bytes]:
     """The built result, or the error answer."""
     import asyncio
 
     from agent.errors import AgentError
-    from agent.formats.worker_jobs import run_job
+    from agent.formats.worker_jobs import run_batch, run_job
 
     # asyncio.run installs a Ctrl-C handler that holds the main task, and on the way out
     # Python 3.11 formats that handler's repr, the task's result (the signed document)
     # included: seconds for a 50 MB PDF. A worker takes no Ctrl-C of its own anyway: the
     # daemon ends it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    result: bytes | list[bytes]
     try:
-        result = asyncio.run(run_job(request, fd, stdin))
+        if request.get("op") == "batch":
+            result = asyncio.run(run_batch(request, fd, stdin))
+        else:
+            result = asyncio.run(run_job(request, fd, stdin))
     except MemoryError:
         return _too_large_answer()
     except AgentError as exc:
@@ -152,7 +160,7 @@ def _serve(request: dict[str, Any], fd: int, stdin: Any) -> dict[str, Any] | byt
                 "data": _plain(exc.data)}
     except Exception:
         logging.getLogger("agent.formats.worker").exception(
-            "%s failed inside the format library", request.get("kind"))
+            "%s failed inside the format library", request.get("kind", request.get("op")))
         return {"type": "error", "reason": "INTERNAL",
                 "message": "the signature could not be built", "data": {}}
     return result

@@ -1,46 +1,139 @@
-"""Inside a document worker: the request's ``FormatJob`` rebuilt from what the daemon
-sent, and the builder for its format.  The job's ``sign`` asks the daemon (which owns the
-dialogs and the token) over the pipe, once."""
+"""Inside a document worker: the request's ``FormatJob`` (or a batch's, one per item)
+rebuilt from what the daemon sent, and the builder for its format.  The job's ``sign``
+asks the daemon (which owns the dialogs and the token) over the pipe: to confirm, once
+per request, then for its one signature (a batch's items' signatures go together)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, BinaryIO
 
 from cryptography import x509
 
-from agent.errors import InternalError
+from agent.errors import AgentError, InternalError
 from agent.formats import worker_wire
 from agent.formats.anchors import Anchors
 from agent.formats.job import FormatJob, KeylessJob
 
+# Items of a batch prepared at once before the confirmation (parsing, trial time-stamps,
+# validation data), and built at once after it: the rest wait, so a batch of a hundred
+# documents does not ask a hundred things of a TSA at the same moment.
+PREPARING_AT_ONCE = 4
+SIGNING_AT_ONCE = 32
 
-class PipeSigner:
-    """``FormatJob.sign`` in the worker: the digest goes to the daemon, the signature
-    comes back.  The worker has nothing else to do meanwhile, so it simply blocks."""
 
-    def __init__(self, fd: int, stdin: BinaryIO) -> None:
+class DaemonChannel:
+    """The pipe to the daemon, shared by the items of one request: one confirmation for
+    all of them, once every item is ready to be signed (all of them checked and
+    prepared: a batch whose last item is malformed shows no dialog), then the items'
+    signatures, asked for together: whatever items are waiting for theirs go in one
+    exchange, which the daemon signs with one call to the token.
+
+    The worker has nothing else to do while the daemon answers, so each exchange simply
+    blocks."""
+
+    def __init__(self, fd: int, stdin: BinaryIO, items: int) -> None:
         self.fd = fd
         self.stdin = stdin
+        self.waiting = items  # items not yet ready to be signed
+        self.failed = False   # an item failed: no confirmation, ever
+        self.confirmed = asyncio.Event()
+        self._queue: list[tuple[dict[str, Any], asyncio.Future[bytes]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def ready(self) -> None:
+        """One more item is ready to be signed (or needs no signature); the last one
+        asks the daemon to confirm."""
+        self.waiting -= 1
+        if self.waiting == 0 and not self.failed:
+            self._exchange({"type": "confirm"}, "confirmed")
+            self.confirmed.set()
+
+    def fail(self) -> None:
+        self.failed = True
+
+    async def sign(self, item: int, digest: bytes, digest_algorithm: str,
+                   ecdsa_raw: bool) -> bytes:
+        signature: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._queue.append(({"item": item, "digest": worker_wire.b64(digest),
+                             "algorithm": digest_algorithm, "ecdsaRaw": ecdsa_raw},
+                            signature))
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await signature
+
+    async def _flush(self) -> None:
+        """Once no other item gets to its signature any more (its work in between is
+        synchronous), one exchange for every waiting one."""
+        queued = -1
+        while queued != len(self._queue):
+            queued = len(self._queue)
+            await asyncio.sleep(0)
+        batch, self._queue, self._flusher = self._queue, [], None
+        try:
+            reply = self._exchange({"type": "sign", "items": [r for r, _ in batch]},
+                                   "signatures")
+            values = reply["values"]
+            if len(values) != len(batch):
+                raise InternalError("the daemon sent another number of signatures")
+        except BaseException as exc:
+            for _, signature in batch:
+                signature.set_exception(exc)
+            return
+        for (_, signature), value in zip(batch, values, strict=True):
+            signature.set_result(value)
+
+    def _exchange(self, message: dict[str, Any], expected: str) -> dict[str, Any]:
+        worker_wire.write_answer(self.fd, message)
+        reply = worker_wire.read_request(self.stdin)
+        if reply is None or reply.get("op") != expected:
+            raise InternalError(f"the daemon did not answer {message['type']!r}")
+        return reply
+
+
+class PipeSigner:
+    """``FormatJob.sign`` in the worker for one item: ``confirm`` waits until the daemon
+    confirmed (the dialog, the PIN, the login), the digest goes to the daemon and the
+    signature comes back, once.  In a batch, the item holds a place among those
+    ``preparing`` until it is ready, then one among those ``signing``."""
+
+    def __init__(self, channel: DaemonChannel, item: int = 0,
+                 preparing: asyncio.Semaphore | None = None,
+                 signing: asyncio.Semaphore | None = None) -> None:
+        self.channel = channel
+        self.item = item
+        self.preparing = preparing
+        self.signing = signing
+        self.holding: asyncio.Semaphore | None = None
+        self.arrived = False
         self.used = False
 
+    async def take(self, place: asyncio.Semaphore | None) -> None:
+        if place is not None:
+            await place.acquire()
+            self.holding = place
+
+    def leave(self) -> None:
+        if self.holding is not None:
+            self.holding.release()
+            self.holding = None
+
     async def confirm(self) -> None:
-        """Contract placeholder: the daemon confirms when the digest arrives (D3 moves
-        the dialog here)."""
+        if self.arrived:
+            return
+        self.arrived = True
+        self.leave()  # let another item get ready meanwhile
+        self.channel.ready()
+        await self.channel.confirmed.wait()
+        await self.take(self.signing)
 
     async def __call__(self, digest: bytes, digest_algorithm: str, *,
                        ecdsa_raw: bool = False) -> bytes:
         if self.used:
             raise InternalError("a second signature was asked for in one request")
         self.used = True
-        worker_wire.write_answer(self.fd, {"type": "sign", "digest": worker_wire.b64(digest),
-                                           "algorithm": digest_algorithm,
-                                           "ecdsaRaw": ecdsa_raw})
-        reply = worker_wire.read_request(self.stdin)
-        if reply is None or reply.get("op") != "signature":
-            raise InternalError("the daemon sent no signature")
-        value = reply["value"]
-        assert isinstance(value, bytes)
-        return value
+        await self.confirm()
+        return await self.channel.sign(self.item, digest, digest_algorithm, ecdsa_raw)
 
 
 def _certificates(ders: list[bytes]) -> list[x509.Certificate]:
@@ -73,7 +166,42 @@ async def run_job(request: dict[str, Any], fd: int, stdin: BinaryIO) -> bytes:
 
             return await run_verify(keyless_job(request["job"]), caps=caps, **args)
         raise InternalError(f"unknown keyless job {kind!r}")
-    job = job_from_request(request["job"], PipeSigner(fd, stdin))
+    job = job_from_request(request["job"], PipeSigner(DaemonChannel(fd, stdin, 1)))
+    return await build(kind, job, args, caps)
+
+
+async def run_batch(request: dict[str, Any], fd: int, stdin: BinaryIO) -> list[bytes]:
+    """The items of a ``sign.batch``, built together: one confirmation once every item is
+    ready, then each item's signature; the documents in item order, or the first
+    failure (with its item's index) and nothing else."""
+    items, caps = request["items"], request["caps"]
+    channel = DaemonChannel(fd, stdin, len(items))
+    preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
+    signing = asyncio.Semaphore(SIGNING_AT_ONCE)
+
+    async def one(index: int, item: dict[str, Any]) -> bytes:
+        signer = PipeSigner(channel, index, preparing, signing)
+        await signer.take(preparing)
+        try:
+            document = await build(item["kind"], job_from_request(item["job"], signer),
+                                   item["args"], caps)
+        except BaseException as exc:
+            channel.fail()
+            if isinstance(exc, AgentError):
+                exc.data.setdefault("item", index)
+            raise
+        finally:
+            signer.leave()
+        if not signer.arrived:  # built without a signature: it holds nobody up
+            signer.arrived = True
+            channel.ready()
+        return document
+
+    return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+
+
+async def build(kind: str, job: FormatJob, args: dict[str, Any], caps: Any) -> bytes:
+    """One document with its format's builder."""
     if kind == "pdf":
         from agent.formats.pades import build_pades_here
 

@@ -23,7 +23,7 @@ from agent.pipe_frames import HEADER, HEADER_SIZE, FrameError
 
 __all__ = ["HEADER_SIZE", "MAX_FRAME", "FrameError", "b64", "decode_answer",
            "encode_request", "frame_length", "read_request", "unb64", "write_answer",
-           "write_result"]
+           "write_result", "write_results"]
 
 # A signed document (base64) with its validation data: a document of the default
 # ``[server] max_document_bytes`` (100 MiB) is 134 MiB as base64.
@@ -85,3 +85,16 @@ def write_result(fd: int, data: bytes) -> None:
     write_answer(fd, {"type": "done", "bytes": len(data)})
     pipe_frames.write_all(fd, HEADER.pack(len(data)))
     pipe_frames.write_all(fd, data)
+
+
+def write_results(fd: int, documents: list[bytes]) -> None:
+    """A batch's documents, in item order: one frame holding them all, announced with
+    each one's size (the daemon splits it; one frame per item would cost a header and a
+    JSON answer each for nothing)."""
+    total = sum(len(d) for d in documents)
+    if total > MAX_FRAME:
+        raise FrameError(f"results of {total} bytes are over the limit")
+    write_answer(fd, {"type": "done", "bytes": total, "items": [len(d) for d in documents]})
+    pipe_frames.write_all(fd, HEADER.pack(total))
+    for document in documents:
+        pipe_frames.write_all(fd, document)

@@ -56,9 +56,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from agent import paths
 from agent.config import Config
 from agent.errors import AgentError, InvalidHandle
@@ -71,10 +68,12 @@ from agent.keystores.base import (
     StoreReport,
     TokenInfo,
 )
-from agent.keystores.demo import DemoStore, ensure_demo_identity
-from agent.keystores.pkcs12 import Pkcs12Store
 
+# The demo and PKCS#12 stores (asn1crypto, cryptography's PKCS#12) and cryptography's
+# x509 are imported where they are used: a daemon with only PKCS#11 modules configured
+# does not need them to start listening (start-up time and idle memory, issue 17).
 if TYPE_CHECKING:
+    from agent.keystores.demo import DemoStore
     from agent.keystores.pkcs11.modules import ModuleCandidate
     from agent.platform.base import OsKeyStoreHook
 
@@ -131,6 +130,9 @@ def same_file(a: Path, b: Path) -> bool:
 def _public_key_of(der: bytes) -> bytes | None:
     """The certificate's SubjectPublicKeyInfo, None for what does not parse."""
     try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         cert = x509.load_der_x509_certificate(der)
         return cert.public_key().public_bytes(Encoding.DER,
                                               PublicFormat.SubjectPublicKeyInfo)
@@ -198,6 +200,8 @@ class StoreManager:
             managed.append(ManagedStore(store, path, vendor=cand.vendor))
         for p12 in config.tokens.pkcs12:
             try:
+                from agent.keystores.pkcs12 import Pkcs12Store
+
                 store12 = Pkcs12Store(p12.path, p12.label)
             except (OSError, ValueError) as exc:  # e.g. a path the file system cannot encode
                 problems.append(problem_from(exc, None, str(p12.path)))
@@ -212,6 +216,8 @@ class StoreManager:
         demo = None
         if demo_wanted(config):
             try:
+                from agent.keystores.demo import DemoStore, ensure_demo_identity
+
                 demo = DemoStore(ensure_demo_identity(data_dir or paths.data_dir()))
             except OSError as exc:
                 problems.append(StoreProblem("demo", str(data_dir or ""), "DEMO_UNAVAILABLE",

@@ -13,13 +13,18 @@ def register_all(dispatcher: Dispatcher, services: Services) -> None:
         certificates_list,
         certificates_select,
         info,
+        sign_asic,
+        sign_batch,
         sign_cms,
         sign_hash,
         sign_pdf,
         sign_xml,
+        signature_extend,
+        signature_verify,
         tokens_subscribe,
     )
 
     for module in (info, certificates_select, certificates_list, sign_hash, auth_login,
-                   tokens_subscribe, sign_cms, sign_pdf, sign_xml):
+                   tokens_subscribe, sign_cms, sign_pdf, sign_xml, sign_batch, signature_extend,
+                   sign_asic, signature_verify):
         module.register(dispatcher, services)

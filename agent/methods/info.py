@@ -27,6 +27,6 @@ def register(dispatcher: Dispatcher, app: Services) -> None:
             features=sorted(dispatcher.methods),
             formats={fmt: list(levels) for fmt, levels in app.formats.items()},
             digest_algorithms={fmt: list(DIGEST_CHOICES) for fmt in app.formats
-                               if fmt in ("pdf", "xml")})
+                               if fmt in ("pdf", "xml", "asic")})
 
     dispatcher.register("agent.info", NoParams, agent_info)

@@ -1,5 +1,6 @@
-"""``sign.xml``: a XAdES baseline signature (B-B, B-T), enveloped in the page's document
-or detached beside it; one confirmation + PIN dialog."""
+"""``sign.xml``: a XAdES baseline signature (B-B, B-T, B-LT, B-LTA), enveloped in the
+page's document (where ``placement`` says, covering ``references``) or detached beside it;
+one confirmation + PIN dialog."""
 
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ async def sign_xml(app: Services, ctx: CallContext, params: SignXmlParams) -> Si
     from agent.formats.xades import build_xades  # signxml and lxml: only when asked
 
     async def build(job: FormatJob) -> bytes:
-        return await build_xades(job, params.xml, params.level.value, params.mode.value,
-                                 digest_for(job.certificate, _choice(params)))
+        placement = params.placement
+        return await build_xades(
+            job, params.xml, params.level.value, params.mode.value,
+            digest_for(job.certificate, _choice(params)),
+            placement=None if placement is None else {"parent": placement.parent,
+                                                      "namespaces": dict(placement.namespaces)},
+            references=None if params.references is None else list(params.references))
 
     request = SigningRequest(method="sign.xml", purpose="sign", handle=params.handle,
                              display=display_of(params.display),

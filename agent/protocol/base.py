@@ -14,8 +14,13 @@ class WireModel(BaseModel):
     that sends ``hash_algorithm`` gets a clear -32602 instead of silent acceptance.
     """
 
+    # defer_build: a model's validator and serializer are built at its first use, not at
+    # import. The daemon imports every method's models before it listens; building them
+    # all then cost start-up time and idle memory (issue 17) for methods a session may
+    # never call. Validation itself is the same.
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel,
-                              populate_by_name=True, use_enum_values=False)
+                              populate_by_name=True, use_enum_values=False,
+                              defer_build=True)
 
     def to_wire(self) -> dict[str, object]:
         """JSON-ready dict: camelCase names, base64 strings, absent optionals omitted."""

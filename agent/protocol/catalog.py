@@ -16,7 +16,11 @@ from agent.protocol.params import (
     SignHashParams,
     SignPdfParams,
 )
+from agent.protocol.params_asic import SignAsicParams, SignAsicResult
+from agent.protocol.params_batch import SignBatchParams, SignBatchResult
 from agent.protocol.params_cms import SignCmsParams
+from agent.protocol.params_extend import SignatureExtendParams, SignatureExtendResult
+from agent.protocol.params_verify import SignatureVerifyParams, SignatureVerifyResult
 from agent.protocol.params_xml import SignXmlParams
 from agent.protocol.results import (
     AgentInfoResult,
@@ -52,11 +56,23 @@ _SPECS = (
     MethodSpec("sign.hashes", SignHashesParams, SignHashesResult,
                "Sign up to 1000 hashes with one confirmation and one PIN."),
     MethodSpec("sign.cms", SignCmsParams, SignCmsResult,
-               "A detached CAdES baseline signature."),
+               "A detached CAdES baseline signature; or one more signer (parallel or "
+               "countersignature) on an existing CMS signature."),
     MethodSpec("sign.pdf", SignPdfParams, SignPdfResult,
                "Sign a PDF (PAdES baseline)."),
     MethodSpec("sign.xml", SignXmlParams, SignXmlResult,
                "Sign an XML document (XAdES baseline)."),
+    MethodSpec("sign.batch", SignBatchParams, SignBatchResult,
+               "Sign several documents (CMS, XML and PDF items) with one confirmation, "
+               "one PIN and one token session; all or nothing."),
+    MethodSpec("sign.asic", SignAsicParams, SignAsicResult,
+               "Create an ASiC-E container of files with a XAdES or CAdES signature, or "
+               "add one more signature to a container."),
+    MethodSpec("signature.extend", SignatureExtendParams, SignatureExtendResult,
+               "Raise a signature to a higher baseline level without its key (T, LT, LTA; "
+               "LTA of an LTA signature renews it)."),
+    MethodSpec("signature.verify", SignatureVerifyParams, SignatureVerifyResult,
+               "The ETSI-style verdict on each signature of a CMS, PDF or XML file."),
     MethodSpec("auth.login", AuthLoginParams, AuthLoginResult,
                "Prove control of an authentication key to the calling origin."),
     MethodSpec("tokens.subscribe", NoParams, TokenList,

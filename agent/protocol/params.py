@@ -277,4 +277,6 @@ class AuthLoginParams(WireModel):
 # frames may be as large as ``[server] max_document_frame_bytes``; every other method's
 # are bounded by ``max_frame_bytes``; the document's decoded size by ``max_document_bytes``
 # (agent/transport/document_frames.py).
-DOCUMENT_FIELDS: dict[str, str] = {"sign.pdf": "pdf", "sign.cms": "data"}
+DOCUMENT_FIELDS: dict[str, str] = {"sign.pdf": "pdf", "sign.cms": "data",
+                                   "signature.extend": "signature",
+                                   "signature.verify": "signature"}

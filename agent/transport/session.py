@@ -26,13 +26,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
 import re
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
@@ -45,6 +42,9 @@ from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import DOCUMENT_FIELDS
 from agent.transport.document_frames import prepare_document, too_large
 from agent.transport.heap import TRIM_AFTER_BYTES, release_free_memory
+
+if TYPE_CHECKING:  # multiprocessing (and pickle, queues...) only once a costly frame comes
+    from concurrent.futures import ProcessPoolExecutor
 
 log = logging.getLogger("imza_agent.transport")
 
@@ -384,7 +384,12 @@ class FrameParser:
         if not self._costly(text):
             return parse_checked(text)
         self.off_loop += 1
+        from concurrent.futures.process import BrokenProcessPool
+
         if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_limit_worker)

@@ -7,13 +7,15 @@ daemon runs::
       "consent": "once" | "always" | "deny" | "block" | "ignore",
       "certificate": "first" | "cancel" | "ignore" | {"holder": "Əliyev"} | {"index": 2},
       "pin": "1234" | ["0000", "1234"] | "pinpad" | "cancel" | "ignore",
+      "extend": "confirm" | "cancel" | "ignore",
       "delay": 0.0
     }
 
 ``ignore`` leaves the dialog unanswered (the caller's timeout then fires).  ``block``
 denies and blocks the origin for good.  A picker with no certificate in it (the core
 still shows one) can only be closed: ``first`` then cancels.  A list of PINs is tried in
-order within one request, as a person retyping after "wrong PIN" would.
+order within one request, as a person retyping after "wrong PIN" would.  The
+confirmation of ``signature.extend`` (no PIN) is cancelled unless ``extend`` confirms it.
 
 Every dialog shown is appended to the transcript (``<answers>.transcript.jsonl``) with
 what it displayed — never the PIN — so tests can assert what the user was shown, and
@@ -33,6 +35,7 @@ from agent.app.dialogs import (
     CertificateChoice,
     ConsentAnswer,
     ConsentRequest,
+    ExtendRequest,
     PinRequest,
     Preview,
 )
@@ -131,6 +134,18 @@ class ScriptedUI:
     async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
         await self._record("pin_locked", origin=origin, token=token_label, unlock=unlock)
 
+    async def ask_extend(self, request: ExtendRequest) -> None:
+        answers = await self._record(
+            "extend", origin=request.origin, format=request.format, level=request.level,
+            signatures=request.signatures,
+            document_name=request.document_name, display_text=request.display_text,
+            previews=[_preview(p) for p in request.previews])
+        rule = answers.get("extend", "cancel")
+        if rule == "ignore":
+            await self._never()
+        if rule != "confirm":
+            raise UserCancelled()
+
     def pin_pad_finished(self) -> None:
         with self.transcript.open("a", encoding="utf-8") as out:
             out.write(json.dumps({"dialog": "pin_pad_finished"}) + "\n")
@@ -159,6 +174,9 @@ class NoUI:
 
     async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
         return None
+
+    async def ask_extend(self, request: ExtendRequest) -> None:
+        raise UserCancelled("no desktop to ask on")
 
     def pin_pad_finished(self) -> None:
         return None

@@ -35,7 +35,7 @@ __all__ = [
 DAEMON_OPS = frozenset({"hello", "dialog", "close", "tray", "language", "ping", "quit"})
 UI_OPS = frozenset({"ready", "answer", "pong", "action"})
 DIALOG_KINDS = frozenset({"consent", "pick", "pin", "pin_locked", "pin_change",
-                          "pin_unblock", "message"})
+                          "pin_unblock", "message", "extend"})
 ACTIONS = frozenset({"revoke", "language", "autostart", "repair_trust", "open_journal",
                      "pin_change", "pin_unblock", "refresh", "quit"})
 

@@ -1,13 +1,51 @@
-"""Inside a document worker: the verification report of one signed file (contract; the
-verify work fills it in)."""
+"""Inside a document worker: the verification report of one signed file, as JSON bytes
+(``{"format": ..., "signatures": [...]}``; the daemon checks it against
+``agent.protocol.params_verify.VerifyResult`` before anyone sees it)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from agent.errors import Unsupported
+from agent.formats.document_caps import StructureCaps
 from agent.formats.job import KeylessJob
+from agent.verify.caps import max_verified_signatures
+
+FORMATS = ("cms", "pdf", "xml")
 
 
-async def run_verify(job: KeylessJob, *, caps: Any, **args: Any) -> bytes:
-    raise Unsupported("verification is not available yet")
+def detect_format(signature: bytes) -> str:
+    """What the file is, by its first bytes: a PDF header, XML, else DER (CMS)."""
+    head = signature[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if signature[:1024].find(b"%PDF-") != -1:
+        return "pdf"
+    if head.startswith(b"<"):
+        return "xml"
+    if head[:1] == b"\x30":
+        return "cms"
+    raise Unsupported("the file is neither a CMS signature, a PDF nor an XML document")
+
+
+async def run_verify(job: KeylessJob, *, caps: Any, signature: bytes,
+                     data: bytes | None = None, format: str | None = None) -> bytes:
+    kind = format or detect_format(signature)
+    if kind not in FORMATS:
+        raise Unsupported(f"unknown signature format {kind!r}")
+    structure = caps if isinstance(caps, StructureCaps) else StructureCaps()
+    if kind == "cms":
+        from agent.verify.cms_verify import verify_cms
+
+        reports = await verify_cms(job, signature, data, max_verified_signatures(caps))
+    elif kind == "pdf":
+        if data is not None:
+            raise Unsupported("a PDF carries what it signs: give no detached data")
+        from agent.verify.pdf_verify import verify_pdf
+
+        reports = await verify_pdf(job, signature, structure)
+    else:
+        from agent.verify.xml_verify import verify_xml
+
+        reports = await verify_xml(job, signature, data, structure)
+    return json.dumps({"format": kind, "signatures": [r.to_json() for r in reports]},
+                      ensure_ascii=False).encode("utf-8")

@@ -119,6 +119,9 @@ class WorkerClient:
         # The worker must import this very package, even when run from a source tree.
         root = str(Path(agent.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        from agent.platform import current as current_platform
+
+        env[wire.PACK_VARIABLE] = str(current_platform().pkcs11_pack or 0)
         return env
 
     async def _exchange(self, proc: asyncio.subprocess.Process,

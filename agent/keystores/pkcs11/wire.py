@@ -14,6 +14,12 @@ from typing import Any, BinaryIO
 from agent import pipe_frames
 from agent.pipe_frames import HEADER_SIZE, FrameError
 
+# The Cryptoki struct packing of this platform, given to the worker by the daemon (the
+# platform layer's ``pkcs11_pack``; "0" for natural alignment): the worker then need not
+# build the platform layer, which imports asyncio, to learn one number (start-up time
+# and memory of every worker, issue 17).
+PACK_VARIABLE = "IMZA_AGENT_PKCS11_PACK"
+
 __all__ = ["HEADER_SIZE", "MAX_FRAME", "FrameError", "b64", "decode_body", "encode_frame",
            "frame_length", "read_frame", "unb64", "write_frame"]
 

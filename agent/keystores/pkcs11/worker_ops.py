@@ -30,8 +30,7 @@ from pkcs11 import _pkcs11 as pkcs11_impl
 from pkcs11 import exceptions as p11x
 
 from agent.keystores.pkcs11.modules import signs_in_one_call
-from agent.keystores.pkcs11.wire import b64, unb64
-from agent.platform import current as current_platform
+from agent.keystores.pkcs11.wire import PACK_VARIABLE, b64, unb64
 
 CKF_TOKEN_INITIALIZED = 0x400
 CKF_HW_SLOT = 0x4  # CK_SLOT_INFO: a reader, not a software token
@@ -86,8 +85,18 @@ class _CkVersion(ctypes.Structure):
     _fields_ = (("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte))
 
 
-# Cryptoki structs are byte-packed on Windows and naturally aligned elsewhere.
-_PACK = {"_pack_": pack} if (pack := current_platform().pkcs11_pack) else {}
+def _struct_pack() -> int | None:
+    """Cryptoki structs are byte-packed on Windows and naturally aligned elsewhere: the
+    platform layer knows; the daemon passes its answer (``wire.PACK_VARIABLE``)."""
+    given = os.environ.get(PACK_VARIABLE, "")
+    if given.isdigit():
+        return int(given) or None
+    from agent.platform import current as current_platform
+
+    return current_platform().pkcs11_pack
+
+
+_PACK = {"_pack_": pack} if (pack := _struct_pack()) else {}
 
 _CkTokenInfo = type("_CkTokenInfo", (ctypes.Structure,), {**_PACK, "_fields_": (
         ("label", ctypes.c_ubyte * 32), ("manufacturerID", ctypes.c_ubyte * 32),

@@ -9,7 +9,13 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from agent.app.dialogs import CertificateChoice, ConsentRequest, PinRequest, Preview
+from agent.app.dialogs import (
+    CertificateChoice,
+    ConsentRequest,
+    ExtendRequest,
+    PinRequest,
+    Preview,
+)
 from agent.errors import PinStatus
 from agent.ui.ui_wire import b64
 
@@ -48,6 +54,14 @@ def pin(request: PinRequest) -> dict[str, Any]:
             "display_text": request.display_text, "document_name": request.document_name,
             "retry": pin_status(request.retry), "password": request.password,
             "signed_fields": [[name.value, value] for name, value in request.signed_fields],
+            "previews": [preview(p) for p in request.previews]}
+
+
+def extend(request: ExtendRequest) -> dict[str, Any]:
+    """``extend``: the confirmation of ``signature.extend`` (no certificate, no PIN)."""
+    return {"origin": request.origin, "format": request.format, "level": request.level,
+            "signatures": request.signatures,
+            "document_name": request.document_name, "display_text": request.display_text,
             "previews": [preview(p) for p in request.previews]}
 
 

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent import i18n
-from agent.app.dialogs import CertificateChoice, ConsentAnswer, ConsentRequest, PinRequest
+from agent.app.dialogs import (
+    CertificateChoice,
+    ConsentAnswer,
+    ConsentRequest,
+    ExtendRequest,
+    PinRequest,
+)
 from agent.config import UiConfig
 from agent.errors import UiCrashed
 from agent.keystores.base import PIN_PAD, Credential, Secret
@@ -134,6 +140,13 @@ class QtProcessUI:
     async def show_pin_locked(self, origin: str, token_label: str, unlock: str) -> None:
         await self._show("pin_locked", wire_args.pin_locked(origin, token_label, unlock),
                          _nothing)
+
+    async def ask_extend(self, request: ExtendRequest) -> None:
+        def read(answer: dict[str, Any]) -> None:
+            if answer["result"] != "extend":
+                raise ValueError("not a confirmation")
+
+        await self._show("extend", wire_args.extend(request), read)
 
     def pin_pad_finished(self) -> None:
         prompt, self._pin_pad_prompt = self._pin_pad_prompt, None

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication
 from agent.i18n import LANGUAGES, current_language, set_language
 from agent.ui.qt.dialogs.base import Dialog, DialogSettings
 from agent.ui.qt.dialogs.consent import ConsentDialog
+from agent.ui.qt.dialogs.extend import ExtendDialog
 from agent.ui.qt.dialogs.message import MessageDialog
 from agent.ui.qt.dialogs.picker import PickerDialog
 from agent.ui.qt.dialogs.pin import PinDialog
@@ -35,6 +36,7 @@ DIALOGS: dict[str, type[Dialog]] = {
     "pin_change": PinChangeDialog,
     "pin_unblock": PinUnblockDialog,
     "message": MessageDialog,
+    "extend": ExtendDialog,
 }
 
 
