@@ -245,6 +245,7 @@ def check_xml_structure(document: bytes, caps: StructureCaps) -> None:
     from lxml import etree
 
     declarations = elements = 0
+    etree.clear_error_log()  # see xml_syntax_refusal
     events = etree.iterparse(BytesIO(document), events=("start-ns", "end"),
                              resolve_entities=False, no_network=True, load_dtd=False,
                              huge_tree=False, remove_blank_text=False)
@@ -274,7 +275,11 @@ def xml_syntax_refusal(exc: Exception) -> Unsupported:
     """What to tell a page whose XML libxml2 refused.  A namespace name with non-ASCII
     letters (an IRI) is well-formed XML, but libxml2 takes it for an invalid URI and its
     canonicalisation cannot render it: say that, not "not well-formed" (issue 14, D7)."""
-    errors = list(getattr(exc, "error_log", None) or [])
+    # lxml's log is per thread, not per parse: it also holds what earlier work in this
+    # process logged (a schema check, an XPath, a batch's previous item).  Only the
+    # parser's own entries speak for this document.
+    errors = [e for e in getattr(exc, "error_log", None) or []
+              if getattr(e, "domain_name", "") in ("PARSER", "NAMESPACE")]
     if errors and all(getattr(e, "type_name", "") == "WAR_NS_URI" for e in errors):
         return Unsupported(NAMESPACE_IRI_REFUSED)
     return Unsupported("the document is not well-formed XML")
