@@ -7,6 +7,7 @@ the caps, not the token (test_hostile_documents.py goes through a real agent).""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import signal
@@ -48,11 +49,15 @@ from agent.formats.isolation import (
     DocumentWorkers,
     Worker,
     WorkerLimits,
+    WorkerPreviews,
+    checked_previews,
     error_from_worker,
     limits_from_config,
 )
 from agent.formats.job import FormatJob
 from agent.formats.network import NetworkSettings
+from agent.formats.preview import indented_xml
+from agent.formats.worker_jobs import SIGN_GROUP
 
 # Caps that let every document through, so the worker's own limits are what stops it.
 NO_CAPS = StructureCaps(xref_entries_per_kib=10**9, xref_entries_slack=10**9,
@@ -249,6 +254,118 @@ async def test_a_batch_with_a_bad_item_asks_for_nothing() -> None:
         assert signer.events == []  # no dialog, no signature
     finally:
         await pool.close()
+
+
+def _invoice(number: int) -> bytes:
+    return (b'<?xml version="1.0" encoding="UTF-8"?>\n<!-- not signed -->'
+            b'<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2">'
+            + f"<ID>EFT{number:06d}</ID><Line>{number}</Line>".encode() + b"</Invoice>")
+
+
+async def test_a_batch_worker_makes_the_previews_it_was_asked_for_before_the_dialog() -> None:
+    """The previews come from the parse of the worker that signs the batch — one worker
+    started for the batch, no preview process — and reach the daemon before it confirms."""
+    pool = DocumentWorkers(WorkerLimits(warm_workers=0))
+    signer = SoftSigner()
+    documents = [_invoice(n) for n in range(3)]
+    items = [("xml", signer.job(), {"document": d, "level": "B-B", "mode": "enveloped"})
+             for d in documents]
+    # Item 1: a limit its text does not fit; item 2: not asked for at all.
+    tight = len(documents[1]) // 4
+    previews = WorkerPreviews({0: (documents[0], True, 4096), 1: (documents[1], True, tight)})
+    seen_at_confirm: list[bool] = []
+    confirm = signer.confirm
+
+    async def confirming() -> None:
+        seen_at_confirm.append(previews.texts.done())
+        await confirm()
+
+    signer.confirm = confirming  # type: ignore[method-assign]
+    try:
+        signed = await pool.run_batch(items, previews)
+        assert pool.started == 1  # the batch's worker, and nothing else
+        assert seen_at_confirm == [True]
+        texts = previews.texts.result()
+        assert texts == {0: indented_xml(documents[0], 4096, StructureCaps(), enveloped=True)}
+        assert b"EFT000000" in texts[0] and b"not signed" not in texts[0]
+        assert all(b"SignatureValue" in document for document in signed)
+    finally:
+        await pool.close()
+
+
+async def test_a_preview_of_other_bytes_than_the_item_signs_is_not_asked_for() -> None:
+    pool = DocumentWorkers(WorkerLimits(warm_workers=0))
+    signer = SoftSigner()
+    items = [("xml", signer.job(), {"document": _invoice(1), "level": "B-B",
+                                    "mode": "enveloped"})]
+    previews = WorkerPreviews({0: (_invoice(2), True, 4096)})
+    try:
+        await pool.run_batch(items, previews)
+        assert previews.texts.result() == {}  # no text: size and SHA-256 only
+    finally:
+        await pool.close()
+
+
+def test_the_daemon_takes_only_the_previews_it_asked_for() -> None:
+    def answer(*entries: object) -> dict[str, Any]:
+        return {"type": "confirm", "previews": list(entries)}
+
+    asked = {0: 10, 2: 10}
+    good = {"item": 0, "text": base64.b64encode("<a>ə</a>".encode()).decode()}
+    assert checked_previews(answer(good), asked) == {0: "<a>ə</a>".encode()}
+    assert checked_previews({"type": "confirm"}, asked) == {}
+    for bad in (
+            answer({"item": 1, "text": good["text"]}),            # not asked for
+            answer(good, good),                                    # twice
+            answer({"item": 0, "text": base64.b64encode(b"x" * 11).decode()}),  # too long
+            answer({"item": 0, "text": base64.b64encode(b"\xff\xfe").decode()}),  # not UTF-8
+            answer({"item": 0, "text": "not base64!"}),
+            answer({"item": True, "text": good["text"]}),
+            answer("0"),
+            {"type": "confirm", "previews": {"0": good["text"]}}):
+        with pytest.raises(InternalError):
+            checked_previews(bad, asked)
+
+
+async def test_a_batch_larger_than_a_group_is_signed_in_overlapping_exchanges() -> None:
+    """The worker sends a group of digests and builds the next items while the daemon
+    signs; every document gets its own signature back (each verifies)."""
+    from signxml import XMLVerifier
+
+    pool = DocumentWorkers(WorkerLimits(warm_workers=0))
+    signer = SoftSigner()
+    exchanges: list[int] = []
+
+    async def sign_many(requests: list[tuple[bytes, str, bool]]) -> list[bytes]:
+        exchanges.append(len(requests))
+        await asyncio.sleep(0.01)  # the token's time: the worker keeps building meanwhile
+        return [await signer(digest, algorithm, ecdsa_raw=raw)
+                for digest, algorithm, raw in requests]
+
+    signer.sign_many = sign_many  # type: ignore[attr-defined]
+    count = 2 * SIGN_GROUP + 3
+    documents = [_invoice(n) for n in range(count)]
+    items = [("xml", signer.job(), {"document": d, "level": "B-B", "mode": "enveloped"})
+             for d in documents]
+    try:
+        signed = await pool.run_batch(items)
+        assert signer.events[0] == "confirm" and signer.events.count("confirm") == 1
+        assert sum(exchanges) == count and len(exchanges) >= 3
+        assert max(exchanges) <= SIGN_GROUP
+        pem = signer.cert.public_bytes(Encoding.PEM)
+        for number, document in enumerate(signed):
+            data, *_ = XMLVerifier().verify(document, x509_cert=pem,
+                                            expect_config=_xades_config())
+            assert f"EFT{number:06d}".encode() in data.signed_data
+    finally:
+        await pool.close()
+
+
+def _xades_config() -> Any:
+    from signxml.verifier import SignatureConfiguration
+
+    # One data reference plus SignedProperties and KeyInfo (XAdES B-B).
+    return SignatureConfiguration(expect_references=3)
 
 
 async def test_hostile_documents_are_refused_by_the_caps_in_the_worker() -> None:

@@ -323,3 +323,38 @@ async def test_scripted_ui_records_the_previews(tmp_path: Path) -> None:
          "data_b64": "YWJj"},
         {"kind": "binary", "size": 9, "sha256": "cd" * 32, "name": None, "data_b64": ""}]
     assert record["origin"] == "https://e-gov.az" and record["holder"] == "Əliyev"
+
+
+# --- a batch's previews ----------------------------------------------------------------------
+
+async def test_a_batch_shows_the_xml_texts_its_worker_made_and_starts_no_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sign.batch``: the XML items' texts are the ones the batch's document worker sent
+    with its "confirm" (one parse of each item, in the worker that signs it); the daemon
+    starts no preview process, and adds its own size and SHA-256 of the bytes."""
+    from agent.app.documents import batch_previews, document_preview, xml_preview
+    from agent.formats.isolation import WorkerPreviews
+
+    async def no_process(*args: object, **kwargs: object) -> Any:
+        raise AssertionError("a preview process was started")
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", no_process)
+    other = XML.replace(b"Bak", b"Gyandja")
+    big = b"<a>" + b"x" * CAP + b"</a>"
+    sources = [("a.xml", xml_preview(XML, enveloped=True)),
+               ("b.txt", document_preview(b"Salam")),
+               ("c.xml", xml_preview(other, enveloped=False)),
+               ("d.xml", xml_preview(big, enveloped=False))]
+    share = CAP // len(sources)
+    from_worker = WorkerPreviews({0: (XML, True, share), 2: (other, False, share)})
+    made = asyncio.ensure_future(batch_previews(sources, from_worker)(CAP))
+    await asyncio.sleep(0.05)
+    assert not made.done()  # the dialog waits for the worker's texts
+    from_worker.deliver({0: b"<worker text 0/>"})  # item 2's text did not come
+    shown = await made
+    assert [p.name for p in shown] == ["a.xml", "b.txt", "c.xml", "d.xml"]
+    assert [p.data for p in shown] == [b"<worker text 0/>", b"Salam", b"", b""]
+    assert [p.kind for p in shown] == [PreviewKind.XML, PreviewKind.TEXT, PreviewKind.XML,
+                                       PreviewKind.XML]
+    assert shown[3].size == len(big) and shown[3].sha256 == hashlib.sha256(big).hexdigest()
+    assert shown[0].sha256 == hashlib.sha256(XML).hexdigest()

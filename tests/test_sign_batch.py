@@ -4,6 +4,7 @@ verifier we did not write (OpenSSL, xmlsec1, pyHanko and poppler's pdfsig)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pki_services
 import pytest
 from daemon import Daemon, RpcError, b64, unb64
+from lxml import etree
 from pki_services import (
     ORIGIN,
     FormatsBed,
@@ -127,8 +129,47 @@ async def test_three_kinds_one_dialog_listing_every_item(
     assert [p["name"] for p in dialog["previews"]] == [
         "ödəniş-118.txt", "fatura-117.xml", "müqavilə-117.pdf"]
     assert [p["kind"] for p in dialog["previews"]] == ["text", "xml", "pdf"]
+    # The XML item's text comes from the batch's document worker: the document indented,
+    # as a single sign.xml shows it, with the daemon's own size and SHA-256 of the bytes.
+    xml_preview = dialog["previews"][1]
+    assert unb64(xml_preview["data_b64"]) == _indented(INVOICE)
+    assert xml_preview["size"] == len(INVOICE)
+    assert xml_preview["sha256"] == hashlib.sha256(INVOICE).hexdigest()
     assert ["reason", "Təsdiq"] in dialog["signed_fields"]
     await _check_all(formats_bed, result, tmp_path)
+
+
+def _indented(document: bytes) -> bytes:
+    """What a reader expects to see: lxml's own indentation of the parsed document."""
+    tree = etree.fromstring(document, parser=etree.XMLParser(
+        resolve_entities=False, no_network=True, remove_comments=True)).getroottree()
+    etree.indent(tree, space="  ")
+    return bytes(etree.tostring(tree, encoding="utf-8"))
+
+
+async def test_invoices_past_one_signing_group_each_get_their_own_signature(
+        batch_daemon: Daemon, formats_bed: FormatsBed, tmp_path: Path) -> None:
+    """More XML items than the worker sends in one exchange (it builds the next ones
+    while the token signs): one dialog with every item's text, and every signed invoice
+    verifies with xmlsec1 as the invoice it was."""
+    from agent.formats.worker_jobs import SIGN_GROUP
+
+    invoices = [INVOICE.replace(b"EFT2026000000117", f"EFT2026{n:09d}".encode())
+                for n in range(SIGN_GROUP + 3)]
+    batch_daemon.set_answers({**PIN_ANSWERS, "pin": formats_bed.token.pin})
+    mark = batch_daemon.transcript_mark()
+    result = await _batch(batch_daemon, formats_bed, [
+        {"kind": "xml", "name": f"fatura-{n}.xml", "xml": b64(invoice), "level": "B-B",
+         "mode": "enveloped"} for n, invoice in enumerate(invoices)])
+    [dialog] = pin_dialogs(batch_daemon, mark)
+    assert dialog["count"] == len(invoices)
+    assert [unb64(p["data_b64"]) for p in dialog["previews"]] == [
+        _indented(invoice) for invoice in invoices]
+    for n, (invoice, item) in enumerate(zip(invoices, result["results"], strict=True)):
+        signed = unb64(item["xml"])
+        assert f"EFT2026{n:09d}".encode() in signed and b"SignatureValue" in signed
+        assert invoice.split(b"?>", 1)[1][:60] in signed
+        _xmlsec(formats_bed, signed, tmp_path)
 
 
 async def test_a_wrong_pin_then_the_right_one(batch_daemon: Daemon, formats_bed: FormatsBed,

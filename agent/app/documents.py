@@ -50,7 +50,7 @@ from agent.app.signing import (
 from agent.config import FormatsConfig
 from agent.errors import AgentError, InternalError, NetworkError, RateLimited, Unsupported
 from agent.formats.anchors import Anchors, load_anchors
-from agent.formats.isolation import build_together, document_workers
+from agent.formats.isolation import WorkerPreviews, build_together, document_workers
 from agent.formats.job import DigestSigner, FormatJob
 from agent.formats.network import (
     AddressGuard,
@@ -95,8 +95,8 @@ def document_preview(data: bytes, kind: PreviewKind | None = None) -> PreviewSou
 class XmlPreview:
     """The indented text of what the XAdES signature covers, made in a preview process
     (``agent.formats.preview``) under the document workers' limits; without its text
-    when the document is over the limit or the process gives none.  A batch makes all
-    its XML items' previews in one process (``batch_previews``)."""
+    when the document is over the limit or the process gives none.  In a batch, the
+    worker that signs the items makes their texts (``batch_previews``)."""
 
     document: bytes
     enveloped: bool
@@ -110,8 +110,17 @@ class XmlPreview:
         return (await self.preview(text),)
 
     async def preview(self, text: bytes) -> Preview:
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(self.document).hexdigest())
+        if len(self.document) <= INLINE_HASH_BYTES:  # a thread costs more than the hash
+            digest = hashlib.sha256(self.document).hexdigest()
+        else:
+            digest = await asyncio.to_thread(
+                lambda: hashlib.sha256(self.document).hexdigest())
         return Preview(PreviewKind.XML, size=len(self.document), sha256=digest, data=text)
+
+
+# Documents hashed on the event loop for their preview (about 0.1 ms); larger ones in a
+# thread.
+INLINE_HASH_BYTES = 256 * 1024
 
 
 def xml_preview(document: bytes, *, enveloped: bool) -> PreviewSource:
@@ -374,16 +383,24 @@ async def sign_in_batch(core: AgentCore, ctx: CallContext, config: FormatsConfig
                     task.result()  # the item's own refusal: the batch's
                     raise InternalError("a batch item finished without being signed")
         planned = plan.filled()
+        sources = [(entry.name, item_request.previews)
+                   for entry, (item_request, _) in zip(entries, planned, strict=True)]
+        share = core.preview_bytes // max(1, len(sources))
+        # The XML items' texts come from the worker that signs them (with its "confirm").
+        from_worker = WorkerPreviews({
+            index: (source.document, source.enveloped, share)
+            for index, (_, source) in enumerate(sources)
+            if isinstance(source, XmlPreview) and len(source.document) <= share})
         batch_request = replace(
             request,
             # Every item's page text that goes into its signature, in the items' order.
             signed_fields=tuple(f for item_request, _ in planned
                                 for f in item_request.signed_fields),
             digest_algorithm=request.digest_algorithm or planned[0][0].digest_algorithm,
-            previews=batch_previews([(entry.name, item_request.previews) for entry,
-                                     (item_request, _) in zip(entries, planned, strict=True)]))
+            previews=batch_previews(sources, from_worker))
         signed = await sign_documents(core, ctx, config, batch_request,
-                                      [item for _, item in planned], batch=True)
+                                      [item for _, item in planned], batch=True,
+                                      worker_previews=from_worker)
         for future, document in zip(plan.results, signed, strict=True):
             future.set_result(document)
         return list(await asyncio.gather(*tasks))
@@ -398,29 +415,31 @@ async def sign_in_batch(core: AgentCore, ctx: CallContext, config: FormatsConfig
 PREVIEW_CONCURRENCY = 4
 
 
-def batch_previews(sources: Sequence[tuple[str, PreviewSource | None]]) -> PreviewSource:
+def batch_previews(sources: Sequence[tuple[str, PreviewSource | None]],
+                   from_worker: WorkerPreviews) -> PreviewSource:
     """Every item's preview, named, in order.  The items share ``[ui] preview_bytes``
     evenly: the dialog gets no more than for one document, and an item over its share
-    shows its size and SHA-256 only.  The XML items' texts come from one preview
-    process for all of them."""
+    shows its size and SHA-256 only.  The XML items' texts are ``from_worker``'s: the
+    batch's document worker makes them while it prepares the items (one parse of the
+    page's XML in isolation per item, no preview process), and the daemon has them when
+    the worker asks to confirm."""
 
     async def previews(limit: int) -> tuple[Preview, ...]:
-        from agent.formats.batch_preview import indented_xml_batch
-
         share = limit // max(1, len(sources))
-        xml = [(i, s) for i, (_, s) in enumerate(sources) if isinstance(s, XmlPreview)]
-        shown = [(i, s) for i, s in xml if len(s.document) <= share]
-        texts = dict(zip((i for i, _ in shown), await indented_xml_batch(
-            [(s.document, s.enveloped) for _, s in shown], share,
-            document_workers().limits), strict=True))
+        texts: dict[int, bytes] = {}
+        if from_worker.wanted:
+            texts = await asyncio.shield(from_worker.texts)
         gate = asyncio.Semaphore(PREVIEW_CONCURRENCY)
 
         async def one(index: int, source: PreviewSource | None) -> tuple[Preview, ...]:
             if source is None:
                 return ()
+            if isinstance(source, XmlPreview):
+                asked = from_worker.wanted.get(index)
+                # A limit other than the one the worker was given: no text rather than more.
+                fits = asked is not None and asked[2] <= share
+                return (await source.preview(texts.get(index, b"") if fits else b""),)
             async with gate:
-                if isinstance(source, XmlPreview):
-                    return (await source.preview(texts.get(index) or b""),)
                 return await source(share)
 
         made = await asyncio.gather(*(one(i, source) for i, (_, source) in enumerate(sources)))
@@ -432,10 +451,12 @@ def batch_previews(sources: Sequence[tuple[str, PreviewSource | None]]) -> Previ
 
 async def sign_documents(core: AgentCore, ctx: CallContext, config: FormatsConfig,
                          request: SigningRequest, items: Sequence[DocumentItem], *,
-                         batch: bool) -> list[bytes]:
+                         batch: bool, worker_previews: WorkerPreviews | None = None
+                         ) -> list[bytes]:
     """Every item signed with one confirmation, one PIN and one token session, all or
     nothing.  ``batch``: the items are built together in one document worker
-    (``agent.formats.isolation.build_together``); else the one item is built alone."""
+    (``agent.formats.isolation.build_together``), which also makes ``worker_previews``;
+    else the one item is built alone."""
     network = network_settings(config)
     previews = _Prefetched(request.previews) if request.previews is not None else None
     request = replace(request, previews=previews)
@@ -473,7 +494,8 @@ async def sign_documents(core: AgentCore, ctx: CallContext, config: FormatsConfi
         try:
             if batch:
                 return await build_together([functools.partial(item.build, job)
-                                             for item, job in zip(items, jobs, strict=True)])
+                                             for item, job in zip(items, jobs, strict=True)],
+                                            worker_previews)
             return [await items[0].build(jobs[0])]
         except NetworkError:
             if page_tsa:

@@ -1,5 +1,6 @@
 """``imza-agent verify FILE [--data DETACHED] [--json]``: the verdict on each signature of
-a signed file, for the people who receive documents.  It needs no running agent: the
+a signed file (CMS, PDF, XML or an ASiC-E container), for the people who receive
+documents.  It needs no running agent: the
 file is read in a document worker of this process, under the ``[documents]`` limits, with
 the ``[formats]`` trust anchors and network.  Exit status 0 only when every signature is
 TOTAL-PASSED; 1 when one is not; 2 when the file cannot be verified at all."""
@@ -15,7 +16,12 @@ from agent.commands.text import error
 from agent.config import Config
 from agent.errors import AgentError
 from agent.i18n import _
-from agent.protocol.params_verify import Indication, SignatureReport, SignatureVerifyResult
+from agent.protocol.params_verify import (
+    Indication,
+    SignatureReport,
+    SignatureVerifyResult,
+    VerifyFormat,
+)
 
 NOT_VERIFIED = 2
 
@@ -41,6 +47,8 @@ def _sub_indication_text(sub: str) -> str:
         "TRY_LATER": _("the signer's revocation status could not be had; try again later"),
         "FORMAT_FAILURE": _("the signature is malformed"),
         "NO_SIGNING_CERTIFICATE_FOUND": _("the signer's certificate is missing"),
+        "NO_POE": _("a time-stamp of the signature is invalid: nothing proves when the "
+                    "signature existed"),
     }
     text = known.get(sub)
     return f"{sub}: {text}" if text else sub
@@ -72,7 +80,10 @@ def _report_lines(report: SignatureReport) -> list[str]:
             time=report.claimed_signing_time))
     if report.timestamp_time:
         out.append(_("Time-stamped at: {time}").format(time=report.timestamp_time))
-    if report.field_name:
+    if report.field_name and report.format is VerifyFormat.ASIC:
+        out.append(_("Signature file in the container: {name}").format(
+            name=report.field_name))
+    elif report.field_name:
         out.append(_("Signature field: {name}").format(name=report.field_name))
     if report.chain:
         out.append(_("Chain: {chain}").format(

@@ -16,13 +16,21 @@ Design:
   is one request: its items are built in one worker (``run_batch``), under the same
   limits for all of them, which the method bounds in number and bytes;
 * after the first document, ``warm_workers`` idle workers are kept started, so a
-  document does not wait for Python and pyHanko to load (about half a second);
+  document does not wait for Python and pyHanko to load (about half a second); a
+  single document's spare starts beside it, a batch's once the batch is done (a batch
+  keeps the CPU busy, and a starting spare would slow it down);
 * at most ``max_workers`` documents at once; one more is answered BUSY at once rather
   than queued;
 * the wall-clock ``prepare_timeout`` applies before the confirmation and, afresh, after
   it and after each signature; the time the user spends in the dialog is not counted
   (the worker is idle then).  The worker asks to confirm once its documents are ready,
-  and only then builds what it signs, with the signing time (D3 of issue 14).
+  and only then builds what it signs, with the signing time (D3 of issue 14);
+* a batch's XML previews are made by the worker that signs the batch, from the very
+  bytes it signs, and travel with its "confirm" (``WorkerPreviews``): the daemon asked
+  for each of them, with its size limit, and refuses anything else.  A preview from the
+  signing worker is no less trustworthy than one from a process of its own: both come
+  from parsing the page's bytes in isolation, and a worker subverted by a document
+  could sign other bytes whatever a separate process showed.
 
 A worker that runs out of CPU time or memory, or is killed for time, ends its request
 with TOO_LARGE; a worker that dies otherwise ends it with INTERNAL.  Either way the next
@@ -106,16 +114,19 @@ def limits_from_config(config: DocumentsConfig) -> WorkerLimits:
         cpu_seconds=config.worker_cpu_seconds, memory_mb=config.worker_memory_mb,
         prepare_timeout=config.prepare_timeout, max_workers=config.max_workers,
         warm_workers=config.warm_workers,
-        # getattr: until [documents] has these settings, their defaults hold.
-        max_batch_items=getattr(config, "max_batch_items", DEFAULT_MAX_BATCH_ITEMS),
-        max_batch_bytes=getattr(config, "max_batch_bytes", DEFAULT_MAX_BATCH_BYTES),
+        max_batch_items=config.max_batch_items, max_batch_bytes=config.max_batch_bytes,
         caps=StructureCaps(
             xref_entries_per_kib=config.max_xref_entries_per_kib,
             xref_entries_slack=config.max_xref_entries_slack,
             pdf_objects=config.max_pdf_objects, page_tree_nodes=config.max_page_tree_nodes,
             page_tree_depth=config.max_page_tree_depth, form_fields=config.max_form_fields,
             xml_namespace_declarations=config.max_xml_namespace_declarations,
-            xml_elements=config.max_xml_elements))
+            xml_elements=config.max_xml_elements,
+            container_files=config.max_container_files,
+            container_entries=config.max_container_entries,
+            container_unpacked_bytes=config.max_container_unpacked_bytes,
+            container_ratio=config.max_container_ratio,
+            container_name_bytes=config.max_container_name_bytes))
 
 
 class WorkerDied(Exception):
@@ -328,6 +339,47 @@ async def _sign_together(jobs: Sequence[FormatJob | KeylessJob],
             for index, digest, algorithm, raw in requests]
 
 
+@dataclass
+class WorkerPreviews:
+    """The XML previews a batch's worker makes for the dialog (``sign.batch``): for each
+    item index that wants one, the document it must be made of, whether the signature is
+    enveloped, and the most bytes its text may have.  ``texts`` is settled when the
+    worker asks to confirm (before the dialog), with the texts it made; an item without
+    one shows its size and SHA-256 only."""
+
+    wanted: dict[int, tuple[bytes, bool, int]]
+    texts: asyncio.Future[dict[int, bytes]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def deliver(self, texts: dict[int, bytes]) -> None:
+        if not self.texts.done():
+            self.texts.set_result(texts)
+
+
+def checked_previews(answer: dict[str, Any], asked: dict[int, int]) -> dict[int, bytes]:
+    """The previews a worker sent with its "confirm": only for items the daemon asked,
+    each once, within its limit and UTF-8 (the dialog shows it as text).  Anything else
+    is a worker that no longer follows the protocol: the request fails."""
+    entries = answer.get("previews", [])
+    if not isinstance(entries, list) or len(entries) > len(asked):
+        raise InternalError("a worker sent malformed previews")
+    texts: dict[int, bytes] = {}
+    for entry in entries:
+        index = entry.get("item") if isinstance(entry, dict) else None
+        if not isinstance(index, int) or isinstance(index, bool) or index not in asked \
+                or index in texts:
+            raise InternalError("a worker sent a preview no item asked for")
+        try:
+            text = worker_wire.unb64(entry.get("text"))
+            text.decode("utf-8")
+        except (worker_wire.FrameError, UnicodeDecodeError):
+            raise InternalError("a worker sent a malformed preview") from None
+        if len(text) > asked[index]:
+            raise InternalError("a worker sent a preview over its limit")
+        texts[index] = text
+    return texts
+
+
 def _split_results(data: bytes, sizes: object, count: int) -> list[bytes]:
     """A batch's documents, which the worker sent as one frame with their sizes."""
     if not isinstance(sizes, list) or len(sizes) != count or not all(
@@ -365,17 +417,29 @@ class DocumentWorkers:
                                     "job": job_payload(job)}, [job])
         return result
 
-    async def run_batch(self, items: Sequence[tuple[str, FormatJob, dict[str, Any]]]
-                        ) -> list[bytes]:
+    async def run_batch(self, items: Sequence[tuple[str, FormatJob, dict[str, Any]]],
+                        previews: WorkerPreviews | None = None) -> list[bytes]:
         """Build several documents in one worker (``sign.batch``): one process and one
         confirmation for all of them, one signature per item, all or nothing.  The
-        worker's limits hold for the whole batch, whose size the method bounds."""
+        worker's limits hold for the whole batch, whose size the method bounds.
+        ``previews``: the XML items' dialog previews, which the worker makes too."""
+        asked: dict[int, int] = {}  # item → its preview's limit
+        for index, (document, _, limit) in (previews.wanted.items()
+                                            if previews is not None else ()):
+            # Only of the bytes the item signs: the worker previews its own "document".
+            if 0 <= index < len(items) and items[index][0] == "xml" \
+                    and items[index][2].get("document") == document:
+                asked[index] = limit
         message = {"op": "batch", "items": [
-            {"kind": kind, "args": args, "job": job_payload(job)} for kind, job, args in items]}
-        return await self._run(message, [job for _, job, _ in items])
+            {"kind": kind, "args": args, "job": job_payload(job)} for kind, job, args in items],
+            "previews": [[index, previews.wanted[index][1], limit]
+                         for index, limit in asked.items()] if previews is not None else []}
+        return await self._run(message, [job for _, job, _ in items],
+                               (previews, asked) if previews is not None else None)
 
-    async def _run(self, message: dict[str, Any],
-                   jobs: Sequence[FormatJob | KeylessJob]) -> list[bytes]:
+    async def _run(self, message: dict[str, Any], jobs: Sequence[FormatJob | KeylessJob],
+                   previews: tuple[WorkerPreviews, dict[int, int]] | None = None
+                   ) -> list[bytes]:
         limits = self.limits
         if self.active >= limits.max_workers:
             raise Busy("too many documents are being prepared at once; try again")
@@ -384,10 +448,16 @@ class DocumentWorkers:
         try:
             worker = await self._take(limits)
             self.current.add(worker)
-            self._refill(limits)
-            return await self._serve(worker, limits, message, jobs)
+            if message["op"] != "batch":
+                self._refill(limits)
+            return await self._serve(worker, limits, message, jobs, previews)
         finally:
             self.active -= 1
+            if message["op"] == "batch" and worker is not None:
+                # A batch keeps the CPU busy: its spare starts once it is done, rather
+                # than slowing it down by loading Python and pyHanko beside it.
+                with contextlib.suppress(RuntimeError):
+                    self._refill(limits)
             if worker is not None:
                 self.current.discard(worker)
                 reaper = self._retire(worker)
@@ -406,15 +476,21 @@ class DocumentWorkers:
         return reaper
 
     async def _serve(self, worker: Worker, limits: WorkerLimits, message: dict[str, Any],
-                     jobs: Sequence[FormatJob | KeylessJob]) -> list[bytes]:
+                     jobs: Sequence[FormatJob | KeylessJob],
+                     previews: tuple[WorkerPreviews, dict[int, int]] | None = None
+                     ) -> list[bytes]:
         """The worker's requests until its answer: the confirmation (dialog, PIN, login:
-        D3, before the builder takes its signing time), then one signature per item."""
+        D3, before the builder takes its signing time) with a batch's previews, then the
+        items' signatures (as many exchanges as the worker likes, each item once)."""
         worker.send({**message, "caps": limits.caps})
         signed: set[int] = set()
         while True:
             answer = await self._phase(worker, limits)
             kind_of_answer = answer.get("type")
             if kind_of_answer == "confirm":
+                if previews is not None:  # before the dialog, which shows them
+                    wanted, asked = previews
+                    wanted.deliver(checked_previews(answer, asked))
                 # The dialog and the token: here, in the daemon, with no clock running.
                 await confirm(_keyed(jobs, 0).sign)
                 worker.send({"op": "confirmed"})
@@ -556,28 +632,39 @@ async def build_isolated(kind: str, job: FormatJob, args: dict[str, Any]) -> byt
 
 
 class _Collector:
-    """The items of a ``build_together`` batch as their builders hand them over."""
+    """The items of a ``build_together`` batch as their builders hand them over, each in
+    its builder's place (the worker's item index is the batch's)."""
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
-        self.items: list[tuple[str, FormatJob, dict[str, Any], asyncio.Future[bytes]]] = []
+        self.slots: list[tuple[str, FormatJob, dict[str, Any], asyncio.Future[bytes]] | None] \
+            = [None] * expected
+        self.missing = expected
         self.complete: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
+    @property
+    def items(self) -> list[tuple[str, FormatJob, dict[str, Any], asyncio.Future[bytes]]]:
+        return [slot for slot in self.slots if slot is not None]
+
     def add(self, kind: str, job: FormatJob, args: dict[str, Any]) -> asyncio.Future[bytes]:
-        if len(self.items) >= self.expected:
+        index = _build_index.get()
+        if self.slots[index] is not None:
             raise InternalError("a batch item asked for a second document")
         result: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.items.append((kind, job, args, result))
-        if len(self.items) == self.expected:
+        self.slots[index] = (kind, job, args, result)
+        self.missing -= 1
+        if self.missing == 0:
             self.complete.set_result(None)
         return result
 
 
 _collecting: contextvars.ContextVar[_Collector | None] = contextvars.ContextVar(
     "document_batch", default=None)
+_build_index: contextvars.ContextVar[int] = contextvars.ContextVar("document_batch_index")
 
 
-async def build_together(builds: Sequence[Callable[[], Awaitable[bytes]]]) -> list[bytes]:
+async def build_together(builds: Sequence[Callable[[], Awaitable[bytes]]],
+                         previews: WorkerPreviews | None = None) -> list[bytes]:
     """Run each builder (``build_pades``, ``build_xades``, ...), but build their documents
     in ONE worker (``DocumentWorkers.run_batch``): each builder checks its page's values
     and hands its document to ``build_isolated`` as usual, which collects it here.
@@ -585,11 +672,13 @@ async def build_together(builds: Sequence[Callable[[], Awaitable[bytes]]]) -> li
     Collecting through the builders, rather than copying what each passes to its
     worker, keeps a batch item exactly what the single-document method makes."""
     collector = _Collector(len(builds))
-    token = _collecting.set(collector)
-    try:
-        tasks = [asyncio.ensure_future(build()) for build in builds]  # copies the context
-    finally:
-        _collecting.reset(token)
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[bytes]] = []
+    for index, build in enumerate(builds):
+        context = contextvars.copy_context()
+        context.run(_collecting.set, collector)
+        context.run(_build_index.set, index)
+        tasks.append(loop.create_task(_awaited(build), context=context))
     try:
         waiting: set[asyncio.Future[Any]] = set(tasks)
         while not collector.complete.done():
@@ -600,7 +689,7 @@ async def build_together(builds: Sequence[Callable[[], Awaitable[bytes]]]) -> li
                 if task is not collector.complete:
                     task.result()  # a builder that refused its item: the batch's error
                     raise InternalError("a batch item was built without a worker")
-        results = await _workers.run_batch([item[:3] for item in collector.items])
+        results = await _workers.run_batch([item[:3] for item in collector.items], previews)
         for (*_, future), result in zip(collector.items, results, strict=True):
             future.set_result(result)
         return list(await asyncio.gather(*tasks))
@@ -609,6 +698,10 @@ async def build_together(builds: Sequence[Callable[[], Awaitable[bytes]]]) -> li
             task.cancel()
         for *_, future in collector.items:
             future.cancel()
+
+
+async def _awaited(build: Callable[[], Awaitable[bytes]]) -> bytes:
+    return await build()
 
 
 async def run_keyless(kind: str, job: KeylessJob, args: dict[str, Any]) -> bytes:

@@ -75,19 +75,23 @@ def sniff(data: bytes, *, whole: bool = True) -> Sniffed:
 # --- XML: in the preview process --------------------------------------------------------
 
 def indented_xml(document: bytes, limit: int, caps: StructureCaps, *,
-                 enveloped: bool) -> bytes | None:
+                 enveloped: bool, checked: bool = False) -> bytes | None:
     """UTF-8 text of what the signature covers, indented; the unindented text when the
     indentation would pass ``limit`` bytes; None when even that does not fit.
 
     Comments are left out: the signature's canonical form (C14N without comments) does
     not cover them, so a comment must not look like signed text.  For an enveloped
     signature signxml puts the signature where a ``ds:Signature Id="placeholder"``
-    stands, which is therefore not covered either."""
+    stands, which is therefore not covered either.
+
+    ``checked``: the caller (a batch's document worker) has just counted this very
+    document against ``caps`` (``check_xml_structure``) and not parsed it since."""
     from lxml import etree
 
     from agent.formats.document_caps import check_xml_structure
 
-    check_xml_structure(document, caps)
+    if not checked:
+        check_xml_structure(document, caps)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                              huge_tree=False, remove_blank_text=False, remove_comments=True)
     root = etree.fromstring(document, parser=parser)

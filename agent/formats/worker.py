@@ -78,7 +78,8 @@ def _warm_imports() -> None:
     import contextlib
     import importlib
 
-    for name in ("agent.formats.pades", "agent.formats.cades", "agent.formats.xades"):
+    for name in ("agent.formats.pades", "agent.formats.cades", "agent.formats.xades",
+                 "agent.formats.preview"):  # a batch's XML previews
         # signxml/lxml are optional: without them sign.xml is not offered at all.
         with contextlib.suppress(ImportError):
             importlib.import_module(name)

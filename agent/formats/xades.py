@@ -262,11 +262,15 @@ async def build_xades_here(job: FormatJob, document: bytes, level: str, mode: st
                            digest_algorithm: str | None = None, *,
                            caps: StructureCaps | None = None,
                            placement: dict[str, Any] | None = None,
-                           references: list[str] | None = None) -> bytes:
-    """``build_xades`` in this process: what a document worker runs."""
+                           references: list[str] | None = None,
+                           structure_checked: bool = False) -> bytes:
+    """``build_xades`` in this process: what a document worker runs.
+    ``structure_checked``: the worker has counted this very document against ``caps``
+    already (a batch item, before its preview), so it is not counted twice."""
     # Counted in a streaming pass before signxml's canonicalisation, whose time grows
     # with the square of the namespace declarations times the elements.
-    check_xml_structure(document, caps or StructureCaps())
+    if not structure_checked:
+        check_xml_structure(document, caps or StructureCaps())
     if mode != "enveloped" and (placement is not None or references is not None):
         raise Unsupported("placement and references apply to enveloped signatures only")
     try:

@@ -18,6 +18,7 @@ class VerifyFormat(StrEnum):
     CMS = "cms"
     PDF = "pdf"
     XML = "xml"
+    ASIC = "asic"
 
 
 class Indication(StrEnum):
@@ -28,12 +29,13 @@ class Indication(StrEnum):
 
 class SignatureVerifyParams(WireModel):
     signature: B64Document = Field(
-        description="The signed file: a CMS (CAdES) signature, a signed PDF or a signed "
-                    "XML document.")
+        description="The signed file: a CMS (CAdES) signature, a signed PDF, a signed "
+                    "XML document or an ASiC-E container.")
     data: B64Document | None = Field(
         None, description="The signed content of a detached CMS signature.")
     format: VerifyFormat | None = Field(
-        None, description="absent: detected from the file (PDF header, XML, else DER)")
+        None, description="absent: detected from the file (an ASiC-E mimetype entry, a PDF "
+                    "header, XML, else DER)")
 
 
 class SignerFacts(WireModel):
@@ -77,13 +79,16 @@ class SignatureReport(WireModel):
     best_signature_time: str | None = Field(None, max_length=40)
     chain: list[ChainEntry] = Field(default_factory=list, max_length=10)
     revocation: RevocationFacts | None = None
-    field_name: str | None = Field(None, max_length=400)
+    field_name: str | None = Field(
+        None, max_length=400,
+        description="PDF: the signature field; ASiC-E: the signature file in META-INF/")
     coverage: str | None = Field(None, max_length=40)
 
 
 class SignatureVerifyResult(WireModel):
     format: VerifyFormat
-    signatures: list[SignatureReport] = Field(max_length=32)
+    # The worker's own bound is [documents] max_verified_signatures (at most 1000).
+    signatures: list[SignatureReport] = Field(max_length=1000)
 
     @property
     def all_passed(self) -> bool:

@@ -14,12 +14,15 @@ from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 
 from agent.errors import Unsupported
 from agent.formats.job import KeylessJob
+from agent.verify.archive import check_cades_archive, token_context
 from agent.verify.common import (
     ARCHIVE_TIMESTAMP_V2,
     ARCHIVE_TIMESTAMP_V3,
     CERTIFICATE_VALUES,
+    PASSED,
     REVOCATION_VALUES,
     SignatureFacts,
+    Verdict,
     certificate_facts,
     chain_facts,
     embedded_revocation,
@@ -92,6 +95,13 @@ async def verify_cms(job: KeylessJob, signature: bytes, data: bytes | None,
     count = len(signed["signer_infos"])
     if count == 0 or count > limit:
         raise Unsupported(f"a CMS signature with {count} signers is not verified")
+    # Each archive time-stamp costs a validation of its own: bounded as well.
+    for info in signed["signer_infos"]:
+        stamps = sum(len(a["values"]) for a in info["unsigned_attrs"] or ()
+                     if a["type"].dotted == ARCHIVE_TIMESTAMP_V3)
+        if stamps > limit:
+            raise Unsupported(f"a signer with more than {limit} archive time-stamps is not "
+                              "verified")
     reports = []
     async with job.network.session() as session:
         for index in range(count):
@@ -121,6 +131,8 @@ async def _verify_signer(job: KeylessJob, session: Any, der: bytes, index: int,
     if signer_cert is None:
         signer_cert = _certificate_of(one, signer_info)
     verdict = verdict_of(result.ades_subindic, status, result.failure_msg, claimed)
+    if level == "B-LTA" and verdict.indication == PASSED:
+        verdict = await _archive_verdict(job, session, one, signer_info, data) or verdict
     return SignatureFacts(
         format="cms", level=f"CAdES-{level}", verdict=verdict,
         signer=certificate_facts(signer_cert) if signer_cert is not None else None,
@@ -128,6 +140,31 @@ async def _verify_signer(job: KeylessJob, session: Any, der: bytes, index: int,
         best_signature_time=getattr(result, "best_signature_time", None),
         chain=chain_facts(getattr(status, "validation_path", None)),
         revocation=revocation_facts(status, local, verdict))
+
+
+async def _archive_verdict(job: KeylessJob, session: Any, signed: cms.SignedData,
+                           signer_info: cms.SignerInfo, data: bytes | None
+                           ) -> Verdict | None:
+    """The archive time-stamps' verdict when one fails (agent/verify/archive.py)."""
+    content = data if data is not None else attached_content(signed)
+    certs = [c.chosen for c in signed["certificates"] or () if c.name == "certificate"]
+    crls, ocsps = [], []
+    for choice in signed["crls"] or ():
+        if choice.name == "crl":
+            crls.append(choice.chosen)
+        elif choice.name == "other" and \
+                choice.chosen["other_rev_info_format"].native == "ocsp_response":
+            ocsps.append(choice.chosen["other_rev_info"])
+    context = token_context(job, session, certs, crls, ocsps)
+    checked = await check_cades_archive(signed, signer_info, content, context)
+    return checked if isinstance(checked, Verdict) else None
+
+
+def attached_content(signed: cms.SignedData) -> bytes:
+    """An attached signature's content (as agent/formats/cades_signers.py reads it)."""
+    econtent = signed["encap_content_info"]["content"]
+    value = econtent.native if isinstance(econtent.native, bytes) else econtent.contents
+    return bytes(value or b"")
 
 
 def _certificate_of(signed: cms.SignedData, signer_info: cms.SignerInfo) -> Any:

@@ -8,15 +8,26 @@ import json
 from typing import Any
 
 from agent.errors import Unsupported
+from agent.formats.asic_caps import MIMETYPE
 from agent.formats.document_caps import StructureCaps
 from agent.formats.job import KeylessJob
 from agent.verify.caps import max_verified_signatures
 
-FORMATS = ("cms", "pdf", "xml")
+FORMATS = ("cms", "pdf", "xml", "asic")
+
+
+def is_asic(data: bytes) -> bool:
+    """A ZIP whose first entry is the stored ``mimetype`` of ASiC-E (a local header of 30
+    bytes, the 8-byte name "mimetype", then its content: EN 319 162-1 §A.1)."""
+    return data[:4] == b"PK\x03\x04" and data[30:38] == b"mimetype" \
+        and data[38:38 + len(MIMETYPE)] == MIMETYPE.encode("ascii")
 
 
 def detect_format(signature: bytes) -> str:
-    """What the file is, by its first bytes: a PDF header, XML, else DER (CMS)."""
+    """What the file is, by its first bytes: an ASiC-E container (a ZIP whose first entry
+    is its mimetype), a PDF header, XML, else DER (CMS)."""
+    if is_asic(signature):
+        return "asic"
     head = signature[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
     if signature[:1024].find(b"%PDF-") != -1:
         return "pdf"
@@ -24,7 +35,8 @@ def detect_format(signature: bytes) -> str:
         return "xml"
     if head[:1] == b"\x30":
         return "cms"
-    raise Unsupported("the file is neither a CMS signature, a PDF nor an XML document")
+    raise Unsupported("the file is neither a CMS signature, a PDF, an XML document nor an "
+                      "ASiC-E container")
 
 
 async def run_verify(job: KeylessJob, *, caps: Any, signature: bytes,
@@ -43,6 +55,12 @@ async def run_verify(job: KeylessJob, *, caps: Any, signature: bytes,
         from agent.verify.pdf_verify import verify_pdf
 
         reports = await verify_pdf(job, signature, structure)
+    elif kind == "asic":
+        if data is not None:
+            raise Unsupported("a container carries what it signs: give no detached data")
+        from agent.verify.asic_verify import verify_asic
+
+        reports = await verify_asic(job, signature, structure)
     else:
         from agent.verify.xml_verify import verify_xml
 

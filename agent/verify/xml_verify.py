@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,14 +31,18 @@ from signxml import exceptions as sx_errors
 from signxml.xades.xades import XAdESVerifier
 
 from agent.errors import Unsupported
+from agent.formats.asic_xades_archive import archive_digest
 from agent.formats.document_caps import StructureCaps, check_xml_structure
 from agent.formats.job import KeylessJob
 from agent.formats.revocation import SessionFetcherBackend, to_asn1
 from agent.formats.xades import _parse
+from agent.formats.xades_ltv import archive_input
 from agent.formats.xades_placement import _excludes_signatures as excludes_signatures
-from agent.formats.xades_placement import remove_keeping_tail
+from agent.formats.xades_placement import element_path, follow, id_index, remove_keeping_tail
+from agent.verify.archive import check_token, constant_imprint, token_digest_algorithm
 from agent.verify.caps import max_verified_signatures
 from agent.verify.common import (
+    PASSED,
     SignatureFacts,
     Verdict,
     certificate_facts,
@@ -50,6 +55,7 @@ XADES = "http://uri.etsi.org/01903/v1.3.2#"
 XADES141 = "http://uri.etsi.org/01903/v1.4.1#"
 NS = {"ds": DS, "xades": XADES, "xades141": XADES141}
 _SIGNATURE = f"{{{DS}}}Signature"
+Resolver = Callable[[str], bytes | None]
 
 
 class _Utf8XAdESVerifier(XAdESVerifier):
@@ -88,9 +94,11 @@ def xades_level(signature: etree._Element) -> str:
 
 
 async def verify_xml(job: KeylessJob, document: bytes, data: bytes | None,
-                    caps: StructureCaps) -> list[SignatureFacts]:
+                    caps: StructureCaps, resolver: Resolver | None = None,
+                    report_format: str = "xml") -> list[SignatureFacts]:
     """Every signature of the document (``[documents] max_verified_signatures`` at most),
-    each with its own verdict."""
+    each with its own verdict.  ``resolver``: the bytes a detached reference names (an
+    ASiC-E container's files; nothing is ever fetched), None: no detached reference."""
     if data is not None:
         raise Unsupported("detached XML signatures are not verified: give an enveloped "
                           "or enveloping signature")
@@ -99,10 +107,16 @@ async def verify_xml(job: KeylessJob, document: bytes, data: bytes | None,
     signatures = top_level_signatures(root)
     if not signatures:
         raise Unsupported("the XML document carries no signature")
-    if len(signatures) > max_verified_signatures(caps):
+    limit = max_verified_signatures(caps)
+    if len(signatures) > limit:
         raise Unsupported(f"an XML document with {len(signatures)} signatures is not "
                           "verified")
-    return [await _verify_one(job, document, root, signature, index)
+    # Each archive time-stamp is checked over a copy of the document: bounded as well.
+    if any(len(s.findall(".//xades141:ArchiveTimeStamp", NS)) > limit for s in signatures):
+        raise Unsupported(f"a signature with more than {limit} archive time-stamps is not "
+                          "verified")
+    return [await _verify_one(job, document, root, signature, index, resolver,
+                              report_format)
             for index, signature in enumerate(signatures)]
 
 
@@ -124,13 +138,15 @@ def _excludes_other_signatures(root: etree._Element, signature: etree._Element) 
     if signed_info is None:
         return False
     own = set(signature.iter())
+    ids: dict[str, list[etree._Element]] | None = None
     for reference in signed_info.iterfind("ds:Reference", NS):
         uri = reference.get("URI")
         if uri is not None and uri != "" and not uri.startswith("#"):
             continue  # another file
         if uri and uri.startswith("#") and not uri.startswith("#xpointer(/)"):
-            targets = root.xpath("//*[@Id=$v or @ID=$v]", v=uri[1:])
-            if isinstance(targets, list) and targets and all(t in own for t in targets):
+            ids = ids if ids is not None else id_index(root)  # one pass, however many
+            targets = ids.get(uri[1:], [])
+            if targets and all(t in own for t in targets):
                 continue
         transforms = reference.findall("ds:Transforms/ds:Transform", NS)
         if not excludes_signatures(transforms):
@@ -215,11 +231,12 @@ def _claimed_time(signature: etree._Element) -> dt.datetime | None:
 
 
 async def _verify_one(job: KeylessJob, document: bytes, root: etree._Element,
-                      signature: etree._Element, index: int) -> SignatureFacts:
+                      signature: etree._Element, index: int, resolver: Resolver | None,
+                      report_format: str) -> SignatureFacts:
     level = xades_level(signature)
     cert = _key_info_certificate(signature)
     claimed = _claimed_time(signature)
-    facts = SignatureFacts(format="xml", level=f"XAdES-{level}",
+    facts = SignatureFacts(format=report_format, level=f"XAdES-{level}",
                            verdict=Verdict("INDETERMINATE", "NO_SIGNING_CERTIFICATE_FOUND"),
                            signer=certificate_facts(to_asn1(cert)) if cert else None,
                            claimed_signing_time=claimed)
@@ -227,7 +244,11 @@ async def _verify_one(job: KeylessJob, document: bytes, root: etree._Element,
         return facts
     try:
         checked, position = signxml_input(document, root, signature, index)
-        _Utf8XAdESVerifier(position).verify(checked, x509_cert=cert)
+        # Every reference of SignedInfo is checked; signxml only wants to know how many
+        # there are (it assumes one per document plus the SignedProperties otherwise).
+        references = len(signature.findall("ds:SignedInfo/ds:Reference", NS))
+        _Utf8XAdESVerifier(position).verify(checked, x509_cert=cert, uri_resolver=resolver,
+                                            expect_references=references)
     except sx_errors.InvalidDigest as exc:
         facts.verdict = _verdict(AdESFailure.HASH_FAILURE, str(exc))
         return facts
@@ -249,9 +270,59 @@ async def _verify_one(job: KeylessJob, document: bytes, root: etree._Element,
         facts.best_signature_time = moment or dt.datetime.now(dt.UTC)
         facts.verdict, path, revocation = await _path(job, session, cert, moment, claimed,
                                                       embedded)
+        if level == "B-LTA" and facts.verdict.indication == PASSED:
+            facts.verdict = await _archive_verdict(job, session, root, signature, resolver,
+                                                   embedded) or facts.verdict
     facts.chain = chain_facts(path)
     facts.revocation = revocation
     return facts
+
+
+def _before(root: etree._Element, signature: etree._Element, stamp: etree._Element
+            ) -> tuple[etree._Element, etree._Element]:
+    """A copy of the document with ``stamp`` and every unsigned signature property after
+    it taken out: the signature as it stood when that archive time-stamp was made."""
+    copy = etree.fromstring(etree.tostring(root, encoding="utf-8"), parser=etree.XMLParser(
+        resolve_entities=False, no_network=True, huge_tree=False))
+    copied = follow(copy, element_path(stamp))
+    props = copied.getparent()
+    assert props is not None
+    for later in [copied, *copied.itersiblings()]:
+        props.remove(later)
+    return copy, follow(copy, element_path(signature))
+
+
+async def _archive_verdict(job: KeylessJob, session: Any, root: etree._Element,
+                           signature: etree._Element, resolver: Resolver | None,
+                           embedded: Embedded) -> Verdict | None:
+    """The verdict of the first xadesv141:ArchiveTimeStamp that fails (None: all hold),
+    each recomputed over the signature as it was before it (agent/verify/archive.py)."""
+    props = signature.find(".//xades:UnsignedSignatureProperties", NS)
+    stamps = [] if props is None else props.findall("xades141:ArchiveTimeStamp", NS)
+    context = _context(job, session, None, embedded)
+    for stamp in stamps:
+        node = stamp.find("xades:EncapsulatedTimeStamp", NS)
+        try:
+            token = cms.ContentInfo.load(base64.b64decode("".join((node.text or "").split())
+                                                          if node is not None else ""))
+        except ValueError:
+            token = None
+        md = token_digest_algorithm(token) if token is not None else None
+        if token is None or md not in ("sha256", "sha384", "sha512"):
+            return _verdict(AdESFailure.FORMAT_FAILURE, "an archive time-stamp is unreadable")
+        copy, copied = _before(root, signature, stamp)
+        try:
+            if resolver is None:
+                digest = hashlib.new(md, archive_input(copy, copied, None)).digest()
+            else:
+                digest = archive_digest(copy, copied, lambda uri: [resolver(uri) or b""], md)
+        except Unsupported as exc:  # a reference no longer matches what it covers
+            return _verdict(AdESFailure.HASH_FAILURE, f"archive time-stamp: {exc}")
+        result = await check_token(token, context, constant_imprint(digest),
+                                   "archive time-stamp")
+        if isinstance(result, Verdict):
+            return result
+    return None
 
 
 def _verdict(subindic: AdESSubIndic, message: str | None = None) -> Verdict:
