@@ -132,6 +132,19 @@ class _Utf8XAdESSigner(XAdESSigner):
     data_references: list[DataReference] | None = None
     mime_type: str = XML_MIME_TYPE
 
+    def get_root(self, data: Any) -> Any:
+        # signxml copies the document twice (serialise, re-parse): once to put the
+        # signature in, once as the input of its reference's digest.  With
+        # ``data_references`` (every enveloped signature here) the reference's digest is
+        # ours, so the second copy is unused; and the first protects a node from its
+        # parents' namespace declarations, which the root of the tree that
+        # ``_build_xades`` has just parsed for this one signature does not have.  It is
+        # signed in place instead: two serialisations and parses less per document.
+        if self.data_references is not None and isinstance(data, etree._Element) \
+                and data.getparent() is None:
+            return data
+        return super().get_root(data)  # type: ignore[no-untyped-call]
+
     def _build_sig(self, sig_root: Any, references: Any, c14n_inputs: Any,
                    inclusive_ns_prefixes: Any, exclude_c14n_transform_element: bool = False
                    ) -> Any:

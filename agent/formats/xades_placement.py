@@ -212,7 +212,9 @@ def signatures_broken_by(root: etree._Element, changed: etree._Element,
     would break: those with a same-document reference covering ``changed`` that does not
     exclude every signature.  ``own``: the signature being changed itself (its enveloped
     transform already takes it out of what it covers)."""
-    broken = []
+    broken: list[str] = []
+    if next(root.getroottree().iter(_SIGNATURE), None) is None:
+        return broken  # no signature to break (most documents: skip the Id index)
     place = {changed, *changed.iterancestors()}
     ids = id_index(root)
     for index, signature in enumerate(root.getroottree().iter(_SIGNATURE), start=1):

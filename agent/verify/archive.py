@@ -13,8 +13,9 @@ that otherwise passed:
   its hash index names was changed or removed after archiving): TOTAL-FAILED
   HASH_FAILURE;
 * a token that cannot be read: TOTAL-FAILED FORMAT_FAILURE;
-* a token whose own signature is invalid: INDETERMINATE NO_POE (it proves nothing, but
-  says nothing against the signature either);
+* a token whose own signature is invalid, or (XAdES) whose input uses a transform the
+  archive code does not process: INDETERMINATE NO_POE (it proves nothing, but says
+  nothing against the signature either);
 * a token whose TSA path does not validate: INDETERMINATE with that path's
   sub-indication (e.g. NO_CERTIFICATE_CHAIN_FOUND)."""
 

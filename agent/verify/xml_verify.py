@@ -316,8 +316,12 @@ async def _archive_verdict(job: KeylessJob, session: Any, root: etree._Element,
                 digest = hashlib.new(md, archive_input(copy, copied, None)).digest()
             else:
                 digest = archive_digest(copy, copied, lambda uri: [resolver(uri) or b""], md)
-        except Unsupported as exc:  # a reference no longer matches what it covers
-            return _verdict(AdESFailure.HASH_FAILURE, f"archive time-stamp: {exc}")
+        except Unsupported as exc:
+            # A transform the archive input's code does not process (the references
+            # themselves matched for signxml already): the time-stamp cannot be checked,
+            # so it proves nothing — not that anything changed.
+            return _verdict(AdESIndeterminate.NO_POE,
+                            f"the archive time-stamp cannot be checked: {exc}")
         result = await check_token(token, context, constant_imprint(digest),
                                    "archive time-stamp")
         if isinstance(result, Verdict):
