@@ -119,8 +119,8 @@ def _parser() -> argparse.ArgumentParser:
 
     extend_arguments(extend)
 
-    verify = command("verify", _("verify the signatures of a signed file (CMS, PDF or "
-                                 "XML) and show the verdict on each"))
+    verify = command("verify", _("verify the signatures of a signed file (CMS, PDF, XML "
+                                 "or ASiC-E) and show the verdict on each"))
     verify.add_argument("file", type=Path, metavar="FILE")
     verify.add_argument("--data", type=Path, metavar="DETACHED",
                         help=_("the signed content of a detached CMS signature"))

@@ -433,6 +433,11 @@ class DocumentsConfig(_Section):
     max_container_name_bytes: int = Field(
         default=255, ge=16, le=1024,
         description="Longest name (UTF-8 bytes) of a file or entry in a container.")
+    max_verified_signatures: int = Field(
+        default=32, ge=1, le=1000,
+        description="Signatures of one file signature.verify and imza-agent verify check "
+                    "(CMS signers, PDF signature fields, XML signatures, the signatures "
+                    "of an ASiC-E container); a file with more is UNSUPPORTED.")
 
 
 class AtrRule(_Section):

@@ -242,6 +242,18 @@ def check_pdf_trees(root: Any, caps: StructureCaps) -> None:
 def check_xml_structure(document: bytes, caps: StructureCaps) -> None:
     """One streaming pass that counts namespace declarations and elements, with the same
     parser settings as the signing parse (no entities, no network, no huge trees)."""
+    _count_xml(document, caps, keep=False)
+
+
+def parse_xml_counted(document: bytes, caps: StructureCaps) -> Any:
+    """The document's root element, parsed as the signing parse does (the same settings;
+    comments kept) in the pass that counts it against ``caps``: a document is parsed once,
+    not counted and then parsed.  The tree stops growing where a cap is passed, so it is
+    never larger than the one a passed check would let the signing parse build."""
+    return _count_xml(document, caps, keep=True)
+
+
+def _count_xml(document: bytes, caps: StructureCaps, *, keep: bool) -> Any:
     from lxml import etree
 
     declarations = elements = 0
@@ -261,9 +273,11 @@ def check_xml_structure(document: bytes, caps: StructureCaps) -> None:
                 if elements > caps.xml_elements:
                     raise TooLarge(f"the XML document has more than {caps.xml_elements} "
                                    "elements")
-                node.clear(keep_tail=True)  # the tree itself is not needed here
+                if not keep:
+                    node.clear(keep_tail=True)  # the tree itself is not needed here
     except etree.XMLSyntaxError as exc:
         raise xml_syntax_refusal(exc) from exc
+    return events.root if keep else None
 
 
 NAMESPACE_IRI_REFUSED = ("the document's namespace names must be ASCII URIs: XML "

@@ -20,7 +20,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import agent
 from agent.formats.document_caps import StructureCaps
@@ -75,27 +75,44 @@ def sniff(data: bytes, *, whole: bool = True) -> Sniffed:
 # --- XML: in the preview process --------------------------------------------------------
 
 def indented_xml(document: bytes, limit: int, caps: StructureCaps, *,
-                 enveloped: bool, checked: bool = False) -> bytes | None:
+                 enveloped: bool) -> bytes | None:
     """UTF-8 text of what the signature covers, indented; the unindented text when the
     indentation would pass ``limit`` bytes; None when even that does not fit.
 
     Comments are left out: the signature's canonical form (C14N without comments) does
     not cover them, so a comment must not look like signed text.  For an enveloped
     signature signxml puts the signature where a ``ds:Signature Id="placeholder"``
-    stands, which is therefore not covered either.
-
-    ``checked``: the caller (a batch's document worker) has just counted this very
-    document against ``caps`` (``check_xml_structure``) and not parsed it since."""
+    stands, which is therefore not covered either."""
     from lxml import etree
 
     from agent.formats.document_caps import check_xml_structure
 
-    if not checked:
-        check_xml_structure(document, caps)
+    check_xml_structure(document, caps)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                              huge_tree=False, remove_blank_text=False, remove_comments=True)
     root = etree.fromstring(document, parser=parser)
-    tree = root.getroottree()
+    return _indented(root.getroottree(), limit, enveloped=enveloped)
+
+
+def indented_tree(parsed: Any, limit: int, *, enveloped: bool) -> bytes | None:
+    """``indented_xml`` of a document the caller parsed with comments
+    (``parse_xml_counted``, a batch's worker): the same text, made from a copy of its tree
+    with the comments taken out, not from a second parse.  ``parsed`` is not changed."""
+    import copy
+
+    from lxml import etree
+
+    if parsed.getroottree().docinfo.doctype:  # the signing parse refuses these too
+        return None
+    tree = copy.deepcopy(parsed.getroottree())
+    etree.strip_elements(tree, etree.Comment, with_tail=False)  # as remove_comments
+    return _indented(tree, limit, enveloped=enveloped)
+
+
+def _indented(tree: Any, limit: int, *, enveloped: bool) -> bytes | None:
+    from lxml import etree
+
+    root = tree.getroot()
     if tree.docinfo.doctype:  # the signing parse refuses these too
         return None
     if enveloped:

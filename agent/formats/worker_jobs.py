@@ -15,7 +15,7 @@ from cryptography import x509
 from agent.errors import AgentError, InternalError
 from agent.formats import worker_wire
 from agent.formats.anchors import Anchors
-from agent.formats.document_caps import check_xml_structure
+from agent.formats.document_caps import parse_xml_counted
 from agent.formats.job import FormatJob, KeylessJob
 
 # Items of a batch prepared at once before the confirmation (parsing, trial time-stamps,
@@ -246,10 +246,11 @@ async def run_batch(request: dict[str, Any], fd: int, stdin: BinaryIO) -> list[b
         try:
             args = item["args"]
             if index in previews:
-                # The caps counted once for the preview and the signature (the same bytes).
-                check_xml_structure(args["document"], caps)
-                args = {**args, "structure_checked": True}
-                text = xml_preview(args["document"], *previews[index], caps)
+                # One parse, counted against the caps as it goes, for the preview and
+                # the signature (the same bytes).
+                parsed = parse_xml_counted(args["document"], caps)
+                args = {**args, "parsed": parsed}
+                text = xml_preview(parsed, *previews[index])
                 if text is not None:
                     channel.previews[index] = text
             document = await build(item["kind"], job_from_request(item["job"], signer),
@@ -269,16 +270,15 @@ async def run_batch(request: dict[str, Any], fd: int, stdin: BinaryIO) -> list[b
     return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
 
 
-def xml_preview(document: bytes, enveloped: bool, limit: int, caps: Any) -> bytes | None:
-    """What the dialog shows of an XML item (``agent.formats.preview.indented_xml``, as a
-    single document's preview process makes it), made here from the bytes this worker
-    signs, whose structure was just counted; None (size and SHA-256 only) when the
-    document gives none."""
-    from agent.formats.preview import indented_xml
+def xml_preview(parsed: Any, enveloped: bool, limit: int) -> bytes | None:
+    """What the dialog shows of an XML item (the text ``agent.formats.preview.indented_xml``
+    makes, as a single document's preview process shows it), made here from the parse of
+    the bytes this worker signs; None (size and SHA-256 only) when it gives none."""
+    from agent.formats.preview import indented_tree
 
     try:
-        return indented_xml(document, limit, caps, enveloped=enveloped, checked=True)
-    except Exception:  # not well-formed, over the caps: the build will say why
+        return indented_tree(parsed, limit, enveloped=enveloped)
+    except Exception:  # a DOCTYPE, say: the build will say why
         return None
 
 

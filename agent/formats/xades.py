@@ -43,7 +43,7 @@ from agent.errors import AgentError, Unsupported
 from agent.formats.digests import digest_for
 from agent.formats.document_caps import (
     StructureCaps,
-    check_xml_structure,
+    parse_xml_counted,
     xml_syntax_refusal,
 )
 from agent.formats.job import FormatJob
@@ -230,6 +230,10 @@ def _parse(document: bytes) -> etree._Element:
         root = etree.fromstring(document, parser=parser)
     except etree.XMLSyntaxError as exc:
         raise xml_syntax_refusal(exc) from exc
+    return _without_doctype(root)
+
+
+def _without_doctype(root: etree._Element) -> etree._Element:
     if root.getroottree().docinfo.doctype:
         # DTDs invite entity tricks and change what is signed; portals do not need them.
         raise Unsupported("XML documents with a DOCTYPE are not signed")
@@ -276,18 +280,19 @@ async def build_xades_here(job: FormatJob, document: bytes, level: str, mode: st
                            caps: StructureCaps | None = None,
                            placement: dict[str, Any] | None = None,
                            references: list[str] | None = None,
-                           structure_checked: bool = False) -> bytes:
+                           parsed: etree._Element | None = None) -> bytes:
     """``build_xades`` in this process: what a document worker runs.
-    ``structure_checked``: the worker has counted this very document against ``caps``
-    already (a batch item, before its preview), so it is not counted twice."""
-    # Counted in a streaming pass before signxml's canonicalisation, whose time grows
-    # with the square of the namespace declarations times the elements.
-    if not structure_checked:
-        check_xml_structure(document, caps or StructureCaps())
+    ``parsed``: this very document as ``parse_xml_counted`` gave it to the worker (a
+    batch item, whose preview came from the same parse), unchanged since."""
+    # Counted in a streaming pass (which builds the tree as it goes) before signxml's
+    # canonicalisation, whose time grows with the square of the namespace declarations
+    # times the elements.
+    root = _without_doctype(parsed if parsed is not None
+                            else parse_xml_counted(document, caps or StructureCaps()))
     if mode != "enveloped" and (placement is not None or references is not None):
         raise Unsupported("placement and references apply to enveloped signatures only")
     try:
-        return await _build_xades(job, document, level, mode, digest_algorithm,
+        return await _build_xades(job, document, root, level, mode, digest_algorithm,
                                   placement, references)
     except AgentError:
         raise
@@ -296,10 +301,10 @@ async def build_xades_here(job: FormatJob, document: bytes, level: str, mode: st
         raise Unsupported("the document could not be processed as XML") from None
 
 
-async def _build_xades(job: FormatJob, document: bytes, level: str, mode: str,
-                       digest_algorithm: str | None, placement: dict[str, Any] | None,
+async def _build_xades(job: FormatJob, document: bytes, root: etree._Element, level: str,
+                       mode: str, digest_algorithm: str | None,
+                       placement: dict[str, Any] | None,
                        references: list[str] | None) -> bytes:
-    root = _parse(document)
     md = digest_for(job.certificate, digest_algorithm)
     if md not in XML_DIGESTS:
         raise Unsupported(f"digest algorithm {md} is not supported")

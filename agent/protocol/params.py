@@ -280,3 +280,6 @@ class AuthLoginParams(WireModel):
 DOCUMENT_FIELDS: dict[str, str] = {"sign.pdf": "pdf", "sign.cms": "data",
                                    "signature.extend": "signature",
                                    "signature.verify": "signature"}
+# Further members of a document method whose decoded sizes count with its document's
+# against max_document_bytes (the detached content of a signature to verify).
+DOCUMENT_EXTRA_FIELDS: dict[str, tuple[str, ...]] = {"signature.verify": ("data",)}

@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.errors import TooLarge
 from agent.protocol import jsonrpc
-from agent.protocol.params import DOCUMENT_FIELDS
+from agent.protocol.params import DOCUMENT_EXTRA_FIELDS, DOCUMENT_FIELDS
 
 
 def too_large(msg_id: jsonrpc.JsonRpcId | None, limit: int, what: str) -> str:
@@ -49,9 +49,13 @@ def prepare_document(message: jsonrpc.Request, max_document_bytes: int) -> str |
     value = params.get(field)
     if not isinstance(value, str):
         return None
-    if decoded_size(value) > max_document_bytes:
+    extras = [name for name in DOCUMENT_EXTRA_FIELDS.get(message.method, ())
+              if isinstance(params.get(name), str)]
+    if decoded_size(value) + sum(decoded_size(params[name]) for name in extras) \
+            > max_document_bytes:
         return too_large(message.id, max_document_bytes, "the document")
     # Not standard base64: left as it is, for the params model to say so.
-    with contextlib.suppress(binascii.Error, ValueError):
-        params[field] = binascii.a2b_base64(value, strict_mode=True)
+    for name in (field, *extras):
+        with contextlib.suppress(binascii.Error, ValueError):
+            params[name] = binascii.a2b_base64(params[name], strict_mode=True)
     return None
