@@ -43,8 +43,6 @@ from agent_process import AgentProcess, _tree, process_cpu, rpc, write_files  # 
 from testbed.pki import build_pki  # noqa: E402
 from testbed.softhsm import SoftHsmBed, build_softhsm  # noqa: E402
 
-from agent.formats.isolation import SPLIT_AT  # noqa: E402
-
 BAR_RATIO = 1.5
 BAR_PER_MINUTE = 120
 IDENTITIES = {"rsa": "rsa_sign", "ec": "ec_sign"}
@@ -199,16 +197,12 @@ async def settle(pid: int, quiet: float = 0.01, limit: float = 30.0) -> None:
 
 async def through_agent(bed: SoftHsmBed, identity: str, invoices: list[bytes], rounds: int,
                         base: Path, plain_round: Callable[[], Figures],
-                        profile: Path | None = None, warm_workers: int | None = None
-                        ) -> tuple[list[Figures], list[Figures]]:
+                        profile: Path | None = None) -> tuple[list[Figures], list[Figures]]:
     """Each round, the plain loop and then one ``sign.batch`` of every invoice (after a
     warm-up): interleaved, so both meet the same load of a shared machine."""
     spec = bed.objects[identity].token
     holder = bed.identity(identity).common_name
     config, policy = write_files(base, bed.module, holder, spec.pin, journal=True)
-    if warm_workers is not None:  # 2: a batch of 24 or more is built in two workers
-        with config.open("a", encoding="utf-8") as out:
-            out.write(f"[documents]\nwarm_workers = {warm_workers}\n")
     prefix = [str(REPO / "bench" / "profile_daemon.py"), str(profile)] if profile else []
     agent = AgentProcess(base / "agent-home", config, policy,
                          dict(bed.env), prefix=prefix)
@@ -240,12 +234,16 @@ async def through_agent(bed: SoftHsmBed, identity: str, invoices: list[bytes], r
                 assert all(b"SignatureValue" in base64.b64decode(r["xml"])
                            for r in result["results"])
             return plain, times
+    except RuntimeError:  # the agent answered an error: its log says why
+        log = base / "agent-home.log"
+        if log.exists():
+            print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise
     finally:
         agent.stop()
 
 
-async def main(count: int, rounds: int, key: str, profile: Path | None = None,
-               warm_workers: int | None = None) -> int:
+async def main(count: int, rounds: int, key: str, profile: Path | None = None) -> int:
     identity = IDENTITIES[key]
     invoices = [invoice(n) for n in range(1, count + 1)]
     with tempfile.TemporaryDirectory(prefix="imza-bench-batch-") as tmp:
@@ -253,7 +251,7 @@ async def main(count: int, rounds: int, key: str, profile: Path | None = None,
         bed = build_softhsm(base / "softhsm", build_pki())
         plain, agent = await through_agent(
             bed, identity, invoices, rounds, base,
-            lambda: plain_loop(bed, identity, invoices), profile, warm_workers)
+            lambda: plain_loop(bed, identity, invoices), profile)
     plain_s = statistics.median(f.wall for f in plain)
     agent_s = statistics.median(f.wall for f in agent)
     # Each agent round against the plain round just before it (the same load).
@@ -269,8 +267,7 @@ async def main(count: int, rounds: int, key: str, profile: Path | None = None,
     print("|---|---|---|")
     print(f"| signxml + python-pkcs11, plain loop, logged in once | {plain_s:.2f} s | "
           f"{plain_rate:,.0f} |")
-    workers = "two workers" if (warm_workers or 1) >= 2 and count >= SPLIT_AT else "one worker"
-    print(f"| agent, one sign.batch (one dialog, one login, {workers}) | {agent_s:.2f} s | "
+    print(f"| agent, one sign.batch (one dialog, one login, one worker) | {agent_s:.2f} s | "
           f"{agent_rate:,.0f} |")
     print(f"| ratio agent / plain loop (bar ≤ {BAR_RATIO}×) | {ratio:.2f}× | "
           f"{'meets' if ratio <= BAR_RATIO else 'misses'} the bar |")
@@ -294,8 +291,5 @@ if __name__ == "__main__":
     parser.add_argument("--key", choices=sorted(IDENTITIES), default="rsa")
     parser.add_argument("--profile", type=Path,
                         help="run the agent under cProfile, writing its profile here")
-    parser.add_argument("--warm-workers", type=int,
-                        help="[documents] warm_workers (default: the agent's default, 1)")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.invoices, args.rounds, args.key, args.profile,
-                              args.warm_workers)))
+    sys.exit(asyncio.run(main(args.invoices, args.rounds, args.key, args.profile)))

@@ -11,7 +11,6 @@ import base64
 import logging
 import os
 import signal
-import subprocess
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -47,7 +46,6 @@ from agent.formats.document_caps import (
     declared_xref_entries,
 )
 from agent.formats.isolation import (
-    SPLIT_AT,
     DocumentWorkers,
     Worker,
     WorkerLimits,
@@ -370,119 +368,31 @@ def _xades_config() -> Any:
     return SignatureConfiguration(expect_references=3)
 
 
-async def _two_warm_spares(pool: DocumentWorkers) -> None:
-    """One document first (the pool keeps spares only after one), then both spares up."""
-    await pool.run("xml", SoftSigner().job(),
-                   {"document": XML, "level": "B-B", "mode": "enveloped"})
-    while len(pool._spares) < 2 or not all(s.done() for s in pool._spares):
-        await asyncio.sleep(0.05)
-
-
-def _shape(document: bytes) -> list[tuple[str, tuple[str, ...]]]:
-    """What a signed invoice is made of, without its values: each element's name and its
-    attributes' names (the time, the digests and the values differ between signatures)."""
-    from lxml import etree
-
-    return [(str(e.tag), tuple(sorted(e.attrib))) for e in etree.fromstring(document).iter()]
-
-
-@pytest.mark.verifiers
-async def test_a_large_batch_is_built_in_two_warm_workers_under_one_confirmation(
-        tmp_path: Path) -> None:
-    """With two warm spares, a batch of ``SPLIT_AT`` items or more is split between two
-    workers: both are serving when the one dialog opens, which shows the previews of
-    both halves (each of its own item) and comes before any signature; every document is
-    its own invoice, verified by xmlsec1, shaped as one worker makes it."""
-    pool = DocumentWorkers(WorkerLimits(warm_workers=2))
+async def test_a_batch_item_previewed_is_counted_against_the_caps_in_its_one_parse() -> None:
+    """The worker parses an item it previews once, counting it as it goes: an item over
+    the caps is refused (TOO_LARGE, by its index) before any dialog, and no text of it
+    travels; the items before it were fine."""
+    caps = StructureCaps(xml_namespace_declarations=8)
+    pool = DocumentWorkers(WorkerLimits(warm_workers=0, caps=caps))
     signer = SoftSigner()
-    count = SPLIT_AT + 3
-    documents = [_invoice(n) for n in range(count)]
+    documents = [_invoice(0), namespace_xml(9), _invoice(2)]
     items = [("xml", signer.job(), {"document": d, "level": "B-B", "mode": "enveloped"})
              for d in documents]
-    last = count - 1
-    previews = WorkerPreviews({0: (documents[0], True, 4096),
-                               last: (documents[last], True, 4096),
-                               last - 1: (documents[last - 1], True, 8)})  # does not fit
-    serving_at_confirm: list[int] = []
-    confirm = signer.confirm
-
-    async def confirming() -> None:
-        serving_at_confirm.append(len(pool.current))
-        assert previews.texts.done()
-        await confirm()
-
-    signer.confirm = confirming  # type: ignore[method-assign]
+    previews = WorkerPreviews({i: (d, True, 1 << 20) for i, d in enumerate(documents)})
     try:
-        await _two_warm_spares(pool)
-        signer.events.clear()
-        signed = await pool.run_batch(items, previews)
-        assert serving_at_confirm == [2]
-        assert signer.events[0] == "confirm" and signer.events.count("confirm") == 1
-        assert signer.events.count("sign") == count
-        caps = StructureCaps()
-        assert previews.texts.result() == {
-            0: indented_xml(documents[0], 4096, caps, enveloped=True),
-            last: indented_xml(documents[last], 4096, caps, enveloped=True)}
-        assert f"EFT{last:06d}".encode() in previews.texts.result()[last]
-        pem = tmp_path / "signer.pem"
-        pem.write_bytes(signer.cert.public_bytes(Encoding.PEM))
-        for number, document in enumerate(signed):
-            assert f"<ID>EFT{number:06d}</ID>".encode() in document
-        for number in (0, SPLIT_AT // 2, last):  # each half, xmlsec1 as a relying party
-            path = tmp_path / f"signed-{number}.xml"
-            path.write_bytes(signed[number])
-            done = subprocess.run(
-                ["xmlsec1", "--verify", "--trusted-pem", str(pem),
-                 "--id-attr:Id", "http://uri.etsi.org/01903/v1.3.2#:SignedProperties",
-                 "--id-attr:Id", "http://www.w3.org/2000/09/xmldsig#:KeyInfo", str(path)],
-                capture_output=True, text=True, check=False, timeout=60)
-            assert done.returncode == 0 and "OK" in done.stdout + done.stderr, \
-                done.stdout + done.stderr
-        # The same batch in one worker: the same kind of document, item by item.
-        alone = DocumentWorkers(WorkerLimits(warm_workers=0))
-        try:
-            one = await alone.run_batch(items[:SPLIT_AT // 2 + 1])
-        finally:
-            await alone.close()
-        assert alone.started == 1
-        assert [_shape(d) for d in one] == [_shape(d) for d in signed[:SPLIT_AT // 2 + 1]]
-        assert _shape(signed[last]) == _shape(one[0])
-    finally:
-        await pool.close()
-
-
-async def test_a_batch_split_between_workers_fails_whole_before_the_dialog() -> None:
-    """An item of the second half that cannot be signed: no dialog, no signature, and
-    the error names the item by its place in the batch."""
-    pool = DocumentWorkers(WorkerLimits(warm_workers=2))
-    signer = SoftSigner()
-    count = SPLIT_AT + 1
-    items = [("xml", signer.job(), {"document": _invoice(n), "level": "B-B",
-                                    "mode": "enveloped"}) for n in range(count)]
-    bad = count - 2
-    items[bad] = ("xml", signer.job(), {"document": b"<Invoice><ID>", "level": "B-B",
-                                        "mode": "enveloped"})
-    serving: list[int] = []
-    try:
-        await _two_warm_spares(pool)
-        signer.events.clear()
-        with pytest.raises(Unsupported) as caught:
-            await pool.run_batch(items)
-        assert caught.value.data["item"] == bad
-        assert signer.events == []
-        # Fewer items than SPLIT_AT: one worker, though two spares wait.
-        while len(pool._spares) < 2 or not all(s.done() for s in pool._spares):
-            await asyncio.sleep(0.05)
-        confirm = signer.confirm
-
-        async def confirming() -> None:
-            serving.append(len(pool.current))
-            await confirm()
-
-        signer.confirm = confirming  # type: ignore[method-assign]
-        small = [item for i, item in enumerate(items) if i != bad][:SPLIT_AT - 1]
-        assert len(await pool.run_batch(small)) == SPLIT_AT - 1
-        assert serving == [1]
+        with pytest.raises(TooLarge) as caught:
+            await pool.run_batch(items, previews)
+        assert caught.value.data["item"] == 1
+        assert signer.events == [] and not previews.texts.done()
+        # Within the caps, the same items' texts come from that parse: comments out.
+        fine = [items[0], items[2]]
+        shown = WorkerPreviews({0: (documents[0], True, 1 << 20),
+                                1: (documents[2], True, 1 << 20)})
+        assert len(await pool.run_batch(fine, shown)) == 2
+        assert shown.texts.result() == {
+            0: indented_xml(documents[0], 1 << 20, caps, enveloped=True),
+            1: indented_xml(documents[2], 1 << 20, caps, enveloped=True)}
+        assert all(b"not signed" not in text for text in shown.texts.result().values())
     finally:
         await pool.close()
 

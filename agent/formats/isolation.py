@@ -305,8 +305,8 @@ def _der(cert: Any) -> bytes:
 def job_payload(job: FormatJob | KeylessJob,
                 ders: dict[int, bytes] | None = None) -> dict[str, Any]:
     """The job's facts as the worker needs them (its ``sign`` stays here).  ``ders``: a
-    batch's certificates already encoded, by object: its items share them, and the same
-    bytes object is pickled once."""
+    batch's certificates already encoded, by object: its items share them, so each is
+    encoded once and pickled once (the same bytes object), not once per item."""
     if ders is not None and isinstance(job, FormatJob):
         def der(cert: Any) -> bytes:
             return ders.get(id(cert)) or ders.setdefault(id(cert), _der(cert))
@@ -405,55 +405,6 @@ def _split_results(data: bytes, sizes: object, count: int) -> list[bytes]:
     return out
 
 
-# A batch of at least this many items is built in two workers when two warm spares are
-# idle (``DocumentWorkers._parts``): below it, the second worker's messages and previews
-# cost about what its half of the items saves.
-SPLIT_AT = 24
-
-
-class _Together:
-    """One confirmation for the parts of a batch built in several workers: the dialog
-    opens once every part asked for it (every item of the batch checked and prepared,
-    every preview made), and each part goes on once the user confirmed.  A part that
-    fails first means no dialog: its error ends the batch (``run_batch``)."""
-
-    def __init__(self, parts: int, sign: Any, previews: WorkerPreviews | None) -> None:
-        self.waiting = parts
-        self.sign = sign
-        self.previews = previews
-        self.texts: dict[int, bytes] = {}
-        self.all_ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.confirmed: asyncio.Task[None] | None = None
-        # One part's signatures at a time through the request's token session (the
-        # session's PIN handling assumes one caller at a time; the token is one anyway).
-        self.signing = asyncio.Lock()
-
-    def part_previews(self, part: range) -> WorkerPreviews:
-        """A part's previews, renumbered into the batch's items as they come."""
-        return _PartPreviews(wanted={}, together=self, part=part)
-
-    async def confirm(self) -> None:
-        self.waiting -= 1
-        if self.waiting == 0:
-            if self.previews is not None:  # the dialog shows every part's texts
-                self.previews.deliver(self.texts)
-            self.confirmed = asyncio.ensure_future(confirm(self.sign))
-            self.all_ready.set_result(None)
-        await asyncio.shield(self.all_ready)
-        assert self.confirmed is not None
-        await asyncio.shield(self.confirmed)
-
-
-@dataclass
-class _PartPreviews(WorkerPreviews):
-    together: _Together | None = None
-    part: range = range(0)
-
-    def deliver(self, texts: dict[int, bytes]) -> None:
-        assert self.together is not None
-        self.together.texts.update({self.part[i]: text for i, text in texts.items()})
-
-
 class DocumentWorkers:
     """The daemon's document workers; see the module docstring."""
 
@@ -490,71 +441,18 @@ class DocumentWorkers:
             if 0 <= index < len(items) and items[index][0] == "xml" \
                     and items[index][2].get("document") == document:
                 asked[index] = limit
-        parts = self._parts(len(items))
-        if len(parts) == 1:
-            message = self._batch_message(items, range(len(items)), asked, previews)
-            return await self._run(message, [job for _, job, _ in items],
-                                   (previews, asked) if previews is not None else None)
-        # Two workers, one request: one dialog once BOTH are ready, all or nothing.
-        together = _Together(len(parts), _keyed([job for _, job, _ in items], 0).sign,
-                             previews)
-
-        async def run_part(part: range) -> list[bytes]:
-            try:
-                return await self._run(
-                    self._batch_message(items, part, asked, previews),
-                    [items[i][1] for i in part],
-                    (together.part_previews(part),
-                     {part.index(i): n for i, n in asked.items() if i in part}),
-                    together)
-            except AgentError as exc:  # the worker named its own item: the batch's index
-                item = exc.data.get("item")
-                if isinstance(item, int) and not isinstance(item, bool) \
-                        and 0 <= item < len(part):
-                    exc.data["item"] = part[item]
-                raise
-
-        runs = [asyncio.ensure_future(run_part(part)) for part in parts]
-        try:
-            results = await asyncio.gather(*runs)
-        finally:
-            for run in runs:  # the first failure ends the other part too (its worker dies)
-                run.cancel()
-            if together.confirmed is not None:  # a cancelled batch closes its dialog
-                together.confirmed.cancel()
-            await asyncio.gather(*runs, return_exceptions=True)
-            with contextlib.suppress(RuntimeError):  # the spares, once every part is done
-                self._refill(self.limits)
-        return [document for part in results for document in part]
-
-    def _parts(self, count: int) -> list[range]:
-        """The batch's items split between two workers when that is quicker: at least
-        ``SPLIT_AT`` items, a second warm spare started and idle (a cold start, about
-        half a second, costs more than a batch of the allowed size saves), and room
-        under ``max_workers`` for both."""
-        ready = [s for s in self._spares if s.done() and not s.cancelled()
-                 and s.exception() is None and s.result().proc.returncode is None]
-        if count < SPLIT_AT or len(ready) < 2 or self.active + 2 > self.limits.max_workers:
-            return [range(count)]
-        half = (count + 1) // 2
-        return [range(half), range(half, count)]
-
-    @staticmethod
-    def _batch_message(items: Sequence[tuple[str, FormatJob, dict[str, Any]]],
-                       part: range, asked: dict[int, int],
-                       previews: WorkerPreviews | None) -> dict[str, Any]:
-        """The "batch" for the items of ``part``, numbered from 0 in that worker."""
-        ders: dict[int, bytes] = {}
-        return {"op": "batch", "items": [
-            {"kind": items[i][0], "args": items[i][2], "job": job_payload(items[i][1], ders)}
-            for i in part],
-            "previews": [[part.index(index), previews.wanted[index][1], limit]
-                         for index, limit in asked.items() if index in part]
-            if previews is not None else []}
+        ders: dict[int, bytes] = {}  # the items' certificates are the same objects
+        message = {"op": "batch", "items": [
+            {"kind": kind, "args": args, "job": job_payload(job, ders)}
+            for kind, job, args in items],
+            "previews": [[index, previews.wanted[index][1], limit]
+                         for index, limit in asked.items()] if previews is not None else []}
+        return await self._run(message, [job for _, job, _ in items],
+                               (previews, asked) if previews is not None else None)
 
     async def _run(self, message: dict[str, Any], jobs: Sequence[FormatJob | KeylessJob],
-                   previews: tuple[WorkerPreviews, dict[int, int]] | None = None,
-                   together: _Together | None = None) -> list[bytes]:
+                   previews: tuple[WorkerPreviews, dict[int, int]] | None = None
+                   ) -> list[bytes]:
         limits = self.limits
         if self.active >= limits.max_workers:
             raise Busy("too many documents are being prepared at once; try again")
@@ -565,10 +463,10 @@ class DocumentWorkers:
             self.current.add(worker)
             if message["op"] != "batch":
                 self._refill(limits)
-            return await self._serve(worker, limits, message, jobs, previews, together)
+            return await self._serve(worker, limits, message, jobs, previews)
         finally:
             self.active -= 1
-            if message["op"] == "batch" and worker is not None and together is None:
+            if message["op"] == "batch" and worker is not None:
                 # A batch keeps the CPU busy: its spare starts once it is done, rather
                 # than slowing it down by loading Python and pyHanko beside it.
                 with contextlib.suppress(RuntimeError):
@@ -592,13 +490,11 @@ class DocumentWorkers:
 
     async def _serve(self, worker: Worker, limits: WorkerLimits, message: dict[str, Any],
                      jobs: Sequence[FormatJob | KeylessJob],
-                     previews: tuple[WorkerPreviews, dict[int, int]] | None = None,
-                     together: _Together | None = None) -> list[bytes]:
+                     previews: tuple[WorkerPreviews, dict[int, int]] | None = None
+                     ) -> list[bytes]:
         """The worker's requests until its answer: the confirmation (dialog, PIN, login:
         D3, before the builder takes its signing time) with a batch's previews, then the
-        items' signatures (as many exchanges as the worker likes, each item once).
-        ``together``: this worker builds one part of a batch; the confirmation is the
-        batch's, once every part asked for it."""
+        items' signatures (as many exchanges as the worker likes, each item once)."""
         worker.send({**message, "caps": limits.caps})
         signed: set[int] = set()
         while True:
@@ -609,18 +505,11 @@ class DocumentWorkers:
                     wanted, asked = previews
                     wanted.deliver(checked_previews(answer, asked))
                 # The dialog and the token: here, in the daemon, with no clock running.
-                if together is not None:
-                    await together.confirm()
-                else:
-                    await confirm(_keyed(jobs, 0).sign)
+                await confirm(_keyed(jobs, 0).sign)
                 worker.send({"op": "confirmed"})
             elif kind_of_answer == "sign":
                 requests = self._sign_requests(answer, len(jobs), signed)
-                if together is not None:
-                    async with together.signing:
-                        signatures = await _sign_together(jobs, requests)
-                else:
-                    signatures = await _sign_together(jobs, requests)
+                signatures = await _sign_together(jobs, requests)
                 worker.send({"op": "signatures", "values": signatures})
             elif kind_of_answer == "done":
                 data = await worker.read_result(answer.get("bytes"))
