@@ -37,6 +37,7 @@ class StructureCaps:
     container_unpacked_bytes: int = 256 * 1024 * 1024
     container_ratio: int = 100
     container_name_bytes: int = 255
+    verified_signatures: int = 32
 
 
 # --- PDF: what the raw bytes declare ---------------------------------------------------

@@ -125,7 +125,8 @@ def limits_from_config(config: DocumentsConfig) -> WorkerLimits:
             container_entries=config.max_container_entries,
             container_unpacked_bytes=config.max_container_unpacked_bytes,
             container_ratio=config.max_container_ratio,
-            container_name_bytes=config.max_container_name_bytes))
+            container_name_bytes=config.max_container_name_bytes,
+            verified_signatures=config.max_verified_signatures))
 
 
 class WorkerDied(Exception):

@@ -192,6 +192,9 @@ def _excludes_signatures(transforms: list[etree._Element]) -> bool:
     return False
 
 
+excludes_signatures = _excludes_signatures  # public: agent/verify/xml_verify.py
+
+
 def id_index(root: etree._Element) -> dict[str, list[etree._Element]]:
     """Every element by its Id and ID attributes, in one pass (one lookup per reference
     then, however many signatures and references a document has)."""

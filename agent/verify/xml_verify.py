@@ -37,8 +37,13 @@ from agent.formats.job import KeylessJob
 from agent.formats.revocation import SessionFetcherBackend, to_asn1
 from agent.formats.xades import _parse
 from agent.formats.xades_ltv import archive_input
-from agent.formats.xades_placement import _excludes_signatures as excludes_signatures
-from agent.formats.xades_placement import element_path, follow, id_index, remove_keeping_tail
+from agent.formats.xades_placement import (
+    element_path,
+    excludes_signatures,
+    follow,
+    id_index,
+    remove_keeping_tail,
+)
 from agent.verify.archive import check_token, constant_imprint, token_digest_algorithm
 from agent.verify.caps import max_verified_signatures
 from agent.verify.common import (
