@@ -650,6 +650,11 @@ class LoadedModule:
                 return self._sign_in(session, token_id, mechanism, args)
         except (p11x.UserNotLoggedIn, p11x.SessionHandleInvalid, p11x.SessionClosed) as exc:
             self._drop_session(token_id)
+            if self._gone(token_id):
+                # A card pulled mid-signature: depending on when, OpenSC answers "not
+                # logged in" or "session closed" rather than CKR_DEVICE_REMOVED.
+                raise WorkerError("TOKEN_NOT_PRESENT", _MESSAGES["TOKEN_NOT_PRESENT"]
+                                  ) from exc
             raise WorkerError("LOGIN_REQUIRED", "the token logged out") from exc
 
     def _sign_in(self, session: Any, token_id: str, mechanism: Mechanism,
