@@ -33,17 +33,12 @@ from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.generic_cms import validate_sig_integrity
 
-from agent.errors import AgentError, NetworkError, Unsupported
+from agent.errors import AgentError, Unsupported
+from agent.formats.cades import validation_data_of
 from agent.formats.document_caps import StructureCaps, check_pdf_bytes, check_pdf_trees
 from agent.formats.job import KeylessJob
-from agent.formats.revocation import (
-    ValidationData,
-    as_crypto,
-    collect_validation_data,
-    ocsp_from_issuer_responder,
-    validation_context,
-)
-from agent.formats.timestamps import GuardedTimeStamper, token_certificates, token_signer
+from agent.formats.revocation import ValidationData, as_crypto
+from agent.formats.timestamps import GuardedTimeStamper
 
 log = logging.getLogger(__name__)
 
@@ -184,32 +179,10 @@ async def validation_data(job: KeylessJob, session: Any,
                           signers: list[asn1_x509.Certificate],
                           tokens: list[cms.ContentInfo],
                           certificates: list[asn1_x509.Certificate]) -> ValidationData:
-    """Every signer's and every token's TSA's validation data, asked for anew (as
-    ``agent.formats.cades.validation_data_for`` does for one signer and one token; that
-    one takes a job with a key's certificate, which this job has not)."""
-    tsas: list[asn1_x509.Certificate] = []
-    extra = list(certificates)
-    for token in tokens:
-        signer = token_signer(token)
-        if not signer:
-            log.warning("time-stamp token carries no certificate of its signer")
-            raise NetworkError("validation data (OCSP/CRL) could not be gathered",
-                               service="REVOCATION")
-        tsas += signer
-        extra += token_certificates(token)
-    crypto_extra = as_crypto(_unique(extra))
-    context = validation_context(job.anchors, crypto_extra, session, job.network,
-                                 hard_fail=True)
-
-    async def issuer_ocsp(cert: Any, path: Any) -> Any:
-        return await ocsp_from_issuer_responder(
-            cert, path,
-            lambda ocsps: validation_context(job.anchors, crypto_extra, session,
-                                             job.network, hard_fail=True, ocsps=ocsps),
-            session, job.network)
-
-    return await collect_validation_data(context, _unique([*signers, *tsas]),
-                                         issuer_ocsp=issuer_ocsp)
+    """Every signer's and every token's TSA's validation data, asked for anew (the CAdES
+    builder's gathering, given this job's anchors and network instead of a key's)."""
+    return await validation_data_of(job.anchors, job.network, session, _unique(signers),
+                                    as_crypto(_unique(certificates)), tokens)
 
 
 def _unique(certs: list[asn1_x509.Certificate]) -> list[asn1_x509.Certificate]:
