@@ -29,6 +29,7 @@ this server; ``revoked`` serials are reported revoked by both OCSP and the CRL.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gzip
 import http.client
@@ -46,6 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -686,6 +688,34 @@ async def select_handle(client: object, serial: str) -> str:
 
 def pin_dialogs(daemon: Daemon, since: int) -> list[dict]:
     return [d for d in daemon.transcript(since) if d.get("dialog") == "pin"]
+
+
+async def sign_with_held_pin_dialog(daemon: Daemon, bed: FormatsBed, identity: str,
+                                    method: str, params: dict[str, object],
+                                    hold_seconds: float) -> tuple[dict[str, Any], dt.datetime]:
+    """Call ``method`` with ``identity``'s certificate while the scripted user holds the PIN
+    dialog open for ``hold_seconds``; returns the call's result and the moment (UTC) the
+    PIN dialog was seen on screen, which is before the user answered it (D3, issue 14)."""
+    async with daemon.client(ORIGIN) as client:
+        handle = await select_handle(client, bed.serial(identity))
+        daemon.set_answers({"consent": "always", "certificate": "first",
+                            "pin": bed.token.pin, "delay": hold_seconds})
+        try:
+            mark = daemon.transcript_mark()
+            call = client.start(method, {"handle": handle, **params})
+            shown: dt.datetime | None = None
+            while shown is None and not call.done():
+                if pin_dialogs(daemon, mark):
+                    shown = dt.datetime.now(dt.UTC)
+                else:
+                    await asyncio.sleep(0.02)
+            reply = await asyncio.wait_for(call, 60)
+        finally:
+            daemon.set_answers({"consent": "always", "certificate": "first",
+                                "pin": bed.token.pin})
+    assert "result" in reply, reply
+    assert shown is not None, "the PIN dialog was never seen"
+    return reply["result"], shown
 
 
 def run_tool(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -33,13 +33,13 @@ import pytest
 from asn1crypto import algos, cms, core
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from daemon import Daemon, RpcError, b64, unb64
 from lxml import etree
-from pki_services import ORIGIN, FormatsBed, Issued, pin_dialogs, run_tool, select_handle
+from pki_services import ORIGIN, FormatsBed, pin_dialogs, run_tool, select_handle
 from testbed.softhsm import MODULE
+from xades_checks import Signer
 
 from agent.errors import AgentError, TooLarge, Unsupported
 from agent.formats.anchors import Anchors
@@ -64,7 +64,6 @@ FILES = [
 ]
 XADESJS_DIR = Path(os.environ.get("IMZA_XADESJS_DIR",
                                   Path(__file__).resolve().parent / "e2e"))
-HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
 
 
 @pytest.fixture(autouse=True)
@@ -587,34 +586,9 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], type[AgentError], str]] = {
 }
 
 
-class _SoftwareSigner:
-    """``FormatJob.sign`` with a software key, for the builder run in this process."""
-
-    def __init__(self, issued: Issued) -> None:
-        self.key = issued.key
-        self.calls = 0
-        self.confirmed = False
-
-    async def confirm(self) -> None:
-        self.confirmed = True
-
-    async def __call__(self, digest: bytes, digest_algorithm: str, *,
-                       ecdsa_raw: bool = False) -> bytes:
-        self.calls += 1
-        algorithm = Prehashed(HASHES[digest_algorithm])
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            return self.key.sign(digest, padding.PKCS1v15(), algorithm)
-        der = self.key.sign(digest, ec.ECDSA(algorithm))
-        if not ecdsa_raw:
-            return der
-        r, s = decode_dss_signature(der)
-        size = (self.key.curve.key_size + 7) // 8
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-
-
-def _job(bed: FormatsBed, identity: str) -> tuple[FormatJob, _SoftwareSigner]:
+def _job(bed: FormatsBed, identity: str) -> tuple[FormatJob, Signer]:
     issued = bed.identities[identity]
-    signer = _SoftwareSigner(issued)
+    signer = Signer(issued)
     pki = bed.services.pki
     return FormatJob(sign=signer, certificate=issued.cert, chain=[pki.intermediate.cert],
                      anchors=Anchors(roots=[pki.root.cert], others=[pki.intermediate.cert]),
@@ -636,7 +610,7 @@ def test_hostile_container_is_refused_before_signing(formats_bed: FormatsBed,
     with pytest.raises(error) as raised:
         _build(job, container=container)
     assert words in str(raised.value)
-    assert signer.calls == 0 and not signer.confirmed
+    assert signer.calls == [] and signer.confirmed_at is None
 
 
 def test_limits_are_the_settings(formats_bed: FormatsBed, tmp_path: Path) -> None:

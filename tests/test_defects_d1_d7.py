@@ -21,15 +21,12 @@ import pytest
 from asn1crypto import cms, tsp
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    Prehashed,
-    decode_dss_signature,
-)
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from daemon import Daemon, b64, unb64
 from lxml import etree
 from pki_services import ORIGIN, FormatsBed, Issued, run_tool, select_handle
+from xades_checks import Signer
 
 from agent.errors import NetworkError, Unsupported
 from agent.formats.anchors import Anchors
@@ -51,39 +48,12 @@ INVOICE = ('<?xml version="1.0" encoding="UTF-8"?>'
            'xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">'
            '<cbc:ID>GIB2024000000117</cbc:ID><Note>Qaimə</Note></Invoice>').encode()
 DIALOG_SECONDS = 2.0
-_HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
-
-
-class Signatures:
-    """``FormatJob.sign`` with a software key: records what it was asked for."""
-
-    def __init__(self, issued: Issued, delay: float = 0.0) -> None:
-        self.key = issued.key
-        self.calls: list[tuple[str, bool]] = []
-        self.delay = delay  # the user reading the dialog and typing the PIN
-
-    async def confirm(self) -> None:
-        """The dialog (``DigestSigner.confirm``): nothing to show here."""
-
-    async def __call__(self, digest: bytes, digest_algorithm: str, *,
-                       ecdsa_raw: bool = False) -> bytes:
-        self.calls.append((digest_algorithm, ecdsa_raw))
-        await asyncio.sleep(self.delay)
-        algorithm = Prehashed(_HASHES[digest_algorithm])
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            return self.key.sign(digest, padding.PKCS1v15(), algorithm)
-        der = self.key.sign(digest, ec.ECDSA(algorithm))
-        if not ecdsa_raw:
-            return der
-        r, s = decode_dss_signature(der)
-        size = (self.key.curve.key_size + 7) // 8
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
 def _job(bed: FormatsBed, issued: Issued, tsa_path: str | None = None,
          document_name: str | None = None, delay: float = 0.0
-         ) -> tuple[FormatJob, Signatures]:
-    signatures = Signatures(issued, delay)
+         ) -> tuple[FormatJob, Signer]:
+    signatures = Signer(issued, delay)
     pki = bed.services.pki
     job = FormatJob(
         sign=signatures, certificate=issued.cert, chain=[pki.intermediate.cert],

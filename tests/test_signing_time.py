@@ -6,15 +6,13 @@ as pyHanko reads it) must not be earlier than that moment."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
 from io import BytesIO
 
 import pki_services
 import pytest
 from asn1crypto import cms
 from daemon import Daemon, b64, unb64
-from pki_services import ORIGIN, FormatsBed, pin_dialogs, select_handle
+from pki_services import FormatsBed, sign_with_held_pin_dialog
 from pyhanko.pdf_utils.reader import PdfFileReader
 from test_formats_pdf import minimal_pdf
 
@@ -23,46 +21,19 @@ pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
 formats_bed = pki_services.formats_bed
 formats_daemon = pki_services.formats_daemon
 
-# How long the scripted user keeps the PIN dialog open before answering.
+# How long the scripted user keeps the PIN dialog open before answering.  Signatures state
+# their time in whole seconds, cut down: held for more than a second, the dialog's answer
+# falls in a later second than the moment it was seen, so a time taken after the answer is
+# never earlier than that moment, and one taken before the dialog always is.
 HOLD_SECONDS = 2.5
-
-
-async def _sign_with_held_dialog(daemon: Daemon, bed: FormatsBed, method: str,
-                                 params: dict[str, object]) -> tuple[dict, datetime]:
-    """Call ``method`` with the PIN dialog held open; returns its result and the moment
-    (UTC) the PIN dialog was seen on screen, which is before the user answered it.
-
-    Signatures state their time in whole seconds, cut down: held for more than a second,
-    the dialog's answer falls in a later second than the moment it was seen, so a time
-    taken after the answer is never earlier than that moment, and one taken before the
-    dialog always is."""
-    async with daemon.client(ORIGIN) as client:
-        handle = await select_handle(client, bed.serial("rsa"))
-        daemon.set_answers({"consent": "always", "certificate": "first",
-                            "pin": bed.token.pin, "delay": HOLD_SECONDS})
-        try:
-            mark = daemon.transcript_mark()
-            call = client.start(method, {"handle": handle, **params})
-            shown: datetime | None = None
-            while shown is None and not call.done():
-                if pin_dialogs(daemon, mark):
-                    shown = datetime.now(UTC)
-                else:
-                    await asyncio.sleep(0.02)
-            reply = await asyncio.wait_for(call, 60)
-        finally:
-            daemon.set_answers({"consent": "always", "certificate": "first",
-                                "pin": bed.token.pin})
-    assert "result" in reply, reply
-    assert shown is not None, "the PIN dialog was never seen"
-    return reply["result"], shown
 
 
 async def test_cades_signing_time_is_after_the_pin(formats_daemon: Daemon,
                                                    formats_bed: FormatsBed) -> None:
-    result, dialog_shown = await _sign_with_held_dialog(
-        formats_daemon, formats_bed, "sign.cms",
-        {"data": b64(b"D3: signing time"), "hashAlgorithm": "SHA-256", "level": "B"})
+    result, dialog_shown = await sign_with_held_pin_dialog(
+        formats_daemon, formats_bed, "rsa", "sign.cms",
+        {"data": b64(b"D3: signing time"), "hashAlgorithm": "SHA-256", "level": "B"},
+        HOLD_SECONDS)
     signer_info = cms.ContentInfo.load(unb64(result["cms"]))["content"]["signer_infos"][0]
     [signing_time] = [a["values"][0].native for a in signer_info["signed_attrs"]
                       if a["type"].native == "signing_time"]
@@ -71,10 +42,11 @@ async def test_cades_signing_time_is_after_the_pin(formats_daemon: Daemon,
 
 async def test_pades_signing_time_is_after_the_pin(formats_daemon: Daemon,
                                                    formats_bed: FormatsBed) -> None:
-    result, dialog_shown = await _sign_with_held_dialog(
-        formats_daemon, formats_bed, "sign.pdf",
+    result, dialog_shown = await sign_with_held_pin_dialog(
+        formats_daemon, formats_bed, "rsa", "sign.pdf",
         {"pdf": b64(minimal_pdf("D3")), "level": "B-B",
-         "stamp": {"page": 1, "box": [72, 72, 272, 132]}})
+         "stamp": {"page": 1, "box": [72, 72, 272, 132]}},
+        HOLD_SECONDS)
     reader = PdfFileReader(BytesIO(unb64(result["pdf"])), strict=False)
     [signature] = reader.embedded_signatures
     claimed = signature.self_reported_timestamp  # the signature dictionary's /M
