@@ -80,6 +80,13 @@ def _report_lines(report: SignatureReport) -> list[str]:
             time=report.claimed_signing_time))
     if report.timestamp_time:
         out.append(_("Time-stamped at: {time}").format(time=report.timestamp_time))
+    if report.best_signature_time:
+        # The time the signature was judged at: its time-stamp's, or an archive
+        # time-stamp's when the first one's certificate has expired (agent/verify/past.py).
+        out.append(_("Validated as of: {time}").format(time=report.best_signature_time))
+    countersigns = getattr(report, "countersigns", None)
+    if countersigns:
+        out.append(_("Countersignature of signature {number}").format(number=countersigns))
     if report.field_name and report.format is VerifyFormat.ASIC:
         out.append(_("Signature file in the container: {name}").format(
             name=report.field_name))

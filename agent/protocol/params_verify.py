@@ -83,6 +83,10 @@ class SignatureReport(WireModel):
         None, max_length=400,
         description="PDF: the signature field; ASiC-E: the signature file in META-INF/")
     coverage: str | None = Field(None, max_length=40)
+    countersigns: int | None = Field(
+        None, ge=1, le=1000,
+        description="a countersignature (XAdES xades:CounterSignature): the number, from 1 "
+                    "in this list, of the signature it countersigns")
 
 
 class SignatureVerifyResult(WireModel):

@@ -43,8 +43,17 @@ async def check_token(token: cms.ContentInfo, context: ValidationContext, imprin
     token's hash algorithm), or the verdict its failure earns."""
     try:
         signed = token["content"]
-        _ = signed["encap_content_info"]["content"].parsed.native  # parse now
     except (ValueError, TypeError, KeyError):
+        return Verdict.of(AdESFailure.FORMAT_FAILURE, f"the {what} is unreadable")
+    return await check_signed_token(signed, context, imprint, what)
+
+
+async def check_signed_token(signed: cms.SignedData, context: ValidationContext,
+                             imprint: Imprint, what: str) -> dt.datetime | Verdict:
+    """``check_token`` of a token's SignedData (as CAdES and PAdES hold them)."""
+    try:
+        _ = signed["encap_content_info"]["content"].parsed.native  # parse now
+    except (ValueError, TypeError, KeyError, AttributeError):
         return Verdict.of(AdESFailure.FORMAT_FAILURE, f"the {what} is unreadable")
     try:
         status = await validate_tst_signed_data(signed, context, imprint)

@@ -75,7 +75,8 @@ async def verify_asic(job: KeylessJob, container: bytes, caps: StructureCaps
         if len(reports) + count > limit:
             raise Unsupported(f"the container has more than {limit} signatures")
         for facts in await verify_xml(job, document, None, caps, resolve, "asic"):
-            facts.field_name = name
+            facts.field_name = name if facts.countersigns is None \
+                else f"{name}: {facts.field_name}"
             reports.append(facts)
     manifests = [n for n in read.names if _MANIFEST_FILE.fullmatch(n)]
     for name in cades:

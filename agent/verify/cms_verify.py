@@ -10,7 +10,7 @@ from typing import Any
 
 from asn1crypto import cms
 from pyhanko.sign.validation.ades import ades_basic_validation, ades_with_time_validation
-from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter, message_imprint_checker
 
 from agent.errors import Unsupported
 from agent.formats.job import KeylessJob
@@ -19,6 +19,7 @@ from agent.verify.common import (
     ARCHIVE_TIMESTAMP_V2,
     ARCHIVE_TIMESTAMP_V3,
     CERTIFICATE_VALUES,
+    FAILED,
     PASSED,
     REVOCATION_VALUES,
     SignatureFacts,
@@ -30,6 +31,7 @@ from agent.verify.common import (
     validation_spec,
     verdict_of,
 )
+from agent.verify.past import Material, judge_at_archive, needs_past_validation
 
 
 def load_signed_data(der: bytes) -> cms.SignedData:
@@ -131,33 +133,60 @@ async def _verify_signer(job: KeylessJob, session: Any, der: bytes, index: int,
     if signer_cert is None:
         signer_cert = _certificate_of(one, signer_info)
     verdict = verdict_of(result.ades_subindic, status, result.failure_msg, claimed)
-    if level == "B-LTA" and verdict.indication == PASSED:
-        verdict = await _archive_verdict(job, session, one, signer_info, data) or verdict
-    return SignatureFacts(
+    facts = SignatureFacts(
         format="cms", level=f"CAdES-{level}", verdict=verdict,
         signer=certificate_facts(signer_cert) if signer_cert is not None else None,
         claimed_signing_time=claimed, timestamp_time=timestamp,
         best_signature_time=getattr(result, "best_signature_time", None),
         chain=chain_facts(getattr(status, "validation_path", None)),
         revocation=revocation_facts(status, local, verdict))
+    if level == "B-LTA" and (verdict.indication == PASSED or needs_past_validation(verdict)):
+        await _long_term(job, session, one, signer_info, data, facts, status, signer_cert)
+    return facts
 
 
-async def _archive_verdict(job: KeylessJob, session: Any, signed: cms.SignedData,
-                           signer_info: cms.SignerInfo, data: bytes | None
-                           ) -> Verdict | None:
-    """The archive time-stamps' verdict when one fails (agent/verify/archive.py)."""
+async def _long_term(job: KeylessJob, session: Any, signed: cms.SignedData,
+                     signer_info: cms.SignerInfo, data: bytes | None, facts: SignatureFacts,
+                     status: Any, signer_cert: Any) -> None:
+    """A B-LTA signature's archive time-stamps checked now (agent/verify/archive.py): one
+    that fails decides a passing signature's verdict (and any that fails outright, a
+    signature's that did not pass); when all hold and the signature did not pass at the
+    current time for a reason time can cure, it is judged at the POE the oldest gives
+    (agent/verify/past.py)."""
     content = data if data is not None else attached_content(signed)
+    material = _material(signed)
+    context = token_context(job, session, material.certs, material.crls, material.ocsps)
+    checked = await check_cades_archive(signed, signer_info, content, context)
+    if isinstance(checked, Verdict):
+        if facts.verdict.indication == PASSED or checked.indication == FAILED:
+            facts.verdict = checked
+        return
+    intact = bool(getattr(status, "intact", False) and getattr(status, "valid", False))
+    if facts.verdict.indication == PASSED or not checked or not intact \
+            or signer_cert is None:
+        return
+    stamp = next(extract_tst_data_iter(signer_info, signed=False), None)
+    past = await judge_at_archive(job, session, min(checked), stamp,
+                                  message_imprint_checker(signer_info), signer_cert,
+                                  facts.claimed_signing_time, material)
+    facts.verdict, facts.best_signature_time = past.verdict, past.moment
+    facts.timestamp_time = past.timestamp or facts.timestamp_time
+    facts.chain = chain_facts(past.path)
+    facts.revocation = {**facts.revocation, **past.revocation}
+
+
+def _material(signed: cms.SignedData) -> Material:
+    """The certificates and revocation data a SignedData carries (B-LT puts them in
+    ``certificates`` and ``crls``)."""
     certs = [c.chosen for c in signed["certificates"] or () if c.name == "certificate"]
-    crls, ocsps = [], []
+    found = Material(certs=certs)
     for choice in signed["crls"] or ():
         if choice.name == "crl":
-            crls.append(choice.chosen)
+            found.crls.append(choice.chosen)
         elif choice.name == "other" and \
                 choice.chosen["other_rev_info_format"].native == "ocsp_response":
-            ocsps.append(choice.chosen["other_rev_info"])
-    context = token_context(job, session, certs, crls, ocsps)
-    checked = await check_cades_archive(signed, signer_info, content, context)
-    return checked if isinstance(checked, Verdict) else None
+            found.ocsps.append(choice.chosen["other_rev_info"])
+    return found
 
 
 def attached_content(signed: cms.SignedData) -> bytes:

@@ -41,6 +41,17 @@ _INDICATION = {AdESStatus.PASSED: PASSED, AdESStatus.INDETERMINATE: INDETERMINAT
 MAX_CHAIN = 10  # certificates reported per chain: a document cannot inflate the report
 
 
+def _wire_has_countersigns() -> bool:
+    """Whether the report's wire model has ``countersigns`` yet (the daemon refuses a
+    report with a field it does not know; the model is the lead's to change)."""
+    from agent.protocol.params_verify import SignatureReport
+
+    return "countersigns" in SignatureReport.model_fields
+
+
+_WIRE_HAS_COUNTERSIGNS = _wire_has_countersigns()
+
+
 @dataclass
 class Verdict:
     indication: str
@@ -75,6 +86,7 @@ class SignatureFacts:
     revocation: dict[str, Any] = field(default_factory=dict)
     field_name: str | None = None
     coverage: str | None = None
+    countersigns: int | None = None  # a countersignature: the report number it signs
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -87,6 +99,8 @@ class SignatureFacts:
             "bestSignatureTime": _iso(self.best_signature_time),
             "chain": self.chain[:MAX_CHAIN], "revocation": self.revocation or None,
             "fieldName": cap(self.field_name, 400), "coverage": self.coverage}
+        if _WIRE_HAS_COUNTERSIGNS:
+            out["countersigns"] = self.countersigns
         return {k: v for k, v in out.items() if v is not None}
 
 

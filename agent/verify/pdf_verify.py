@@ -1,8 +1,10 @@
 """PAdES verification with pyHanko: every signature field of the document (document
 time-stamps are the evidence, not signatures of a person), checked by
-``ades_lta_validation`` when the signature or the document carries a time-stamp (it uses
-the DSS and the document time-stamps as proof of existence), by ``ades_basic_validation``
-otherwise.  A change after signing that the signature does not allow fails it."""
+``ades_with_time_validation`` when the signature carries a time-stamp (with the DSS as
+local knowledge), by ``ades_basic_validation`` otherwise.  A B-LTA signature that does not
+pass now for a reason time can cure (its signature time-stamp's TSA certificate expired)
+is judged at the POE its document time-stamps give (agent/verify/past.py).  A change
+after signing that the signature does not allow fails it."""
 
 from __future__ import annotations
 
@@ -11,19 +13,19 @@ from typing import Any
 
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.ades.report import AdESFailure, AdESPassed
-from pyhanko.sign.validation import EmbeddedPdfSignature
+from pyhanko.sign.ades.report import AdESFailure
+from pyhanko.sign.validation import EmbeddedPdfSignature, async_validate_pdf_timestamp
 from pyhanko.sign.validation.ades import (
     _adobe_revinfo_archival_to_local_knowledge,
     _dss_to_local_knowledge,
     ades_basic_validation,
-    ades_lta_validation,
     ades_with_time_validation,
 )
 from pyhanko.sign.validation.dss import DocumentSecurityStore
-from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
-from pyhanko.sign.validation.policy_decl import PdfSignatureValidationSpec
-from pyhanko.sign.validation.status import PdfSignatureStatus
+from pyhanko.sign.validation.errors import SignatureValidationError
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter, message_imprint_checker
+from pyhanko.sign.validation.policy_decl import LocalKnowledge
+from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
 
 from agent.errors import AgentError, Unsupported
 from agent.formats.document_caps import StructureCaps, check_pdf_bytes, check_pdf_trees
@@ -40,6 +42,7 @@ from agent.verify.common import (
     validation_spec,
     verdict_of,
 )
+from agent.verify.past import Material, context_at, judge_at_archive, needs_past_validation
 
 # What pyHanko raises besides PdfError on a malformed file (as agent/formats/pades.py).
 _MALFORMED = (PdfError, ValueError, KeyError, TypeError, AssertionError, IndexError,
@@ -117,16 +120,12 @@ async def _verify_one(job: KeylessJob, session: Any, reader: PdfFileReader,
             sig.signed_data, spec, raw_digest=digest, extra_status_kwargs=integrity,
             status_cls=PdfSignatureStatus)
     else:
+        # Not pyHanko's ``ades_lta_validation``: its past validation answers NO_POE on a
+        # fresh B-LTA (it wants a POE for every CA certificate's status) and turns a
+        # revoked signer's TOTAL-FAILED into INDETERMINATE; see agent/verify/past.py.
         result = await ades_with_time_validation(
             sig.signed_data, spec, raw_digest=digest, extra_status_kwargs=integrity,
             status_cls=PdfSignatureStatus)
-        if level == "B-LTA" and result.ades_subindic is not AdESPassed.OK:
-            # EN 319 102-1 §5.6.3.4: the past validation over the evidence record (the
-            # document time-stamps) is for a signature that does not pass at the current
-            # time.  pyHanko's LTA process runs it for a passing one too and then asks
-            # for proof of existence of every CA certificate, which fails signatures
-            # that are fine now; so it is asked only when it can change the answer.
-            result = await ades_lta_validation(sig, PdfSignatureValidationSpec(spec))
     status = result.api_status
     verdict = verdict_of(result.ades_subindic, status, result.failure_msg, claimed)
     if isinstance(status, PdfSignatureStatus) and status.docmdp_ok is False:
@@ -136,7 +135,7 @@ async def _verify_one(job: KeylessJob, session: Any, reader: PdfFileReader,
     timestamp = getattr(getattr(status, "timestamp_validity", None), "timestamp", None)
     coverage = getattr(status, "coverage", None)
     signer = getattr(status, "signing_cert", None) or _signer_cert(sig)
-    return SignatureFacts(
+    facts = SignatureFacts(
         format="pdf", level=f"PAdES-{level}", verdict=verdict,
         signer=certificate_facts(signer) if signer is not None else None,
         claimed_signing_time=claimed, timestamp_time=timestamp,
@@ -144,6 +143,60 @@ async def _verify_one(job: KeylessJob, session: Any, reader: PdfFileReader,
         chain=chain_facts(getattr(status, "validation_path", None)),
         revocation=revocation_facts(status, local, verdict), field_name=sig.field_name,
         coverage=coverage.name if coverage is not None else None)
+    intact = bool(getattr(status, "intact", False) and getattr(status, "valid", False))
+    if level == "B-LTA" and needs_past_validation(verdict) and intact and signer is not None:
+        await _long_term(job, session, reader, sig, facts, local, signer)
+    return facts
+
+
+def _material(sig: EmbeddedPdfSignature, local: LocalKnowledge) -> Material:
+    """The signature's certificates and the DSS's (and Adobe attribute's) data."""
+    certs = [c.chosen for c in sig.signed_data["certificates"] or ()
+             if c.name == "certificate"]
+    ocsps = {o.ocsp_response_data.dump(): o.ocsp_response_data for o in local.known_ocsps}
+    crls = {c.crl_data.dump(): c.crl_data for c in local.known_crls}
+    return Material(certs=[*certs, *local.known_certs], crls=list(crls.values()),
+                    ocsps=list(ocsps.values()))
+
+
+async def _archive_times(job: KeylessJob, session: Any, reader: PdfFileReader,
+                         sig: EmbeddedPdfSignature, material: Material) -> list[Any]:
+    """The times of the document time-stamps after ``sig`` that hold now (intact, valid,
+    trusted, over their whole revision: which holds the signature, its time-stamp and
+    the DSS), validated by pyHanko.  One that does not hold proves nothing."""
+    times = []
+    for stamp in reader.embedded_timestamp_signatures:
+        if stamp.signed_revision <= sig.signed_revision:
+            continue
+        try:
+            status = await async_validate_pdf_timestamp(
+                stamp, validation_context=context_at(job, session, None, material))
+        except (SignatureValidationError, *_MALFORMED):
+            continue
+        whole = status.coverage is not None and \
+            status.coverage >= SignatureCoverageLevel.ENTIRE_REVISION
+        if status.intact and status.valid and status.trusted and whole:
+            times.append(status.timestamp)
+    return times
+
+
+async def _long_term(job: KeylessJob, session: Any, reader: PdfFileReader,
+                     sig: EmbeddedPdfSignature, facts: SignatureFacts,
+                     local: LocalKnowledge, signer: Any) -> None:
+    """EN 319 102-1 §5.6.3 for PDF, the document time-stamps as the evidence record: the
+    signature judged at the POE the oldest that holds now gives (agent/verify/past.py)."""
+    material = _material(sig, local)
+    times = await _archive_times(job, session, reader, sig, material)
+    if not times:
+        return
+    stamp = next(extract_tst_data_iter(sig.signer_info, signed=False), None)
+    past = await judge_at_archive(job, session, min(times), stamp,
+                                  message_imprint_checker(sig.signer_info), signer,
+                                  facts.claimed_signing_time, material)
+    facts.verdict, facts.best_signature_time = past.verdict, past.moment
+    facts.timestamp_time = past.timestamp or facts.timestamp_time
+    facts.chain = chain_facts(past.path)
+    facts.revocation = {**facts.revocation, **past.revocation}
 
 
 def _signer_cert(sig: EmbeddedPdfSignature) -> Any:

@@ -24,9 +24,11 @@ def is_asic(data: bytes) -> bool:
 
 
 def detect_format(signature: bytes) -> str:
-    """What the file is, by its first bytes: an ASiC-E container (a ZIP whose first entry
-    is its mimetype), a PDF header, XML, else DER (CMS)."""
-    if is_asic(signature):
+    """What the file is, by its first bytes: an ASiC-E or ASiC-S container (a ZIP whose
+    first entry is its mimetype), a PDF header, XML, else DER (CMS)."""
+    from agent.verify.asics_verify import is_asic_s
+
+    if is_asic(signature) or is_asic_s(signature):
         return "asic"
     head = signature[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
     if signature[:1024].find(b"%PDF-") != -1:
@@ -36,7 +38,7 @@ def detect_format(signature: bytes) -> str:
     if head[:1] == b"\x30":
         return "cms"
     raise Unsupported("the file is neither a CMS signature, a PDF, an XML document nor an "
-                      "ASiC-E container")
+                      "ASiC container")
 
 
 async def run_verify(job: KeylessJob, *, caps: Any, signature: bytes,
@@ -59,8 +61,12 @@ async def run_verify(job: KeylessJob, *, caps: Any, signature: bytes,
         if data is not None:
             raise Unsupported("a container carries what it signs: give no detached data")
         from agent.verify.asic_verify import verify_asic
+        from agent.verify.asics_verify import is_asic_s, verify_asic_s
 
-        reports = await verify_asic(job, signature, structure)
+        if is_asic_s(signature):
+            reports = await verify_asic_s(job, signature, structure)
+        else:
+            reports = await verify_asic(job, signature, structure)
     else:
         from agent.verify.xml_verify import verify_xml
 

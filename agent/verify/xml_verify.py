@@ -25,8 +25,7 @@ from cryptography import x509
 from lxml import etree
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESSubIndic
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
-from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator import errors as cv_errors
+from pyhanko_certvalidator import ValidationContext
 from signxml import exceptions as sx_errors
 from signxml.xades.xades import XAdESVerifier
 
@@ -44,7 +43,7 @@ from agent.formats.xades_placement import (
     id_index,
     remove_keeping_tail,
 )
-from agent.verify.archive import check_token, constant_imprint, token_digest_algorithm
+from agent.verify.archive import Imprint, check_token, constant_imprint, token_digest_algorithm
 from agent.verify.caps import max_verified_signatures
 from agent.verify.common import (
     PASSED,
@@ -54,6 +53,7 @@ from agent.verify.common import (
     chain_facts,
     revinfo_policy,
 )
+from agent.verify.past import Material, judge_at_archive, needs_past_validation, signer_at
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
@@ -67,13 +67,22 @@ class _Utf8XAdESVerifier(XAdESVerifier):
     """signxml re-parses the document after serialising it as ASCII, which breaks element
     and attribute *names* outside ASCII (``<Qaimə>``); UTF-8 keeps them (as the agent's
     own signer does, agent/formats/xades.py).  ``index``: which of the document's
-    top-level signatures to check (signxml takes the first)."""
+    top-level signatures to check (signxml takes the first); ``ordinal``: which of all
+    its ds:Signature elements, in document order (a countersignature, nested in another
+    signature: signxml re-parses the document, so the element is found again by its
+    place among the signatures, which comments or whitespace do not change)."""
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, index: int = 0, ordinal: int | None = None) -> None:
         super().__init__()
         self._index = index
+        self._ordinal = ordinal
 
     def _get_signature(self, root: Any) -> Any:
+        if self._ordinal is not None:
+            every = list(root.iter(_SIGNATURE))
+            if self._ordinal >= len(every):
+                raise sx_errors.InvalidInput("the countersignature is not in the document")
+            return every[self._ordinal]
         tops = top_level_signatures(root)
         if self._index >= len(tops):
             raise sx_errors.InvalidInput("the signature is not in the document")
@@ -116,13 +125,40 @@ async def verify_xml(job: KeylessJob, document: bytes, data: bytes | None,
     if len(signatures) > limit:
         raise Unsupported(f"an XML document with {len(signatures)} signatures is not "
                           "verified")
+    counters = [countersignatures(s) for s in signatures]
+    if len(signatures) + sum(len(c) for c in counters) > limit:
+        raise Unsupported(f"an XML document with more than {limit} signatures and "
+                          "countersignatures is not verified")
     # Each archive time-stamp is checked over a copy of the document: bounded as well.
     if any(len(s.findall(".//xades141:ArchiveTimeStamp", NS)) > limit for s in signatures):
         raise Unsupported(f"a signature with more than {limit} archive time-stamps is not "
                           "verified")
-    return [await _verify_one(job, document, root, signature, index, resolver,
-                              report_format)
-            for index, signature in enumerate(signatures)]
+    every = list(root.iter(_SIGNATURE))
+    reports: list[SignatureFacts] = []
+    for index, signature in enumerate(signatures):
+        main = await _verify_one(job, document, root, signature, index, resolver,
+                                 report_format)
+        reports.append(main)
+        number = len(reports)
+        # Each countersignature is a report of its own, after the one it countersigns:
+        # its verdict neither replaces nor hides the main signature's.
+        for counter in counters[index]:
+            facts = await _verify_one(job, document, root, counter, index, resolver,
+                                      report_format, ordinal=every.index(counter))
+            facts.countersigns = number
+            facts.field_name = f"xades:CounterSignature of signature {number}"
+            reports.append(facts)
+    return reports
+
+
+def countersignatures(signature: etree._Element) -> list[etree._Element]:
+    """The ds:Signature elements of the signature's own xades:CounterSignature
+    properties (EN 319 132-1 §5.2.7; each signs the ds:SignatureValue).  Those nested in
+    a countersignature are not followed: one level is what signers make."""
+    found: list[etree._Element] = signature.findall(
+        "ds:Object/xades:QualifyingProperties/xades:UnsignedProperties/"
+        "xades:UnsignedSignatureProperties/xades:CounterSignature/ds:Signature", NS)
+    return found
 
 
 def top_level_signatures(root: etree._Element) -> list[etree._Element]:
@@ -237,7 +273,9 @@ def _claimed_time(signature: etree._Element) -> dt.datetime | None:
 
 async def _verify_one(job: KeylessJob, document: bytes, root: etree._Element,
                       signature: etree._Element, index: int, resolver: Resolver | None,
-                      report_format: str) -> SignatureFacts:
+                      report_format: str, ordinal: int | None = None) -> SignatureFacts:
+    """One signature's report; ``ordinal``: a countersignature's place among all the
+    document's ds:Signature elements (it is checked in the document as it is)."""
     level = xades_level(signature)
     cert = _key_info_certificate(signature)
     claimed = _claimed_time(signature)
@@ -248,12 +286,15 @@ async def _verify_one(job: KeylessJob, document: bytes, root: etree._Element,
     if cert is None:
         return facts
     try:
-        checked, position = signxml_input(document, root, signature, index)
+        if ordinal is None:
+            checked, position = signxml_input(document, root, signature, index)
+        else:
+            checked, position = document, index
         # Every reference of SignedInfo is checked; signxml only wants to know how many
         # there are (it assumes one per document plus the SignedProperties otherwise).
         references = len(signature.findall("ds:SignedInfo/ds:Reference", NS))
-        _Utf8XAdESVerifier(position).verify(checked, x509_cert=cert, uri_resolver=resolver,
-                                            expect_references=references)
+        _Utf8XAdESVerifier(position, ordinal).verify(
+            checked, x509_cert=cert, uri_resolver=resolver, expect_references=references)
     except sx_errors.InvalidDigest as exc:
         facts.verdict = _verdict(AdESFailure.HASH_FAILURE, str(exc))
         return facts
@@ -270,17 +311,53 @@ async def _verify_one(job: KeylessJob, document: bytes, root: etree._Element,
             stamp = await _timestamp(job, session, signature, embedded)
             if isinstance(stamp, Verdict):
                 facts.verdict = stamp
+                if level == "B-LTA" and needs_past_validation(stamp):
+                    await _judge_in_the_past(job, session, root, signature, resolver,
+                                             embedded, facts, cert)
                 return facts
             moment = facts.timestamp_time = stamp
         facts.best_signature_time = moment or dt.datetime.now(dt.UTC)
-        facts.verdict, path, revocation = await _path(job, session, cert, moment, claimed,
-                                                      embedded)
+        facts.verdict, path, revocation = await signer_at(
+            job, session, to_asn1(cert), moment, claimed, _material(embedded))
         if level == "B-LTA" and facts.verdict.indication == PASSED:
-            facts.verdict = await _archive_verdict(job, session, root, signature, resolver,
-                                                   embedded) or facts.verdict
+            archived = await _archive_verdict(job, session, root, signature, resolver,
+                                              embedded)
+            if isinstance(archived, Verdict):
+                facts.verdict = archived
     facts.chain = chain_facts(path)
     facts.revocation = revocation
     return facts
+
+
+def _material(embedded: Embedded) -> Material:
+    return Material(certs=list(embedded.certs), crls=list(embedded.crls),
+                    ocsps=list(embedded.ocsps))
+
+
+async def _judge_in_the_past(job: KeylessJob, session: Any, root: etree._Element,
+                             signature: etree._Element, resolver: Resolver | None,
+                             embedded: Embedded, facts: SignatureFacts,
+                             cert: x509.Certificate) -> None:
+    """The signature time-stamp does not hold now for a reason time can cure (its TSA
+    certificate expired): with every archive time-stamp holding now, the signature is
+    judged at the POE the oldest gives (agent/verify/past.py); a failing archive
+    time-stamp's verdict is reported when it is a failure."""
+    archived = await _archive_verdict(job, session, root, signature, resolver, embedded)
+    if isinstance(archived, Verdict):
+        if archived.indication == "TOTAL-FAILED":
+            facts.verdict = archived
+        return
+    if not archived:
+        return
+    stamp = _signature_time_stamp(signature)
+    past = await judge_at_archive(job, session, min(archived),
+                                  stamp[0] if stamp else None, stamp[1] if stamp else None,
+                                  to_asn1(cert), facts.claimed_signing_time,
+                                  _material(embedded))
+    facts.verdict, facts.best_signature_time = past.verdict, past.moment
+    facts.timestamp_time = past.timestamp
+    facts.chain = chain_facts(past.path)
+    facts.revocation = past.revocation
 
 
 def _before(root: etree._Element, signature: etree._Element, stamp: etree._Element
@@ -299,12 +376,14 @@ def _before(root: etree._Element, signature: etree._Element, stamp: etree._Eleme
 
 async def _archive_verdict(job: KeylessJob, session: Any, root: etree._Element,
                            signature: etree._Element, resolver: Resolver | None,
-                           embedded: Embedded) -> Verdict | None:
-    """The verdict of the first xadesv141:ArchiveTimeStamp that fails (None: all hold),
-    each recomputed over the signature as it was before it (agent/verify/archive.py)."""
+                           embedded: Embedded) -> Verdict | list[dt.datetime]:
+    """The verdict of the first xadesv141:ArchiveTimeStamp that fails, else their times
+    (now validated), each recomputed over the signature as it was before it
+    (agent/verify/archive.py)."""
     props = signature.find(".//xades:UnsignedSignatureProperties", NS)
     stamps = [] if props is None else props.findall("xades141:ArchiveTimeStamp", NS)
     context = _context(job, session, None, embedded)
+    times: list[dt.datetime] = []
     for stamp in stamps:
         node = stamp.find("xades:EncapsulatedTimeStamp", NS)
         try:
@@ -331,7 +410,8 @@ async def _archive_verdict(job: KeylessJob, session: Any, root: etree._Element,
                                    "archive time-stamp")
         if isinstance(result, Verdict):
             return result
-    return None
+        times.append(result)
+    return times
 
 
 def _verdict(subindic: AdESSubIndic, message: str | None = None) -> Verdict:
@@ -354,23 +434,10 @@ def _context(job: KeylessJob, session: Any, moment: dt.datetime | None,
 async def _timestamp(job: KeylessJob, session: Any, signature: etree._Element,
                      embedded: Embedded) -> dt.datetime | Verdict:
     """The validated time of the signature time-stamp, or the verdict it earns."""
-    node = signature.find(
-        ".//xades:SignatureTimeStamp/xades:EncapsulatedTimeStamp", NS)
-    value = signature.find("ds:SignatureValue", NS)
-    if node is None or not node.text or value is None:
+    found = _signature_time_stamp(signature)
+    if found is None:
         return _verdict(AdESFailure.FORMAT_FAILURE, "the signature time-stamp is unreadable")
-    try:
-        token = cms.ContentInfo.load(base64.b64decode("".join(node.text.split())))
-        signed = token["content"]
-        _ = signed["encap_content_info"]["content"].parsed.native  # parse now
-    except (ValueError, TypeError, KeyError):
-        return _verdict(AdESFailure.FORMAT_FAILURE, "the signature time-stamp is unreadable")
-    # The imprint covers the exclusively canonicalised SignatureValue element.
-    c14n = etree.tostring(value, method="c14n", exclusive=True, with_comments=False)
-
-    def imprint(md: str) -> bytes:
-        return hashlib.new(md, c14n).digest()
-
+    signed, imprint = found
     try:
         status = await validate_tst_signed_data(signed, _context(job, session, None, embedded),
                                                 imprint)
@@ -389,39 +456,26 @@ async def _timestamp(job: KeylessJob, session: Any, signature: etree._Element,
     return moment
 
 
-async def _path(job: KeylessJob, session: Any, cert: x509.Certificate,
-                moment: dt.datetime | None, claimed: dt.datetime | None,
-                embedded: Embedded) -> tuple[Verdict, Any, dict[str, Any]]:
-    context = _context(job, session, moment, embedded)
-    revocation: dict[str, Any] = {"status": "good"}
+def _signature_time_stamp(signature: etree._Element) -> tuple[cms.SignedData, Imprint] | None:
+    """The SignatureTimeStamp's token and the imprint it must carry (None: unreadable)."""
+    # The signature's own properties (the first in document order: any countersignature's
+    # are inside them), and their own time-stamp, not a countersignature's.
+    props = signature.find(".//xades:UnsignedSignatureProperties", NS)
+    node = None if props is None else props.find(
+        "xades:SignatureTimeStamp/xades:EncapsulatedTimeStamp", NS)
+    value = signature.find("ds:SignatureValue", NS)
+    if node is None or not node.text or value is None:
+        return None
     try:
-        path = await CertificateValidator(to_asn1(cert), validation_context=context
-                                          ).async_validate_path()
-    except cv_errors.RevokedError as exc:
-        revocation = {"status": "revoked", "revocationTime":
-                      exc.revocation_dt.astimezone(dt.UTC).isoformat()}
-        when = claimed or moment
-        failed = when is not None and exc.revocation_dt <= when
-        return (_verdict(AdESFailure.REVOKED if failed else AdESIndeterminate.REVOKED_NO_POE,
-                         str(exc)), None, revocation)
-    except cv_errors.ExpiredError as exc:
-        return _verdict(AdESIndeterminate.OUT_OF_BOUNDS_NO_POE, str(exc)), None, revocation
-    except cv_errors.NotYetValidError as exc:
-        return _verdict(AdESIndeterminate.NOT_YET_VALID, str(exc)), None, revocation
-    except cv_errors.InsufficientRevinfoError as exc:
-        return (_verdict(AdESIndeterminate.TRY_LATER, str(exc)), None,
-                {"status": "unknown"})
-    except cv_errors.PathBuildingError as exc:
-        return (_verdict(AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND, str(exc)), None,
-                {"status": "unknown"})
-    except cv_errors.InvalidCertificateError as exc:
-        return _verdict(AdESIndeterminate.CHAIN_CONSTRAINTS_FAILURE, str(exc)), None, revocation
-    except cv_errors.PathValidationError as exc:
-        return (_verdict(AdESIndeterminate.CERTIFICATE_CHAIN_GENERAL_FAILURE, str(exc)), None,
-                {"status": "unknown"})
-    revocation["embeddedOcspResponses"] = len(embedded.ocsps)
-    revocation["embeddedCrls"] = len(embedded.crls)
-    # What the context holds beyond what the signature carried was fetched.
-    revocation["fetchedOcspResponses"] = max(0, len(context.ocsps) - len(embedded.ocsps))
-    revocation["fetchedCrls"] = max(0, len(context.crls) - len(embedded.crls))
-    return Verdict("TOTAL-PASSED"), path, revocation
+        token = cms.ContentInfo.load(base64.b64decode("".join(node.text.split())))
+        signed: cms.SignedData = token["content"]
+        _ = signed["encap_content_info"]["content"].parsed.native  # parse now
+    except (ValueError, TypeError, KeyError):
+        return None
+    # The imprint covers the exclusively canonicalised SignatureValue element.
+    c14n = etree.tostring(value, method="c14n", exclusive=True, with_comments=False)
+
+    def imprint(md: str) -> bytes:
+        return hashlib.new(md, c14n).digest()
+
+    return signed, imprint
