@@ -83,6 +83,7 @@ def invoice(number: int) -> bytes:
 class Figures:
     wall: float  # seconds
     cpu: float   # seconds of CPU, every process involved
+    roles: tuple[tuple[str, float], ...] = ()  # the agent's CPU by process (agent_roles)
 
 
 class TokenKey:
@@ -181,6 +182,30 @@ def agent_cpu(pid: int) -> float:
     return reaped + sum(process_cpu(p) for p in _tree(pid) if Path(f"/proc/{p}").exists())
 
 
+# The agent's processes by what their command line runs, for the CPU by process.
+_ROLES = (("agent.keystores.pkcs11.worker", "token worker"),
+          ("multiprocessing", "frame parser"), ("agent.formats", "document workers"))
+
+
+def agent_roles(pid: int) -> dict[str, float]:
+    """CPU seconds by process: the daemon, its token worker, its frame parser and its
+    document workers (live ones, and the reaped ones counted in the daemon's cutime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    roles = {"daemon": process_cpu(pid), "token worker": 0.0, "frame parser": 0.0,
+             "document workers": (int(fields[13]) + int(fields[14])) / tick}
+    for child in _tree(pid)[1:]:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            cpu = process_cpu(child)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        role = next((name for mark, name in _ROLES if mark.encode() in command),
+                    "document workers")
+        roles[role] += cpu
+    return roles
+
+
 async def settle(pid: int, quiet: float = 0.01, limit: float = 30.0) -> None:
     """Until the agent's processes use (almost) no CPU for a quarter of a second: the
     document worker that a batch left to start as a spare has loaded its libraries, as
@@ -203,9 +228,19 @@ async def through_agent(bed: SoftHsmBed, identity: str, invoices: list[bytes], r
     spec = bed.objects[identity].token
     holder = bed.identity(identity).common_name
     config, policy = write_files(base, bed.module, holder, spec.pin, journal=True)
+    # SoftHSM only: card events of other programs' readers on a shared machine (tests
+    # with virtual readers) must not reach the bench's agent.
+    config.write_text(config.read_text(encoding="utf-8") + "[pcsc]\nenabled = false\n",
+                      encoding="utf-8")
     prefix = [str(REPO / "bench" / "profile_daemon.py"), str(profile)] if profile else []
-    agent = AgentProcess(base / "agent-home", config, policy,
-                         dict(bed.env), prefix=prefix)
+    # A HOME of the bench's own (as bench/run.py's agent_env): a first start puts the
+    # agent's CA into the browsers' stores under HOME, which must not be the user's
+    # (465 certutil calls, 5.4 s of this bench's start-up, when it was).
+    home = base / "user-home"
+    home.mkdir(exist_ok=True)
+    env = {**bed.env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_DATA_HOME": str(home / ".local/share")}
+    agent = AgentProcess(base / "agent-home", config, policy, env, prefix=prefix)
     await agent.start()
     try:
         async with agent.connect() as ws:
@@ -227,9 +262,11 @@ async def through_agent(bed: SoftHsmBed, identity: str, invoices: list[bytes], r
                 await settle(pid)  # the spare worker has started: the agent is idle
                 plain.append(plain_round())
                 params = json.dumps(batch_params(handle, invoices))  # not timed
-                start, cpu = time.perf_counter(), agent_cpu(pid)
+                start, cpu, roles = time.perf_counter(), agent_cpu(pid), agent_roles(pid)
                 result = await rpc(ws, "sign.batch", json.loads(params))
-                times.append(Figures(time.perf_counter() - start, agent_cpu(pid) - cpu))
+                wall, after = time.perf_counter() - start, agent_roles(pid)
+                times.append(Figures(wall, agent_cpu(pid) - cpu, tuple(
+                    (name, after[name] - roles[name]) for name in after)))
                 assert len(result["results"]) == len(invoices)
                 assert all(b"SignatureValue" in base64.b64decode(r["xml"])
                            for r in result["results"])
@@ -277,6 +314,11 @@ async def main(count: int, rounds: int, key: str, profile: Path | None = None) -
           f"{pair_ratio:.2f}× | |")
     print(f"| CPU: plain loop {plain_cpu:.2f} s, agent (every process) {agent_cpu_s:.2f} s | "
           f"{agent_cpu_s / plain_cpu:.2f}× | |")
+    by_role = {name: statistics.median(dict(f.roles)[name] for f in agent)
+               for name, _ in agent[0].roles}
+    print("| agent CPU by process, median of the rounds | "
+          + ", ".join(f"{name} {cpu * 1000:.0f} ms" for name, cpu in by_role.items())
+          + " | |")
     print(f"all rounds, wall s: plain {[round(f.wall, 3) for f in plain]}, "
           f"agent {[round(f.wall, 3) for f in agent]}", file=sys.stderr)
     print(f"all rounds, CPU s: plain {[round(f.cpu, 3) for f in plain]}, "

@@ -127,6 +127,10 @@ class Pkcs11Store:
         self.worker = WorkerClient(self.module, env={**module_env(self.module), **(env or {})})
         self._cache: dict[str, _Cached] = {}
         self._pulls = 0  # counts token_pulled(): a call it ended fails as TOKEN_NOT_PRESENT
+        # Tokens logged in for a request, from its login to its logout (a batch's groups
+        # sign in between), and a reinitialize() that waits for the last logout.
+        self._held: set[str] = set()
+        self._reinitialize_at_logout = False
 
     def __repr__(self) -> str:
         return f"Pkcs11Store({str(self.module)!r})"
@@ -191,6 +195,13 @@ class Pkcs11Store:
         """Unload the module; the next call loads it afresh (``C_Initialize``).  For
         modules that read their slots only at start, after a card came or went."""
         self.invalidate()
+        if self._held:
+            # A request is logged in (between two groups of a batch): unloading the
+            # module now would log it out half-way.  Its logout does it (a card event for
+            # another reader, or an unknown card, must not fail a batch on this token).
+            self._reinitialize_at_logout = True
+            return
+        self._reinitialize_at_logout = False
         await self.worker.close()
 
     def token_pulled(self) -> None:
@@ -241,6 +252,7 @@ class Pkcs11Store:
         args, timeout = self._credential_args(credential)
         await self._call("login", {"token_id": token.token_id, **args}, timeout=timeout,
                          token_id=token.token_id)
+        self._held.add(token.token_id)
 
     def _credential_args(self, credential: Credential | None) -> tuple[dict[str, Any], float]:
         """Worker arguments for a PIN or the PIN pad, and the timeout that goes with it
@@ -253,7 +265,12 @@ class Pkcs11Store:
 
     async def logout(self, token: TokenInfo) -> None:
         self._check_token(token)
-        await self._call("logout", {"token_id": token.token_id}, token_id=token.token_id)
+        try:
+            await self._call("logout", {"token_id": token.token_id}, token_id=token.token_id)
+        finally:
+            self._held.discard(token.token_id)
+            if self._reinitialize_at_logout and not self._held:
+                await self.reinitialize()
 
     # --- signing -------------------------------------------------------------------------------
 
@@ -306,6 +323,7 @@ class Pkcs11Store:
         signatures = _signatures(answer, mechanism)
         if not more:
             return signatures
+        self._held.add(token.token_id)  # the worker stayed logged in for the next chunks
         try:
             # The PIN goes along again only for a key that asks for it per signature.
             per_op = credential if answer.get("pin_per_signature") else None

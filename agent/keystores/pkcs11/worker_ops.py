@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pkcs11
@@ -335,6 +336,10 @@ class LoadedModule:
         # same token again (``_find``), so a card swapped in that slot is never used.
         self._slot_of: dict[str, Any] = {}
         self._mechanisms: dict[tuple[int, str], frozenset[Any]] = {}
+        # A logged-in token's signing session and the keys found in it, kept from the
+        # first signature to the logout (``_drop_session``): a batch's later groups then
+        # cost a C_GetTokenInfo and their C_Sign calls, not a session and a key search.
+        self._signing: dict[str, _SigningContext] = {}
         self.one_call_sign = signs_in_one_call(path)
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "info": self.info, "tokens": self.tokens, "objects": self.objects,
@@ -451,6 +456,7 @@ class LoadedModule:
         for token_id in list(self.sessions):
             if token_id not in present:
                 self.sessions.pop(token_id, None)  # its handle died with the token
+                self._signing.pop(token_id, None)
         for token_id in list(self._slot_of):
             if token_id not in present:
                 self._forget_slot(token_id)
@@ -604,6 +610,7 @@ class LoadedModule:
         return {"logged_out": self._drop_session(args["token_id"])}
 
     def _drop_session(self, token_id: str) -> bool:
+        self._drop_signing(token_id)
         session = self.sessions.pop(token_id, None)
         if session is None:
             return False
@@ -636,35 +643,72 @@ class LoadedModule:
         token_id = args["token_id"]
         if token_id not in self.sessions:
             raise WorkerError("LOGIN_REQUIRED", "log in to the token first")
+        # _find still asks the token (C_GetTokenInfo) on every call: a card pulled or
+        # swapped between two groups of a batch is noticed before its next signature.
         return self._sign_found(token_id, *self._find(token_id), args)
+
+    def _signing_context(self, token_id: str, slot: Any, token: Any) -> _SigningContext:
+        signing = self._signing.get(token_id)
+        if signing is not None and signing.slot is not slot:
+            self._drop_signing(token_id)  # found elsewhere since: not the same session
+            signing = None
+        if signing is None:
+            # A sibling session shares the login but not the operation state: an
+            # operation left active by a failed context-specific login dies with it
+            # (every failure drops it, ``_drop_signing``).
+            signing = _SigningContext(slot, token, token.open())
+            if token_id in self.sessions:  # kept only while the login lasts
+                self._signing[token_id] = signing
+        return signing
+
+    def _drop_signing(self, token_id: str, signing: _SigningContext | None = None) -> None:
+        kept = self._signing.pop(token_id, None)
+        for context in {id(c): c for c in (kept, signing) if c is not None}.values():
+            with contextlib.suppress(p11x.PKCS11Error):  # the token may be gone already
+                context.session.close()
 
     def _sign_found(self, token_id: str, slot: Any, token: Any,
                     args: dict[str, Any]) -> dict[str, Any]:
         mechanism = Mechanism[args["mechanism"]]
         if not self._offers(slot, token_id, mechanism):
             raise WorkerError("UNSUPPORTED", f"the token does not offer {mechanism.name}")
-        # A sibling session shares the login but not the operation state: an operation
-        # left active by a failed context-specific login dies with it.
+        signing: _SigningContext | None = None
         try:
-            with token.open() as session:
-                return self._sign_in(session, token_id, mechanism, args)
+            signing = self._signing_context(token_id, slot, token)
+            answer = self._sign_in(signing, token_id, mechanism, args)
         except (p11x.UserNotLoggedIn, p11x.SessionHandleInvalid, p11x.SessionClosed) as exc:
             self._drop_session(token_id)
+            self._drop_signing(token_id, signing)
             if self._gone(token_id):
                 # A card pulled mid-signature: depending on when, OpenSC answers "not
                 # logged in" or "session closed" rather than CKR_DEVICE_REMOVED.
                 raise WorkerError("TOKEN_NOT_PRESENT", _MESSAGES["TOKEN_NOT_PRESENT"]
                                   ) from exc
             raise WorkerError("LOGIN_REQUIRED", "the token logged out") from exc
+        except BaseException:
+            # An operation may be left active in the session (a failed context-specific
+            # login): the next signature starts in a fresh one.
+            self._drop_signing(token_id, signing)
+            raise
+        if token_id not in self._signing:
+            self._drop_signing(token_id, signing)  # not kept: no login of ours behind it
+        return answer
 
-    def _sign_in(self, session: Any, token_id: str, mechanism: Mechanism,
+    def _sign_in(self, signing: _SigningContext, token_id: str, mechanism: Mechanism,
                  args: dict[str, Any]) -> dict[str, Any]:
-        key = self._resolve_key(session, args)
-        if key is None:
-            raise WorkerError("KEY_NOT_FOUND", "the private key is not on the token")
-        key = _signable(key)
+        session = signing.session
+        found = signing.keys.get(_key_hint(args))
+        if found is None:
+            key = self._resolve_key(session, args)
+            if key is None:
+                raise WorkerError("KEY_NOT_FOUND", "the private key is not on the token")
+            key = _signable(key)
+            found = signing.keys[_key_hint(args)] = _FoundKey(
+                key, b64(_attr(key, Attribute.ID)),
+                bool(_attr(key, Attribute.ALWAYS_AUTHENTICATE)))
+        key = found.key
         pin: _RawPin | None = None
-        if _attr(key, Attribute.ALWAYS_AUTHENTICATE):
+        if found.always_authenticate:
             if args.get("pin_pad"):
                 raise WorkerError(
                     "UNSUPPORTED", "PIN-pad confirmation per signature is not supported")
@@ -700,7 +744,7 @@ class LoadedModule:
             if pin is not None:
                 pin.wipe()
         return {"signature": signatures[0], "signatures": signatures,
-                "key_id": b64(_attr(key, Attribute.ID)), "pin_per_signature": pin is not None}
+                "key_id": found.key_id, "pin_per_signature": pin is not None}
 
     def _resolve_key(self, session: Any, args: dict[str, Any]) -> Any:
         """The private key: by CKA_ID, else by the certificate's public key, now that
@@ -724,6 +768,31 @@ class LoadedModule:
             if _same_public_key(entry, modulus, ec_point):
                 return key
         return None
+
+
+@dataclass
+class _FoundKey:
+    """A private key found in a signing session, with what each signature asks of it."""
+
+    key: Any
+    key_id: str | None
+    always_authenticate: bool
+
+
+@dataclass
+class _SigningContext:
+    """A logged-in token's signing session (a sibling of the login's), where it was found
+    and the keys found in it, by the caller's hint (``_key_hint``)."""
+
+    slot: Any
+    token: Any
+    session: Any
+    keys: dict[tuple[str | None, ...], _FoundKey] = field(default_factory=dict)
+
+
+def _key_hint(args: dict[str, Any]) -> tuple[str | None, ...]:
+    """How a request names its key: CKA_ID, else the certificate's public key."""
+    return args.get("key_id"), args.get("modulus"), args.get("ec_point")
 
 
 def _signable(key: Any) -> Any:
