@@ -57,6 +57,14 @@ class ServerConfig(_Section):
         default=100 * 1024 * 1024, ge=1024,
         description="Largest document (bytes, decoded) sign.pdf and sign.cms accept; a "
                     "larger one is answered TOO_LARGE with this limit.")
+    max_pending_uploads: int = Field(
+        default=2, ge=1, le=64,
+        description="Documents one WebSocket connection may hold as uploads (document.upload: "
+                    "being received, received, or in use by a request not yet answered); "
+                    "one more is answered TOO_LARGE with this limit. A connection holds at "
+                    "most this many times max_document_bytes of uploads, a site on all its "
+                    "connections at most max_document_bytes, and max_pending_bytes counts "
+                    "uploads with the requests' frames (past those: RATE_LIMITED).")
     max_frame_bytes_ungranted: int = Field(
         default=64 * 1024, ge=1024,
         description="Largest accepted frame (bytes) until the origin holds a grant (by the "

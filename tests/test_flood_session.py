@@ -24,6 +24,7 @@ from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import NoParams
 from agent.protocol.results import AgentInfoResult
 from agent.transport.session import (
+    OFF_LOOP_CHARS,
     FrameSession,
     OversizedFrame,
     SessionLimits,
@@ -310,3 +311,14 @@ async def test_an_ungranted_session_books_against_the_unreserved_share() -> None
     for page in (*pages, portal):
         page.release.set()
     await _settle()
+
+
+def test_a_batch_of_documents_is_parsed_inline_however_long() -> None:
+    items = [{"kind": "xml", "name": f"{i}.xml", "xml": "A" * 8000} for i in range(100)]
+    frame = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "sign.batch",
+                        "params": {"handle": "h", "items": items}})
+    assert len(frame) > OFF_LOOP_CHARS and not is_costly(frame)
+    assert is_costly(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "sign.batch",
+                                 "params": {"items": [[]] * 1200}}))
+    assert is_costly(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "agent.info",
+                                 "params": {"pad": "x" * 80_000}}))

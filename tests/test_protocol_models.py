@@ -163,7 +163,7 @@ def test_every_method_is_in_the_catalog() -> None:
     assert set(METHODS) == {"agent.info", "certificates.select", "certificates.list",
                             "sign.hash", "sign.hashes", "sign.cms", "sign.pdf", "sign.xml",
                             "sign.batch", "sign.asic", "signature.extend", "signature.verify",
-                            "auth.login",
+                            "document.upload", "auth.login",
                             "tokens.subscribe"}
 
 

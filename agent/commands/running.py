@@ -45,13 +45,19 @@ def run_agent(config: Config, config_path: Path | None, *, headless: bool) -> in
     if other is not None:
         error(already_running(other))
         return ALREADY_RUNNING
+    # The ports listen from here on (the kernel queues a page's connection) while the
+    # daemon imports its stack; the transports serve them once it has.
+    from agent.daemon.early_listen import EarlySockets
+
+    early = EarlySockets.bind(config.server)
     try:
         from agent.daemon.run import run_daemon
 
         # The daemon ends with os._exit: the lock is released by its exit hook (and by
         # the kernel in any case); `finally` covers a start that failed.
-        return run_daemon(config, headless=headless, on_exit=lock.release)
+        return run_daemon(config, headless=headless, on_exit=lock.release, early=early)
     finally:
+        early.close()
         lock.release()
 
 

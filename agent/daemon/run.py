@@ -33,9 +33,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from agent.config import Config
 from agent.daemon.runtime import STOP_TIMEOUT, AgentRuntime
+
+if TYPE_CHECKING:
+    from agent.daemon.early_listen import EarlySockets
 
 log = logging.getLogger("imza_agent")
 
@@ -49,10 +53,12 @@ _exit_hooks: list[Callable[[], None]] = []
 
 
 def run_daemon(config: Config, *, headless: bool,
-               on_exit: Callable[[], None] | None = None) -> int:
+               on_exit: Callable[[], None] | None = None,
+               early: EarlySockets | None = None) -> int:
     """Serve until asked to stop; then the process ends here (see the module's doc),
     after ``on_exit`` (say, releasing a lock; it must be quick).  Returns (or raises)
-    only when the agent could not start."""
+    only when the agent could not start. ``early``: the ports already listening
+    (agent/daemon/early_listen.py), served by the transports."""
     if on_exit is not None:
         at_exit(on_exit)
     # IMZA_AGENT_LOG=debug for support sessions; secrets are never logged at any level.
@@ -60,7 +66,7 @@ def run_daemon(config: Config, *, headless: bool,
     logging.basicConfig(level=level, format="imza-agent: %(levelname)s %(name)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C before the handlers are in
-        asyncio.run(_serve(config, headless=headless))
+        asyncio.run(_serve(config, headless=headless, early=early))
     return 0
 
 
@@ -95,8 +101,8 @@ class StopRequest:
         self.loop.call_soon_threadsafe(self.stopping.set)
 
 
-async def _serve(config: Config, *, headless: bool) -> None:
-    runtime = AgentRuntime(config, headless=headless)
+async def _serve(config: Config, *, headless: bool, early: EarlySockets | None) -> None:
+    runtime = AgentRuntime(config, headless=headless, early=early)
     request = StopRequest(asyncio.get_running_loop())
     request.install()
     try:

@@ -3,8 +3,12 @@
 Order matters for start-up time (issue 17, bar 6): the first look at the tokens starts
 before the transports, so the PKCS#11 workers' interpreters boot on another core while
 this one makes its TLS context and listens; the journal (and its keyring) opens after
-that look; nothing heavy (pyHanko, Qt) is imported on the way; Qt never is, it runs in
-the UI process, started once the daemon listens.
+that look; nothing heavy (pyHanko, Qt) is imported on the way, nor the document methods'
+modules (agent/methods/__init__.py: at their first call); Qt never is, it runs in the UI
+process, started once the daemon listens. The WebSocket ports may already listen when
+this starts (``early``: bound by `imza-agent run` before it imported all this,
+agent/daemon/early_listen.py); the transport then serves those sockets, and the pages
+the kernel queued on them meanwhile.
 """
 
 from __future__ import annotations
@@ -39,11 +43,13 @@ from agent.paths import data_dir, sub_dir
 from agent.policy.policy import Policy
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.transport.admission import Admission
+from agent.transport.heap import release_free_memory
 from agent.transport.local import SOCKET_NAME, LocalSocketTransport
 from agent.transport.session import SessionLimits
 from agent.transport.websocket import WebSocketTransport
 
 if TYPE_CHECKING:
+    from agent.daemon.early_listen import EarlySockets
     from agent.journal import Journal
 
 log = logging.getLogger("imza_agent")
@@ -66,6 +72,10 @@ _TURNS_TO_SPAWN = 3
 # a page that connects as soon as runtime.json names the ports is answered first. A
 # request that reaches the journal earlier opens it itself.
 _JOURNAL_AFTER = 0.25
+# Seconds from opening the journal (its keyring thread then imports and probes) to handing
+# the memory start-up freed back to the system (malloc_trim: ≈ 0.6 MiB of an idle
+# daemon's anonymous memory, issue 17 bar 3).
+_TRIM_AFTER = 0.3
 
 
 def make_ui(config: Config, *, headless: bool) -> UserInterface:
@@ -86,10 +96,14 @@ def make_ui(config: Config, *, headless: bool) -> UserInterface:
 
 class AgentRuntime:
     def __init__(self, config: Config, *, headless: bool,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 early: EarlySockets | None = None) -> None:
         self.config = config
         self.headless = headless
         self.env = env
+        # The WebSocket ports `imza-agent run` bound before importing all this: the
+        # transport serves these sockets (the pages queued on them included).
+        self.early = early
         self.started_at = time.monotonic()
         self.timings: dict[str, float] = {}
         self._runtime_tokens: list[dict[str, Any]] | None = None
@@ -125,8 +139,12 @@ class AgentRuntime:
         try:
             self._serve_methods()
             await self.transport.start(self._tls_context())
+            if self.early is not None:  # what the transport did not take (see early_listen)
+                self.early.close()
             await self.local.start()
         except BaseException:
+            if self.early is not None:
+                self.early.close()
             await self._cancel_tasks()
             await _within(STOP_TIMEOUT * _WORKERS_SHARE,
                           {"the key stores": self.stores.close()})
@@ -155,11 +173,10 @@ class AgentRuntime:
         config = self.config
         self.services = Services(self.core, formats=available_formats(),
                                  formats_config=config.formats)
-        from agent.formats.isolation import configure_document_workers  # no pyHanko
-
-        configure_document_workers(config.documents)
         self.dispatcher = Dispatcher()
-        register_all(self.dispatcher, self.services)
+        # The document methods' modules (and the document workers, configured then) are
+        # imported at their first call: none of it is needed to answer the first page.
+        register_all(self.dispatcher, self.services, documents=config.documents)
         # One admission and one set of session limits for every transport: an origin's
         # and a site's limits hold across them rather than doubling with each one.
         server = config.server
@@ -172,6 +189,8 @@ class AgentRuntime:
         self.limits = SessionLimits.from_settings(server, self._has_grant)
         self.transport = WebSocketTransport(self.dispatcher, self.policy, server,
                                             self.admission, self.limits)
+        if self.early is not None:
+            self.transport.prebound = self.early.take
         # The native messaging host (browser extension) reaches the same dispatcher here.
         self.local = LocalSocketTransport(self.dispatcher, server, data_dir() / SOCKET_NAME,
                                           self.admission, self.limits)
@@ -219,6 +238,8 @@ class AgentRuntime:
                 self.journal.open()
             except Exception:  # a signature then fails as it would have (INTERNAL)
                 log.exception("the journal could not be opened")
+        await asyncio.sleep(_TRIM_AFTER)
+        release_free_memory()
 
     def _open_journal(self) -> Journal:
         from agent.journal import Journal

@@ -24,7 +24,9 @@ def register(dispatcher: Dispatcher, app: Services) -> None:
         return AgentInfoResult(
             name=AGENT_NAME, version=__version__, protocol=PROTOCOL_VERSION,
             origin=ctx.origin, transport=ctx.transport,
-            features=sorted(dispatcher.methods),
+            # Uploads need binary frames: not on the extension's transport.
+            features=sorted(m for m in dispatcher.methods
+                            if m != "document.upload" or ctx.transport != "extension"),
             formats={fmt: list(levels) for fmt, levels in app.formats.items()},
             digest_algorithms={fmt: list(DIGEST_CHOICES) for fmt in app.formats
                                if fmt in ("pdf", "xml", "asic")})

@@ -20,6 +20,7 @@ from agent.protocol.params_asic import SignAsicParams, SignAsicResult
 from agent.protocol.params_batch import SignBatchParams, SignBatchResult
 from agent.protocol.params_cms import SignCmsParams
 from agent.protocol.params_extend import SignatureExtendParams, SignatureExtendResult
+from agent.protocol.params_upload import DocumentUploadParams, DocumentUploadResult
 from agent.protocol.params_verify import SignatureVerifyParams, SignatureVerifyResult
 from agent.protocol.params_xml import SignXmlParams
 from agent.protocol.results import (
@@ -73,6 +74,9 @@ _SPECS = (
                "LTA of an LTA signature renews it)."),
     MethodSpec("signature.verify", SignatureVerifyParams, SignatureVerifyResult,
                "The ETSI-style verdict on each signature of a CMS, PDF or XML file."),
+    MethodSpec("document.upload", DocumentUploadParams, DocumentUploadResult,
+               "Announce a document sent as binary WebSocket frames; a signing call then "
+               "names it in place of the base64 document (WebSocket only)."),
     MethodSpec("auth.login", AuthLoginParams, AuthLoginResult,
                "Prove control of an authentication key to the calling origin."),
     MethodSpec("tokens.subscribe", NoParams, TokenList,

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 Transport = Literal["wss", "ws", "extension"]
 Cleanup = Callable[[], Awaitable[None] | None]
+# Turns a handler's result into the response frame; the WebSocket transport passes its own
+# for a request whose document came as binary frames (agent/transport/uploads.py).
+ResultFrame = Callable[[jsonrpc.JsonRpcId, WireModel], str]
 P = TypeVar("P", bound=WireModel)
 
 
@@ -111,7 +114,8 @@ class Dispatcher:
             return None
         return await self.handle_request(ctx, message)
 
-    async def handle_request(self, ctx: CallContext, request: jsonrpc.Request) -> str:
+    async def handle_request(self, ctx: CallContext, request: jsonrpc.Request, *,
+                             result_frame: ResultFrame = jsonrpc.result_frame) -> str:
         registration = self._methods.get(request.method)
         if registration is None:
             return jsonrpc.method_not_found_frame(request.id, request.method)
@@ -136,7 +140,7 @@ class Dispatcher:
             if not isinstance(result, expected):
                 raise TypeError(f"{request.method} returned {type(result).__name__}, "
                                 f"not {expected.__name__}")
-            return jsonrpc.result_frame(request.id, result)
+            return result_frame(request.id, result)
         except PAGE_VISIBLE as exc:
             log.info("%s from %s failed: %s", request.method, ctx.origin, exc.reason)
             return jsonrpc.error_frame(request.id, exc.to_wire())

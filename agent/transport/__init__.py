@@ -5,6 +5,8 @@
   line for all transports;
 * ``websocket``: ws/wss on loopback; ``local``: the Unix socket the native host uses;
 * ``session``: what every transport does with an admitted connection's frames;
+* ``uploads``: documents sent as binary WebSocket frames (``document.upload``) and the
+  binary answers to the requests that name them;
 * ``native_host`` and ``native_relay``: `imza-agent native-host`, the browser extension's
   native messaging host, relaying each page connection to the daemon's local socket.
 """

@@ -12,6 +12,9 @@ max_document_frame_bytes`` against ``max_frame_bytes``), so the session checks t
 - otherwise the document is decoded here, once, and the base64 text dropped: the daemon
   then holds the document's bytes only, not its base64 as well for as long as the
   signature takes (the params model takes the bytes as they are, without a copy).
+
+A member that came as an upload (agent/transport/uploads.py) is bytes already: it counts
+with its size against the same limit.
 """
 
 from __future__ import annotations
@@ -46,16 +49,19 @@ def prepare_document(message: jsonrpc.Request, max_document_bytes: int) -> str |
     params: Any = message.params
     if field is None or not isinstance(params, dict):
         return None
-    value = params.get(field)
-    if not isinstance(value, str):
+    if not isinstance(params.get(field), str | bytes):
         return None
-    extras = [name for name in DOCUMENT_EXTRA_FIELDS.get(message.method, ())
-              if isinstance(params.get(name), str)]
-    if decoded_size(value) + sum(decoded_size(params[name]) for name in extras) \
-            > max_document_bytes:
+    members = [field, *(name for name in DOCUMENT_EXTRA_FIELDS.get(message.method, ())
+                        if isinstance(params.get(name), str | bytes))]
+    if sum(_size(params[name]) for name in members) > max_document_bytes:
         return too_large(message.id, max_document_bytes, "the document")
     # Not standard base64: left as it is, for the params model to say so.
-    for name in (field, *extras):
-        with contextlib.suppress(binascii.Error, ValueError):
-            params[name] = binascii.a2b_base64(params[name], strict_mode=True)
+    for name in members:
+        if isinstance(params[name], str):
+            with contextlib.suppress(binascii.Error, ValueError):
+                params[name] = binascii.a2b_base64(params[name], strict_mode=True)
     return None
+
+
+def _size(value: str | bytes) -> int:
+    return len(value) if isinstance(value, bytes) else decoded_size(value)

@@ -12,6 +12,12 @@ A document method's document is checked against its own limit and decoded once, 
 parsing (agent/transport/document_frames.py); after a large frame the allocator is asked to
 return its free memory (agent/transport/heap.py).
 
+On a WebSocket connection a document may come as binary frames instead
+(agent/transport/uploads.py): ``document.upload`` is answered here, at once, before the
+next frame is read, so the upload's bytes may follow its request without waiting for the
+answer; a request naming an upload gets the upload's bytes in place of the base64 document,
+and its signed document back as a binary frame after the text answer.
+
 Parsing itself is cheap for ordinary requests and runs inline; a frame that may be costly
 (large, or with many values) is parsed and validated in a worker process, because the JSON
 parser holds the GIL: in a thread it would still stall the event loop for every other site.
@@ -28,20 +34,33 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
-from agent.errors import InternalError, RateLimited, TooLarge
+from agent.errors import InternalError, PermissionDenied, RateLimited, TooLarge
 from agent.limits import PendingLedger, PendingLimits, RateLimiter
 from agent.policy.site import site_of
 from agent.protocol import jsonrpc
 from agent.protocol.catalog import METHODS
 from agent.protocol.dispatch import CallContext, Dispatcher
 from agent.protocol.params import DOCUMENT_FIELDS
+from agent.protocol.params_upload import DocumentUploadParams, DocumentUploadResult
 from agent.transport.document_frames import prepare_document, too_large
 from agent.transport.heap import TRIM_AFTER_BYTES, release_free_memory
+from agent.transport.uploads import (
+    UPLOAD_METHOD,
+    BinaryAnswer,
+    SiteUploads,
+    TakenUploads,
+    Upload,
+    UploadRefused,
+    UploadStore,
+    new_upload_id,
+    take_uploads,
+    with_placeholders,
+)
 
 if TYPE_CHECKING:  # multiprocessing (and pickle, queues...) only once a costly frame comes
     from concurrent.futures import ProcessPoolExecutor
@@ -49,6 +68,10 @@ if TYPE_CHECKING:  # multiprocessing (and pickle, queues...) only once a costly 
 log = logging.getLogger("imza_agent.transport")
 
 Send = Callable[[str], Awaitable[None]]
+# Sends a text answer and, right after it with nothing in between, a binary frame.
+SendWithBinary = Callable[[str, memoryview], Awaitable[None]]
+# ``[server] max_pending_uploads`` when the settings predate it.
+DEFAULT_MAX_PENDING_UPLOADS = 2
 # Whether an origin holds a grant: by policy or the user's stored answer, and, once the
 # connection exists, its own "allow once" grants. Injected by the runtime (agent.app
 # knows the connection's grants; the transport does not import it).
@@ -66,6 +89,8 @@ class ServerSettings(Protocol):
     def max_document_frame_bytes(self) -> int: ...
     @property
     def max_document_bytes(self) -> int: ...
+    @property
+    def max_pending_uploads(self) -> int: ...
     @property
     def rate_per_second(self) -> float: ...
     @property
@@ -113,8 +138,14 @@ class SessionLimits:
     max_in_flight: int  # per connection
     max_document_frame_bytes: int = 0  # granted, document methods; 0: max_frame_bytes
     max_document_bytes: int = 2**62  # decoded
+    max_pending_uploads: int = DEFAULT_MAX_PENDING_UPLOADS  # per connection
     has_grant: GrantCheck = _no_grant
     clock: Callable[[], float] | None = None
+    # Per site, a site's uploads together: at most one request's worth of documents.
+    site_uploads: SiteUploads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.site_uploads = SiteUploads(self.max_document_bytes)
 
     @classmethod
     def from_settings(cls, s: ServerSettings, has_grant: GrantCheck = _no_grant, *,
@@ -131,7 +162,9 @@ class SessionLimits:
             max_frame_bytes_ungranted=min(s.max_frame_bytes_ungranted, s.max_frame_bytes),
             max_in_flight=s.max_requests_in_flight,
             max_document_frame_bytes=s.max_document_frame_bytes,
-            max_document_bytes=s.max_document_bytes, has_grant=has_grant, clock=clock)
+            max_document_bytes=s.max_document_bytes,
+            max_pending_uploads=s.max_pending_uploads,
+            has_grant=has_grant, clock=clock)
 
     def frame_limit(self, origin: str, ctx: CallContext | None = None) -> int:
         return self.limit_for(self.has_grant(origin, ctx))
@@ -152,7 +185,8 @@ class SessionLimits:
 class FrameSession:
     def __init__(self, dispatcher: Dispatcher, ctx: CallContext, send: Send,
                  limits: SessionLimits, closed_errors: tuple[type[BaseException], ...], *,
-                 on_frame_limit: Callable[[int], None] | None = None) -> None:
+                 on_frame_limit: Callable[[int], None] | None = None,
+                 send_with_binary: SendWithBinary | None = None) -> None:
         self.dispatcher = dispatcher
         self.ctx = ctx
         self.site = site_of(ctx.origin)
@@ -163,6 +197,11 @@ class FrameSession:
         self._in_flight: set[asyncio.Task[None]] = set()
         self.granted = limits.has_grant(ctx.origin, ctx)
         self.frame_limit = limits.limit_for(self.granted)
+        # Uploads: on transports that carry binary frames (WebSocket) only.
+        self._send_with_binary = send_with_binary
+        self.uploads: UploadStore | None = None
+        if send_with_binary is not None:
+            self.uploads = UploadStore(self._unbook_upload)
 
     async def submit(self, text: str) -> None:
         """Take one text frame: refuse it unparsed, or start answering it."""
@@ -183,20 +222,34 @@ class FrameSession:
             await self.send_quietly(too_large(peek_id(text), limits.max_frame_bytes,
                                               "the frame"))
             return
+        elif self.uploads is not None and peek_member(text, "method") == UPLOAD_METHOD:
+            await self._open_upload(text, now)
+            return
         else:
             refusal = limits.pending.reserve(self.site, size, granted=self.granted)
         if refusal is not None:
             await self.send_quietly(jsonrpc.error_frame(peek_id(text),
                                                         RateLimited(refusal).to_wire()))
             return
-        task = asyncio.create_task(self._answer(text, size))
+        # The uploads a request may name: those complete when its frame came, whatever
+        # arrives while it is parsed.
+        complete = self.uploads.complete_ids() if self.uploads is not None else frozenset()
+        task = asyncio.create_task(self._answer(text, size, complete))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _answer(self, text: str, size: int) -> None:
+    async def _answer(self, text: str, size: int, complete: frozenset[str]) -> None:
+        taken: TakenUploads | None = None
+        binary: BinaryAnswer | None = None
         try:
             message = await self._limits.parser.parse(text)
             del text  # the parsed request is all that is needed from here on
+            if isinstance(message, jsonrpc.Request):
+                try:
+                    taken = take_uploads(message, self.uploads, complete)
+                except UploadRefused as exc:
+                    message = jsonrpc.ErrorReply(
+                        jsonrpc.INVALID_PARAMS, jsonrpc.invalid_params_frame(message.id, str(exc)))
             if isinstance(message, jsonrpc.Request):
                 refused = prepare_document(message, self._limits.max_document_bytes)
                 if refused is not None:
@@ -206,16 +259,114 @@ class FrameSession:
                 reply: str | None = message.text
             elif isinstance(message, jsonrpc.Notification):
                 reply = None  # the contract defines no client notification
+            elif taken is not None and taken.document is not None \
+                    and self._send_with_binary is not None:
+                binary = BinaryAnswer(message.method, taken.document)
+                taken.document = None
+                reply = await self.dispatcher.handle_request(self.ctx, message,
+                                                             result_frame=binary.frame)
             else:
                 reply = await self.dispatcher.handle_request(self.ctx, message)
             self._refresh_frame_limit()
             del message  # the document's bytes, once the request is answered
             if reply is not None:
-                await self.send_quietly(reply)
+                await self._send_answer(reply, binary)
+            # The answer and the signed document, before the trim below returns their pages.
+            reply = binary = None
         finally:
             self._limits.pending.release(self.site, size)
-            if size >= TRIM_AFTER_BYTES:
+            if taken is not None and self.uploads is not None:
+                for upload_id in taken.ids:
+                    self.uploads.forget(upload_id)
+            if size >= TRIM_AFTER_BYTES or (taken is not None
+                                            and taken.size >= TRIM_AFTER_BYTES):
                 release_free_memory()
+
+    async def _send_answer(self, reply: str, binary: BinaryAnswer | None) -> None:
+        tail = binary.tail if binary is not None else None
+        if tail is None or not len(tail) or self._send_with_binary is None:
+            await self.send_quietly(reply)
+            return
+        with contextlib.suppress(*self._closed_errors):
+            await self._send_with_binary(reply, tail)
+
+    # --- uploads -------------------------------------------------------------------------
+
+    def upload_key(self, upload_id: str) -> str:
+        """The pending ledger's key for one upload: apart from the site's requests, so the
+        request that uses an upload is not held back by it (the site's uploads have their
+        own budget, ``SessionLimits.site_uploads``), and within the overall caps the
+        requests' frames count in too. No site name has a space."""
+        return f"{self.site} upload {upload_id}"
+
+    def _unbook_upload(self, upload: Upload) -> None:
+        self._limits.pending.release(self.upload_key(upload.id), upload.size)
+        self._limits.site_uploads.release(self.site, upload.size)
+
+    async def _open_upload(self, text: str, now: float) -> None:
+        """Answer ``document.upload`` before the next frame is read. In order: a grant
+        (before any binary byte is read), the params, the size, this connection's count,
+        the site's byte rate, the site's uploads together, and the overall pending cap."""
+        assert self.uploads is not None
+        limits = self._limits
+        message = await limits.parser.parse(text)
+        if isinstance(message, jsonrpc.ErrorReply):
+            await self.send_quietly(message.text)
+            return
+        if isinstance(message, jsonrpc.Notification):
+            return  # no id to answer with: nothing is opened
+        if not limits.has_grant(self.ctx.origin, self.ctx):
+            await self._refuse(message.id, PermissionDenied(
+                "document.upload needs a grant for this origin (e.g. certificates.select "
+                "first)"))
+            return
+        params: object = message.params
+        if not isinstance(params, dict):
+            await self.send_quietly(jsonrpc.invalid_params_frame(
+                message.id, "params must be an object"))
+            return
+        try:
+            size = DocumentUploadParams.model_validate(params, by_alias=True,
+                                                       by_name=False).size
+        except ValidationError as exc:
+            await self.send_quietly(jsonrpc.invalid_params_frame(message.id, exc))
+            return
+        refusal: TooLarge | RateLimited | None = None
+        if size > limits.max_document_bytes:
+            refusal = TooLarge(f"the document is over the limit of "
+                               f"{limits.max_document_bytes} bytes",
+                               limit=limits.max_document_bytes)
+        elif self.uploads.held >= limits.max_pending_uploads:
+            refusal = TooLarge(f"this connection holds {self.uploads.held} uploads, the "
+                               "most it may: use or close them first",
+                               limit=limits.max_pending_uploads)
+        elif not limits.bytes.allow(self.site, now, size):
+            refusal = RateLimited("too much data from this site; try again later")
+        elif not limits.site_uploads.reserve(self.site, size):
+            refusal = RateLimited("too much data pending for this site")
+        else:
+            upload = Upload(new_upload_id(), size)
+            booked = limits.pending.reserve(self.upload_key(upload.id), size, granted=True)
+            if booked is not None:
+                limits.site_uploads.release(self.site, size)
+                refusal = RateLimited(booked)
+        if refusal is not None:
+            await self._refuse(message.id, refusal)
+            return
+        self.uploads.open(upload)
+        await self.send_quietly(jsonrpc.result_frame(
+            message.id, DocumentUploadResult(upload=upload.id)))
+
+    async def _refuse(self, msg_id: jsonrpc.JsonRpcId,
+                      error: PermissionDenied | TooLarge | RateLimited) -> None:
+        await self.send_quietly(jsonrpc.error_frame(msg_id, error.to_wire()))
+
+    def receive_binary(self, frame: bytes) -> str | None:
+        """Take one binary frame; the reason to close the connection with 1008 when it is
+        not one the connection announced."""
+        if self.uploads is None:
+            return "binary frames are not accepted on this transport"
+        return self.uploads.receive(frame)
 
     def _refresh_frame_limit(self) -> None:
         """After each answer: a grant given meanwhile (e.g. "allow once") admits large
@@ -235,6 +386,11 @@ class FrameSession:
     async def close(self) -> None:
         for task in self._in_flight:
             task.cancel()
+        if self.uploads is not None:
+            held = self.uploads.held
+            self.uploads.close()
+            if held:
+                release_free_memory()
         await self.ctx.close()
 
 
@@ -289,6 +445,18 @@ def _is_document_method(text: str) -> bool:
     return isinstance(method, str) and method in DOCUMENT_FIELDS
 
 
+# Methods whose frames carry documents in a few long strings (a sign.batch of 100
+# invoices is 600 KB in about 400 values): parsed inline, like the document methods', as
+# long as they have few values; the frame parser process would copy the frame twice
+# more and add a process hop (16-20 ms for the batch bench's frame).
+INLINE_PARSED_METHODS = frozenset(DOCUMENT_FIELDS) | {"sign.batch", "sign.xml", "sign.asic"}
+
+
+def _parses_inline(text: str) -> bool:
+    method = peek_member(text, "method")
+    return isinstance(method, str) and method in INLINE_PARSED_METHODS
+
+
 def _plausible_id(value: object) -> bool:
     """The ids ``jsonrpc.parse_frame`` accepts: a short string or a safe integer."""
     if isinstance(value, bool):
@@ -319,7 +487,7 @@ def is_costly(text: str) -> bool:
     back) and the daemon's memory for them."""
     if len(text) < OFF_LOOP_CHARS:
         return text.count(",") >= OFF_LOOP_COMMAS
-    return text.count(",") >= OFF_LOOP_COMMAS or not _is_document_method(text)
+    return text.count(",") >= OFF_LOOP_COMMAS or not _parses_inline(text)
 
 
 def parse_checked(text: str) -> jsonrpc.Request | jsonrpc.Notification | jsonrpc.ErrorReply:
@@ -351,7 +519,9 @@ def parse_and_validate(text: str) -> jsonrpc.Request | jsonrpc.Notification | js
         return jsonrpc.ErrorReply(jsonrpc.INVALID_PARAMS, jsonrpc.invalid_params_frame(
             message.id, "params must be an object"))
     try:
-        spec.params.model_validate(message.params, by_alias=True, by_name=False)
+        # An upload's bytes are not here: its reference stands in for them.
+        spec.params.model_validate(with_placeholders(message.method, message.params),
+                                   by_alias=True, by_name=False)
     except ValidationError as exc:
         return jsonrpc.ErrorReply(jsonrpc.INVALID_PARAMS,
                                   jsonrpc.invalid_params_frame(message.id, exc))

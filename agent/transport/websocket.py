@@ -20,6 +20,11 @@ A frame's size limit is set per connection on the WebSocket parser, so a frame o
 never buffered: small until the origin holds a grant, afterwards the document methods' limit
 (``max_document_frame_bytes``; the session answers a larger frame of any other method
 TOO_LARGE against ``max_frame_bytes``).
+
+Binary frames carry the bytes of the connection's uploads (``document.upload``,
+agent/transport/uploads.py); one that no upload is waiting for closes the connection with
+1008. The answer to a request that used an upload may be followed by one binary frame: the
+two are sent under the connection's send lock, so nothing comes between them.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import contextlib
 import errno
 import logging
 import secrets
+import socket
 import ssl
 import weakref
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -75,6 +82,9 @@ class WebSocketTransport:
         self._refused: weakref.WeakKeyDictionary[ServerConnection, Refused] = \
             weakref.WeakKeyDictionary()
         self._releasers: set[asyncio.Task[None]] = set()
+        # (transport, host, port) → a socket already listening there, or None: the ports
+        # `imza-agent run` bound before importing the daemon (agent/daemon/early_listen.py).
+        self.prebound: Callable[[str, str, int], socket.socket | None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -129,11 +139,12 @@ class WebSocketTransport:
         kwargs: dict[str, Any] = dict(
             process_request=process_request, max_size=self.limits.max_frame_bytes_ungranted,
             compression=None, ssl=ssl_context, server_header=None, max_queue=4)
-        server = await serve(handler, LOOPBACK_HOSTS[0], port, **kwargs)
+        server = await self._serve(handler, transport, LOOPBACK_HOSTS[0], port, kwargs)
         self._servers.append(server)
         bound = int(server.sockets[0].getsockname()[1])
         try:  # the same port on IPv6 loopback (port 0 picked it on IPv4 first)
-            self._servers.append(await serve(handler, LOOPBACK_HOSTS[1], bound, **kwargs))
+            self._servers.append(await self._serve(handler, transport, LOOPBACK_HOSTS[1],
+                                                   bound, kwargs))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 log.warning("port %d on [::1] is used by another program; serving %s on "
@@ -142,6 +153,15 @@ class WebSocketTransport:
                 log.info("IPv6 loopback unavailable; serving %s on 127.0.0.1 only", transport)
         log.info("listening on %s://127.0.0.1:%d%s", transport, bound, PATH)
         return bound
+
+    async def _serve(self, handler: Callable[[ServerConnection], Any], transport: Transport,
+                     host: str, port: int, kwargs: dict[str, Any]) -> Server:
+        """A server on ``host``:``port``, on the socket already listening there if there is
+        one (connections queued on it since are served like any other)."""
+        sock = self.prebound(transport, host, port) if self.prebound is not None else None
+        if sock is not None:
+            return await serve(handler, sock=sock, **kwargs)
+        return await serve(handler, host, port, **kwargs)
 
     async def close(self) -> None:
         for server in self._servers:
@@ -221,16 +241,27 @@ class WebSocketTransport:
             async with send_lock:
                 await conn.send(text)
 
+        async def send_with_binary(text: str, data: memoryview) -> None:
+            async with send_lock:
+                await conn.send(text)
+                await conn.send(data)
+
         ctx = CallContext(origin=admitted.origin, transport=admitted.transport,
                           connection_id=secrets.token_hex(6), send=send)
         session = FrameSession(self.dispatcher, ctx, send, self.limits, (ConnectionClosed,),
-                               on_frame_limit=lambda limit: set_max_size(conn, limit))
+                               on_frame_limit=lambda limit: set_max_size(conn, limit),
+                               send_with_binary=send_with_binary)
         set_max_size(conn, session.frame_limit)
         try:
             async for message in conn:
                 if isinstance(message, bytes):
-                    await conn.close(1003, "binary frames are not accepted")
-                    break
+                    violation = session.receive_binary(message)
+                    del message
+                    if violation is not None:
+                        log.info("closed a connection of %s: %s", admitted.origin, violation)
+                        await conn.close(1008, violation)
+                        break
+                    continue
                 await session.submit(message)
                 # Not held until the next frame arrives: a document's frame is large, and
                 # the session keeps what it needs.
