@@ -182,7 +182,24 @@ export interface ConnectOptions {
    * (`0.2.0rc1`, `0.2.0-beta`) is below its release. Not a version: a TypeError.
    */
   minimumAgentVersion?: string;
+  /**
+   * Bytes above which a document (sign.pdf's `pdf`, sign.cms's `data`, signature.verify's
+   * and signature.extend's `signature`, signature.verify's `data`) is sent as raw binary
+   * WebSocket frames (`document.upload`) instead of base64 inside the request; its signed
+   * copy then comes back as a binary frame too, and the SDK puts it back together, so the
+   * result is the same. Only on a `"wss"` / `"ws"` connection to an agent that lists
+   * `"document.upload"` in agent.info's `features`; the extension's path always sends
+   * base64. Default 1048576 (1 MiB); `Infinity` never uploads. Not a number ≥ 0: a
+   * TypeError.
+   */
+  uploadThreshold?: number;
 }
+
+/**
+ * A document as a page may give it: base64, or its bytes (sent as base64, or as binary
+ * frames above `uploadThreshold`: then it is not copied into a base64 string at all).
+ */
+export type DocumentInput = string | ArrayBuffer | ArrayBufferView;
 
 export type HashAlgorithm = "SHA-256" | "SHA-384" | "SHA-512";
 export type Scheme = "RSASSA-PKCS1-v1_5" | "RSASSA-PSS" | "ECDSA";
@@ -274,8 +291,9 @@ interface SignCmsBase {
   tsaUrl?: string;
   display?: Display;
 }
-/** Give the content (`data`) or its hash (`hash`), not both; base64. */
-export type SignCmsParams = SignCmsBase & ({ data: string; hash?: never } | { hash: string; data?: never });
+/** Give the content (`data`: base64 or bytes) or its hash (`hash`, base64), not both. */
+export type SignCmsParams = SignCmsBase &
+  ({ data: DocumentInput; hash?: never } | { hash: string; data?: never });
 
 export interface PdfStamp {
   page?: number;
@@ -285,8 +303,8 @@ export interface PdfStamp {
 
 export interface SignPdfParams {
   handle: string;
-  /** base64 */
-  pdf: string;
+  /** base64, or the PDF's bytes */
+  pdf: DocumentInput;
   level: "B-B" | "B-T" | "B-LT" | "B-LTA";
   reason?: string;
   location?: string;
@@ -298,8 +316,8 @@ export interface SignPdfParams {
 
 export interface SignXmlParams {
   handle: string;
-  /** base64 of the document's bytes */
-  xml: string;
+  /** base64 of the document's bytes, or the bytes */
+  xml: DocumentInput;
   level: "B-B" | "B-T";
   mode: "enveloped" | "detached";
   tsaUrl?: string;
@@ -369,8 +387,14 @@ export declare class Connection extends EventTarget {
   /** agent.info's answer at connect() */
   agent: AgentInfo | null;
   readonly closed: boolean;
+  /** connect()'s `uploadThreshold` (bytes); may be changed for later calls */
+  uploadThreshold: number;
 
-  /** Any method by name: resolves to its `result`, rejects with ImzaError. */
+  /**
+   * Any method by name: resolves to its `result`, rejects with ImzaError. A member given
+   * as bytes is sent as base64; the documents of sign.pdf, sign.cms, signature.verify and
+   * signature.extend over `uploadThreshold` as binary frames on a WebSocket.
+   */
   call<T = unknown>(method: string, params?: Record<string, unknown>): Promise<T>;
   info(): Promise<AgentInfo>;
   selectCertificate(params?: SelectParams): Promise<CertificateObject>;

@@ -17,8 +17,9 @@
  * `imzaAgent.protocol` repeats it for tools that read the package without running it. */
 export const PROTOCOL = 1;
 // 0.2: ImzaError.kind. 0.3: AGENT_TOO_OLD / PAGE_TOO_OLD, minimumAgentVersion,
-// login(challenge, {format}). Equal to package.json's `version`.
-export const SDK_VERSION = "0.3.0";
+// login(challenge, {format}). 0.4: uploadThreshold (large documents as binary WebSocket
+// frames), documents as bytes. Equal to package.json's `version`.
+export const SDK_VERSION = "0.4.0";
 
 /** Every reason an ImzaError can carry: the contract's, plus the three of connect(). */
 export const Reason = Object.freeze({
@@ -121,7 +122,25 @@ const DEFAULTS = Object.freeze({
   // `[server] port_range`. connect() tries them in order; `wssUrl` / `wsUrl` (one URL) or
   // `wssUrls` / `wsUrls` (a list) replace the range.
   portRange: 5,
+  // On a WebSocket whose agent lists "document.upload" in agent.info's `features`, a
+  // document larger than this (bytes) is sent as raw binary frames (`document.upload`)
+  // rather than base64 inside the request, and its signed copy comes back the same way.
+  uploadThreshold: 1024 * 1024,
 });
+
+// The members of the document methods that may carry a document: the agent's
+// DOCUMENT_FIELDS and DOCUMENT_EXTRA_FIELDS (agent/protocol/params.py). The first is the
+// document an answer's `prefix` refers to.
+const DOCUMENT_MEMBERS = Object.freeze({
+  "sign.pdf": Object.freeze(["pdf"]),
+  "sign.cms": Object.freeze(["data"]),
+  "signature.extend": Object.freeze(["signature"]),
+  "signature.verify": Object.freeze(["signature", "data"]),
+});
+const UPLOAD_FEATURE = "document.upload";
+// Bytes per binary frame of an upload: far below any frame limit the agent may set, and
+// the browser copies one frame at a time rather than the whole document at once.
+const UPLOAD_FRAME_BYTES = 1024 * 1024;
 
 const RANGE_START = Object.freeze({ wss: 29170, ws: 29171 });
 const RANGE_STEP = 2;
@@ -257,9 +276,14 @@ class WebSocketChannel {
   constructor(socket, url) {
     this.socket = socket;
     this.onmessage = () => {};
+    this.onbinary = () => {};
     this.onclose = () => {};
+    // Binary frames (a signed document's bytes) arrive as ArrayBuffers: read at once and in
+    // order, where a Blob would need an asynchronous read that could pass the next frame.
+    socket.binaryType = "arraybuffer";
     socket.onmessage = (event) => {
       if (typeof event.data === "string") this.onmessage(event.data);
+      else if (event.data instanceof ArrayBuffer) this.onbinary(new Uint8Array(event.data));
     };
     socket.onerror = null;
     socket.onclose = (event) => this.onclose(closeError(event && event.code,
@@ -268,6 +292,11 @@ class WebSocketChannel {
 
   send(text) {
     this.socket.send(text);
+  }
+
+  /** One binary frame (only a WebSocket carries them: the extension's path is text). */
+  sendBinary(bytes) {
+    this.socket.send(bytes);
   }
 
   close() {
@@ -387,17 +416,97 @@ export class Connection extends EventTarget {
     this.transport = transport; // "extension" | "wss" | "ws"
     this.url = null; // the WebSocket URL whose agent answered (which port of the range)
     this.agent = null; // agent.info's answer, set by connect()
+    // documents above this many bytes go as binary frames (see DEFAULTS.uploadThreshold)
+    this.uploadThreshold = DEFAULTS.uploadThreshold;
     this._channel = channel;
     this._nextId = 1;
     this._pending = new Map();
+    this._incoming = null; // the answer whose document's bytes are still to come
+    this._uploads = Promise.resolve(); // the upload before the next one (one at a time)
     this.closed = false;
     this._closeError = null;
     channel.onmessage = (text) => this._receive(text);
+    channel.onbinary = (bytes) => this._receiveBinary(bytes);
     channel.onclose = (error) => this._closed(error);
   }
 
-  /** Any method by name: resolves to `result`, rejects with ImzaError. */
+  /** Any method by name: resolves to `result`, rejects with ImzaError. A member given as
+   * bytes (ArrayBuffer, typed array) is sent as base64 — or, for a document method's
+   * document over `uploadThreshold` on a WebSocket, as binary frames. */
   call(method, params) {
+    if (this.closed) {
+      return Promise.reject(this._closeError || lostError("the connection is closed"));
+    }
+    const members = DOCUMENT_MEMBERS[method];
+    if (members !== undefined && isRecord(params)) {
+      return this._callWithDocuments(method, params, members);
+    }
+    return this._request(method, isRecord(params) ? withBase64(params) : params);
+  }
+
+  /** A document method: its large documents uploaded when the agent takes uploads here,
+   * the rest as base64; the answer's document reassembled from its binary frame. */
+  async _callWithDocuments(method, params, members) {
+    const large = members.filter((m) => documentSize(params[m]) > this.uploadThreshold);
+    const toUpload = large.length > 0 && await this._uploadsAccepted() ? large : [];
+    const sent = withBase64(params, toUpload);
+    let uploaded = false;
+    for (const member of toUpload) {
+      const bytes = bytesOf(params[member]);
+      if (bytes === null) continue; // not base64: sent as it is, for the agent to refuse
+      sent[member] = { upload: await this._upload(bytes) };
+      uploaded = true;
+    }
+    // A `prefix` answer names the first bytes of the method's (first) document.
+    const prefixSource = uploaded ? () => bytesOf(params[members[0]]) : null;
+    return this._request(method, sent, prefixSource);
+  }
+
+  /** Whether this connection can upload: a WebSocket to an agent that lists the feature.
+   * agent.info lists features only to an origin that holds a grant; when connect() saw
+   * none, the grant may have come since (an earlier call's consent dialog): ask again. */
+  async _uploadsAccepted() {
+    if (typeof this._channel.sendBinary !== "function") return false;
+    const listed = () => Array.isArray(this.agent && this.agent.features) &&
+      this.agent.features.includes(UPLOAD_FEATURE);
+    if (this.agent && Array.isArray(this.agent.features)) return listed();
+    try {
+      const info = await this._request("agent.info");
+      if (isRecord(info)) this.agent = { ...(this.agent || {}), ...info };
+    } catch (error) {
+      if (this.closed) throw error;
+      return false;
+    }
+    return listed();
+  }
+
+  /** `document.upload`, then the bytes as binary frames: resolves to the upload's id. One
+   * upload at a time per connection: the agent fills the oldest incomplete upload first,
+   * so the frames of two uploads under way together would mix their documents. */
+  _upload(bytes) {
+    const run = this._uploads.then(async () => {
+      const result = await this._request("document.upload", { size: bytes.byteLength });
+      const id = isRecord(result) ? result.upload : undefined;
+      if (typeof id !== "string") {
+        throw new ImzaError(Reason.INTERNAL, "document.upload answered without an upload id");
+      }
+      try {
+        for (let offset = 0; offset < bytes.byteLength; offset += UPLOAD_FRAME_BYTES) {
+          this._channel.sendBinary(bytes.subarray(offset, offset + UPLOAD_FRAME_BYTES));
+        }
+      } catch (cause) {
+        throw new ImzaError(Reason.AGENT_UNAVAILABLE, "sending failed",
+          { cause, kind: Kind.CONNECTION_LOST });
+      }
+      return id;
+    });
+    this._uploads = run.catch(() => {});
+    return run;
+  }
+
+  /** Send one request. `prefixSource`: for a request that used an upload, a function
+   * giving the bytes an answer's `{"binary", "prefix"}` refers to. */
+  _request(method, params, prefixSource = null) {
     if (this.closed) {
       return Promise.reject(this._closeError || lostError("the connection is closed"));
     }
@@ -405,7 +514,7 @@ export class Connection extends EventTarget {
     const message = { jsonrpc: "2.0", id, method };
     if (params !== undefined) message.params = params;
     return new Promise((resolve, reject) => {
-      this._pending.set(id, { resolve, reject });
+      this._pending.set(id, { resolve, reject, prefixSource });
       try {
         this._channel.send(JSON.stringify(message));
       } catch (cause) {
@@ -441,6 +550,10 @@ export class Connection extends EventTarget {
   }
 
   _receive(text) {
+    if (this._incoming !== null) {
+      // The contract sends an answer's bytes right after it: a text frame first breaks it.
+      this._failIncoming("the agent sent a message before the bytes of a signed document");
+    }
     let message;
     try {
       message = JSON.parse(text);
@@ -458,9 +571,69 @@ export class Connection extends EventTarget {
     }
     const waiter = this._pending.get(message.id);
     if (!waiter) return;
-    this._pending.delete(message.id);
-    if (message.error) waiter.reject(ImzaError.fromWire(message.error));
-    else waiter.resolve(message.result);
+    const parts = !message.error && waiter.prefixSource ? binaryParts(message.result) : [];
+    if (parts.length === 0) {
+      this._pending.delete(message.id);
+      if (message.error) waiter.reject(ImzaError.fromWire(message.error));
+      else waiter.resolve(message.result);
+      return;
+    }
+    // The document's bytes follow as binary frames: the call stays pending (a close now
+    // rejects it) until they are all here.
+    this._incoming = { id: message.id, waiter, result: message.result, parts, chunks: [],
+      received: 0 };
+    this._assemble();
+  }
+
+  _receiveBinary(bytes) {
+    const incoming = this._incoming;
+    if (incoming === null) return; // nothing is owed: not an answer of this SDK's
+    incoming.chunks.push(bytes);
+    incoming.received += bytes.byteLength;
+    if (incoming.received > incoming.parts[0].size) {
+      this._failIncoming("the agent sent more bytes than its answer announced");
+      return;
+    }
+    this._assemble();
+  }
+
+  /** Put each `{"binary"}` member whose bytes are all here back together (base64, as an
+   * answer without upload has it); resolve the call when none is left. */
+  _assemble() {
+    const incoming = this._incoming;
+    while (incoming.parts.length > 0 && incoming.received === incoming.parts[0].size) {
+      const { member, size, prefix } = incoming.parts.shift();
+      let head = new Uint8Array(0);
+      if (prefix > 0) {
+        const source = incoming.waiter.prefixSource();
+        if (source === null || source.byteLength < prefix) {
+          this._failIncoming(`the answer's prefix (${prefix} bytes) is longer than the document`);
+          return;
+        }
+        head = source.subarray(0, prefix);
+      }
+      const whole = new Uint8Array(prefix + size);
+      whole.set(head, 0);
+      let offset = prefix;
+      for (const chunk of incoming.chunks) {
+        whole.set(chunk, offset);
+        offset += chunk.byteLength;
+      }
+      incoming.result[member] = toBase64(whole);
+      incoming.chunks = [];
+      incoming.received = 0;
+    }
+    if (incoming.parts.length > 0) return;
+    this._incoming = null;
+    this._pending.delete(incoming.id);
+    incoming.waiter.resolve(incoming.result);
+  }
+
+  _failIncoming(message) {
+    const { id, waiter } = this._incoming;
+    this._incoming = null;
+    this._pending.delete(id);
+    waiter.reject(new ImzaError(Reason.INTERNAL, message));
   }
 
   /** `error`: the ImzaError the close stands for (CONNECTION_LOST, or SITE_REFUSED when the
@@ -469,6 +642,7 @@ export class Connection extends EventTarget {
     if (this.closed) return;
     this.closed = true;
     this._closeError = error;
+    this._incoming = null;
     for (const { reject } of this._pending.values()) reject(error);
     this._pending.clear();
     this.dispatchEvent(new CustomEvent("close",
@@ -493,6 +667,9 @@ export async function connect(options = {}) {
   const opts = { ...DEFAULTS, ...options };
   if (opts.minimumAgentVersion !== undefined && parseVersion(opts.minimumAgentVersion) === null) {
     throw new TypeError(`minimumAgentVersion is not a version: ${opts.minimumAgentVersion}`);
+  }
+  if (typeof opts.uploadThreshold !== "number" || !(opts.uploadThreshold >= 0)) {
+    throw new TypeError(`uploadThreshold is not a number of bytes: ${opts.uploadThreshold}`);
   }
   const attempts = [];
   let extension = null;
@@ -541,6 +718,7 @@ export async function connect(options = {}) {
       throw mismatch; // the same agent is behind every transport: trying another is no use
     }
     connection.agent = info;
+    connection.uploadThreshold = opts.uploadThreshold;
     return connection;
   }
   throw connectError(attempts, extension !== null);
@@ -641,13 +819,74 @@ function connectError(attempts, hasExtension) {
     { data, kind: Kind.AGENT_NOT_RUNNING });
 }
 
+// --- documents --------------------------------------------------------------------------
+
+function isRecord(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function isBytes(value) {
+  return value instanceof ArrayBuffer || ArrayBuffer.isView(value);
+}
+
+/** A view of exactly the bytes of an ArrayBuffer or a view (a subarray or DataView names
+ * part of its buffer). */
+function viewOf(bytes) {
+  return ArrayBuffer.isView(bytes)
+    ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
+}
+
+/** `params` with each member given as bytes turned into base64 (the contract's form),
+ * but those of `except` (about to be uploaded as they are). */
+function withBase64(params, except = []) {
+  const copy = { ...params };
+  for (const [name, value] of Object.entries(copy)) {
+    if (isBytes(value) && !except.includes(name)) copy[name] = toBase64(value);
+  }
+  return copy;
+}
+
+/** A document's size in bytes: of its bytes, or what its base64 decodes to; -1 when it is
+ * neither (the agent says what is wrong with it). */
+function documentSize(value) {
+  if (isBytes(value)) return value.byteLength;
+  if (typeof value !== "string") return -1;
+  const padding = value.endsWith("==") ? 2 : value.endsWith("=") ? 1 : 0;
+  return Math.max(0, Math.floor(value.length / 4) * 3 - padding);
+}
+
+/** A document's bytes (decoding base64), or null when it is not a document. */
+function bytesOf(value) {
+  if (isBytes(value)) return viewOf(value);
+  if (typeof value !== "string") return null;
+  try {
+    return fromBase64(value);
+  } catch {
+    return null;
+  }
+}
+
+/** The members of an answer to an upload that stand for bytes in binary frames, in order:
+ * `{"binary": N}` or `{"binary": N, "prefix": M}` (docs/protocol.md, "Uploads"); a
+ * `prefix` of null is none. */
+function binaryParts(result) {
+  if (!isRecord(result)) return [];
+  const count = (n) => Number.isSafeInteger(n) && n >= 0;
+  const parts = [];
+  for (const [member, value] of Object.entries(result)) {
+    if (!isRecord(value) || !count(value.binary)) continue;
+    if (Object.keys(value).some((key) => key !== "binary" && key !== "prefix")) continue;
+    if (value.prefix != null && !count(value.prefix)) continue;
+    parts.push({ member, size: value.binary, prefix: value.prefix ?? 0 });
+  }
+  return parts;
+}
+
 // --- helpers for pages ------------------------------------------------------------------
 
 /** Standard base64 of bytes (ArrayBuffer, typed array) — the contract's binary form. */
 export function toBase64(bytes) {
-  // a view's own bytes (a subarray or DataView names part of its buffer), else the buffer
-  const view = ArrayBuffer.isView(bytes)
-    ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
+  const view = viewOf(bytes);
   let binary = "";
   for (let i = 0; i < view.length; i += 0x8000) {
     binary += String.fromCharCode(...view.subarray(i, i + 0x8000));

@@ -12,6 +12,8 @@ export async function misuse(error: ImzaError): Promise<void> {
   await agent.signHash({ handle: "h", hash: "AA==" }); // @expect-error-line
   await agent.signCms({ handle: "h", hash: "AA==", data: "AA==", hashAlgorithm: "SHA-256", level: "B" }); // @expect-error-line
   await agent.signPdf({ handle: "h", pdf: "AA==", level: "B-X" }); // @expect-error-line
+  await agent.signPdf({ handle: "h", pdf: 42, level: "B-B" }); // @expect-error-line
+  await connect({ uploadThreshold: "1 MiB" }); // @expect-error-line
   const kind: typeof Kind.AGENT_TOO_OLD = Kind.PAGE_TOO_OLD; // @expect-error-line
   void kind;
   const code: string = error.code; // @expect-error-line

@@ -60,6 +60,16 @@ async function sign(document: Uint8Array): Promise<Uint8Array> {
   void scheme;
   const { pdf } = await agent.signPdf({ handle: chosen.handle, pdf: toBase64(document),
     level: "B-T", stamp: { page: -1, box: [340, 60, 560, 130], text: "signed" } });
+  // a large document as its bytes: over uploadThreshold it crosses as binary frames
+  const direct = await connect({ transports: ["wss"], uploadThreshold: 256 * 1024 });
+  const threshold: number = direct.uploadThreshold;
+  void threshold;
+  const large = await direct.signPdf({ handle: chosen.handle, pdf: document, level: "B-B" });
+  const fromBuffer = await direct.signCms({ handle: chosen.handle, data: new Uint8Array(document).buffer,
+    hashAlgorithm: "SHA-256", level: "B" });
+  const signedXml: string = (await direct.signXml({ handle: chosen.handle,
+    xml: new DataView(document.buffer), level: "B-B", mode: "enveloped" })).xml;
+  void [large.pdf.length, fromBuffer.cms.length, signedXml];
   const { signatures } = await agent.signHashes({ handle: chosen.handle,
     hashes: [cms], hashAlgorithm: "SHA-384" });
   void signatures;

@@ -1,0 +1,161 @@
+"""Issue 17 bar 4 end to end in real Chromium (Debian's, driven by
+tests/e2e/sdk_upload_browser.mjs): the packed page SDK, on the demo portal's https origin,
+signs a 5 MB PDF through the real agent over wss:// with ``uploadThreshold`` lowered to
+64 KiB. The PDF crosses the wire once, as raw binary frames (``document.upload``), never
+as base64 in a text frame; the signed PDF comes back as a binary frame holding what the
+signature appended, and the SDK hands the page the whole signed PDF, which poppler
+(pdfsig) accepts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from daemon import REPO, Daemon
+from packed_sdk import packed_sdk, served_packed
+from testbed.pdf import classic_pdf
+
+from agent.demo_portal.server import PortalServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.daemon, pytest.mark.verifiers]
+
+E2E = Path(__file__).resolve().parent
+CHROMIUM = "/usr/bin/chromium"
+PIN = "0000"  # the demo identity's documented PIN
+PERMISSIONS = ["select", "sign", "auth", "tokens"]
+DOCUMENT_BYTES = 5 * 1024 * 1024
+THRESHOLD = 64 * 1024
+# A text frame larger than this would be carrying the document (or the signed one).
+SMALL_FRAME = 64 * 1024
+
+
+@dataclass
+class Bed:
+    tmp: Path
+    portal: PortalServer
+    agent: Daemon
+    browser_home: Path  # HOME with an NSS db trusting the agent's CA
+
+
+def _spki_hash(cert_path: Path) -> str:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def large_pdf(size: int) -> bytes:
+    """A one-page PDF of about ``size`` bytes: a line of text and an image XObject of
+    incompressible bytes (SHAKE-256), with a correct cross-reference table."""
+    content = b"BT /F1 18 Tf 72 720 Td (Boyuk sened) Tj ET"
+    filler = hashlib.shake_256(b"sdk-upload").digest(size - 1024)
+    return classic_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> /XObject << /Im1 6 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /XObject /Subtype /Image /Width %d /Height 1 /ColorSpace /DeviceGray "
+        b"/BitsPerComponent 8 /Length %d >>\nstream\n" % (len(filler), len(filler))
+        + filler + b"\nendstream",
+    ])
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Bed]:
+    assert shutil.which("node"), "node is required: apt-get install nodejs npm"
+    assert Path(CHROMIUM).is_file(), "Debian's chromium is required: apt-get install chromium"
+    assert (E2E / "node_modules" / "playwright-core").is_dir(), \
+        "playwright-core is required: (cd tests/e2e && npm ci), or bash scripts/test.sh"
+    with tempfile.TemporaryDirectory(prefix="imza-e2e-upload-") as tmp_text:
+        tmp = Path(tmp_text)
+        agent_home = tmp / "agent"
+        portal = PortalServer(anchors=[agent_home / "demo" / "demo-root-ca.pem"],
+                              public_host="portal.test").start()
+        policy = {"locked": True,
+                  "allow": [{"origin": portal.origin, "permissions": PERMISSIONS}]}
+        agent = Daemon(home=agent_home, modules=[], env={}, policy=policy,
+                       answers={"certificate": "first", "pin": PIN})
+        try:
+            agent.start()
+            browser_home = tmp / "browser-home"
+            browser_home.mkdir()
+            trusted = subprocess.run(
+                [sys.executable, "-m", "agent.cli", "trust", "install"], cwd=REPO,
+                env={**os.environ, "IMZA_AGENT_HOME": str(agent_home),
+                     "IMZA_AGENT_SYSTEM_POLICY": str(agent.home.parent / "agent-policy.toml"),
+                     "HOME": str(browser_home)},
+                capture_output=True, text=True, timeout=60, check=False)
+            assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+            yield Bed(tmp, portal, agent, browser_home)
+        finally:
+            agent.stop()
+            portal.stop()
+
+
+def _run_browser(bed: Bed, pdf_path: Path) -> dict[str, Any]:
+    wss_url = f"wss://127.0.0.1:{bed.agent.ports['wss']}/v1"
+    plan = {"userDataDir": str(bed.tmp / "profile"), "hosts": ["portal.test"],
+            "spki": [_spki_hash(bed.portal.cert_path)], "home": str(bed.browser_home),
+            "origin": bed.portal.origin, "publicPort": bed.portal.port,
+            "url": f"{bed.portal.origin}/?wss={wss_url}&ws={bed.agent.url('ws')}",
+            "wssUrl": wss_url, "sdk": str(packed_sdk().module), "pdfPath": str(pdf_path),
+            "uploadThreshold": THRESHOLD}
+    plan_file = bed.tmp / "plan.json"
+    plan_file.write_text(json.dumps(plan), encoding="utf-8")
+    done = subprocess.run(["node", str(E2E / "sdk_upload_browser.mjs"), str(plan_file)],
+                          cwd=E2E, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "failure" not in result, result["failure"]
+    served_packed(result)
+    return result
+
+
+def test_a_5_mb_pdf_is_signed_through_the_sdk_as_binary_frames(bed: Bed) -> None:
+    original = large_pdf(DOCUMENT_BYTES)
+    pdf_path = bed.tmp / "large-document.pdf"
+    pdf_path.write_bytes(original)
+    result = _run_browser(bed, pdf_path)
+    assert "error" not in result, result["error"]
+    assert result["transport"] == "wss"
+    assert "document.upload" in result["features"]
+    assert result["documentSize"] == len(original)
+
+    sent, received = result["frames"]["sent"], result["frames"]["received"]
+    methods = [f["method"] for f in sent if f["type"] == "text"]
+    assert methods == ["agent.info", "certificates.select", "document.upload", "sign.pdf"]
+    # the document went once, as raw bytes: exactly its size in binary frames, and no
+    # text frame either way large enough to hold it (or the signed PDF) as base64
+    assert sum(f["length"] for f in sent if f["type"] == "binary") == len(original)
+    assert max(f["length"] for f in sent + received if f["type"] == "text") < SMALL_FRAME
+    # the signed PDF came back as one binary frame, without the original in it again
+    answer_bytes = [f["length"] for f in received if f["type"] == "binary"]
+    assert len(answer_bytes) == 1 and 0 < answer_bytes[0] < len(original) // 10
+
+    signed = base64.b64decode(result["pdf"], validate=True)
+    assert signed[:len(original)] == original  # an incremental update of the page's PDF
+    assert len(signed) - answer_bytes[0] <= len(original)  # the rest was the prefix
+    path = bed.tmp / "signed.pdf"
+    path.write_bytes(signed)
+    assert shutil.which("pdfsig"), "pdfsig is required: apt-get install poppler-utils"
+    done = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert "Signature #1" in done.stdout, done.stdout + done.stderr
+    assert "Signature is Valid" in done.stdout, done.stdout
+    assert "DEMO" in done.stdout, done.stdout
