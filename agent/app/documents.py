@@ -50,6 +50,7 @@ from agent.app.signing import (
 from agent.config import FormatsConfig
 from agent.errors import AgentError, InternalError, NetworkError, RateLimited, Unsupported
 from agent.formats.anchors import Anchors, load_anchors
+from agent.formats.handover import wait_for_handover
 from agent.formats.isolation import WorkerPreviews, build_together, document_workers
 from agent.formats.job import DigestSigner, FormatJob
 from agent.formats.network import (
@@ -246,35 +247,42 @@ def _issuer_fingerprint(cert: x509.Certificate, chain: list[x509.Certificate]) -
 def digest_signer(use: KeyUse) -> DigestSigner:
     """The builders' ``FormatJob.sign``: their digests through the request's key use (one
     job's, or every item's of a batch, which ``sign_many`` signs together)."""
+    return _KeySigner(use)
 
-    class Signer:
-        async def confirm(self) -> None:
-            """The dialog and the login, before the builder takes its signing time."""
-            await use.confirm()
 
-        async def __call__(self, digest: bytes, digest_algorithm: str, *,
-                           ecdsa_raw: bool = False) -> bytes:
-            [signature] = await self.sign_many([(digest, digest_algorithm, ecdsa_raw)])
-            return signature
+class _KeySigner:
+    """``digest_signer``'s signer.  A module-level class on purpose: a class made per call
+    is a reference cycle (a class refers to itself), and through the ``use`` its methods
+    closed over it kept the request — its document and preview, tens of MiB — alive
+    until the next full garbage collection (issue 17, bar 5)."""
 
-        async def sign_many(self, requests: Sequence[tuple[bytes, str, bool]]
-                            ) -> list[bytes]:
-            """``(digest, algorithm, ecdsa_raw)`` each; one token call per mechanism."""
-            signatures: dict[int, bytes] = {}
-            groups: dict[tuple[str, bool], list[int]] = {}
-            for index, (_, algorithm, raw) in enumerate(requests):
-                groups.setdefault((algorithm.lower(), raw), []).append(index)
-            for (algorithm, raw), indexes in groups.items():
-                hash_algorithm = HASH_BY_NAME.get(algorithm)
-                if hash_algorithm is None:
-                    raise Unsupported(f"digest algorithm {algorithm} is not supported")
-                mechanism = mechanism_for(use.entry, None, hash_algorithm,
-                                          EcdsaEncoding.RAW if raw else EcdsaEncoding.DER)
-                made = await use.sign([requests[i][0] for i in indexes], mechanism)
-                signatures.update(zip(indexes, made, strict=True))
-            return [signatures[i] for i in range(len(requests))]
+    def __init__(self, use: KeyUse) -> None:
+        self.use = use
 
-    return Signer()
+    async def confirm(self) -> None:
+        """The dialog and the login, before the builder takes its signing time."""
+        await self.use.confirm()
+
+    async def __call__(self, digest: bytes, digest_algorithm: str, *,
+                       ecdsa_raw: bool = False) -> bytes:
+        [signature] = await self.sign_many([(digest, digest_algorithm, ecdsa_raw)])
+        return signature
+
+    async def sign_many(self, requests: Sequence[tuple[bytes, str, bool]]) -> list[bytes]:
+        """``(digest, algorithm, ecdsa_raw)`` each; one token call per mechanism."""
+        signatures: dict[int, bytes] = {}
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for index, (_, algorithm, raw) in enumerate(requests):
+            groups.setdefault((algorithm.lower(), raw), []).append(index)
+        for (algorithm, raw), indexes in groups.items():
+            hash_algorithm = HASH_BY_NAME.get(algorithm)
+            if hash_algorithm is None:
+                raise Unsupported(f"digest algorithm {algorithm} is not supported")
+            mechanism = mechanism_for(self.use.entry, None, hash_algorithm,
+                                      EcdsaEncoding.RAW if raw else EcdsaEncoding.DER)
+            made = await self.use.sign([requests[i][0] for i in indexes], mechanism)
+            signatures.update(zip(indexes, made, strict=True))
+        return [signatures[i] for i in range(len(requests))]
 
 
 async def check_status(cert: x509.Certificate, chain: list[x509.Certificate],
@@ -373,15 +381,8 @@ async def sign_in_batch(core: AgentCore, ctx: CallContext, config: FormatsConfig
         context.run(_item_index.set, index)
         tasks.append(loop.create_task(entry.method(), context=context))
     try:
-        waiting: set[asyncio.Future[Any]] = set(tasks)
-        while not plan.complete.done():
-            done, waiting = await asyncio.wait({*waiting, plan.complete},
-                                               return_when=asyncio.FIRST_COMPLETED)
-            waiting.discard(plan.complete)
-            for task in done:
-                if task is not plan.complete:
-                    task.result()  # the item's own refusal: the batch's
-                    raise InternalError("a batch item finished without being signed")
+        await wait_for_handover(tasks, plan.complete,
+                                "a batch item finished without being signed")
         planned = plan.filled()
         sources = [(entry.name, item_request.previews)
                    for entry, (item_request, _) in zip(entries, planned, strict=True)]
@@ -511,7 +512,7 @@ async def sign_documents(core: AgentCore, ctx: CallContext, config: FormatsConfi
         return await sign_with_key(core, ctx, request, produce, allowed=len(items))
     finally:
         if previews is not None:
-            previews.cancel()
+            previews.close()
 
 
 class _Prefetched:
@@ -532,11 +533,20 @@ class _Prefetched:
             return await self.source(limit)
         return await asyncio.shield(self.task)
 
-    def cancel(self) -> None:
-        """Stop one the dialog never needed (a failed request); its error is not news."""
-        if self.task is None:
+    def close(self) -> None:
+        """The request is over: stop a preview the dialog never needed (a failed
+        request; its error is not news), and let go of the source and its result, which
+        hold the document (the request object may outlive the request in a log record
+        or a traceback)."""
+        task, self.task = self.task, None
+        self.source = _no_preview
+        if task is None:
             return
-        if not self.task.done():
-            self.task.cancel()
-        elif not self.task.cancelled():
-            self.task.exception()
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()
+
+
+async def _no_preview(limit: int) -> tuple[Preview, ...]:
+    return ()

@@ -9,7 +9,9 @@ Design:
   inherits none of the daemon's threads, locks or descriptors (``fork`` of a threaded
   daemon could deadlock), sets its own limits before reading anything, and speaks a
   length-prefixed protocol on its pipes (``worker_wire``) — the daemon never unpickles
-  what a worker says;
+  what a worker says; a job's documents travel as raw frames beside its pickle, and a
+  signed document that begins with the page's comes back as the bytes after it
+  (``worker_payload``);
 * one worker per request, never shared, never reused: a hostile document's leftovers
   (and the CPU seconds it burnt, which ``RLIMIT_CPU`` counts per process) never reach the
   next request; the worker is killed and reaped when its request ends.  A ``sign.batch``
@@ -17,8 +19,9 @@ Design:
   limits for all of them, which the method bounds in number and bytes;
 * after the first document, ``warm_workers`` idle workers are kept started, so a
   document does not wait for Python and pyHanko to load (about half a second); a
-  single document's spare starts beside it, a batch's once the batch is done (a batch
-  keeps the CPU busy, and a starting spare would slow it down);
+  small document's spare starts beside it, a large one's when it asks to confirm, a
+  batch's once the batch is done (both keep the CPU busy, and a starting spare would
+  slow them down);
 * at most ``max_workers`` documents at once; one more is answered BUSY at once rather
   than queued;
 * the wall-clock ``prepare_timeout`` applies before the confirmation and, afresh, after
@@ -46,12 +49,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,8 +72,9 @@ from agent.errors import (
     TooLarge,
     Unsupported,
 )
-from agent.formats import worker_wire
+from agent.formats import worker_payload, worker_wire
 from agent.formats.document_caps import StructureCaps
+from agent.formats.handover import wait_for_handover
 from agent.formats.job import FormatJob, KeylessJob, confirm
 from agent.formats.worker import EXIT_OUT_OF_MEMORY
 
@@ -188,6 +193,7 @@ class Worker:
             str(limits.memory_mb), str(level),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env=_worker_env(), limit=_PIPE_BUFFER)
+        _widen_pipe(proc.stdin)
         worker = cls(proc, False)
         try:
             ready = await worker.next_answer()
@@ -205,6 +211,23 @@ class Worker:
     def send(self, message: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(worker_wire.encode_request(message))
+
+    async def send_job(self, message: dict[str, Any]) -> None:
+        """The job, its documents as raw frames (``worker_payload``) written a slice at a
+        time as the worker reads them, so the pipe transport never holds a copy of a
+        whole document.  A worker that went away is noticed by the next read."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        head, documents = worker_payload.encode_job(message)
+        try:
+            stdin.write(head)
+            for document in documents:
+                for piece in worker_payload.document_frames(document):
+                    stdin.write(piece)
+                    await stdin.drain()
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
     async def next_answer(self) -> dict[str, Any]:
         """The worker's next frame that is not a log record (those go to our log)."""
@@ -254,6 +277,22 @@ class Worker:
                 self.proc.kill()
         if self.proc.stdin is not None:
             self.proc.stdin.close()
+
+
+# The pipe to a worker holds this much (Linux; 64 KiB by default, 1 MiB the most an
+# unprivileged process may ask): a document goes through in fewer wake-ups of both sides.
+_PIPE_SIZE = 1024 * 1024
+
+
+def _widen_pipe(stdin: asyncio.StreamWriter | None) -> None:
+    try:
+        import fcntl
+
+        pipe = stdin.get_extra_info("pipe") if stdin is not None else None
+        if pipe is not None:
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except (ImportError, AttributeError, OSError):  # not Linux, or over pipe-max-size
+        pass
 
 
 def _relog(record: dict[str, Any]) -> None:
@@ -392,6 +431,16 @@ def checked_previews(answer: dict[str, Any], asked: dict[int, int]) -> dict[int,
     return texts
 
 
+# Jobs whose documents together are at least this large start their spare worker once
+# they ask to confirm, not beside their transfer and parse (on two cores, the spare's
+# start-up took CPU from a 50 MB PDF's).
+SPARE_AFTER_BYTES = 8 * 1024 * 1024
+
+
+def _document_bytes(args: Mapping[str, Any] | None) -> int:
+    return sum(len(v) for v in (args or {}).values() if isinstance(v, bytes))
+
+
 def _split_results(data: bytes, sizes: object, count: int) -> list[bytes]:
     """A batch's documents, which the worker sent as one frame with their sizes."""
     if not isinstance(sizes, list) or len(sizes) != count or not all(
@@ -425,8 +474,9 @@ class DocumentWorkers:
 
     async def run(self, kind: str, job: FormatJob | KeylessJob, args: dict[str, Any]) -> bytes:
         """Build the signature of one document in a worker; see the module docstring."""
-        [result] = await self._run({"op": "build", "kind": kind, "args": args,
-                                    "job": job_payload(job)}, [job])
+        [result] = await self._run({"op": "build", "kind": kind,
+                                    "args": worker_payload.out_of_band(args),
+                                    "job": job_payload(job)}, [job], documents=args)
         return result
 
     async def run_batch(self, items: Sequence[tuple[str, FormatJob, dict[str, Any]]],
@@ -444,7 +494,8 @@ class DocumentWorkers:
                 asked[index] = limit
         ders: dict[int, bytes] = {}  # the items' certificates are the same objects
         message = {"op": "batch", "items": [
-            {"kind": kind, "args": args, "job": job_payload(job, ders)}
+            {"kind": kind, "args": worker_payload.out_of_band(args),
+             "job": job_payload(job, ders)}
             for kind, job, args in items],
             "previews": [[index, previews.wanted[index][1], limit]
                          for index, limit in asked.items()] if previews is not None else []}
@@ -452,24 +503,32 @@ class DocumentWorkers:
                                (previews, asked) if previews is not None else None)
 
     async def _run(self, message: dict[str, Any], jobs: Sequence[FormatJob | KeylessJob],
-                   previews: tuple[WorkerPreviews, dict[int, int]] | None = None
-                   ) -> list[bytes]:
+                   previews: tuple[WorkerPreviews, dict[int, int]] | None = None, *,
+                   documents: Mapping[str, Any] | None = None) -> list[bytes]:
+        """``documents``: a single job's arguments as the builder gave them (its
+        answer may name one that the signed document begins with)."""
         limits = self.limits
         if self.active >= limits.max_workers:
             raise Busy("too many documents are being prepared at once; try again")
         self.active += 1
         worker: Worker | None = None
+        # A batch keeps the CPU busy: its spare starts once it is done, rather than
+        # slowing it down by loading Python and pyHanko beside it.  A large document's
+        # starts while the user reads the dialog: not beside its transfer and parse.
+        batch = message["op"] == "batch"
+        large = not batch and _document_bytes(documents) >= SPARE_AFTER_BYTES
         try:
             worker = await self._take(limits)
             self.current.add(worker)
-            if message["op"] != "batch":
+            if not batch and not large:
                 self._refill(limits)
-            return await self._serve(worker, limits, message, jobs, previews)
+            return await self._serve(worker, limits, message, jobs, previews,
+                                     documents or {},
+                                     on_confirm=functools.partial(self._refill, limits)
+                                     if large else None)
         finally:
             self.active -= 1
-            if message["op"] == "batch" and worker is not None:
-                # A batch keeps the CPU busy: its spare starts once it is done, rather
-                # than slowing it down by loading Python and pyHanko beside it.
+            if (batch or large) and worker is not None:
                 with contextlib.suppress(RuntimeError):
                     self._refill(limits)
             if worker is not None:
@@ -491,12 +550,20 @@ class DocumentWorkers:
 
     async def _serve(self, worker: Worker, limits: WorkerLimits, message: dict[str, Any],
                      jobs: Sequence[FormatJob | KeylessJob],
-                     previews: tuple[WorkerPreviews, dict[int, int]] | None = None
-                     ) -> list[bytes]:
+                     previews: tuple[WorkerPreviews, dict[int, int]] | None,
+                     documents: Mapping[str, Any], *,
+                     on_confirm: Callable[[], None] | None = None) -> list[bytes]:
         """The worker's requests until its answer: the confirmation (dialog, PIN, login:
         D3, before the builder takes its signing time) with a batch's previews, then the
         items' signatures (as many exchanges as the worker likes, each item once)."""
-        worker.send({**message, "caps": limits.caps})
+        try:
+            await asyncio.wait_for(worker.send_job({**message, "caps": limits.caps}),
+                                   limits.prepare_timeout)
+        except TimeoutError:
+            log.warning("a document worker read no document for %.0f s; killed",
+                        limits.prepare_timeout)
+            worker.retire()
+            raise TooLarge("the document took too long to prepare") from None
         signed: set[int] = set()
         while True:
             answer = await self._phase(worker, limits)
@@ -505,6 +572,8 @@ class DocumentWorkers:
                 if previews is not None:  # before the dialog, which shows them
                     wanted, asked = previews
                     wanted.deliver(checked_previews(answer, asked))
+                if on_confirm is not None:
+                    on_confirm()
                 # The dialog and the token: here, in the daemon, with no clock running.
                 await confirm(_keyed(jobs, 0).sign)
                 worker.send({"op": "confirmed"})
@@ -515,7 +584,10 @@ class DocumentWorkers:
             elif kind_of_answer == "done":
                 data = await worker.read_result(answer.get("bytes"))
                 if message["op"] != "batch":
-                    return [data]
+                    try:
+                        return [worker_payload.joined_result(answer, documents, data)]
+                    except worker_wire.FrameError:
+                        raise InternalError("a worker announced a malformed result") from None
                 return _split_results(data, answer.get("items"), len(jobs))
             elif kind_of_answer == "error":
                 raise error_from_worker(answer)
@@ -694,15 +766,8 @@ async def build_together(builds: Sequence[Callable[[], Awaitable[bytes]]],
         context.run(_build_index.set, index)
         tasks.append(loop.create_task(_awaited(build), context=context))
     try:
-        waiting: set[asyncio.Future[Any]] = set(tasks)
-        while not collector.complete.done():
-            done, waiting = await asyncio.wait({*waiting, collector.complete},
-                                               return_when=asyncio.FIRST_COMPLETED)
-            waiting.discard(collector.complete)
-            for task in done:
-                if task is not collector.complete:
-                    task.result()  # a builder that refused its item: the batch's error
-                    raise InternalError("a batch item was built without a worker")
+        await wait_for_handover(tasks, collector.complete,
+                                "a batch item was built without a worker")
         results = await _workers.run_batch([item[:3] for item in collector.items], previews)
         for (*_, future), result in zip(collector.items, results, strict=True):
             future.set_result(result)

@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
     # The real stdout carries frames; anything a library prints goes to stderr.
     protocol_fd = os.dup(1)
     os.dup2(2, 1)
-    from agent.formats import worker_wire
+    from agent.formats import worker_payload, worker_wire
 
     logging.basicConfig(level=int(argv[3]), handlers=[_ForwardingHandler(protocol_fd)])
     logging.raiseExceptions = False
@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
                                            "limited": limited})
     stdin = sys.stdin.buffer
     try:
-        request = worker_wire.read_request(stdin)
+        request = worker_payload.read_job(stdin)
     except worker_wire.FrameError as exc:
         print(f"document worker: bad frame from the daemon: {exc}", file=sys.stderr)
         return 3
@@ -120,7 +120,11 @@ def main(argv: list[str]) -> int:
         answer = _too_large_answer()
     try:
         if isinstance(answer, bytes):
-            worker_wire.write_result(protocol_fd, answer)
+            args = request.get("args")
+            # An incremental update: the daemon has the bytes it began with.
+            prefix = worker_payload.result_prefix(answer, args) \
+                if isinstance(args, dict) else None
+            worker_payload.write_result_after(protocol_fd, answer, prefix)
         elif isinstance(answer, list):
             worker_wire.write_results(protocol_fd, answer)
         else:

@@ -51,6 +51,7 @@ from agent.platform.peer import can_check_peers, same_user
 from agent.policy.policy import Policy
 from agent.protocol.dispatch import CallContext, Dispatcher, Transport
 from agent.transport.admission import Admission, Admitted, Attempt, HttpRequest, Refused
+from agent.transport.heap import TRIM_AFTER_BYTES
 from agent.transport.session import FrameSession, OversizedFrame, SessionLimits
 
 log = logging.getLogger("imza_agent.transport")
@@ -262,10 +263,15 @@ class WebSocketTransport:
                         await conn.close(1008, violation)
                         break
                     continue
+                large = len(message) >= TRIM_AFTER_BYTES
                 await session.submit(message)
                 # Not held until the next frame arrives: a document's frame is large, and
                 # the session keeps what it needs.
                 del message
+                if large:
+                    # websockets' parser keeps the last frame it read (this one's raw
+                    # bytes) until the next one arrives: the page's pong replaces it.
+                    await conn.ping()
         except OversizedFrame:
             await conn.close(1009, "frame too big")
         except ConnectionClosed:
