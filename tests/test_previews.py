@@ -66,7 +66,8 @@ def agent(formats_bed: FormatsBed) -> Iterator[Daemon]:
         config={"formats": {"trust_anchors": [str(p) for p in formats_bed.anchors],
                             "revocation": "off", "network_timeout": NETWORK_TIMEOUT},
                 "ui": {"preview_bytes": CAP, "max_filtered_selects_per_site": 10000}},
-        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin})
+        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin,
+                 "preview_data": True})  # the tests read the texts shown
     daemon.start()
     try:
         yield daemon
@@ -141,7 +142,9 @@ async def test_sign_cms_over_a_hash_shows_the_fingerprint(agent: Daemon,
     _, dialog = await signed_previews(agent, formats_bed, "sign.cms", {
         "hash": b64(digest), "hashAlgorithm": "SHA-384", "level": "B"})
     assert dialog["previews"] == [{"kind": "hash", "size": 48, "sha256": digest.hex(),
-                                   "name": None, "data_b64": ""}]
+                                   "name": None, "data_size": 0,
+                                   "data_sha256": hashlib.sha256(b"").hexdigest(),
+                                   "data_b64": ""}]
 
 
 @pytest.mark.softhsm
@@ -189,7 +192,9 @@ async def test_sign_hash_and_a_batch_show_one_fingerprint_per_hash(
         "hash": b64(digest), "hashAlgorithm": "SHA-256",
         "display": {"documentName": "ərizə.pdf", "text": "Ərizə № 5"}})
     assert dialog["previews"] == [{"kind": "hash", "size": 32, "sha256": digest.hex(),
-                                   "name": "ərizə.pdf", "data_b64": ""}]
+                                   "name": "ərizə.pdf", "data_size": 0,
+                                   "data_sha256": hashlib.sha256(b"").hexdigest(),
+                                   "data_b64": ""}]
     assert dialog["display_text"] == "Ərizə № 5"  # the site's text stays the site's
     digests = [hashlib.sha512(f"item {i}".encode()).digest() for i in range(3)]
     _, batch = await signed_previews(agent, formats_bed, "sign.hashes", {
@@ -305,7 +310,7 @@ async def test_a_preview_process_that_takes_too_long_gives_nothing(
 
 async def test_scripted_ui_records_the_previews(tmp_path: Path) -> None:
     answers = tmp_path / "answers.json"
-    answers.write_text(json.dumps({"pin": "cancel"}), encoding="utf-8")
+    answers.write_text(json.dumps({"pin": "cancel", "preview_data": True}), encoding="utf-8")
     ui = ScriptedUI(answers)
     choice = CertificateChoice(holder="Əliyev", issuer="CA", serial_hex="01",
                                not_before="2025-01-01", not_after="2027-01-01",
@@ -319,10 +324,38 @@ async def test_scripted_ui_records_the_previews(tmp_path: Path) -> None:
     [line] = ui.transcript.read_text(encoding="utf-8").splitlines()
     record = json.loads(line)
     assert record["previews"] == [
-        {"kind": "text", "size": 3, "sha256": "ab" * 32, "name": "a.txt",
-         "data_b64": "YWJj"},
-        {"kind": "binary", "size": 9, "sha256": "cd" * 32, "name": None, "data_b64": ""}]
+        {"kind": "text", "size": 3, "sha256": "ab" * 32, "name": "a.txt", "data_size": 3,
+         "data_sha256": hashlib.sha256(b"abc").hexdigest(), "data_b64": "YWJj"},
+        {"kind": "binary", "size": 9, "sha256": "cd" * 32, "name": None, "data_size": 0,
+         "data_sha256": hashlib.sha256(b"").hexdigest(), "data_b64": ""}]
     assert record["origin"] == "https://e-gov.az" and record["holder"] == "Əliyev"
+
+
+async def test_scripted_ui_records_what_was_shown_by_size_and_hash_unless_asked(
+        tmp_path: Path) -> None:
+    """By default the transcript holds no preview's bytes (the daemon would write every
+    document as base64 JSON); a test asks for them with ``preview_data``."""
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"pin": "cancel"}), encoding="utf-8")
+    ui = ScriptedUI(answers)
+    choice = CertificateChoice(holder="Əliyev", issuer="CA", serial_hex="01",
+                               not_before="2025-01-01", not_after="2027-01-01",
+                               token_label="T", usable=True)
+    shown = "<Qaimə>\n  <Məbləğ>5</Məbləğ>\n</Qaimə>".encode()
+    request = PinRequest(origin="https://e-gov.az", action="sign", certificate=choice,
+                         pin=PinStatus(), previews=(
+                             Preview(PreviewKind.XML, 40, "ef" * 32, "q.xml", shown),))
+    for asked in (False, True):
+        answers.write_text(json.dumps({"pin": "cancel", "preview_data": asked}),
+                           encoding="utf-8")
+        with pytest.raises(UserCancelled):
+            await ui.ask_pin(request)
+    plain, full = (json.loads(line)["previews"]
+                   for line in ui.transcript.read_text(encoding="utf-8").splitlines())
+    assert plain == [{"kind": "xml", "size": 40, "sha256": "ef" * 32, "name": "q.xml",
+                      "data_size": len(shown),
+                      "data_sha256": hashlib.sha256(shown).hexdigest()}]
+    assert full == [{**plain[0], "data_b64": base64.b64encode(shown).decode("ascii")}]
 
 
 # --- a batch's previews ----------------------------------------------------------------------

@@ -27,7 +27,9 @@ from test_formats_pdf import minimal_pdf
 pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
 
 formats_bed = pki_services.formats_bed
-ANSWERS = {"consent": "always", "certificate": "first", "extend": "confirm"}
+# preview_data: test_signature_extend_cms_xml reads the text the extend dialog shows.
+ANSWERS = {"consent": "always", "certificate": "first", "extend": "confirm",
+           "preview_data": True}
 
 
 @pytest.fixture(scope="module")
