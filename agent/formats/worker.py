@@ -113,13 +113,26 @@ def main(argv: list[str]) -> int:
         return 3
     if request is None:  # the daemon closed the pipe: an idle spare being retired
         return 0
+    from agent.document_tail import Appended, allow_appended
+
     answer: dict[str, Any] | bytes | list[bytes]
+    args = request.get("args") if request.get("op") != "batch" else None
+    # A single job's result may come back from its builder as the update after one of
+    # its documents (``Appended``): the daemon has that document, so only the update is
+    # sent, and nobody here joins the two.
+    documents = tuple(value for value in args.values() if type(value) is bytes) \
+        if isinstance(args, dict) else ()
     try:
-        answer = _serve(request, protocol_fd, stdin)
+        with allow_appended(*documents):
+            answer = _serve(request, protocol_fd, stdin)
     except MemoryError:
         answer = _too_large_answer()
     try:
-        if isinstance(answer, bytes):
+        if isinstance(answer, Appended):
+            worker_payload.write_result_after(
+                protocol_fd, answer, worker_payload.appended_prefix(answer, args)
+                if isinstance(args, dict) else None)
+        elif isinstance(answer, bytes):
             args = request.get("args")
             # An incremental update: the daemon has the bytes it began with.
             prefix = worker_payload.result_prefix(answer, args) \

@@ -13,8 +13,12 @@ with the very bytes the daemon sent.  So:
   there) and unpickles the job around them;
 * worker → daemon: when the result begins with one of the job's documents, the worker
   sends only what follows, with ``prefix`` naming that argument; the daemon, which still
-  holds the document, puts the two together.  A worker cannot gain anything by it: it
-  could as well send any bytes it liked as its result.
+  holds the document, puts the two together — or, for a request whose answer goes back
+  as a binary frame after the page's upload (``agent.document_tail.allow_appended``),
+  keeps them apart as an ``Appended``, which the transport sends without joining.  A
+  worker cannot gain anything by it: it could as well send any bytes it liked as its
+  result.  pyHanko's builder hands the worker its result in those two parts too
+  (``agent.formats.update_stream``), so no process holds the signed document joined.
 
 Stdlib only, like ``worker_wire``: the worker imports this before anything else.
 """
@@ -26,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from agent import pipe_frames
+from agent.document_tail import Appended, joined, may_append
 from agent.formats import worker_wire
 from agent.pipe_frames import HEADER
 
@@ -101,12 +106,13 @@ def result_prefix(result: bytes, args: Mapping[str, Any]) -> tuple[str, int] | N
 
 def write_result_after(fd: int, result: bytes, prefix: tuple[str, int] | None) -> None:
     """``worker_wire.write_result``, or only the bytes after the job's argument ``prefix``
-    names, with the answer saying so."""
+    names, with the answer saying so.  An ``Appended`` result is its tail already."""
     if prefix is None:
-        worker_wire.write_result(fd, result)
+        worker_wire.write_result(fd, joined(result))
         return
     name, length = prefix
-    tail = result[length:]  # the update alone: a few KiB
+    # The update alone: a few KiB.
+    tail = result if isinstance(result, Appended) else result[length:]
     if len(tail) > worker_wire.MAX_FRAME:
         raise worker_wire.FrameError(f"a result of {len(tail)} bytes is over the limit")
     worker_wire.write_answer(fd, {"type": "done", "bytes": len(tail),
@@ -115,10 +121,22 @@ def write_result_after(fd: int, result: bytes, prefix: tuple[str, int] | None) -
     pipe_frames.write_all(fd, tail)
 
 
+def appended_prefix(result: Appended, args: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The job argument an ``Appended`` result follows (that very object), and its
+    length; None when it follows something else (then it is sent joined)."""
+    for name, value in args.items():
+        if value is result.document and type(value) is bytes:
+            return name, len(value)
+    return None
+
+
 def joined_result(answer: Mapping[str, Any], args: Mapping[str, Any], tail: bytes) -> bytes:
     """In the daemon: the signed document from a "done" answer and its bytes: the job's
     argument it names in ``prefix`` (checked: a ``bytes`` argument of that very length)
-    followed by ``tail``; ``tail`` itself when there is no prefix."""
+    followed by ``tail``; ``tail`` itself when there is no prefix.
+
+    Not joined where the caller allowed it for that document (``allow_appended``: a
+    request whose answer goes back after the page's upload): an ``Appended`` then."""
     prefix = answer.get("prefix")
     if prefix is None:
         return tail
@@ -128,4 +146,6 @@ def joined_result(answer: Mapping[str, Any], args: Mapping[str, Any], tail: byte
     length = prefix.get("bytes")
     if type(document) is not bytes or type(length) is not int or length != len(document):
         raise worker_wire.FrameError("a result prefix that names no document of the job")
+    if may_append(document):
+        return Appended(tail, document)
     return document + tail

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
+from agent.document_tail import allow_appended
 from agent.errors import InternalError, PermissionDenied, RateLimited, TooLarge
 from agent.limits import PendingLedger, PendingLimits, RateLimiter
 from agent.policy.site import site_of
@@ -262,9 +263,12 @@ class FrameSession:
             elif taken is not None and taken.document is not None \
                     and self._send_with_binary is not None:
                 binary = BinaryAnswer(message.method, taken.document)
-                taken.document = None
-                reply = await self.dispatcher.handle_request(self.ctx, message,
-                                                             result_frame=binary.frame)
+                # Its signed document may stay in parts (the upload + the update): the
+                # answer sends only the update, and nobody joins the two.
+                with allow_appended(taken.document):
+                    taken.document = None
+                    reply = await self.dispatcher.handle_request(self.ctx, message,
+                                                                 result_frame=binary.frame)
             else:
                 reply = await self.dispatcher.handle_request(self.ctx, message)
             self._refresh_frame_limit()

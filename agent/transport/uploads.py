@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.document_tail import Appended
 from agent.protocol import jsonrpc
 from agent.protocol.base import WireModel
 from agent.protocol.params import DOCUMENT_EXTRA_FIELDS, DOCUMENT_FIELDS
@@ -276,8 +277,15 @@ class BinaryAnswer:
         payload = result.model_dump(mode="json", by_alias=True, exclude_none=True,
                                     exclude={attribute})
         # An incremental update begins with the uploaded document: the page has those bytes.
-        prefix = len(uploaded) if uploaded and document.startswith(uploaded) else 0
-        self.tail = memoryview(document)[prefix:]
+        if isinstance(document, Appended):
+            # Kept in parts by the document path: nothing to compare, nothing to join.
+            if document.document is uploaded:
+                prefix, self.tail = len(uploaded), memoryview(document.update())
+            else:  # not this upload's update (not made so today): sent whole
+                prefix, self.tail = 0, memoryview(document.whole())
+        else:
+            prefix = len(uploaded) if uploaded and document.startswith(uploaded) else 0
+            self.tail = memoryview(document)[prefix:]
         shape: dict[str, int] = {"binary": len(self.tail)}
         if prefix:
             shape["prefix"] = prefix
