@@ -30,6 +30,7 @@ this server; ``revoked`` serials are reported revoked by both OCSP and the CRL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gzip
 import http.client
@@ -672,6 +673,28 @@ def start_formats_daemon(bed: FormatsBed, home: Path, env: dict[str, str] | None
 def formats_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
     home = Path(tempfile.mkdtemp(prefix="imza-formats-home-"))
     daemon = start_formats_daemon(formats_bed, home / "agent")
+    try:
+        yield daemon
+    finally:
+        code = daemon.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    assert code == 0, "the daemon did not stop cleanly"
+
+
+@contextlib.contextmanager
+def large_documents_daemon(bed: FormatsBed, prefix: str, *,
+                           revocation: str = "enforce") -> Iterator[Daemon]:
+    """A formats daemon with the ``[server]`` limits at their defaults but the byte rate:
+    the large-document tests send several large documents from one site in a row."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    daemon = Daemon(
+        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **bed.token.env},
+        config={"formats": {"trust_anchors": [str(p) for p in bed.anchors],
+                            "revocation": revocation, "network_timeout": NETWORK_TIMEOUT},
+                "server": {"bytes_per_second": 512 * 1024 * 1024,
+                           "bytes_burst": 512 * 1024 * 1024}},
+        answers={"consent": "always", "certificate": "first", "pin": bed.token.pin})
+    daemon.start()
     try:
         yield daemon
     finally:

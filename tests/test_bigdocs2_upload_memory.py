@@ -7,15 +7,19 @@ base64 path still answers with the whole signed PDF, which pdfsig verifies."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pki_services
 import pytest
 from daemon import Daemon, b64, unb64
-from pki_services import DIRECT_ENV, MODULE, ORIGIN, FormatsBed, run_tool, select_handle
+from pki_services import (
+    ORIGIN,
+    FormatsBed,
+    large_documents_daemon,
+    run_tool,
+    select_handle,
+)
 from test_docpath_memory import GIVEN_BACK_WITHIN, _settled_rss, rss_bytes
 from test_document_upload_daemon import UploadPage, reassembled
 from test_large_documents import large_pdf
@@ -33,20 +37,8 @@ pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
 def bigdocs_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
     """Default [server] limits but the byte rate; revocation off (the document path is
     what is looked at)."""
-    home = Path(tempfile.mkdtemp(prefix="imza-bigdocs2-"))
-    daemon = Daemon(
-        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **formats_bed.token.env},
-        config={"formats": {"trust_anchors": [str(p) for p in formats_bed.anchors],
-                            "revocation": "off"},
-                "server": {"bytes_per_second": 512 * MIB, "bytes_burst": 512 * MIB}},
-        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin})
-    daemon.start()
-    try:
+    with large_documents_daemon(formats_bed, "imza-bigdocs2-", revocation="off") as daemon:
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 async def _sign_uploaded(page: UploadPage, handle: str, pdf: bytes) -> bytes:

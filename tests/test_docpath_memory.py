@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import shutil
-import tempfile
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,12 @@ from typing import Any
 import pki_services
 import pytest
 from daemon import Daemon, b64, unb64
-from pki_services import DIRECT_ENV, MODULE, ORIGIN, FormatsBed, select_handle
+from pki_services import (
+    ORIGIN,
+    FormatsBed,
+    large_documents_daemon,
+    select_handle,
+)
 from test_large_documents import large_pdf
 
 from agent.app.documents import _Prefetched, digest_signer
@@ -54,20 +57,8 @@ def rss_bytes(pid: int) -> int:
 def memory_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
     """Default [server] limits but the byte rate (one site sends 90 MB in a row);
     revocation off: the memory of the document path is what is measured."""
-    home = Path(tempfile.mkdtemp(prefix="imza-docpath-memory-"))
-    daemon = Daemon(
-        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **formats_bed.token.env},
-        config={"formats": {"trust_anchors": [str(p) for p in formats_bed.anchors],
-                            "revocation": "off"},
-                "server": {"bytes_per_second": 512 * MIB, "bytes_burst": 512 * MIB}},
-        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin})
-    daemon.start()
-    try:
+    with large_documents_daemon(formats_bed, "imza-docpath-memory-", revocation="off") as daemon:
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 async def _sign(client: Any, handle: str, pdf: bytes) -> None:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from io import BytesIO
 from itertools import count
@@ -28,11 +27,9 @@ import pytest
 from cms_checks import openssl_verify
 from daemon import REPO, Daemon, b64
 from pki_services import (
-    DIRECT_ENV,
-    MODULE,
-    NETWORK_TIMEOUT,
     ORIGIN,
     FormatsBed,
+    large_documents_daemon,
     run_tool,
     select_handle,
     trust_context,
@@ -137,20 +134,8 @@ def reassembled(original: bytes, shape: dict[str, int], data: bytes | None) -> b
 def upload_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
     """A formats daemon with the [server] defaults but the byte rate (several documents
     from one site in a row)."""
-    home = Path(tempfile.mkdtemp(prefix="imza-upload-home-"))
-    daemon = Daemon(
-        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **formats_bed.token.env},
-        config={"formats": {"trust_anchors": [str(p) for p in formats_bed.anchors],
-                            "revocation": "enforce", "network_timeout": NETWORK_TIMEOUT},
-                "server": {"bytes_per_second": 512 * MIB, "bytes_burst": 512 * MIB}},
-        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin})
-    daemon.start()
-    try:
+    with large_documents_daemon(formats_bed, "imza-upload-home-") as daemon:
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]

@@ -19,22 +19,17 @@ import asyncio
 import base64
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import pki_services
 import pytest
 from daemon import Daemon, b64, unb64
 from pki_services import (
-    DIRECT_ENV,
-    MODULE,
-    NETWORK_TIMEOUT,
     ORIGIN,
     FormatsBed,
+    large_documents_daemon,
     select_handle,
     trust_context,
 )
@@ -236,20 +231,8 @@ formats_bed = pki_services.formats_bed
 def large_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
     """A formats daemon (tests/pki_services.py) with the [server] limits at their defaults
     but the byte rate: the tests send several large documents from one site in a row."""
-    home = Path(tempfile.mkdtemp(prefix="imza-large-home-"))
-    daemon = Daemon(
-        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **formats_bed.token.env},
-        config={"formats": {"trust_anchors": [str(p) for p in formats_bed.anchors],
-                            "revocation": "enforce", "network_timeout": NETWORK_TIMEOUT},
-                "server": {"bytes_per_second": 512 * MIB, "bytes_burst": 512 * MIB}},
-        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin})
-    daemon.start()
-    try:
+    with large_documents_daemon(formats_bed, "imza-large-home-") as daemon:
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 @pytest.mark.softhsm
