@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -45,18 +46,26 @@ def _entry(container: bytes, name: str) -> bytes:
     return b"".join(entry_chunks(container, name))
 
 
+def signature_files(names: Iterable[str], caps: StructureCaps) -> tuple[list[str], list[str]]:
+    """An ASiC container's XAdES and CAdES signature files, in order; UNSUPPORTED when
+    there is none, or more than ``[documents] max_verified_signatures``."""
+    listed = list(names)
+    xades = [n for n in listed if _XADES_FILE.fullmatch(n)]
+    cades = [n for n in listed if _CADES_FILE.fullmatch(n)]
+    if not xades and not cades:
+        raise Unsupported("the container carries no signature")
+    if len(xades) + len(cades) > max_verified_signatures(caps):
+        raise Unsupported(f"a container with {len(xades) + len(cades)} signature files is "
+                          "not verified")
+    return xades, cades
+
+
 async def verify_asic(job: KeylessJob, container: bytes, caps: StructureCaps
                       ) -> list[SignatureFacts]:
     read = read_container(container, asic_limits(caps), "sha256")
     files = {f.name for f in read.files}
-    xades = [n for n in read.names if _XADES_FILE.fullmatch(n)]
-    cades = [n for n in read.names if _CADES_FILE.fullmatch(n)]
-    if not xades and not cades:
-        raise Unsupported("the container carries no signature")
+    xades, cades = signature_files(read.names, caps)
     limit = max_verified_signatures(caps)
-    if len(xades) + len(cades) > limit:
-        raise Unsupported(f"a container with {len(xades) + len(cades)} signature files is "
-                          "not verified")
     cache: dict[str, bytes] = {}
 
     def content(name: str) -> bytes:

@@ -10,7 +10,6 @@ file is one file, not a list to hash."""
 
 from __future__ import annotations
 
-import re
 import zipfile
 from urllib.parse import unquote
 
@@ -20,13 +19,12 @@ from agent.formats.asic_caps import META_INF, asic_limits
 from agent.formats.document_caps import StructureCaps
 from agent.formats.job import KeylessJob
 from agent.formats.xades import _parse
+from agent.verify.asic_verify import signature_files
 from agent.verify.caps import max_verified_signatures
 from agent.verify.common import SignatureFacts
 from agent.verify.xml_verify import top_level_signatures, verify_xml
 
 ASIC_S_MIMETYPE = "application/vnd.etsi.asic-s+zip"
-_XADES_FILE = re.compile(r"META-INF/[^/]*signatures[^/]*\.xml", re.IGNORECASE)
-_CADES_FILE = re.compile(r"META-INF/[^/]*signature[^/]*\.p7s", re.IGNORECASE)
 
 
 def is_asic_s(data: bytes) -> bool:
@@ -64,14 +62,8 @@ async def verify_asic_s(job: KeylessJob, container: bytes, caps: StructureCaps
         raise Unsupported("an ASiC-S container holds exactly one file outside META-INF "
                           f"(this one holds {len(data)})")
     [name] = data
-    xades = [n for n in entries if _XADES_FILE.fullmatch(n)]
-    cades = [n for n in entries if _CADES_FILE.fullmatch(n)]
-    if not xades and not cades:
-        raise Unsupported("the container carries no signature")
+    xades, cades = signature_files(entries, caps)
     limit = max_verified_signatures(caps)
-    if len(xades) + len(cades) > limit:
-        raise Unsupported(f"a container with {len(xades) + len(cades)} signature files is "
-                          "not verified")
 
     def resolve(uri: str) -> bytes | None:
         return entries[name] if unquote(uri) == name else None
