@@ -76,7 +76,9 @@ class AgentProcess:
         except (FileNotFoundError, ValueError):
             return None
 
-    async def start(self) -> StartTimes:
+    def spawn(self) -> float:
+        """Starts ``imza-agent run --headless`` (its log next to its home); the
+        ``perf_counter`` of the spawn."""
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "runtime.json").unlink(missing_ok=True)
         log = (self.home.parent / f"{self.home.name}.log").open("ab")
@@ -86,6 +88,10 @@ class AgentProcess:
              "run", "--headless"], cwd=REPO, env=self.env, stdout=log,
             stderr=subprocess.STDOUT)
         log.close()
+        return t0
+
+    async def start(self) -> StartTimes:
+        t0 = self.spawn()
         info = await self._poll(lambda i: bool(i and i.get("ports")))
         t_file = time.perf_counter() - t0
         self.port = int(info["ports"]["ws"])

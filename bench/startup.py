@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,16 +52,8 @@ class PageStart(AgentProcess):
     tcp_accepted = 0.0
 
     async def start(self) -> StartTimes:
-        self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "runtime.json").unlink(missing_ok=True)
-        log = (self.home.parent / f"{self.home.name}.log").open("ab")
         loop = asyncio.get_running_loop()
-        t0 = time.perf_counter()
-        self.process = subprocess.Popen(
-            [sys.executable, *self.prefix, "-m", "agent.cli", "--config", str(self.config),
-             "run", "--headless"], cwd=REPO, env=self.env, stdout=log,
-            stderr=subprocess.STDOUT)
-        log.close()
+        t0 = self.spawn()
         while True:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
