@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from daemon import REPO, Daemon
 from packed_sdk import packed_sdk, served_packed
-from testbed.pdf import classic_pdf
+from test_large_documents import large_pdf
 
 from agent.demo_portal.server import PortalServer
 
@@ -56,24 +56,6 @@ def _spki_hash(cert_path: Path) -> str:
     spki = cert.public_key().public_bytes(serialization.Encoding.DER,
                                           serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
-def large_pdf(size: int) -> bytes:
-    """A one-page PDF of about ``size`` bytes: a line of text and an image XObject of
-    incompressible bytes (SHAKE-256), with a correct cross-reference table."""
-    content = b"BT /F1 18 Tf 72 720 Td (Boyuk sened) Tj ET"
-    filler = hashlib.shake_256(b"sdk-upload").digest(size - 1024)
-    return classic_pdf([
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> /XObject << /Im1 6 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Type /XObject /Subtype /Image /Width %d /Height 1 /ColorSpace /DeviceGray "
-        b"/BitsPerComponent 8 /Length %d >>\nstream\n" % (len(filler), len(filler))
-        + filler + b"\nendstream",
-    ])
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +110,7 @@ def _run_browser(bed: Bed, pdf_path: Path) -> dict[str, Any]:
 
 
 def test_a_5_mb_pdf_is_signed_through_the_sdk_as_binary_frames(bed: Bed) -> None:
-    original = large_pdf(DOCUMENT_BYTES)
+    original = large_pdf(DOCUMENT_BYTES, b"sdk-upload")
     pdf_path = bed.tmp / "large-document.pdf"
     pdf_path.write_bytes(original)
     result = _run_browser(bed, pdf_path)
