@@ -79,7 +79,8 @@ def _warm_imports() -> None:
     import importlib
 
     for name in ("agent.formats.pades", "agent.formats.cades", "agent.formats.xades",
-                 "agent.formats.preview"):  # a batch's XML previews
+                 "agent.formats.preview",  # a batch's XML previews
+                 "agent.formats.worker_jobs"):  # a job's own code, and what it loads
         # signxml/lxml are optional: without them sign.xml is not offered at all.
         with contextlib.suppress(ImportError):
             importlib.import_module(name)

@@ -6,6 +6,8 @@ per request, then for its one signature (a batch's items' signatures go together
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread  # noqa: F401  (asyncio.to_thread's pool: loaded idle)
+import contextlib
 import functools
 from collections import deque
 from typing import Any, BinaryIO
@@ -17,6 +19,12 @@ from agent.formats import worker_wire
 from agent.formats.anchors import Anchors
 from agent.formats.document_caps import parse_xml_counted
 from agent.formats.job import FormatJob, KeylessJob
+
+# Loaded while the worker is idle (``agent.formats.worker._warm_imports`` imports this
+# module), not on a batch's path: the ECDSA signer loads cryptography's OpenSSL backend
+# on first use, and the pipe's reader thread the thread pool.
+with contextlib.suppress(ImportError):
+    import cryptography.hazmat.backends.openssl.backend  # noqa: F401
 
 # Items of a batch prepared at once before the confirmation (parsing, trial time-stamps,
 # validation data), and built at once after it: the rest wait, so a batch of a hundred
