@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import socket
-import sys
 from typing import TYPE_CHECKING
+
+from agent.platform import reuses_listening_addresses
 
 if TYPE_CHECKING:
     from agent.config import ServerConfig
@@ -33,7 +33,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 PORT_STEP = 2
 # What asyncio's create_server listens with, and whether it sets SO_REUSEADDR.
 BACKLOG = 100
-REUSE_ADDRESS = os.name == "posix" and sys.platform != "cygwin"
+REUSE_ADDRESS = reuses_listening_addresses()
 
 
 def range_ports(first: int, count: int) -> list[int]:

@@ -29,6 +29,14 @@ def os_name(system: str | None = None) -> OsName:
     return "linux"  # and the other Unix systems: XDG, Unix sockets
 
 
+def reuses_listening_addresses() -> bool:
+    """Whether a listening socket sets SO_REUSEADDR, as asyncio's ``create_server`` does:
+    on Unix a restarted daemon may then take its port while old connections are in
+    TIME_WAIT; on Windows (and Cygwin) the option would let another program bind the
+    same port, so it is left off there."""
+    return os.name == "posix" and sys.platform != "cygwin"
+
+
 @functools.cache
 def current() -> Platform:
     """This machine's platform, built once."""
