@@ -1,24 +1,24 @@
-"""XAdES baseline signatures (ETSI EN 319 132-1) with signxml: B-B and B-T, enveloped or
-detached.
+"""XAdES baseline signatures (ETSI EN 319 132-1): B-B to B-LTA, enveloped or detached.
 
-signxml signs with a ``cryptography`` private key object, synchronously, over the
-canonical SignedInfo.  Our key lives on a token behind an async PIN dialog, so signxml
-gets a *capturing* key: its ``sign`` records the bytes signxml wants signed and returns a
-placeholder; we then sign their hash through the core (one dialog) and put the real value
-into ``ds:SignatureValue`` — which is outside SignedInfo, so nothing signed changes.
+Detached signatures are signxml's.  signxml signs with a ``cryptography`` private key
+object, synchronously, over the canonical SignedInfo.  Our key lives on a token behind an
+async PIN dialog, so signxml gets a *capturing* key: its ``sign`` records the bytes
+signxml wants signed and returns a placeholder; we then sign their hash through the core
+(one dialog) and put the real value into ``ds:SignatureValue`` — which is outside
+SignedInfo, so nothing signed changes.
 
-signxml has no unsigned properties; B-T's ``xades:SignatureTimeStamp`` (a time-stamp
-over the exclusive-canonical ``ds:SignatureValue`` element) is added here, B-LT's and
-B-LTA's values in ``agent.formats.xades_ltv``.
-
-Enveloped signatures go where the page's ``placement`` says (signxml's placeholder
-mechanism) and cover the page's ``references``; their data references are written here,
-not by signxml, with transforms that exclude every ds:Signature, so a later co-signer
+Enveloped signatures are written with lxml by ``agent.formats.xades_enveloped`` (why:
+its module doc) where the page's ``placement`` says, and cover the page's
+``references``, with transforms that exclude every ds:Signature, so a later co-signer
 does not break them (``agent.formats.xades_placement``).  A document whose existing
 signature would be broken by one more is refused before the dialog.
 
-The user confirms (``job.sign.confirm()``, the PIN dialog) before signxml takes the
-SigningTime: it is the time the user signed, not the time the request came (D3).
+B-T's ``xades:SignatureTimeStamp`` (a time-stamp over the exclusive-canonical
+``ds:SignatureValue`` element) is added here, B-LT's and B-LTA's values in
+``agent.formats.xades_ltv``.
+
+The user confirms (``job.sign.confirm()``, the PIN dialog) before the SigningTime is
+taken: it is the time the user signed, not the time the request came (D3).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import logging
 import re
@@ -49,6 +50,7 @@ from agent.formats.document_caps import (
 from agent.formats.job import FormatJob
 from agent.formats.signer_adapter import placeholder_signature
 from agent.formats.timestamps import GuardedTimeStamper, timestamp_token
+from agent.formats.xades_enveloped import DataReference, fill_enveloped
 from agent.formats.xades_ltv import (
     add_archive_timestamp,
     add_long_term_values,
@@ -57,10 +59,7 @@ from agent.formats.xades_ltv import (
     gather_validation_data,
 )
 from agent.formats.xades_placement import (
-    add_reference_transforms,
-    element_path,
     find_parent,
-    follow,
     reference_digest,
     refuse_if_breaking,
     resolve_references,
@@ -111,82 +110,12 @@ class CapturingKey:
         return self._placeholder
 
 
-@dataclasses.dataclass(frozen=True)
-class DataReference:
-    """A same-document reference written by ``_Utf8XAdESSigner``: its URI ("" or
-    "#id"), its digest (computed before the signature was placed) and a description for
-    its DataObjectFormat."""
-
-    uri: str
-    digest: bytes
-    description: str
-
-
 class _Utf8XAdESSigner(XAdESSigner):
-    """Fixes to signxml: it re-parses the document after serialising it as ASCII,
-    which breaks element and attribute *names* outside ASCII (``<Qaimə>``), so UTF-8 is
-    used; SigningCertificateV2 names the signer only; enveloped data references are
-    ``data_references`` (their transforms exclude every signature) and each gets its
-    DataObjectFormat."""
-
-    data_references: list[DataReference] | None = None
-    mime_type: str = XML_MIME_TYPE
-
-    def get_root(self, data: Any) -> Any:
-        # signxml copies the document twice (serialise, re-parse): once to put the
-        # signature in, once as the input of its reference's digest.  With
-        # ``data_references`` (every enveloped signature here) the reference's digest is
-        # ours, so the second copy is unused; and the first protects a node from its
-        # parents' namespace declarations, which the root of the tree that
-        # ``_build_xades`` has just parsed for this one signature does not have.  It is
-        # signed in place instead: two serialisations and parses less per document.
-        if self.data_references is not None and isinstance(data, etree._Element) \
-                and data.getparent() is None:
-            return data
-        return super().get_root(data)  # type: ignore[no-untyped-call]
-
-    def _build_sig(self, sig_root: Any, references: Any, c14n_inputs: Any,
-                   inclusive_ns_prefixes: Any, exclude_c14n_transform_element: bool = False
-                   ) -> Any:
-        if self.data_references is None:
-            return super()._build_sig(  # type: ignore[no-untyped-call]
-                sig_root, references, c14n_inputs, inclusive_ns_prefixes,
-                exclude_c14n_transform_element)
-        signed_info = etree.SubElement(sig_root, f"{{{DS}}}SignedInfo")
-        etree.SubElement(signed_info, f"{{{DS}}}CanonicalizationMethod",
-                         Algorithm=self.c14n_alg.value)
-        etree.SubElement(signed_info, f"{{{DS}}}SignatureMethod", Algorithm=self.sign_alg.value)
-        for data in self.data_references:
-            reference = etree.SubElement(signed_info, f"{{{DS}}}Reference", URI=data.uri,
-                                         Id=f"SignXMLReference{self._token()}")
-            add_reference_transforms(reference)
-            etree.SubElement(reference, f"{{{DS}}}DigestMethod",
-                             Algorithm=self.digest_alg.value)
-            etree.SubElement(reference, f"{{{DS}}}DigestValue").text = \
-                base64.b64encode(data.digest).decode("ascii")
-        signature_value = etree.SubElement(sig_root, f"{{{DS}}}SignatureValue")
-        return signed_info, signature_value
-
-    def _token(self) -> str:
-        token: str = self._get_token()  # type: ignore[no-untyped-call]
-        return token
-
-    def add_data_object_format(self, signed_data_object_properties: Any, sig_root: Any,
-                               signing_settings: Any) -> None:
-        if self.data_references is None:
-            super().add_data_object_format(signed_data_object_properties, sig_root,
-                                           signing_settings)
-            return
-        # One DataObjectFormat per data reference (EN 319 132-1 B-B); the references
-        # of SignedProperties and KeyInfo are added after this.
-        signed_info = sig_root.find(f"{{{DS}}}SignedInfo")
-        for data, reference in zip(self.data_references,
-                                   signed_info.iterfind(f"{{{DS}}}Reference"), strict=True):
-            fmt = etree.SubElement(signed_data_object_properties,
-                                   f"{{{XADES}}}DataObjectFormat",
-                                   ObjectReference=f"#{reference.get('Id')}")
-            etree.SubElement(fmt, f"{{{XADES}}}Description").text = data.description
-            etree.SubElement(fmt, f"{{{XADES}}}MimeType").text = self.mime_type
+    """Fixes to signxml for the signatures it still writes here (detached, and ASiC's in
+    ``agent.formats.asic_xades``; enveloped ones are ``agent.formats.xades_enveloped``'s):
+    it re-parses the document after serialising it as ASCII, which breaks element and
+    attribute *names* outside ASCII (``<Qaimə>``), so UTF-8 is used; SigningCertificateV2
+    names the signer only; its own references are exclusively canonicalised."""
 
     def _tostring(self, xml_node: Any, **kwargs: Any) -> bytes:
         kwargs.setdefault("encoding", "utf-8")
@@ -311,27 +240,18 @@ async def _build_xades(job: FormatJob, document: bytes, root: etree._Element, le
     if level not in XADES_LEVELS:
         raise Unsupported(f"XAdES level {level} is not supported")
     cert = job.certificate
-    key = CapturingKey(cert)
     is_ec = isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
-    signer = _Utf8XAdESSigner(
-        method=methods.enveloped if mode == "enveloped" else methods.detached,
-        signature_algorithm=f"ecdsa-{md}" if is_ec else f"rsa-{md}",
-        digest_algorithm=md, c14n_algorithm=EXC_C14N,
-        # The document's own name and type, not signxml's placeholder description.
-        data_object_format=XAdESDataObjectFormat(
-            Description=_description(job.document_name, mode), MimeType=XML_MIME_TYPE))
-    kwargs: dict[str, Any] = {}
-    location = None
-    if mode == "detached":
-        uri = _detached_uri(job.document_name)
-        kwargs["reference_uri"] = [SignatureReference(URI=uri)]
-    else:
+    if not isinstance(cert.public_key(), rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise Unsupported("only RSA and EC keys can sign")
+    data_references: list[DataReference] = []
+    placeholder = None
+    if mode == "enveloped":
         # Where the signature goes and what it covers, all checked before the dialog.
         parent = find_parent(root, placement)
         refuse_if_breaking(root, parent)
         name = _description(job.document_name, mode)
         try:
-            signer.data_references = [
+            data_references = [
                 DataReference(uri, reference_digest(root, element, md),
                               name if uri == "" else f"{name} {uri}")
                 for uri, element in resolve_references(root, references)]
@@ -339,7 +259,6 @@ async def _build_xades(job: FormatJob, document: bytes, root: etree._Element, le
             raise Unsupported("the document cannot be canonicalised") from exc
         placeholder = etree.SubElement(parent, f"{{{DS}}}Signature", Id="placeholder",
                                        nsmap={"ds": DS})
-        location = element_path(placeholder)
     # No session for B-B: nothing to ask (e-invoices are signed by the hundred).
     async with (job.network.session() if level != "B-B" else contextlib.nullcontext()
                 ) as session:
@@ -354,15 +273,20 @@ async def _build_xades(job: FormatJob, document: bytes, root: etree._Element, le
                                              job.chain, [trial])
         await _confirm(job)  # D3: SigningTime is taken after the user's PIN
         try:
-            signed = signer.sign(root, key=key, cert=[cert, *job.chain],
-                                 always_add_key_value=False, **kwargs)
+            if placeholder is None:
+                signed, to_sign = _detached_by_signxml(job, root, md, is_ec)
+                signature = signed
+            else:
+                to_sign = fill_enveloped(
+                    placeholder, references=data_references,
+                    certificates=[cert, *job.chain], md=md, is_ec=is_ec,
+                    mime_type=XML_MIME_TYPE, signing_time=dt.datetime.now(dt.UTC))
+                signed, signature = root, placeholder
         except etree.C14NError as exc:  # e.g. a relative namespace URI (xmlns="a")
             raise Unsupported("the document cannot be canonicalised") from exc
-        assert key.captured is not None
-        digest = hashlib.new(md, key.captured).digest()
+        digest = hashlib.new(md, to_sign).digest()
         # XMLDSig wants ECDSA as raw r‖s (RFC 4050 / XMLDSig 1.1): ask the token for that.
         value = await job.sign(digest, md, ecdsa_raw=is_ec)
-        signature = signed if location is None else follow(signed, location)
         assert signature.tag == f"{{{DS}}}Signature"
         value_node = signature.find(f"{{{DS}}}SignatureValue")
         assert value_node is not None
@@ -374,6 +298,26 @@ async def _build_xades(job: FormatJob, document: bytes, root: etree._Element, le
     encoding = root.getroottree().docinfo.encoding or "UTF-8"
     out: bytes = etree.tostring(tree, xml_declaration=True, encoding=encoding)
     return out
+
+
+def _detached_by_signxml(job: FormatJob, root: etree._Element, md: str, is_ec: bool
+                         ) -> tuple[etree._Element, bytes]:
+    """A detached signature of ``root`` by signxml: the signature (the new document's
+    root) and the canonical SignedInfo its key was asked to sign."""
+    key = CapturingKey(job.certificate)
+    signer = _Utf8XAdESSigner(
+        method=methods.detached, signature_algorithm=f"ecdsa-{md}" if is_ec else f"rsa-{md}",
+        digest_algorithm=md, c14n_algorithm=EXC_C14N,
+        # The document's own name and type, not signxml's placeholder description.
+        data_object_format=XAdESDataObjectFormat(
+            Description=_description(job.document_name, "detached"),
+            MimeType=XML_MIME_TYPE))
+    options: dict[str, Any] = {  # as keywords: signxml's wrapped ``sign`` types poorly
+        "key": key, "cert": [job.certificate, *job.chain], "always_add_key_value": False,
+        "reference_uri": [SignatureReference(URI=_detached_uri(job.document_name))]}
+    signed = signer.sign(root, **options)
+    assert key.captured is not None
+    return signed, key.captured
 
 
 async def _confirm(job: FormatJob) -> None:
