@@ -496,10 +496,12 @@ class PivVirtualCard(VirtualCard):
 
 
 def make_slots(pki: TestPKI, holder: str, *, signature_key: str = "EC",
-               tag: str = "piv") -> dict[int, SlotKey]:
+               tag: str = "piv", all_slots: bool = False) -> dict[int, SlotKey]:
     """9A (PIV authentication, RSA-2048) and 9C (digital signature, P-256 by default,
     or RSA-2048 for middleware without ECC such as CACKey), certificates issued by the
-    test PKI to ``holder``."""
+    test PKI to ``holder``.  ``all_slots`` fills the other two of SP 800-73's four key
+    slots too: 9D (key management, RSA-2048) and 9E (card authentication, no PIN; of
+    ``signature_key``'s type)."""
     auth_key = rsa.generate_private_key(65537, 2048)
     sign_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
         ec.generate_private_key(ec.SECP256R1()) if signature_key == "EC"
@@ -508,7 +510,19 @@ def make_slots(pki: TestPKI, holder: str, *, signature_key: str = "EC",
                           common_name=holder, country="AZ", serial_number=None)
     sign_cert = pki.issue(f"{tag}-9c", sign_key.public_key(), purpose="sign",
                           common_name=holder, country="AZ", serial_number=None)
-    return {0x9A: SlotKey(auth_key, auth_cert), 0x9C: SlotKey(sign_key, sign_cert)}
+    slots = {0x9A: SlotKey(auth_key, auth_cert), 0x9C: SlotKey(sign_key, sign_cert)}
+    if all_slots:
+        # The test PKI issues "sign" and "auth" certificates only; 9D's and 9E's are
+        # "auth" ones: what matters here is that the middleware finds and uses each slot.
+        management_key = rsa.generate_private_key(65537, 2048)
+        card_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+            ec.generate_private_key(ec.SECP256R1()) if signature_key == "EC"
+            else rsa.generate_private_key(65537, 2048))
+        for slot, key in ((0x9D, management_key), (0x9E, card_key)):
+            cert = pki.issue(f"{tag}-{slot:x}", key.public_key(), purpose="auth",
+                             common_name=holder, country="AZ", serial_number=None)
+            slots[slot] = SlotKey(key, cert)
+    return slots
 
 
 @dataclass
@@ -540,12 +554,14 @@ def piv_card_in_reader(pcscd: Pcscd, *, pki: TestPKI | None = None,
                        signature_key: str = "EC", pin_always: bool = True,
                        delay: float = 0.0, pin: str = DEFAULT_PIN, puk: str = DEFAULT_PUK,
                        pin_max_tries: int = 3, puk_max_tries: int = 3,
-                       ) -> Iterator[CardInReader]:
-    """A PIV card with 9A and 9C keys in vpcd's reader ``reader`` (0 or 1) of a running
-    ``Pcscd``; yields once pcscd sees it, and pulls it afterwards."""
+                       all_slots: bool = False) -> Iterator[CardInReader]:
+    """A PIV card with 9A and 9C keys (``all_slots``: 9D and 9E too) in vpcd's reader
+    ``reader`` (0 or 1) of a running ``Pcscd``; yields once pcscd sees it, and pulls it
+    afterwards."""
     pki = pki or build_pki()
     piv = PivCard(slots=make_slots(pki, holder, signature_key=signature_key,
-                                   tag=f"piv{reader}-{uuid.uuid4().hex[:6]}"),
+                                   tag=f"piv{reader}-{uuid.uuid4().hex[:6]}",
+                                   all_slots=all_slots),
                   pin=pin, puk=puk, pin_max_tries=pin_max_tries, puk_max_tries=puk_max_tries,
                   pin_always=pin_always, delay=delay)
     card = PivVirtualCard(piv, pcscd.port + reader)
