@@ -196,3 +196,30 @@ def rows(ui: dict[str, Any]) -> list[tuple[str, str, str]]:
     if not ui["ui_pid_unchanged"]:
         out.append(("UI process restarted during the run", "yes", "unexpected"))
     return out
+
+
+def main() -> int:
+    """This measure alone (bench/run.py runs it with the rest):
+    ``.venv/bin/python bench/ui_process.py``."""
+    import tempfile
+
+    sys.path[:0] = [str(REPO), str(REPO / "tests")]
+    from agent_process import write_files
+    from testbed.pki import build_pki
+    from testbed.softhsm import build_softhsm
+
+    with tempfile.TemporaryDirectory(prefix="imza-bench-ui-") as tmp:
+        base = Path(tmp)
+        bed = build_softhsm(base / "softhsm", build_pki())
+        spec = bed.tokens["A"]
+        _config, policy = write_files(base, bed.module, bed.identity("ec_sign").common_name,
+                                      spec.pin)
+        found = asyncio.run(measure(bed, base, policy))
+    print("| measure | daemon / UI process |\n|---|---|")
+    for what, value, _bar in rows(found):
+        print(f"| {what} | {value} |")
+    return 0 if found["ui_pid_unchanged"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Refreshes docs/screenshots/<language>/*.png: every dialog the agent draws (consent, picker,
-# PIN with a text, a PDF preview, a batch and a hash-only request, PIN locked, PIN change and
-# unblock) in every language, plus the PDF preview in the dark theme and at twice the scale
+# PIN with a text, a PDF preview, an XML preview, a batch and a hash-only request, PIN locked,
+# PIN change and unblock, the signature.extend confirmation, the agent's own message) in every
+# language, plus the PDF preview in the dark theme and at twice the scale
 # (en/pin-pdf-dark.png, en/pin-pdf-scale-2.png), as the README and docs/ui.md show them. It
 # runs tests/test_ui_qt_screenshots.py (the Qt UI process on a private Xvfb) with
 # IMZA_WRITE_SCREENSHOTS=1; the test suite itself writes them to a temp dir only. Needs the

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -110,6 +111,22 @@ class UiPeer:
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(ui_wire.encode(message, FRAME_BYTES))
 
+    def stderr_until(self, wanted: bytes) -> bytes:
+        """What the process wrote to stderr, read until ``wanted`` is in it."""
+        assert self.proc.stderr is not None
+        fd = self.proc.stderr.fileno()
+        seen = b""
+        deadline = time.monotonic() + WAIT
+        while wanted not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{wanted!r} never came: {seen!r}"
+            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                assert chunk, f"stderr ended without {wanted!r}: {seen!r}"
+                seen += chunk
+        return seen
+
     def receive(self) -> dict[str, Any]:
         deadline = time.monotonic() + WAIT
         while not self.queue:
@@ -193,6 +210,9 @@ def test_the_ui_process_speaks_the_contract(ui_peer: UiPeer) -> None:
     ui_peer.send({"op": "dialog", "id": 6, "kind": "pin", "args": {"behaviour": "slot_error"}})
     ui_peer.send({"op": "ping", "n": 43})
     assert ui_peer.receive() == {"op": "pong", "n": 43}
+    # Qt runs the failing slot when its event loop next gets to it, which is not before
+    # any given frame: wait for the log line rather than for a number of round trips.
+    logged = ui_peer.stderr_until(b"uncaught ValueError")
     ui_peer.send({"op": "close", "id": 6})
     # An open dialog re-renders on "language"; a closed one says nothing any more.
     ui_peer.send({"op": "dialog", "id": 4, "kind": "message", "args": {"behaviour": "hold"}})
@@ -205,7 +225,8 @@ def test_the_ui_process_speaks_the_contract(ui_peer: UiPeer) -> None:
     assert ui_peer.receive() == {"op": "pong", "n": 42}
     ui_peer.send({"op": "quit"})
     assert ui_peer.proc.wait(WAIT) == 0
-    _, err = ui_peer.proc.communicate()
+    _, rest = ui_peer.proc.communicate()
+    err = logged + rest
     assert b"(id 3)" not in err  # the failed one was never up
     assert b"a message dialog is up" in err
     assert b"uncaught ValueError at <string>:" in err and b"secret-content" not in err
@@ -545,6 +566,31 @@ def test_the_daemon_never_loads_qt_and_headless_starts_no_ui_process(
         assert "PySide6" not in _maps(headless.process.pid)
     finally:
         _stop(headless)
+
+
+UI_IMPORTS = """
+import sys
+import agent.ui.qt.app, agent.ui.qt.dialogs, agent.ui.qt.tray, agent.ui.qt.preview.pdf
+print(sorted(m for m in ("tkinter", "_tkinter", "pystray", "PySide6") if m in sys.modules))
+"""
+
+
+def test_pystray_and_tkinter_left_the_dependencies_and_the_ui() -> None:
+    """Qt is the one toolkit: no dependency (base or extra) names pystray or tk, and the
+    UI process's modules load PySide6 and neither of them."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = [re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower()
+             for spec in project["dependencies"]
+             + [s for extra in project.get("optional-dependencies", {}).values()
+                for s in extra]]
+    assert "pyside6-essentials" in names  # the parse found the dependencies
+    assert not [n for n in names if n in ("pystray", "tk", "tkinter") or "pystray" in n]
+    done = subprocess.run([sys.executable, "-c", UI_IMPORTS], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['PySide6']"
 
 
 @pytest.mark.softhsm

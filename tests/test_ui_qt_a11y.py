@@ -27,6 +27,8 @@ from ui_driver import (  # noqa: F401  (a11y_bus, display: fixtures)
     consent_args,
     display,
     document_pdf,
+    extend_args,
+    message_args,
     pick_args,
     pin_args,
     pin_change_args,
@@ -34,9 +36,16 @@ from ui_driver import (  # noqa: F401  (a11y_bus, display: fixtures)
 )
 
 from agent import i18n
-from agent.app.dialogs import CertificateChoice, PinRequest, Preview, PreviewKind
+from agent.app.dialogs import (
+    CertificateChoice,
+    ExtendRequest,
+    PinRequest,
+    Preview,
+    PreviewKind,
+)
 from agent.errors import PinStatus
 from agent.i18n import _
+from agent.ui.ui_wire import DIALOG_KINDS
 
 pytestmark = [pytest.mark.desktop]
 
@@ -113,6 +122,8 @@ OTHER = CertificateChoice(
 PDF = document_pdf([["Muqavile No 17", "Terms"], ["Page two"], ["Page three"]])
 TEXT = "Vergi bəyannaməsi № 2025-0417\nƏDV üzrə rüblük hesabat\nMəbləğ: 1 250,00 AZN"
 DIGEST = hashlib.sha256(b"what the site hashed").hexdigest()
+XML = (b'<?xml version="1.0" encoding="UTF-8"?><Invoice><Number>2025-0417</Number>'
+       b"<Amount currency=\"AZN\">1250.00</Amount></Invoice>")
 
 
 def preview(kind: PreviewKind, data: bytes, name: str | None) -> Preview:
@@ -161,6 +172,24 @@ CASES = {
         preview(PreviewKind.PDF, PDF, f"senəd-{n}.pdf") for n in (1, 2, 3))),
                       ("Items to sign: 3", "1. senəd-1.pdf — PDF document",
                        "3. senəd-3.pdf — PDF document", *FACTS), SIGN, ("PIN",)),
+    "pin-xml": Case("pin", pin(previews=(preview(PreviewKind.XML, XML, "qaime.xml"),)),
+                    ("XML of qaime.xml", "<Number>2025-0417</Number>", *FACTS),
+                    SIGN, ("PIN",)),
+    "pin-binary": Case("pin", pin(previews=(Preview(PreviewKind.BINARY, 48213, DIGEST,
+                                                    "hesabat.xlsx"),)),
+                       (f"Binary data, 48213 bytes, SHA-256 {DIGEST}", *FACTS),
+                       SIGN, ("PIN",)),
+    "extend": Case("extend", extend_args(ExtendRequest(
+        ORIGIN, "pdf", "B-LTA", signatures=2, document_name="muqavile.pdf",
+        display_text="Arxiv üçün", previews=(preview(PreviewKind.PDF, PDF, "muqavile.pdf"),))),
+                   ("This website asks to extend the signatures in a document to level B-LTA.",
+                    "Document: signed PDF (PAdES)", "Signatures to extend: 2",
+                    "Sent by portal.example — not checked by the agent",
+                    "Document: muqavile.pdf", "Arxiv üçün", "muqavile.pdf: Page 1 / 3"),
+                   ("Previous page", "Next page", "Extend", "Cancel")),
+    "message": Case("message", message_args("PIN changed", "The new PIN is set.",
+                                            error=False),
+                    ("PIN changed", "The new PIN is set."), ("Close",), site=False),
     "pin-locked": Case("pin_locked", pin_locked_args(ORIGIN, "Rəqəmsal İmza A", "PUK"),
                        ("The PIN is locked.", "Rəqəmsal İmza A"), ("Close",)),
     "pin-change": Case("pin_change", pin_change_args("Rəqəmsal İmza A", "2001F4A7",
@@ -173,6 +202,14 @@ CASES = {
                         ("PUK", "New PIN", "New PIN again"), site=False,
                         extra={"check box": ("I know this is the last PUK try.",)}),
 }
+
+
+def test_every_dialog_kind_and_preview_kind_has_a_tree_test() -> None:
+    """A dialog kind added to the pipe, or a kind of preview, needs its case above."""
+    assert {case.kind for case in CASES.values()} == DIALOG_KINDS
+    shown_kinds = {item["kind"] for case in CASES.values()
+                   for item in case.args.get("previews") or ()}
+    assert shown_kinds == {k.value for k in PreviewKind}, shown_kinds
 
 
 @pytest.fixture(scope="module")

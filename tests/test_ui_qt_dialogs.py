@@ -37,13 +37,22 @@ from ui_driver import (  # noqa: F401  (a11y_bus, display: fixtures)
     consent_args,
     display,
     document_pdf,
+    extend_args,
+    message_args,
     pick_args,
     pin_args,
+    pin_locked_args,
     secret_of,
 )
 from websockets.asyncio.client import connect
 
-from agent.app.dialogs import CertificateChoice, PinRequest, Preview, PreviewKind
+from agent.app.dialogs import (
+    CertificateChoice,
+    ExtendRequest,
+    PinRequest,
+    Preview,
+    PreviewKind,
+)
 from agent.errors import PinStatus
 
 pytestmark = [pytest.mark.desktop]
@@ -548,3 +557,71 @@ def test_pdf_pages_are_turned_by_keyboard_and_announced(screen: Screen) -> None:
     [page] = shown(tree)[-1].find(name="akt.pdf: Page 2 / 3")
     assert "Second page text" in page.description
     screen.finish(dialog_id, window)
+
+
+# --- the extend confirmation and the agent's own notices ---------------------------------------
+
+def extend_request(**fields: Any) -> dict[str, Any]:
+    pdf = document_pdf([["Arxiv senedi"], ["Second page"]])
+    return extend_args(ExtendRequest(
+        ORIGIN, "pdf", "B-LTA", signatures=2, document_name="arxiv.pdf",
+        previews=(Preview(PreviewKind.PDF, len(pdf), hashlib.sha256(pdf).hexdigest(),
+                          "arxiv.pdf", pdf),), **fields))
+
+
+def test_extend_starts_on_cancel_and_shift_tab_reaches_extend(screen: Screen) -> None:
+    """A key meant for the page only refuses: the focus starts on Cancel, Return there
+    cancels. Shift+Tab moves back to Extend; Return there confirms."""
+    dialog_id, window = screen.open("extend", extend_request())
+    assert screen.focused().name == "Cancel"
+    screen.keyboard.key("shift", "Return")
+    assert screen.answer(dialog_id) == {"op": "answer", "id": dialog_id, "cancelled": True}
+    assert screen.keyboard.wait_gone(screen.ui.pid, window)
+
+    dialog_id, window = screen.open("extend", extend_request())
+    screen.keyboard.key("shift+Tab")
+    assert screen.focused().name == "Extend"
+    screen.keyboard.key("Return")
+    assert screen.answer(dialog_id)["result"] == "extend"
+    assert screen.keyboard.wait_gone(screen.ui.pid, window)
+
+
+def test_extend_preview_pages_turn_by_keyboard_and_escape_cancels(screen: Screen) -> None:
+    dialog_id, window = screen.open("extend", extend_request())
+    for _ in range(8):
+        if screen.focused().name == "Next page":
+            break
+        screen.keyboard.key("shift+Tab")
+        time.sleep(0.1)
+    assert screen.focused().name == "Next page"
+    screen.keyboard.key("Return")
+    tree = screen.tree(lambda w: bool(w.find("label", "Page 2 / 2")))
+    [page] = shown(tree)[-1].find(name="arxiv.pdf: Page 2 / 2")
+    assert "Second page" in page.description
+    assert not screen.ui.answered(dialog_id)  # turning a page answers nothing
+    screen.keyboard.key("Escape")
+    assert screen.answer(dialog_id).get("cancelled") is True
+    assert screen.keyboard.wait_gone(screen.ui.pid, window)
+
+
+@pytest.mark.parametrize("close_key", ["Return", "Escape"])
+def test_the_pin_locked_notice_closes_from_the_keyboard(screen: Screen, close_key: str) -> None:
+    dialog_id, window = screen.open("pin_locked", pin_locked_args(ORIGIN, "Token A", "PUK"))
+    assert screen.focused().name == "Close"
+    assert screen.window().find(contains="Unblock PIN")  # says where to unlock it
+    screen.keyboard.key("shift", close_key)
+    answer = screen.answer(dialog_id)
+    assert answer.get("result") is None and not answer.get("cancelled")
+    assert screen.keyboard.wait_gone(screen.ui.pid, window)
+
+
+@pytest.mark.parametrize("close_key", ["Return", "Escape"])
+def test_a_message_closes_from_the_keyboard(screen: Screen, close_key: str) -> None:
+    dialog_id, window = screen.open("message", message_args(
+        "PIN not changed", "Wrong PIN.", error=True))
+    assert screen.keyboard.title(window).endswith("PIN not changed")
+    assert screen.focused().name == "Close"
+    screen.keyboard.key("shift", close_key)
+    answer = screen.answer(dialog_id)
+    assert answer.get("result") is None and not answer.get("cancelled")
+    assert screen.keyboard.wait_gone(screen.ui.pid, window)

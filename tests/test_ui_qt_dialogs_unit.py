@@ -369,6 +369,31 @@ def test_xml_binary_and_hash_previews_in_a_batch(opened: list[Dialog]) -> None:
     assert a11y.unnamed(dialog) == []
 
 
+WITHOUT_LXML = """
+import sys
+sys.modules["lxml"] = None  # an install without the formats extra
+from PySide6.QtWidgets import QApplication
+app = QApplication(["without-lxml", "-platform", "offscreen"])
+from agent.ui.qt.dialogs import DIALOGS
+from agent.ui.qt.preview.xml import indented
+print(sorted(DIALOGS))
+print(indented(b"<a><b>x</b></a>"))
+"""
+
+
+def test_without_lxml_every_dialog_still_loads_and_xml_shows_as_sent() -> None:
+    """lxml comes with the formats extra; the UI process must start without it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", WITHOUT_LXML], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    kinds, xml = done.stdout.splitlines()[:2]
+    assert kinds == str(sorted(DIALOGS))
+    assert xml == "<a><b>x</b></a>"  # not indented, but whole
+
+
 def labels_of(widget: QWidget) -> list[str]:
     from PySide6.QtWidgets import QLabel
     return [w.text().replace("\u200b", "") for w in widget.findChildren(QLabel)]

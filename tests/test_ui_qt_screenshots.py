@@ -26,6 +26,8 @@ from ui_driver import (  # noqa: F401  (display: fixture)
     display,
     document_pdf,
     environment,
+    extend_args,
+    message_args,
     pick_args,
     pin_args,
     pin_change_args,
@@ -35,12 +37,14 @@ from ui_driver import (  # noqa: F401  (display: fixture)
 from agent import i18n
 from agent.app.dialogs import (
     CertificateChoice,
+    ExtendRequest,
     PinRequest,
     Preview,
     PreviewKind,
     SignedField,
 )
 from agent.errors import PinStatus
+from agent.ui.ui_wire import DIALOG_KINDS
 
 pytestmark = [pytest.mark.desktop]
 
@@ -70,6 +74,11 @@ CONTRACT = document_pdf([
 DECLARATION = ("Vergi bəyannaməsi № 2025-0417\nƏDV üzrə rüblük hesabat\n"
                "Dövr: 2025-ci il, I rüb\nMəbləğ: 1 250,00 AZN\n"
                + "\n".join(f"{n}. Bənd {n}: razıyam" for n in range(1, 9)))
+INVOICE = ('<?xml version="1.0" encoding="UTF-8"?><Qaime xmlns="urn:example:qaime">'
+           "<Nomre>2025-0417</Nomre><Tarix>2025-04-17</Tarix>"
+           "<Satici><Ad>Portal MMC</Ad><VOEN>1234567891</VOEN></Satici>"
+           "<Alici><Ad>Əliyev Əli Vəli oğlu</Ad></Alici>"
+           '<Mebleg valyuta="AZN">1250.00</Mebleg></Qaime>').encode()
 
 
 def preview(kind: PreviewKind, data: bytes, name: str | None) -> Preview:
@@ -80,8 +89,10 @@ def pin(**fields: Any) -> dict[str, Any]:
     return pin_args(PinRequest(ORIGIN, "sign", GOOD, PIN_RULE, **fields))
 
 
-def dialogs() -> list[tuple[str, str, dict[str, Any]]]:
-    """(file name, kind, args) for every dialog the agent draws."""
+def dialogs(language: str = "en") -> list[tuple[str, str, dict[str, Any]]]:
+    """(file name, kind, args) for every dialog the agent draws (a message's text is the
+    daemon's, in ``language``)."""
+    said = i18n.translation(language).gettext
     text = DECLARATION.encode()
     digest = hashlib.sha256(b"the portal's own document").hexdigest()
     return [
@@ -98,6 +109,7 @@ def dialogs() -> list[tuple[str, str, dict[str, Any]]]:
             preview(PreviewKind.TEXT, text, "beyanname.txt"),
             Preview(PreviewKind.BINARY, 48213, hashlib.sha256(b"x").hexdigest(),
                     "hesabat.xlsx")))),
+        ("pin-xml", "pin", pin(previews=(preview(PreviewKind.XML, INVOICE, "qaime.xml"),))),
         ("pin-hash", "pin", pin(previews=(Preview(PreviewKind.HASH, 32, digest),),
                                 retry=PinStatus(count_low=True))),
         ("pin-final-try", "pin", pin(retry=PinStatus(final_try=True), previews=(
@@ -114,7 +126,25 @@ def dialogs() -> list[tuple[str, str, dict[str, Any]]]:
             "Rəqəmsal İmza A", "2001F4A7", "ACS ACR39U 00 00", 4, 8)),
         ("pin-unblock", "pin_unblock", pin_change_args(
             "Rəqəmsal İmza A", "2001F4A7", "ACS ACR39U 00 00", 6, 8, final_try=True)),
+        ("extend", "extend", extend_args(ExtendRequest(
+            ORIGIN, "pdf", "B-LTA", signatures=2, document_name="muqavile.pdf",
+            previews=(preview(PreviewKind.PDF, CONTRACT, "muqavile.pdf"),)))),
+        ("message", "message", message_args(  # what the PIN change ends with
+            said("The PIN was changed."), said("Use the new PIN from now on."), error=False)),
     ]
+
+
+def test_every_dialog_kind_is_photographed() -> None:
+    """A dialog kind added to the UI process's contract needs its picture here."""
+    assert {kind for _name, kind, _args in dialogs()} == DIALOG_KINDS
+
+
+def test_the_committed_pictures_show_every_dialog_in_every_language() -> None:
+    """docs/screenshots/ has each picture in each language (scripts/screenshots.sh)."""
+    missing = [f"{language}/{name}.png" for language in i18n.LANGUAGES
+               for name, _kind, _args in dialogs(language)
+               if not (ROOT / "docs" / "screenshots" / language / f"{name}.png").is_file()]
+    assert missing == []
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +176,7 @@ def test_screenshot_every_dialog(display: str, keyboard: Keyboard, target: Path,
     seen: set[str] = set()
     with UiProcess(environment(display), language=language, theme="light",
                    arming_ms=ARMING_MS) as ui:
-        for name, kind, args in dialogs():
+        for name, kind, args in dialogs(language):
             dialog_id = ui.dialog(kind, args)
             window = keyboard.wait_window(ui.pid, seen)
             keyboard.focus(window)  # focus drawn, as a person sees it

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from atspi import AtspiBus
 
-from agent.app.dialogs import CertificateChoice, ConsentRequest, PinRequest
+from agent.app.dialogs import CertificateChoice, ConsentRequest, ExtendRequest, PinRequest
 from agent.pipe_frames import encode_json
 from agent.ui.process import args as wire_args
 from agent.ui.ui_wire import FrameBuffer
@@ -181,6 +181,14 @@ def pick_args(origin: str, purpose: str, choices: list[CertificateChoice],
 
 def pin_args(request: PinRequest) -> dict[str, Any]:
     return wire_args.pin(request)
+
+
+def extend_args(request: ExtendRequest) -> dict[str, Any]:
+    return wire_args.extend(request)
+
+
+def message_args(title: str, text: str, *, error: bool) -> dict[str, Any]:
+    return wire_args.message(title, text, error=error)
 
 
 def pin_locked_args(origin: str, token_label: str, unlock: str) -> dict[str, Any]:

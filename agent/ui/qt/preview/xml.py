@@ -3,13 +3,19 @@ page's, and the preview must show what is there, not what a reference would fetc
 
 from __future__ import annotations
 
-from lxml import etree
-
 from agent.ui.qt.preview.text import shown_text
 
 
 def indented(data: bytes) -> str:
-    """The document re-indented; as it came when it does not parse."""
+    """The document re-indented; as it came when it does not parse.
+
+    lxml is imported here, not with the module: it comes with the ``formats`` extra, and
+    an install without it (which signs no XML, so never sends an XML preview) must still
+    draw every other dialog rather than fail to start the UI process."""
+    try:
+        from lxml import etree
+    except ImportError:
+        return shown_text(data)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                              huge_tree=False, remove_blank_text=True, remove_comments=False)
     try:
