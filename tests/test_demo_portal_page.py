@@ -2,7 +2,8 @@
 third way to sign a PDF ("4. PDF on the server") and the server's check of the PDF signed
 in the browser, pressed with the keyboard only, against a real agent with the demo
 identity. The page must say what the server found, in the page's language, and the file
-it offers must be the one the server checked."""
+it offers must be the one the server checked. The page gets the packed SDK (the tarball
+`npm pack extension/sdk` makes, tests/packed_sdk.py), as every browser test does."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from daemon import REPO, Daemon
+from packed_sdk import packed_sdk, served_packed
 
 from agent.demo_portal.server import PortalServer, sample_pdf
 
@@ -32,12 +34,13 @@ E2E = REPO / "tests" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 PERMISSIONS = ["select", "sign", "auth", "tokens"]
 
-# The driver: written to a temporary file, importing playwright-core and the shared
-# Chromium command line from tests/e2e by absolute path.
+# The driver: written to a temporary file, importing playwright-core, the shared Chromium
+# command line and the packed-SDK route from tests/e2e by absolute path.
 DRIVER = """
 import { readFileSync } from "node:fs";
 import { chromium } from "%(playwright)s";
 import { chromiumArgs } from "%(args)s";
+import { routePackedSdk } from "%(packed)s";
 
 const plan = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const TIMEOUT = 90_000;
@@ -65,6 +68,7 @@ const context = await chromium.launchPersistentContext(plan.userDataDir, {
   executablePath: "/usr/bin/chromium", headless: true, args: chromiumArgs(plan),
   env: { ...process.env, HOME: plan.home } });
 try {
+  await routePackedSdk(context, plan, result);  // /sdk/imza.js: the packed SDK
   const page = context.pages()[0] || await context.newPage();
   page.on("console", (m) => { if (m.type() === "error") (result.console ||= []).push(m.text()); });
   await page.goto(plan.url);
@@ -152,10 +156,12 @@ def _drive(bed: Bed) -> dict[str, Any]:
     driver = bed.tmp / "driver.mjs"
     driver.write_text(DRIVER % {
         "playwright": (E2E / "node_modules" / "playwright-core" / "index.mjs").as_uri(),
-        "args": (E2E / "chromium_args.mjs").as_uri()}, encoding="utf-8")
+        "args": (E2E / "chromium_args.mjs").as_uri(),
+        "packed": (E2E / "packed_sdk.mjs").as_uri()}, encoding="utf-8")
     plan = {"userDataDir": str(bed.tmp / "profile"), "home": str(bed.home),
             "url": f"{bed.portal.origin}/?lang=en&wss={bed.agent.url('wss')}",
-            "hosts": ["portal.test"], "spki": [_spki_hash(bed.portal.cert_path)]}
+            "hosts": ["portal.test"], "spki": [_spki_hash(bed.portal.cert_path)],
+            "sdk": str(packed_sdk().module)}  # the page gets the packed SDK, not the source
     plan_file = bed.tmp / "plan.json"
     plan_file.write_text(json.dumps(plan), encoding="utf-8")
     done = subprocess.run(["node", str(driver), str(plan_file)], cwd=E2E, capture_output=True,
@@ -163,6 +169,7 @@ def _drive(bed: Bed) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-4000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert "failure" not in result, result["failure"]
+    served_packed(result)  # the page got the packed SDK, not the source
     return result
 
 

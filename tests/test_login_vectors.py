@@ -1,9 +1,10 @@
 """The three login-token verifiers of the portal kit — Python (portal-kit/python), Node.js
 (portal-kit/node) and Java (portal-kit/java, built with plain javac) — run the committed
 vectors (portal-kit/vectors/login-tokens.json) and a vectors file made here from fresh
-``auth.login`` tokens of a real agent (the demo identity, and SoftHSM's RSA and EC
-authentication keys). Every runner must give each vector's expected answer, and the
-three must agree (portal-kit/vectors/SCHEMA.md)."""
+``auth.login`` tokens of a real agent (the demo identity, SoftHSM's RSA and P-256
+authentication keys, and P-384 and P-521 keys on a third token: every algorithm the agent
+emits, RS256 and ES256/ES384/ES512). Every runner must give each vector's expected
+answer, and the three must agree (portal-kit/vectors/SCHEMA.md)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from daemon import REPO, Daemon, copy_softhsm
+from test_webeid_token import TOKEN_W_PIN, EcIdentity, add_token_w
 from testbed.softhsm import ALIYEV, IVANOV, SoftHsmBed
 
 VECTORS = REPO / "portal-kit" / "vectors" / "login-tokens.json"
@@ -106,18 +108,20 @@ def test_the_three_runners_agree_on_the_committed_vectors(
 # --- fresh tokens from a real agent ------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def agents(softhsm: SoftHsmBed) -> Iterator[tuple[Daemon, Daemon]]:
+def agents(softhsm: SoftHsmBed) -> Iterator[tuple[Daemon, Daemon, dict[str, EcIdentity]]]:
     """The demo identity's agent (it exists only where no key store does) and an agent
-    with SoftHSM tokens A (RSA authentication key) and B (EC)."""
+    with SoftHSM tokens A (RSA authentication key), B (P-256) and W (P-384, P-521)."""
     with tempfile.TemporaryDirectory(prefix="imza-login-vectors-") as tmp:
         conf = copy_softhsm(softhsm.conf, Path(tmp) / "softhsm")
+        added = add_token_w(softhsm, softhsm.pki, conf, Path(tmp))
+        assert sorted(added) == ["ES384", "ES512"]
         demo = Daemon(home=Path(tmp) / "demo", modules=[], env={},
                       answers=DEMO_ANSWERS).start()
         try:
             hsm = Daemon(home=Path(tmp) / "hsm", modules=[softhsm.module],
                          env={"SOFTHSM2_CONF": str(conf)}).start()
             try:
-                yield demo, hsm
+                yield demo, hsm, added
             finally:
                 hsm.stop()
         finally:
@@ -145,7 +149,7 @@ def _flip(token: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def fresh_file(agents: tuple[Daemon, Daemon], softhsm: SoftHsmBed,
+def fresh_file(agents: tuple[Daemon, Daemon, dict[str, EcIdentity]], softhsm: SoftHsmBed,
                tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("fresh") / "agent-tokens.json"
     path.write_text(json.dumps(asyncio.run(_fresh_vectors(*agents, softhsm)), indent=1),
@@ -153,7 +157,8 @@ def fresh_file(agents: tuple[Daemon, Daemon], softhsm: SoftHsmBed,
     return path
 
 
-async def _fresh_vectors(demo: Daemon, hsm: Daemon, softhsm: SoftHsmBed) -> dict[str, Any]:
+async def _fresh_vectors(demo: Daemon, hsm: Daemon, token_w: dict[str, EcIdentity],
+                         softhsm: SoftHsmBed) -> dict[str, Any]:
     demo_root = x509.load_pem_x509_certificate(
         (demo.home / "demo" / "demo-root-ca.pem").read_bytes())
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -171,7 +176,11 @@ async def _fresh_vectors(demo: Daemon, hsm: Daemon, softhsm: SoftHsmBed) -> dict
                   ("softhsm-rsa", hsm, {"certificate": {"holder": ALIYEV[0]},
                                    "pin": softhsm.tokens["A"].pin}, "RS256"),
                   ("softhsm-ec", hsm, {"certificate": {"holder": IVANOV[0]},
-                                  "pin": softhsm.tokens["B"].pin}, "ES256")]
+                                  "pin": softhsm.tokens["B"].pin}, "ES256"),
+                  # token W (test_webeid_token.add_token_w): the larger curves
+                  *((f"softhsm-{algorithm.lower()}", hsm,
+                     {"certificate": {"holder": identity.holder}, "pin": TOKEN_W_PIN},
+                     algorithm) for algorithm, identity in sorted(token_w.items()))]
     for label, agent, answers, algorithm in identities:
         agent.set_answers(answers)
         challenge = secrets.token_urlsafe(32)
@@ -206,7 +215,7 @@ def test_fresh_agent_tokens(runner: str, fresh_file: Path,
                             request: pytest.FixtureRequest) -> None:
     data = json.loads(fresh_file.read_text(encoding="utf-8"))
     algorithms = {v["token"]["algorithm"] for v in data["vectors"] if v["expect"]["valid"]}
-    assert algorithms == {"RS256", "ES256"}
+    assert algorithms == {"RS256", "ES256", "ES384", "ES512"}  # all the agent emits
     assert_matches(runner, data, run(runner, fresh_file, request))
 
 

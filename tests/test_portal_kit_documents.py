@@ -2,8 +2,9 @@
 portal prepares, a real agent (SoftHSM token, the test PKI) signs only the hash over its
 WebSocket (`sign.hash`), the portal finishes. Each result is checked by validators we did
 not write: poppler's pdfsig (NSS trusting only the test root) and pyHanko's validator for
-PAdES, `openssl cms -verify` for CAdES; B-LT is validated with its loopback OCSP/CRL/TSA
-services shut down, from what the file carries. Tampered results fail."""
+PAdES, `openssl cms -verify` for CAdES; B-LT (PAdES and CAdES) is validated with its
+loopback OCSP/CRL/TSA services shut down, from what the file carries. Tampered results
+fail."""
 
 from __future__ import annotations
 
@@ -242,6 +243,62 @@ async def test_pades_b_lt_validates_offline(pki: TestPKI, tmp_path: Path) -> Non
     assert not tampered.intact and not tampered.ok
 
 
+async def test_cades_b_lt_validates_offline(pki: TestPKI, tmp_path: Path) -> None:
+    """Detached CAdES B-LT: the signer's and the TSA's paths and revocation data in the
+    SignedData (EN 319 122-1 §5.5), enough for pyHanko's validator with every service shut
+    down and no intermediate configured; openssl verifies the signature too."""
+    bed = _own_bed(pki, tmp_path)
+    daemon = start_formats_daemon(bed, tmp_path / "agent")
+    document = "Müqavilə 118: 3 400,00 AZN\n".encode()
+    try:
+        kit = _kit(bed, tsa=True)
+
+        async def prepare(chosen: dict[str, Any]) -> PendingSignature:
+            return await kit.async_prepare_cades(document, chosen, level="B-LT")
+
+        pending, answer = await _sign_on_server(daemon, bed, "rsa", prepare)
+        assert pending.level == "B-LT"
+        fetched = len(bed.services.requests)
+        der = await kit.async_finish(pending, answer)
+        assert any("/ocsp" in r or "/crl" in r for r in bed.services.requests[fetched:])
+    finally:
+        daemon.stop()
+        bed.services.close()  # from here on, nothing is reachable
+    done = _openssl_cms(der, document, tmp_path, bed)
+    assert done.returncode == 0 and "Verification successful" in done.stderr, done.stderr
+    signed_data = cms.ContentInfo.load(der)["content"]
+    assert signed_data["encap_content_info"]["content"].native is None  # detached
+    revocation = list(signed_data["crls"] or [])
+    ocsps = [r.chosen["other_rev_info"] for r in revocation if r.name == "other"]
+    crls = [r.chosen for r in revocation if r.name == "crl"]
+    assert ocsps or crls
+    if ocsps:
+        assert signed_data["version"].native == "v5"
+    root, inter = _anchors(bed)
+    carried = {c.chosen.dump() for c in signed_data["certificates"]}
+    assert inter.public_bytes(Encoding.DER) in carried
+    trust = [asn1_x509.Certificate.load(root.public_bytes(Encoding.DER))]
+    # hard-fail without the embedded revocation data: not trusted offline...
+    bare = ValidationContext(trust_roots=trust, allow_fetching=False,
+                             revocation_mode="hard-fail", ocsps=[], crls=[])
+    status = await async_validate_detached_cms(document, signed_data,
+                                               signer_validation_context=bare,
+                                               ts_validation_context=bare)
+    assert status.intact and status.valid and not status.trusted
+    # ...with it, trusted, and so is the time-stamp
+    offline = ValidationContext(trust_roots=trust, allow_fetching=False,
+                                revocation_mode="hard-fail", ocsps=ocsps, crls=crls)
+    status = await async_validate_detached_cms(document, signed_data,
+                                               signer_validation_context=offline,
+                                               ts_validation_context=offline)
+    assert status.intact and status.valid and status.trusted
+    assert status.timestamp_validity is not None and status.timestamp_validity.trusted
+    # over another document it does not hold
+    other = await async_validate_detached_cms(document + b" ", signed_data,
+                                              signer_validation_context=offline)
+    assert not other.intact
+
+
 async def test_b_lt_refuses_a_revoked_signer(formats_daemon: Daemon,
                                              formats_bed: FormatsBed) -> None:
     """The services report the "revoked" identity revoked (OCSP and CRL): no validation
@@ -254,6 +311,14 @@ async def test_b_lt_refuses_a_revoked_signer(formats_daemon: Daemon,
     pending, answer = await _sign_on_server(formats_daemon, formats_bed, "revoked", prepare)
     with pytest.raises(ValidationDataError):
         await kit.async_finish(pending, answer)
+
+    async def prepare_cades(chosen: dict[str, Any]) -> PendingSignature:
+        return await kit.async_prepare_cades(b"a contract", chosen, level="B-LT")
+
+    cades, cades_answer = await _sign_on_server(formats_daemon, formats_bed, "revoked",
+                                                prepare_cades)
+    with pytest.raises(ValidationDataError):  # the same for detached CAdES
+        await kit.async_finish(cades, cades_answer)
     # the same signature is fine at B-T, which makes no claim about revocation
     b_t = DocumentSigner(trust_roots=kit.trust_roots, intermediates=kit.intermediates,
                          tsa_url=kit.tsa_url)
@@ -353,6 +418,10 @@ async def test_bad_requests_fail_before_the_agent_is_asked(formats_daemon: Daemo
         await kit.async_prepare_pdf(sample_pdf(), chosen, scheme="RSASSA-PSS")
     with pytest.raises(UnsupportedLevel):  # B-T without a TSA configured
         await kit.async_prepare_pdf(sample_pdf(), chosen, level="B-T")
+    with pytest.raises(UnsupportedLevel):  # CAdES B-LT too: it is time-stamped
+        await kit.async_prepare_cades(b"a contract", chosen, level="B-LT")
+    with pytest.raises(UnsupportedLevel):
+        await kit.async_prepare_cades(b"a contract", chosen, level="B-LTA")
     pending = await kit.async_prepare_pdf(sample_pdf(), chosen)
     damaged = bytearray(pending.to_bytes())
     damaged[20] ^= 0xFF

@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -128,6 +129,57 @@ def test_a_file_that_cannot_be_read_is_exit_status_2(classes: Path, tmp_path: Pa
         done = _java(classes, "RunVectors", str(bad))
         assert done.returncode == 2 and done.stdout == "", text[:40]
         assert "cannot read" in done.stderr
+
+
+# --- the copy-paste examples ----------------------------------------------------------
+
+# The least of Jakarta Servlet and Spring a controller needs to compile: the examples are
+# checked against the kit's real classes, so a renamed method or a changed signature fails
+# here, not in a portal developer's build. (The frameworks are not installed here; only
+# their names and the signatures the examples call are.)
+FRAMEWORK_STUBS = {
+    "jakarta/servlet/http/HttpSession.java":
+        "package jakarta.servlet.http;\n"
+        "public interface HttpSession { String getId(); void setAttribute(String n, Object v); }",
+    "jakarta/servlet/http/HttpServletRequest.java":
+        "package jakarta.servlet.http;\n"
+        "public interface HttpServletRequest { HttpSession getSession(); "
+        "String changeSessionId(); }",
+    "org/springframework/http/ResponseEntity.java":
+        "package org.springframework.http;\n"
+        "public class ResponseEntity<T> {\n"
+        "  public interface BodyBuilder { <B> ResponseEntity<B> body(B body); }\n"
+        "  public static <B> ResponseEntity<B> ok(B body) { return new ResponseEntity<>(); }\n"
+        "  public static BodyBuilder status(int status) { return null; }\n}",
+    "org/springframework/web/bind/annotation/RestController.java":
+        "package org.springframework.web.bind.annotation;\npublic @interface RestController {}",
+    "org/springframework/web/bind/annotation/RequestBody.java":
+        "package org.springframework.web.bind.annotation;\npublic @interface RequestBody {}",
+    "org/springframework/web/bind/annotation/PostMapping.java":
+        "package org.springframework.web.bind.annotation;\n"
+        "public @interface PostMapping { String[] value() default {}; }",
+}
+JAVA_EXAMPLES = {"README": KIT / "README.md",
+                 "integration": REPO / "docs" / "integration.md"}
+
+
+@pytest.mark.parametrize("where", sorted(JAVA_EXAMPLES))
+def test_the_spring_example_compiles_against_the_kit(classes: Path, tmp_path: Path,
+                                                     where: str) -> None:
+    text = JAVA_EXAMPLES[where].read_text(encoding="utf-8")
+    (example,) = re.findall(r"```java\n(.*?)```", text, re.S)
+    assert "LoginVerifier.builder()" in example and "catch (LoginError" in example
+    sources = []
+    for name, stub in FRAMEWORK_STUBS.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(stub, encoding="utf-8")
+        sources.append(str(tmp_path / name))
+    controller = tmp_path / "ImzaLoginController.java"
+    controller.write_text(example, encoding="utf-8")
+    done = subprocess.run([_jdk_tool("javac"), "-cp", str(classes), "-d",
+                           str(tmp_path / "out"), str(controller), *sources],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
 
 
 def test_self_test(classes: Path) -> None:

@@ -46,6 +46,7 @@ from .algorithms import (
     placeholder_size,
     signature_mechanism,
 )
+from .cades_lt import add_validation_data
 from .errors import (
     CertificateMismatch,
     DocumentSigningError,
@@ -243,8 +244,8 @@ class DocumentSigner:
         digest, signing time, signing-certificate-v2) are built here."""
         chosen = SelectedCertificate.parse(selected)
         md_name = hash_name(hash_algorithm)
-        level_ = self._level(level, ("B-B", "B-T"))
-        if level_ == "B-T":
+        level_ = self._level(level)
+        if level_ != "B-B":
             self._timestamper(level_)  # a missing TSA is the portal's error, found now
         scheme_ = choose_scheme(chosen.certificate, md_name, scheme, chosen.algorithms)
         if (document is None) == (document_digest is None):
@@ -297,6 +298,12 @@ class DocumentSigner:
             raise TimestampError(
                 f"the time-stamping service failed ({type(exc).__name__})") from None
         if pending.kind == "CAdES":
+            if pending.level == "B-LT":
+                context = self.validation_context(pending.chain, fetching=True)
+                try:
+                    content = await add_validation_data(content, context)
+                finally:
+                    await context.aclose()
             return bytes(content.dump())
         return await self._finish_pdf(pending, content)
 
