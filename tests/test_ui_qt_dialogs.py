@@ -540,12 +540,9 @@ async def test_a_page_signs_by_keyboard_with_a_wrong_pin_first(
         public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
 
 
-def test_pdf_pages_are_turned_by_keyboard_and_announced(screen: Screen) -> None:
-    """From the PIN field back (Shift+Tab) to "Next page"; pressing it shows page 2, and
-    what a screen reader reads changes with it: the page's name and its own text."""
-    pdf = document_pdf([["First page"], ["Second page text"], ["Third page"]])
-    dialog_id, window = screen.open("pin", pin_request(previews=(
-        Preview(PreviewKind.PDF, len(pdf), hashlib.sha256(pdf).hexdigest(), "akt.pdf", pdf),)))
+def _next_page_by_keyboard(screen: Screen, name: str, label: str) -> Any:
+    """From the dialog's focus back (Shift+Tab) to "Next page" and Return: the page
+    shown next, as the accessibility tree names it (``label`` is its "Page N / M")."""
     for _ in range(8):
         if screen.focused().name == "Next page":
             break
@@ -553,8 +550,18 @@ def test_pdf_pages_are_turned_by_keyboard_and_announced(screen: Screen) -> None:
         time.sleep(0.1)
     assert screen.focused().name == "Next page"
     screen.keyboard.key("Return")
-    tree = screen.tree(lambda w: bool(w.find("label", "Page 2 / 3")))
-    [page] = shown(tree)[-1].find(name="akt.pdf: Page 2 / 3")
+    tree = screen.tree(lambda w: bool(w.find("label", label)))
+    [page] = shown(tree)[-1].find(name=f"{name}: {label}")
+    return page
+
+
+def test_pdf_pages_are_turned_by_keyboard_and_announced(screen: Screen) -> None:
+    """From the PIN field back (Shift+Tab) to "Next page"; pressing it shows page 2, and
+    what a screen reader reads changes with it: the page's name and its own text."""
+    pdf = document_pdf([["First page"], ["Second page text"], ["Third page"]])
+    dialog_id, window = screen.open("pin", pin_request(previews=(
+        Preview(PreviewKind.PDF, len(pdf), hashlib.sha256(pdf).hexdigest(), "akt.pdf", pdf),)))
+    page = _next_page_by_keyboard(screen, "akt.pdf", "Page 2 / 3")
     assert "Second page text" in page.description
     screen.finish(dialog_id, window)
 
@@ -588,15 +595,7 @@ def test_extend_starts_on_cancel_and_shift_tab_reaches_extend(screen: Screen) ->
 
 def test_extend_preview_pages_turn_by_keyboard_and_escape_cancels(screen: Screen) -> None:
     dialog_id, window = screen.open("extend", extend_request())
-    for _ in range(8):
-        if screen.focused().name == "Next page":
-            break
-        screen.keyboard.key("shift+Tab")
-        time.sleep(0.1)
-    assert screen.focused().name == "Next page"
-    screen.keyboard.key("Return")
-    tree = screen.tree(lambda w: bool(w.find("label", "Page 2 / 2")))
-    [page] = shown(tree)[-1].find(name="arxiv.pdf: Page 2 / 2")
+    page = _next_page_by_keyboard(screen, "arxiv.pdf", "Page 2 / 2")
     assert "Second page" in page.description
     assert not screen.ui.answered(dialog_id)  # turning a page answers nothing
     screen.keyboard.key("Escape")
