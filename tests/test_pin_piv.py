@@ -31,7 +31,7 @@ from testbed.pki import TestPKI, build_pki
 from vcard import Pcscd
 
 from agent.errors import PinIncorrect, PinLocked
-from agent.keystores.base import Secret, SignMechanism, TokenInfo
+from agent.keystores.base import CertificateEntry, Secret, SignMechanism, TokenInfo
 from agent.keystores.pkcs11.pin_management import PinManagementError, PinProblem
 from agent.keystores.pkcs11.store import Pkcs11Store
 from agent.pinmgmt.use_case import change_pin, manageable_tokens, unblock_pin
@@ -85,21 +85,30 @@ async def _sign_with(store: Pkcs11Store, pin: str) -> int:
     for entry in await store.certificates(token):
         if entry.key is None:
             continue
-        from cryptography import x509
-
-        public = x509.load_der_x509_certificate(entry.der).public_key()
-        credential = Secret(pin) if entry.key.always_authenticate else None
-        if isinstance(public, ec.EllipticCurvePublicKey):
-            mechanism = SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256, EcdsaEncoding.DER)
-            signature = await store.sign(entry.key, digest, mechanism, credential)
-            public.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-        else:
-            assert isinstance(public, rsa.RSAPublicKey)
-            mechanism = SignMechanism(Scheme.RSA_PKCS1_V15, HashAlgorithm.SHA256)
-            signature = await store.sign(entry.key, digest, mechanism, credential)
-            public.verify(signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+        await sign_verified(store, entry, digest,
+                            Secret(pin) if entry.key.always_authenticate else None)
         signed += 1
     return signed
+
+
+async def sign_verified(store: Pkcs11Store, entry: CertificateEntry, digest: bytes,
+                        credential: Secret | None) -> bytes:
+    """``entry``'s key signs the SHA-256 ``digest`` on the card; the signature verifies
+    with the key of ``entry``'s certificate (else this raises)."""
+    from cryptography import x509
+
+    assert entry.key is not None
+    public = x509.load_der_x509_certificate(entry.der).public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        mechanism = SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256, EcdsaEncoding.DER)
+        signature = await store.sign(entry.key, digest, mechanism, credential)
+        public.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    else:
+        assert isinstance(public, rsa.RSAPublicKey)
+        mechanism = SignMechanism(Scheme.RSA_PKCS1_V15, HashAlgorithm.SHA256)
+        signature = await store.sign(entry.key, digest, mechanism, credential)
+        public.verify(signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+    return signature
 
 
 async def _block(store: Pkcs11Store, card: CardInReader) -> None:

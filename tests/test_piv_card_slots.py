@@ -18,17 +18,15 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from piv_card import CardInReader, piv_card_in_reader
+from test_pin_piv import sign_verified
 from testbed.pki import TestPKI, build_pki
 from vcard import Pcscd
 
-from agent.keystores.base import CertificateEntry, KeyType, Secret, SignMechanism
+from agent.keystores.base import CertificateEntry, KeyType, Secret
 from agent.keystores.pkcs11.store import Pkcs11Store
-from agent.protocol.enums import EcdsaEncoding, HashAlgorithm, Scheme
 
 pytestmark = [pytest.mark.pcscd]
 
@@ -113,19 +111,10 @@ async def test_each_slot_is_found_in_its_container_and_signs(module: Path,
             assert entry.key is not None
             digest = hashlib.sha256(f"slot {slot:X}".encode()).digest()
             public = x509.load_der_x509_certificate(entry.der).public_key()
-            credential = Secret(card.piv.pin) if entry.key.always_authenticate else None
-            if entry.key.key_type is KeyType.EC:
-                assert isinstance(public, ec.EllipticCurvePublicKey)
-                mechanism = SignMechanism(Scheme.ECDSA, HashAlgorithm.SHA256,
-                                          EcdsaEncoding.DER)
-                signature = await store.sign(entry.key, digest, mechanism, credential)
-                public.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-            else:
-                assert isinstance(public, rsa.RSAPublicKey)
-                mechanism = SignMechanism(Scheme.RSA_PKCS1_V15, HashAlgorithm.SHA256)
-                signature = await store.sign(entry.key, digest, mechanism, credential)
-                public.verify(signature, digest, padding.PKCS1v15(),
-                              Prehashed(hashes.SHA256()))
+            assert (entry.key.key_type is KeyType.EC) == \
+                isinstance(public, ec.EllipticCurvePublicKey)
+            await sign_verified(store, entry, digest, Secret(card.piv.pin)
+                                if entry.key.always_authenticate else None)
         # Each signature was made on the card, by the key in its own slot (P2).
         used = {apdu[3] for apdu in card.piv.apdus[seen:] if apdu[1] == GENERAL_AUTHENTICATE}
         assert used == SLOTS[module]
