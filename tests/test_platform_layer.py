@@ -102,3 +102,100 @@ def test_the_unix_relay_listens_for_this_user_only(tmp_path: Path) -> None:
         return answer
 
     assert asyncio.run(scenario()) == b"hi"
+
+
+# --- calls that exist on Linux and macOS only -------------------------------------------------
+# Asking ``sys.platform`` is one way to know the OS; calling what only POSIX has is another,
+# and on Windows it fails at import (``fcntl``) or at the call (``os.pwrite``). Outside the
+# layer such a call must be guarded (``try`` … ``except ImportError/AttributeError``) or be
+# one of the few below, each reached only where the OS has it.
+
+POSIX_MODULES = {"fcntl", "termios", "pwd", "grp", "resource", "posix", "tty", "pty"}
+POSIX_CALLS = {("os", "pwrite"), ("os", "pread"), ("os", "getsid"), ("os", "getuid"),
+               ("os", "geteuid"), ("os", "getgid"), ("os", "fork"), ("os", "setsid"),
+               ("os", "killpg"), ("os", "getpgid"), ("os", "setpgrp"), ("os", "O_CLOEXEC"),
+               ("signal", "SIGKILL"), ("signal", "SIGHUP"), ("signal", "SIGXCPU"),
+               ("socket", "AF_UNIX"), ("asyncio", "open_unix_connection"),
+               ("asyncio", "start_unix_server")}
+GUARDS = {"ImportError", "ModuleNotFoundError", "AttributeError"}
+
+# Reached only where the OS has it, each for the reason given.
+POSIX_ONLY_PATHS = {
+    # end_workers() signals children only when /proc listed some (Linux).
+    "agent/daemon/run.py": {"os.getsid", "signal.SIGKILL"},
+    # The X11/Wayland display check of the Linux desktop.
+    "agent/ui/process/display.py": {"socket.AF_UNIX"},
+    # A stale Unix socket file; Windows' named pipe leaves no file to find.
+    "agent/transport/local.py": {"asyncio.open_unix_connection"},
+}
+
+
+def _guarded(parents: list[ast.AST]) -> bool:
+    for node in parents:
+        if isinstance(node, ast.Try):
+            for handler in node.handlers:
+                kinds = (handler.type.elts if isinstance(handler.type, ast.Tuple)
+                         else [handler.type])
+                if any(isinstance(k, ast.Name) and k.id in GUARDS for k in kinds):
+                    return True
+    return False
+
+
+def posix_only_calls(path: Path) -> set[str]:
+    found: set[str] = set()
+
+    def visit(node: ast.AST, parents: list[ast.AST]) -> None:
+        if isinstance(node, ast.Import) and not _guarded(parents):
+            found.update(f"import {a.name}" for a in node.names if a.name in POSIX_MODULES)
+        elif (isinstance(node, ast.ImportFrom) and node.module in POSIX_MODULES
+              and not _guarded(parents)):
+            found.add(f"import {node.module}")
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and (node.value.id, node.attr) in POSIX_CALLS and not _guarded(parents)):
+            found.add(f"{node.value.id}.{node.attr}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and isinstance(node.func.value, ast.Name)
+              and (node.func.value.id, node.func.attr) == ("os", "kill")
+              and len(node.args) == 2 and isinstance(node.args[1], ast.Constant)
+              and node.args[1].value == 0):
+            found.add("os.kill(pid, 0)")  # Windows: CTRL_C_EVENT to that process group
+        elif (isinstance(node, ast.Call) and ast.unparse(node.func) == "os.kill"
+              and node.args and ast.unparse(node.args[0]) == "os.getpid()"):
+            found.add("os.kill(os.getpid(), …)")  # Windows: TerminateProcess, no orderly stop
+        for child in ast.iter_child_nodes(node):
+            visit(child, [*parents, node])
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), [])
+    return found
+
+
+def test_nothing_outside_the_layer_calls_what_only_posix_has() -> None:
+    offenders = {}
+    for path in sorted(AGENT.rglob("*.py")):
+        if LAYER in path.parents:
+            continue
+        name = str(path.relative_to(AGENT.parent))
+        calls = posix_only_calls(path) - POSIX_ONLY_PATHS.get(name, set())
+        if calls:
+            offenders[name] = sorted(calls)
+    assert offenders == {}
+
+
+def test_the_posix_scan_sees_each_kind_and_respects_guards(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text(
+        "import os, signal, socket\nimport fcntl\nfrom resource import RLIMIT_AS\n"
+        "os.pwrite(1, b'', 0)\nos.kill(5, 0)\nos.kill(5, signal.SIGTERM)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "s = socket.AF_UNIX\n"
+        "try:\n    import termios\nexcept ImportError:\n    pass\n"
+        "try:\n    x = os.getsid(0)\nexcept AttributeError:\n    pass\n", encoding="utf-8")
+    assert posix_only_calls(sample) == {"import fcntl", "import resource", "os.pwrite",
+                                        "os.kill(pid, 0)", "os.kill(os.getpid(), …)",
+                                        "socket.AF_UNIX"}
+
+
+def test_each_posix_only_exception_is_still_there() -> None:
+    # A stale entry would let the call come back unnoticed.
+    for name, calls in POSIX_ONLY_PATHS.items():
+        assert calls <= posix_only_calls(AGENT.parent / name), name

@@ -15,12 +15,10 @@ is still found through it: its pid alive, its command line ours and its socket a
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,8 @@ from typing import Any
 
 from agent.config import Config
 from agent.paths import data_dir
+from agent.platform import current as current_platform
+from agent.platform import file_lock
 
 LOCK_NAME = "agent.lock"
 RUNTIME_NAME = "runtime.json"  # agent/daemon/runtime.py's RUNTIME_FILE (not imported: heavy)
@@ -130,28 +130,24 @@ class InstanceLock:
 
     def acquire(self, facts: Facts) -> RunningAgent | None:
         """None when this process is now the agent; else the agent that is."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited (PEP 446)
         deadline = time.monotonic() + SETTLE_SECONDS
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                other = _from_lock_file(self.path)
-                if other is not None or time.monotonic() > deadline:
-                    os.close(fd)
-                    return other or RunningAgent(pid=None)
-                time.sleep(0.05)  # the holder writes its facts right after locking
-                continue
-            break
+        while not file_lock.lock(fd, wait=False):
+            other = _from_lock_file(self.path)
+            if other is not None or time.monotonic() > deadline:
+                os.close(fd)
+                return other or RunningAgent(pid=None)
+            time.sleep(0.05)  # the holder writes its facts right after locking
         # Another agent from before the lock (or with another version) may still serve.
         older = _from_runtime_file(self.path.parent)
         if older is not None and older.pid != os.getpid():
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            file_lock.unlock(fd)
             os.close(fd)
             return older
         data = facts.to_json().encode("utf-8")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, data)
         self._fd = fd
         return None
 
@@ -185,17 +181,7 @@ def find_running(home: Path | None = None) -> RunningAgent | None:
 
 
 def _lock_held(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing releases a shared lock we may have taken
-    return False
+    return file_lock.is_held(path)
 
 
 def _from_lock_file(path: Path) -> RunningAgent | None:
@@ -230,22 +216,9 @@ def _from_runtime_file(home: Path) -> RunningAgent | None:
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process took the pid: not our agent
-        return False
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """An ended child nobody reaped yet still has a pid: it is gone all the same."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+    """Running as this user, not a zombie (another user's process that took the pid is
+    not our agent). Asked of the platform: on Windows ``os.kill(pid, 0)`` is no question."""
+    return current_platform().own_process_alive(pid)
 
 
 def is_agent_process(pid: int) -> bool:
@@ -263,13 +236,8 @@ def is_agent_process(pid: int) -> bool:
 
 
 def socket_answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2.0)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
+    """The daemon's relay endpoint answers: its Unix socket, or on Windows its pipe."""
+    return current_platform().relay().answers(path, 2.0)
 
 
 def send_stop(pid: int) -> None:

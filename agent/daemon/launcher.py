@@ -8,9 +8,7 @@ across processes: two browsers starting their hosts at once start one daemon, no
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from agent.paths import data_dir
+from agent.platform import current as current_platform
+from agent.platform import file_lock
+from agent.platform.spawn import detached_popen_options
 
 log = logging.getLogger("imza_agent.launcher")
 
@@ -66,16 +67,18 @@ def _start_and_wait(socket_path: Path, config_path: Path | None, timeout: float,
                     language: str | None = None) -> None:
     home = data_dir()
     with open(home / "daemon-start.lock", "a+b") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        file_lock.lock(lock_file.fileno(), wait=True)
         if _socket_answers_sync(socket_path):
             return
         log.info("starting the agent")
         with open(home / "daemon.log", "ab") as log_file:
-            # Its own session: the daemon outlives this host (the browser kills the host
-            # when the extension disconnects). stdout must not be the browser's pipe.
+            # Detached (its own session; on Windows its own process group, no console):
+            # the daemon outlives this host (the browser kills the host when the extension
+            # disconnects). stdout must not be the browser's pipe.
             daemon = subprocess.Popen(daemon_command(config_path, language),
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=log_file, start_new_session=True, close_fds=True)
+                                      stderr=log_file, close_fds=True,
+                                      **detached_popen_options())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if _socket_answers_sync(socket_path):
@@ -94,9 +97,5 @@ async def _socket_answers(path: Path) -> bool:
 
 
 def _socket_answers_sync(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
+    """The daemon's relay endpoint answers: its Unix socket, or on Windows its pipe."""
+    return current_platform().relay().answers(path, 2.0)

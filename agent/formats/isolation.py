@@ -77,6 +77,7 @@ from agent.formats.document_caps import StructureCaps
 from agent.formats.handover import wait_for_handover
 from agent.formats.job import FormatJob, KeylessJob, confirm
 from agent.formats.worker import EXIT_OUT_OF_MEMORY
+from agent.platform.process_limits import EXIT_TIME_QUOTA
 
 if TYPE_CHECKING:
     from agent.config import DocumentsConfig
@@ -323,8 +324,9 @@ def error_from_worker(answer: dict[str, Any]) -> AgentError:
 
 def _death(code: int | None) -> AgentError:
     """What a worker's end without an answer means for the request."""
-    # SIGXCPU: the soft CPU limit; SIGKILL: the hard one (or the kernel's OOM killer).
-    out_of_limits = {EXIT_OUT_OF_MEMORY}
+    # SIGXCPU: the soft CPU limit; SIGKILL: the hard one (or the kernel's OOM killer);
+    # Windows: the job's time limit (agent/platform/process_limits.py).
+    out_of_limits = {EXIT_OUT_OF_MEMORY, EXIT_TIME_QUOTA}
     for name in ("SIGXCPU", "SIGKILL"):  # POSIX only
         number = getattr(signal, name, None)
         if number is not None:

@@ -24,34 +24,13 @@ EXIT_OUT_OF_MEMORY = 86
 
 
 def apply_limits(cpu_seconds: int, memory_mb: int) -> bool:
-    """CPU time and address space, where the OS has them (Linux, and other POSIX
-    systems with ``resource``).  Windows would need a job object (the Windows issue);
-    without one the daemon's wall-clock timeout is the only limit there.  Returns
-    whether limits are in force."""
-    try:
-        import resource
-    except ImportError:
-        return False
-    # Soft CPU limit → SIGXCPU; the hard one, two seconds later, → SIGKILL.
-    cpu = _lower(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 2)
-    # macOS refuses RLIMIT_AS; the CPU limit still applies there.
-    memory = _lower(resource.RLIMIT_AS, memory_mb << 20, memory_mb << 20)
-    return cpu and memory
+    """CPU time and memory: rlimits on Linux and macOS (which refuses RLIMIT_AS; the CPU
+    limit still holds), a job object on Windows (agent/platform/process_limits.py).
+    Returns whether the limits are in force; the daemon's wall-clock timeout is there
+    besides."""
+    from agent.platform.process_limits import limit_this_process
 
-
-def _lower(which: int, soft: int, hard: int) -> bool:
-    """Set a limit, never above one already in force (an unprivileged process cannot
-    raise its hard limit, and an administrator's lower one stays)."""
-    import resource
-
-    try:
-        _, current = resource.getrlimit(which)
-        if current != resource.RLIM_INFINITY:
-            hard = min(hard, current)
-        resource.setrlimit(which, (min(soft, hard), hard))
-    except (ValueError, OSError):
-        return False
-    return True
+    return limit_this_process(cpu_seconds=cpu_seconds, memory_bytes=memory_mb << 20)
 
 
 class _ForwardingHandler(logging.Handler):

@@ -88,7 +88,8 @@ def write_head(path: Path, head: Head) -> None:
     try:
         if os.fstat(fd).st_size != len(text):  # an older, shorter format: rewrite once
             os.ftruncate(fd, 0)
-        os.pwrite(fd, text, 0)
+        os.lseek(fd, 0, os.SEEK_SET)  # not os.pwrite: Windows has none
+        os.write(fd, text)
     finally:
         os.close(fd)
 

@@ -141,6 +141,10 @@ class RelayEndpoint(Protocol):
                      ) -> asyncio.Server:
         """The daemon's side; raises ``OSError`` when it cannot listen."""
 
+    def answers(self, socket_path: Path, timeout: float) -> bool:
+        """Blocking: whether a daemon listens there now (the native host and
+        ``imza-agent status`` ask before starting one). Not from an event loop's thread."""
+
 
 # --- who is on the other end of a loopback TCP connection ---------------------------------
 
@@ -211,6 +215,10 @@ class Platform(Protocol):
 
     def process_exists(self, pid: int) -> bool | None:
         """None when this OS cannot tell without side effects."""
+
+    def own_process_alive(self, pid: int) -> bool:
+        """``pid`` runs (not a zombie) as this OS user: a pid file's agent is still ours.
+        Never signals the process (on Windows ``os.kill`` would end it)."""
 
     def os_key_store(self) -> OsKeyStoreHook | None: ...
 

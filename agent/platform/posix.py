@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.platform.unix_relay import process_exists
+from agent.platform.unix_relay import own_process_alive, process_exists
 
 if TYPE_CHECKING:
     from agent.pcsc.scard import StartedEvent
@@ -25,3 +25,6 @@ class PosixDefaults:
 
     def process_exists(self, pid: int) -> bool | None:
         return process_exists(pid)
+
+    def own_process_alive(self, pid: int) -> bool:
+        return own_process_alive(pid)

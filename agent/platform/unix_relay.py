@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,17 @@ class UnixSocketRelay:
         os.chmod(socket_path, 0o600)
         return server
 
+    def answers(self, socket_path: Path, timeout: float) -> bool:
+        # A plain connect, no event loop: the native host asks every 10 ms while the
+        # daemon starts.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(str(socket_path))
+            except OSError:
+                return False
+        return True
+
 
 def process_exists(pid: int) -> bool | None:
     try:
@@ -40,3 +52,23 @@ def process_exists(pid: int) -> bool | None:
     except PermissionError:
         return True  # exists, as another user
     return True
+
+
+def own_process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process took the pid: not ours
+        return False
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """An ended child nobody reaped yet still has a pid: it is gone all the same. Linux
+    tells through /proc; macOS has none (its zombies pass as alive)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]

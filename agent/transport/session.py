@@ -538,11 +538,9 @@ WORKER_MEMORY_BYTES = 2 * 1024**3  # address space of the parsing worker
 def _limit_worker() -> None:
     """In the worker: bound its memory, so a hostile frame costs the worker, not the
     machine (the frame limit already bounds the input to a few MiB)."""
-    try:
-        import resource
-    except ImportError:  # Windows: no rlimits
-        return
-    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+    from agent.platform.process_limits import limit_this_process  # a job object on Windows
+
+    limit_this_process(cpu_seconds=None, memory_bytes=WORKER_MEMORY_BYTES)
 
 
 class FrameParser:

@@ -122,6 +122,11 @@ class WindowsPlatform:
         # through the token lookup instead, which fails for a gone process.
         return self.identities.of_process(pid) is not None
 
+    def own_process_alive(self, pid: int) -> bool:
+        # Another user's process cannot be opened (None) or shows another SID.
+        found = self.identities.of_process(pid)
+        return found is not None and found.sid == self.identities.own().sid
+
     def os_key_store(self) -> OsKeyStoreHook | None:
         return None if self.cng is None else CngHook(self.cng)
 

@@ -17,6 +17,7 @@ and serve in-memory streams); ``ProactorPipes`` is the real one.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ctypes
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,23 @@ class NamedPipeRelay:
         transport, _ = await loop.create_pipe_connection(lambda: protocol,
                                                          pipe_name(self.sid))
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    def answers(self, socket_path: Path, timeout: float) -> bool:
+        """Connect as the native host would, on a loop of its own in a thread of its own
+        (the caller may be inside a loop; a pipe client needs the Proactor loop)."""
+        async def probe() -> None:
+            _, writer = await asyncio.wait_for(self.connect(socket_path, BUFFER_SIZE), timeout)
+            writer.close()
+
+        def run() -> bool:
+            try:
+                asyncio.run(probe())
+            except OSError:  # TimeoutError is one
+                return False
+            return True
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(run).result()
 
     async def listen(self, socket_path: Path, handler: ClientHandler, limit: int
                      ) -> asyncio.Server:

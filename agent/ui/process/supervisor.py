@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -27,6 +26,7 @@ import agent
 from agent.config import UiConfig
 from agent.errors import UiCrashed, UserCancelled
 from agent.pipe_frames import HEADER_SIZE, FrameError, decode_json_object, frame_length
+from agent.platform.stop import stop_this_process
 from agent.ui import ui_wire
 from agent.ui.process.display import display_gone, has_display
 
@@ -401,7 +401,7 @@ def _without_preview_data(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stop_daemon() -> None:
-    os.kill(os.getpid(), signal.SIGTERM)  # the daemon's ordinary, bounded stop
+    stop_this_process()  # the daemon's ordinary, bounded stop
 
 
 def _child_env() -> dict[str, str]:

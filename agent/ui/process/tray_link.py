@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from agent.platform.stop import stop_this_process
 from agent.ui import tray_model
 
 if TYPE_CHECKING:
@@ -85,7 +84,7 @@ class TrayLink:
     async def _act(self, name: str, args: dict[str, Any]) -> None:
         try:
             if name == "quit":
-                os.kill(os.getpid(), signal.SIGTERM)  # the daemon's own orderly stop
+                stop_this_process()  # the daemon's own orderly stop
                 return
             if name in ("pin_change", "pin_unblock"):
                 await self._manage_pin(name, args)
