@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,7 +240,8 @@ def socket_answers(path: Path) -> bool:
 
 
 def send_stop(pid: int) -> None:
-    os.kill(pid, signal.SIGTERM)
+    """The orderly stop: SIGTERM, or on Windows the agent's stop event (the platform's)."""
+    current_platform().request_stop(pid)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

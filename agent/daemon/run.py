@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from agent.config import Config
 from agent.daemon.runtime import STOP_TIMEOUT, AgentRuntime
+from agent.platform import current as current_platform
 
 if TYPE_CHECKING:
     from agent.daemon.early_listen import EarlySockets
@@ -105,10 +106,15 @@ async def _serve(config: Config, *, headless: bool, early: EarlySockets | None) 
     runtime = AgentRuntime(config, headless=headless, early=early)
     request = StopRequest(asyncio.get_running_loop())
     request.install()
+    # `imza-agent stop` on Windows sets an event instead of a signal: the same path. The
+    # watch lasts until os._exit ends the process (agent/platform/windows/stop_event.py).
+    watch = current_platform().watch_stop_requests(lambda: request.loop.call_soon_threadsafe(
+        request._on_signal, signal.SIGTERM, None))
     try:
         await runtime.start()
     except BaseException:  # the caller says why; a signal now ends the process as usual
         request.uninstall()
+        watch.close()
         raise
     served = [f"{t}://127.0.0.1:{p}/v1" for t, p in runtime.transport.ports.items()]
     if runtime.local.address is not None:

@@ -19,6 +19,7 @@ from agent.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
 # The modules whose strings the user reads.
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 UI_SOURCES = ("ui/qt", "cli.py", "commands", "platform/autostart.py",
+              "platform/windows/stop_event.py",
               "config.py", "doctor/text.py", "doctor/transports.py", "doctor/trust.py",
               "doctor/verdict.py",
               "tls/trust.py", "journal/command.py", "journal/verify.py", "pcsc/report.py",

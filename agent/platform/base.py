@@ -171,6 +171,23 @@ class OsKeyStoreHook(Protocol):
         """The key store over the OS's certificate store."""
 
 
+# --- another process asks the agent to stop ------------------------------------------------
+
+class StopWatch(Protocol):
+    """What ``Platform.watch_stop_requests`` started (on Windows a thread waiting on the
+    agent's stop event; elsewhere nothing: SIGTERM's handler is the watch)."""
+
+    def close(self) -> None:
+        """Stop watching (the daemon could not start and returns to its caller)."""
+
+
+class NoStopWatch:
+    """Nothing to close: Linux and macOS (SIGTERM), or Windows without its stop event."""
+
+    def close(self) -> None:
+        return None
+
+
 # --- the whole platform -------------------------------------------------------------------
 
 class Platform(Protocol):
@@ -219,6 +236,16 @@ class Platform(Protocol):
     def own_process_alive(self, pid: int) -> bool:
         """``pid`` runs (not a zombie) as this OS user: a pid file's agent is still ours.
         Never signals the process (on Windows ``os.kill`` would end it)."""
+
+    def request_stop(self, pid: int) -> None:
+        """Ask the agent ``pid`` (this user's) to stop in its orderly way: SIGTERM on Linux
+        and macOS; on Windows its stop event (``os.kill`` would be ``TerminateProcess``).
+        Raises ``OSError`` (``ProcessLookupError``) as ``os.kill`` does."""
+
+    def watch_stop_requests(self, callback: Callable[[], object]) -> StopWatch:
+        """The daemon, at start: call ``callback`` (from another thread) when another
+        process asks for the stop with ``request_stop``. Linux and macOS: nothing to do,
+        SIGTERM's handler (agent/daemon/run.py) is the path."""
 
     def os_key_store(self) -> OsKeyStoreHook | None: ...
 

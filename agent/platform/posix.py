@@ -1,15 +1,21 @@
 """What Linux and macOS answer alike in the platform layer: the administrator's policy is
-a file only, the PC/SC service does not stop without readers, and a process can be asked
-whether it exists without harm."""
+a file only, the PC/SC service does not stop without readers, a process can be asked
+whether it exists without harm, and SIGTERM asks the agent to stop."""
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import TYPE_CHECKING
 
+from agent.platform.base import NoStopWatch
 from agent.platform.unix_relay import own_process_alive, process_exists
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from agent.pcsc.scard import StartedEvent
+    from agent.platform.base import StopWatch
     from agent.policy.sources import PolicyFile
 
 
@@ -28,3 +34,9 @@ class PosixDefaults:
 
     def own_process_alive(self, pid: int) -> bool:
         return own_process_alive(pid)
+
+    def request_stop(self, pid: int) -> None:
+        os.kill(pid, signal.SIGTERM)  # the daemon's handler runs the orderly stop
+
+    def watch_stop_requests(self, callback: Callable[[], object]) -> StopWatch:
+        return NoStopWatch()  # SIGTERM's handler is already installed (agent/daemon/run.py)

@@ -7,6 +7,7 @@ wire fakes and run everything but those few lines on Linux.
 
 from __future__ import annotations
 
+import os
 import platform as _platform_module
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from agent.platform.base import (
     OsKeyStoreHook,
     PeerCheck,
     RelayEndpoint,
+    StopWatch,
     TrustStore,
 )
+from agent.platform.windows import stop_event
 from agent.platform.windows.autostart import RunKeyAutostart
 from agent.platform.windows.cng_store import CngApi, CngHook
 from agent.platform.windows.identity import Identities
@@ -28,6 +31,7 @@ from agent.platform.windows.native_messaging import RegistryRegistrar
 from agent.platform.windows.peer import TcpTables, WindowsPeerCheck
 from agent.platform.windows.registry import Registry
 from agent.platform.windows.relay import NamedPipeRelay, PipeApi
+from agent.platform.windows.stop_event import EventApi
 from agent.platform.windows.trust import Crypt32, WindowsTrustStore
 
 if TYPE_CHECKING:
@@ -48,6 +52,9 @@ class WindowsPlatform:
     elevated: bool = False  # an administrator's process: machine-wide stores and keys
     pipes: PipeApi | None = None
     cng: CngApi | None = None  # the user's "MY" store as a key store (cng_store.py)
+    events: EventApi | None = None  # the agent's stop event (stop_event.py); None: kernel32
+    pid: Callable[[], int] = os.getpid
+    terminate: Callable[[int], None] = field(default=stop_event.terminate, repr=False)
     name: Literal["windows"] = "windows"
     trust_automatic: bool = False  # Windows asks the user before adding a root
     pkcs11_table: str = "windows"
@@ -126,6 +133,20 @@ class WindowsPlatform:
         # Another user's process cannot be opened (None) or shows another SID.
         found = self.identities.of_process(pid)
         return found is not None and found.sid == self.identities.own().sid
+
+    def _events(self) -> EventApi:
+        if self.events is None:  # pragma: no cover - needs Windows
+            from agent.platform.windows.stop_event import Kernel32Events
+
+            self.events = Kernel32Events()
+        return self.events
+
+    def request_stop(self, pid: int) -> None:
+        stop_event.request_stop(self._events(), pid, self.terminate)
+
+    def watch_stop_requests(self, callback: Callable[[], object]) -> StopWatch:
+        return stop_event.watch_stop_requests(self._events(), self.identities.own().sid,
+                                              self.pid(), callback)
 
     def os_key_store(self) -> OsKeyStoreHook | None:
         return None if self.cng is None else CngHook(self.cng)
