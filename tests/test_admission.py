@@ -231,6 +231,7 @@ async def _eventually(condition: Callable[[], bool]) -> bool:
     return condition()
 
 
+@pytest.mark.posix
 async def test_a_websocket_connection_counts_against_its_origin_on_the_local_socket(
         transports: Transports) -> None:
     origin = "https://shared.example"
@@ -254,6 +255,7 @@ async def test_a_websocket_connection_counts_against_its_origin_on_the_local_soc
     assert await _eventually(lambda: transports.admission.connections.count(origin) == 0)
 
 
+@pytest.mark.posix
 async def test_both_transports_refuse_a_blocked_origin_through_the_admission(
         transports: Transports, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="imza_agent.transport"):

@@ -67,6 +67,7 @@ def english() -> Iterator[None]:
     i18n.set_language("en")
 
 
+@pytest.mark.linux
 def test_the_package_entry_starts_the_agent_when_the_user_has_no_file(desktop: Desktop) -> None:
     assert autostart.status(desktop.env) == autostart.Status(False, None, None)
     desktop.install_package_entry()
@@ -75,6 +76,7 @@ def test_the_package_entry_starts_the_agent_when_the_user_has_no_file(desktop: D
     assert autostart.enabled(desktop.env)
 
 
+@pytest.mark.linux
 def test_off_with_a_system_entry_writes_a_hidden_override_and_on_removes_it(
         desktop: Desktop) -> None:
     desktop.install_package_entry()
@@ -97,6 +99,7 @@ def test_off_with_a_system_entry_writes_a_hidden_override_and_on_removes_it(
     assert autostart.set_enabled(True, desktop.env) == now  # idempotent
 
 
+@pytest.mark.linux
 def test_without_a_system_entry_on_writes_a_user_entry_that_runs_this_agent(
         desktop: Desktop, tmp_path: Path) -> None:
     now = autostart.set_enabled(True, desktop.env)
@@ -116,6 +119,7 @@ def test_without_a_system_entry_on_writes_a_user_entry_that_runs_this_agent(
     assert "Hidden" not in autostart.read_entry(desktop.user_file)
 
 
+@pytest.mark.linux
 def test_the_imza_agent_on_path_is_launched_by_a_real_desktop_entry_launcher(
         desktop: Desktop, tmp_path: Path) -> None:
     gio = shutil.which("gio")
@@ -141,6 +145,7 @@ def test_the_imza_agent_on_path_is_launched_by_a_real_desktop_entry_launcher(
     assert argv_file.read_text().splitlines() == [str(script), "run"]
 
 
+@pytest.mark.linux
 @pytest.mark.parametrize("disabled", ["X-GNOME-Autostart-enabled=false", "Hidden=true"])
 def test_a_user_file_switched_off_by_a_desktop_tool_is_off(desktop: Desktop,
                                                            disabled: str) -> None:
@@ -155,6 +160,7 @@ def test_a_user_file_switched_off_by_a_desktop_tool_is_off(desktop: Desktop,
         True, desktop.system_file, "system")
 
 
+@pytest.mark.linux
 def test_a_user_file_without_a_system_entry_switched_off_is_off(desktop: Desktop) -> None:
     desktop.user_file.parent.mkdir(parents=True)
     desktop.user_file.write_text("[Desktop Entry]\nType=Application\nName=imza-agent\n"
@@ -164,6 +170,7 @@ def test_a_user_file_without_a_system_entry_switched_off_is_off(desktop: Desktop
         True, desktop.user_file, "user")
 
 
+@pytest.mark.linux
 def test_the_first_config_dir_with_an_entry_decides(desktop: Desktop, tmp_path: Path) -> None:
     desktop.install_package_entry()
     first = tmp_path / "first" / "autostart" / "imza-agent.desktop"
@@ -176,6 +183,7 @@ def test_the_first_config_dir_with_an_entry_decides(desktop: Desktop, tmp_path: 
     assert autostart.set_enabled(True, env) == autostart.Status(True, desktop.user_file, "user")
 
 
+@pytest.mark.linux
 def test_the_xdg_defaults() -> None:
     env = {"HOME": "/home/someone", "XDG_CONFIG_HOME": "", "XDG_CONFIG_DIRS": ""}
     assert autostart.user_file(env) == Path("/home/someone/.config/autostart/imza-agent.desktop")
@@ -214,6 +222,7 @@ async def _toggle(on: bool) -> None:
     await tray_model.run_action(None, "autostart", {"on": on})
 
 
+@pytest.mark.linux
 async def test_the_tray_toggle_turns_the_packaged_entry_off_and_on(desktop: Desktop) -> None:
     desktop.install_package_entry()
     # The package's entry is on by default; the tray's facts show autostart.enabled().
@@ -244,6 +253,7 @@ ON_LINES = {
 }
 
 
+@pytest.mark.linux
 @pytest.mark.parametrize("language", sorted(OFF_LINES))
 def test_the_cli_speaks_the_dialog_language(desktop: Desktop, language: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
@@ -263,6 +273,7 @@ def test_the_cli_speaks_the_dialog_language(desktop: Desktop, language: str,
         i18n.set_language("en")
 
 
+@pytest.mark.linux
 def test_the_cli_status_as_json(desktop: Desktop, capsys: pytest.CaptureFixture[str]) -> None:
     assert autostart.main(["status", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"enabled": False, "file": None,
@@ -278,6 +289,7 @@ def test_the_cli_status_as_json(desktop: Desktop, capsys: pytest.CaptureFixture[
         "enabled": True, "file": str(desktop.system_file), "scope": "system"}
 
 
+@pytest.mark.linux
 def test_the_cli_refuses_an_unknown_action(desktop: Desktop,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert autostart.main(["maybe"]) == 2
@@ -285,6 +297,7 @@ def test_the_cli_refuses_an_unknown_action(desktop: Desktop,
     assert not desktop.user_file.exists()
 
 
+@pytest.mark.linux
 def test_a_config_dir_that_cannot_be_written_is_reported_without_a_traceback(
         desktop: Desktop, tmp_path: Path, english: None,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -305,6 +318,7 @@ def test_every_autostart_message_is_translated() -> None:
     assert [p for lang in i18n.LANGUAGES for p in catalog.problems(lang, messages)] == []
 
 
+@pytest.mark.linux
 def test_the_imza_agent_command_turns_start_at_login_off_and_on(desktop: Desktop,
                                                                 tmp_path: Path) -> None:
     """The real command, global options after the subcommand (agent/cli.py registers

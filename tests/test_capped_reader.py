@@ -102,6 +102,7 @@ def _cert_naming(services: PkiServices, hostile: HostileServer, path: str, kind:
 HOSTILE_PATHS = ["/gzip-bomb", "/huge", "/huge-undeclared"]
 
 
+@pytest.mark.linux
 @pytest.mark.parametrize("path", HOSTILE_PATHS)
 async def test_tsa_answer_is_capped(hostile: HostileServer, path: str) -> None:
     before = hostile.hits[path]
@@ -115,6 +116,7 @@ async def test_tsa_answer_is_capped(hostile: HostileServer, path: str) -> None:
     assert hostile.hits[path] == before + 1  # the hostile answer was really sent
 
 
+@pytest.mark.linux
 @pytest.mark.parametrize("path", HOSTILE_PATHS)
 async def test_ocsp_answer_is_capped(services: PkiServices, hostile: HostileServer,
                                      path: str) -> None:
@@ -131,6 +133,7 @@ async def test_ocsp_answer_is_capped(services: PkiServices, hostile: HostileServ
     assert hostile.hits[path] == before + 1
 
 
+@pytest.mark.linux
 @pytest.mark.parametrize("path", HOSTILE_PATHS)
 async def test_crl_is_capped(services: PkiServices, hostile: HostileServer, path: str) -> None:
     cert = _cert_naming(services, hostile, path, "crl")
@@ -145,6 +148,7 @@ async def test_crl_is_capped(services: PkiServices, hostile: HostileServer, path
     assert hostile.hits[path] == before + 1
 
 
+@pytest.mark.linux
 @pytest.mark.parametrize("path", HOSTILE_PATHS)
 async def test_ca_issuers_certificate_is_capped(services: PkiServices, hostile: HostileServer,
                                                 path: str) -> None:

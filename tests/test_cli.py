@@ -56,6 +56,7 @@ CONFIG_COMMANDS = [["run", "--headless"], ["doctor"], ["journal", "verify"],
                    ["config", "show"]]
 
 
+@pytest.mark.linux
 @pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=lambda c: " ".join(c[:2]))
 @pytest.mark.parametrize("position", ["before", "after"])
 def test_config_is_taken_before_or_after_the_subcommand(cli: Cli, tmp_path: Path,
@@ -77,6 +78,7 @@ LANGUAGE_COMMANDS = {("status",): "imza-agent не запущен",
                      ("stop",): "imza-agent не был запущен; останавливать нечего"}
 
 
+@pytest.mark.linux
 @pytest.mark.parametrize("command", sorted(LANGUAGE_COMMANDS), ids=lambda c: c[0])
 @pytest.mark.parametrize("position", ["before", "after"])
 def test_language_is_taken_before_or_after_the_subcommand(cli: Cli, command: tuple[str, ...],
@@ -87,6 +89,7 @@ def test_language_is_taken_before_or_after_the_subcommand(cli: Cli, command: tup
     assert LANGUAGE_COMMANDS[command] in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.linux
 def test_an_option_after_the_subcommand_wins_over_one_before(cli: Cli, tmp_path: Path) -> None:
     first, second = tmp_path / "first.toml", tmp_path / "second.toml"
     first.write_text("[ui]\ndialog_timeout = 11\n", encoding="utf-8")
@@ -98,6 +101,7 @@ def test_an_option_after_the_subcommand_wins_over_one_before(cli: Cli, tmp_path:
     assert tomllib.loads(only_before.stdout)["ui"]["dialog_timeout"] == 11
 
 
+@pytest.mark.linux
 def test_native_host_install_takes_config_after_the_subcommand(cli: Cli, tmp_path: Path,
                                                                env: dict[str, str]) -> None:
     config = tmp_path / "agent.toml"
@@ -111,6 +115,7 @@ def test_native_host_install_takes_config_after_the_subcommand(cli: Cli, tmp_pat
 
 # --- the default config file -----------------------------------------------------------------
 
+@pytest.mark.linux
 def test_the_default_config_file_is_read_without_config(cli: Cli, env: dict[str, str]) -> None:
     path = default_file(env)
     path.parent.mkdir(parents=True)
@@ -128,6 +133,7 @@ def test_the_default_config_file_is_read_without_config(cli: Cli, env: dict[str,
     assert f"{path} is not valid" in doctor.stderr
 
 
+@pytest.mark.linux
 def test_no_default_file_means_the_built_in_defaults(cli: Cli, env: dict[str, str]) -> None:
     shown = cli("config", "show")
     assert shown.returncode == 0, shown.stderr
@@ -138,6 +144,7 @@ def test_no_default_file_means_the_built_in_defaults(cli: Cli, env: dict[str, st
 
 # --- config path / show / edit ----------------------------------------------------------------
 
+@pytest.mark.linux
 def test_config_path_names_the_default_file_and_says_it_is_missing(cli: Cli,
                                                                    env: dict[str, str]) -> None:
     result = cli("config", "path")
@@ -149,6 +156,7 @@ def test_config_path_names_the_default_file_and_says_it_is_missing(cli: Cli,
     assert Path(given.stdout.strip()).is_absolute()
 
 
+@pytest.mark.linux
 def test_config_show_prints_every_key_and_reads_back(cli: Cli, tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(
@@ -180,6 +188,7 @@ def write_editor(tmp_path: Path, body: str) -> Path:
     return editor
 
 
+@pytest.mark.linux
 def test_config_edit_creates_a_template_and_checks_the_result(cli: Cli, tmp_path: Path,
                                                               env: dict[str, str]) -> None:
     # The "editor" sets one key the way a person would: uncommenting its line.
@@ -195,6 +204,7 @@ def test_config_edit_creates_a_template_and_checks_the_result(cli: Cli, tmp_path
     assert tomllib.loads(cli("config", "show").stdout)["ui"]["dialog_timeout"] == 45.0
 
 
+@pytest.mark.linux
 def test_config_edit_says_what_is_wrong(cli: Cli, tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text("", encoding="utf-8")
@@ -206,6 +216,7 @@ def test_config_edit_says_what_is_wrong(cli: Cli, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.linux
 def test_config_edit_without_any_editor_says_so(cli: Cli, tmp_path: Path) -> None:
     result = cli("config", "edit", "--config", str(tmp_path / "a.toml"),
                  extra_env={"PATH": str(tmp_path / "empty")})
@@ -215,6 +226,7 @@ def test_config_edit_without_any_editor_says_so(cli: Cli, tmp_path: Path) -> Non
 
 # --- help in the chosen language ----------------------------------------------------------------
 
+@pytest.mark.linux
 def test_help_follows_the_language(cli: Cli) -> None:
     english = cli("--help").stdout
     russian = cli("--help", "--language", "ru").stdout
@@ -223,6 +235,7 @@ def test_help_follows_the_language(cli: Cli) -> None:
     assert "остановить работающий агент" in russian
 
 
+@pytest.mark.linux
 def test_no_traceback_when_the_reader_goes_away(env: dict[str, str], tmp_path: Path) -> None:
     shown = subprocess.run(f"{sys.executable} -m agent.cli config show | head -n 1",
                            shell=True, cwd=REPO, env=env, capture_output=True, text=True,
@@ -231,6 +244,7 @@ def test_no_traceback_when_the_reader_goes_away(env: dict[str, str], tmp_path: P
     assert "Traceback" not in shown.stderr
 
 
+@pytest.mark.linux
 def test_a_configuration_error_speaks_the_language(cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[ui]\nmax_pin_attempts = 0\n", encoding="utf-8")

@@ -65,6 +65,7 @@ def rows(output: str) -> list[str]:
     return output.splitlines()[2:]  # heading and rule first
 
 
+@pytest.mark.linux
 def test_the_table_spans_rotated_files_and_names_what_it_can(home: Path) -> None:
     result = cli(home)
     assert result.returncode == 0, result.stderr
@@ -83,6 +84,7 @@ def test_the_table_spans_rotated_files_and_names_what_it_can(home: Path) -> None
     assert times == sorted(times)
 
 
+@pytest.mark.linux
 def test_filters_by_origin_and_by_time(home: Path) -> None:
     portal = rows(cli(home, "--origin", "e-gov.az").stdout)
     assert len(portal) == 12 and all("portal.e-gov.az" in line for line in portal)
@@ -96,6 +98,7 @@ def test_filters_by_origin_and_by_time(home: Path) -> None:
     assert "neither a date" in bad.stderr
 
 
+@pytest.mark.linux
 def test_json_for_machines(home: Path) -> None:
     entries = json.loads(cli(home, "--json", "--origin", "portal.e-gov.az").stdout)
     assert len(entries) == 12
@@ -104,6 +107,7 @@ def test_json_for_machines(home: Path) -> None:
     assert entries[0]["method"] == "auth.login"
 
 
+@pytest.mark.linux
 def test_headings_follow_the_language(home: Path) -> None:
     result = cli(home, "--language", "az")
     assert result.stdout.splitlines()[0].split() == [
@@ -111,6 +115,7 @@ def test_headings_follow_the_language(home: Path) -> None:
     assert "istifadəçi ləğv etdi" in result.stdout
 
 
+@pytest.mark.linux
 def test_unreadable_lines_are_skipped_and_counted(home: Path) -> None:
     with (home / "journal.jsonl").open("a", encoding="utf-8") as journal:
         journal.write("{not json\n")
@@ -119,6 +124,7 @@ def test_unreadable_lines_are_skipped_and_counted(home: Path) -> None:
     assert "1 unreadable lines skipped" in result.stderr
 
 
+@pytest.mark.linux
 def test_an_empty_journal_says_so(tmp_path: Path) -> None:
     assert cli(tmp_path / "home").stdout.strip() == "the journal is empty"
 

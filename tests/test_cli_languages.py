@@ -63,6 +63,7 @@ def english() -> Iterator[None]:
     i18n.set_language("en")  # the process-wide language: leave it as the other tests expect
 
 
+@pytest.mark.linux
 def test_doctor_speaks_azerbaijani_and_its_json_does_not_change(home: Path) -> None:
     cli(home, "en", "doctor", "--json")  # the first run makes the demo identity
     az = cli(home, "az", "doctor")
@@ -94,6 +95,7 @@ def _nss_database(home: Path) -> Path:
     return db
 
 
+@pytest.mark.linux
 def test_trust_speaks_russian_and_its_json_does_not_change(home: Path) -> None:
     db = _nss_database(home)
     before = cli(home, "ru", "trust", "status")
@@ -116,6 +118,7 @@ def test_trust_speaks_russian_and_its_json_does_not_change(home: Path) -> None:
     assert json.loads(as_json["ru"])["databases"][0]["trusted"] is True
 
 
+@pytest.mark.linux
 def test_trust_without_databases_says_so_in_turkish(home: Path) -> None:
     result = cli(home, "tr", "trust", "status")
     assert result.returncode == 1
@@ -137,6 +140,7 @@ def _damaged_journal(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.mark.linux
 def test_journal_verify_speaks_turkish_and_its_json_does_not_change(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _damaged_journal(home, monkeypatch)

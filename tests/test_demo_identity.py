@@ -35,6 +35,7 @@ def fingerprints(paths: tuple[Path, ...]) -> list[bytes]:
     return out
 
 
+@pytest.mark.posix
 def test_created_once_and_reused(agent_home: Path) -> None:
     first = ensure_demo_identity(agent_home)
     assert first.p12_path.parent == agent_home / "demo"

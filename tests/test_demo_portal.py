@@ -328,6 +328,7 @@ def test_the_verifiers_import_nothing_from_the_agent(name: str) -> None:
     assert imported == PORTABLE[name]
 
 
+@pytest.mark.linux
 def test_demo_without_the_formats_extra_says_what_to_install(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import agent.formats

@@ -524,6 +524,7 @@ async def test_one_worker_per_document_and_busy_past_max_workers() -> None:
         await pool.close()
 
 
+@pytest.mark.linux
 async def test_worker_sets_its_limits_before_reading_a_document() -> None:
     limits = WorkerLimits(cpu_seconds=17, memory_mb=300)
     worker = await Worker.start(limits)

@@ -180,6 +180,7 @@ def test_the_docs_list_the_native_host_directories_the_deb_installs() -> None:
         assert f"`/{directory}/`" in text, directory
 
 
+@pytest.mark.linux
 def test_imza_agent_extension_writes_and_prints_the_packages(
         built: dict[str, Path], tmp_path: Path) -> None:
     env = {**os.environ, "IMZA_AGENT_HOME": str(tmp_path / "home"),

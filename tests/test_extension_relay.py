@@ -314,6 +314,7 @@ def test_native_host_starts_the_daemon_when_none_runs() -> None:
                 stop_pid(pid)
 
 
+@pytest.mark.posix
 def test_install_writes_manifest_and_launcher(tmp_path: Path) -> None:
     target = tmp_path / "profile" / "NativeMessagingHosts"
     env = {**os.environ, "IMZA_AGENT_HOME": str(tmp_path / "home")}

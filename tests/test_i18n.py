@@ -91,6 +91,7 @@ def test_language_change_is_announced() -> None:
     assert heard[-2:] == ["tr", "en"]
 
 
+@pytest.mark.posix
 def test_the_language_chosen_in_the_tray_is_found_again(agent_home: Path) -> None:
     from agent.ui.preferences import save_language, saved_language
 

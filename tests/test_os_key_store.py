@@ -372,6 +372,7 @@ async def test_listed_beside_softhsm_and_switchable(name: str, softhsm: SoftHsmB
             await manager.close()
 
 
+@pytest.mark.linux
 async def test_linux_has_no_os_store(agent_home: Path) -> None:
     manager = StoreManager.from_config(config([]))  # the platform layer's own answer
     assert not any(m.os_store for m in manager.managed)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from agent.doctor.verdict import verdict
 from agent.pcsc.watcher import EventKind, PcscEvent, PcscWatcher, ServiceState
 from agent.ui.tray_model import _pcsc_service
@@ -273,6 +275,7 @@ def test_without_a_started_event_no_service_means_the_service_is_down() -> None:
     run(scenario)
 
 
+@pytest.mark.posix
 def test_on_linux_there_is_no_started_event() -> None:
     from agent.pcsc.scard import load_started_event
 

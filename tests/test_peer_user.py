@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -27,6 +26,9 @@ from agent.platform.peer import (
     peer_uid,
     same_user,
 )
+
+# setpriv, /proc/net/tcp and a second OS user: Linux itself (docs/testing.md)
+pytestmark = [pytest.mark.linux]
 
 OTHER_USER = "nobody"
 OTHER_GROUP = "nogroup"
@@ -70,6 +72,8 @@ print(answer.split(b"\\r\\n", 1)[0].decode("latin-1").split()[1])
 # --- running as another user ----------------------------------------------------------------
 
 def _other_uid() -> int:
+    import pwd  # POSIX only: imported here so that collecting this module works on Windows
+
     return pwd.getpwnam(OTHER_USER).pw_uid
 
 

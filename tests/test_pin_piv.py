@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pty
 import select
 import subprocess
 import sys
@@ -197,6 +196,8 @@ def _converse(argv: list[str], answers: list[tuple[str, str]], env: dict[str, st
               timeout: float = 60) -> tuple[int, str]:
     """Run ``argv`` on a pseudo-terminal; on each expected prompt type its answer.
     Returns the exit status and everything the terminal showed."""
+    import pty  # POSIX only: imported here so that collecting this module works on Windows
+
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command itself
         os.execve(argv[0], argv, env)

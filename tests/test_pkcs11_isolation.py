@@ -275,6 +275,7 @@ async def test_module_info_of_a_missing_file(tmp_path: Path) -> None:
     await store.close()
 
 
+@pytest.mark.linux
 async def test_module_info_of_a_library_that_is_not_pkcs11() -> None:
     assert LIBC.is_file()
     store = Pkcs11Store(LIBC)
@@ -312,6 +313,7 @@ async def test_missing_module_error_names_no_path(tmp_path: Path) -> None:
     _assert_generic(caught.value, str(tmp_path), "no-such-module", "not found")
 
 
+@pytest.mark.linux
 async def test_unloadable_library_error_names_no_path() -> None:
     store = Pkcs11Store(LIBC)
     try:

@@ -67,6 +67,7 @@ def test_os_names(system: str, name: str) -> None:
     assert os_name(system) == name
 
 
+@pytest.mark.linux
 def test_this_machine_gets_the_linux_platform_once() -> None:
     platform = current()
     assert platform is current()
@@ -79,6 +80,7 @@ def test_this_machine_gets_the_linux_platform_once() -> None:
     assert platform.description().startswith("Linux ")
 
 
+@pytest.mark.posix
 def test_the_unix_relay_listens_for_this_user_only(tmp_path: Path) -> None:
     import asyncio
     import stat

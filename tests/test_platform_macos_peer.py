@@ -13,6 +13,8 @@ import ipaddress
 import socket
 from pathlib import Path
 
+import pytest
+
 from agent.platform.macos import MacPlatform
 from agent.platform.macos.libproc import (
     SOCKET_FDINFO_SIZE,
@@ -220,6 +222,7 @@ def test_another_users_client_is_refused() -> None:
     assert MacPeerCheck(LibprocSockets(lying, UID), UID).same_user(SERVER, CLIENT) is False
 
 
+@pytest.mark.linux
 def test_peer_check_uses_libproc_on_a_mac_and_none_without_it(tmp_path: Path) -> None:
     assert real_sockets(UID) is None  # no /usr/lib/libproc.dylib here
     fake = FakeLibproc({400: {9: tcp_fdinfo(CLIENT, SERVER)}}, {400: UID})

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from agent.platform.process_limits import (
     JOB_OBJECT_LIMIT_JOB_TIME,
     JOB_OBJECT_LIMIT_PROCESS_MEMORY,
@@ -27,6 +29,7 @@ def _child(code: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.linux
 def test_rlimits_are_set_in_the_process_that_asks() -> None:
     done = _child("""
         import resource
@@ -38,6 +41,7 @@ def test_rlimits_are_set_in_the_process_that_asks() -> None:
     assert done.stdout.split("\n")[:2] == ["True", f"(7, 9) ({3 << 30}, {3 << 30})"]
 
 
+@pytest.mark.linux
 def test_a_memory_limit_makes_a_large_allocation_a_memory_error() -> None:
     done = _child("""
         from agent.platform.process_limits import limit_this_process
@@ -50,6 +54,7 @@ def test_a_memory_limit_makes_a_large_allocation_a_memory_error() -> None:
     assert done.stdout.strip() == "MemoryError", done.stderr
 
 
+@pytest.mark.linux
 def test_none_leaves_a_limit_alone() -> None:
     done = _child("""
         import resource

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # --- is the pid file's agent still ours ---------------------------------------------------
 
+@pytest.mark.linux
 def test_linux_own_process_alive_sees_itself_and_not_the_ended() -> None:
     platform = current()
     assert platform.own_process_alive(os.getpid()) is True
@@ -39,6 +40,7 @@ def test_linux_own_process_alive_sees_itself_and_not_the_ended() -> None:
     assert platform.own_process_alive(child.pid) is False
 
 
+@pytest.mark.linux
 def test_linux_a_zombie_is_not_alive() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped
@@ -59,6 +61,7 @@ def test_windows_own_process_alive_is_this_users_process_only(tmp_path: Path) ->
 
 # --- does a daemon listen there -----------------------------------------------------------
 
+@pytest.mark.posix
 def test_unix_relay_answers_while_listening_only(tmp_path: Path) -> None:
     relay, path = UnixSocketRelay(), tmp_path / "agent.sock"
     assert relay.answers(path, 1.0) is False  # nothing there
@@ -164,6 +167,7 @@ def test_detached_start_options(system: str, options: dict[str, object]) -> None
     assert DETACHED_PROCESS == 0x8 and CREATE_NEW_PROCESS_GROUP == 0x200  # winbase.h
 
 
+@pytest.mark.posix
 def test_a_detached_child_has_a_session_of_its_own() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import os; print(os.getsid(0))"],
                              stdout=subprocess.PIPE, text=True, **detached_popen_options())

@@ -537,6 +537,7 @@ def test_invariant_permissions_match_consent(tmp_path: Path) -> None:
 
 # --- the grants file --------------------------------------------------------------------
 
+@pytest.mark.posix
 def test_grants_file_format_and_mode(tmp_path: Path) -> None:
     store = GrantStore(tmp_path / "grants.json")
     entry = store.grant(parse_origin("https://bücher.de"), [SIGN, SELECT])
@@ -554,6 +555,7 @@ def test_grants_file_format_and_mode(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grants.json"]  # no temp left
 
 
+@pytest.mark.posix
 def test_grants_file_mode_survives_loose_umask(tmp_path: Path) -> None:
     old = os.umask(0o000)
     try:

@@ -67,6 +67,7 @@ def _mismatches(vectors: dict[str, Any], output: str) -> list[str]:
     return wrong
 
 
+@pytest.mark.linux
 def test_unit_tests_pass() -> None:
     files = sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "test").glob("*.test.mjs"))
     assert len(files) >= 3, files
@@ -78,6 +79,7 @@ def test_unit_tests_pass() -> None:
     assert int(passed.group(1)) >= 15 and failed.group(1) == "0"
 
 
+@pytest.mark.linux
 def test_runner_matches_every_committed_vector() -> None:
     assert VECTORS.is_file(), "portal-kit/vectors/login-tokens.json is missing (generate.py)"
     vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
@@ -89,6 +91,7 @@ def test_runner_matches_every_committed_vector() -> None:
     assert {None, "MALFORMED", "SIGNATURE_INVALID", "CERT_REVOKED"} <= outcomes
 
 
+@pytest.mark.linux
 def test_runner_notices_a_vector_it_disagrees_with(tmp_path: Path) -> None:
     """The comparison above can fail: flip one expectation and the runner's answer differs."""
     vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
@@ -116,6 +119,7 @@ console.log(JSON.stringify([rfc4514(info.subject), rfc4514(info.issuer)]));
 """
 
 
+@pytest.mark.linux
 def test_names_are_written_as_the_python_kit_writes_them(pki: TestPKI) -> None:
     """RFC 4514 text of the same certificate from node and from cryptography: escapes,
     a multi-valued RDN, BMPString, an attribute without a short name, non-ASCII letters."""
@@ -147,6 +151,7 @@ def test_names_are_written_as_the_python_kit_writes_them(pki: TestPKI) -> None:
                                            cert.issuer.rfc4514_string()]
 
 
+@pytest.mark.linux
 def test_readme_examples_parse_and_its_table_lists_every_code(tmp_path: Path) -> None:
     readme = (PACKAGE / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```js\n(.*?)```", readme, re.S)
@@ -203,6 +208,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+@pytest.mark.linux
 def test_package_has_zero_dependencies(installed: Path) -> None:
     manifest = json.loads((installed / "node_modules" / NAME / "package.json").read_text())
     for field in ("dependencies", "optionalDependencies", "peerDependencies",
@@ -214,6 +220,7 @@ def test_package_has_zero_dependencies(installed: Path) -> None:
     assert not (installed / "node_modules" / NAME / "binding.gyp").exists()
 
 
+@pytest.mark.linux
 def test_installed_package_imports_and_runs_the_vectors(installed: Path) -> None:
     script = (f"import * as kit from '{NAME}';\n"
               "const store = new kit.ChallengeStore();\n"
@@ -249,6 +256,7 @@ def _express_example(markdown: Path) -> str:
     return "// @ts-check\n" + example
 
 
+@pytest.mark.linux
 def test_types_check_with_strict_typescript(installed: Path) -> None:
     """One tsc run (it is slow): the typed usage and the README's and the integration
     guide's Express examples compile clean, and the declarations are real types, not
@@ -289,6 +297,7 @@ def services(pki: TestPKI) -> Iterator[PkiServices]:
         running.close()
 
 
+@pytest.mark.linux
 def test_ocsp_against_the_loopback_responder(services: PkiServices, tmp_path: Path) -> None:
     good = services.issue("node-login-good", "EC")
     revoked = services.issue("node-login-revoked")

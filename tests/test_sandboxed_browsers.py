@@ -103,6 +103,7 @@ def _make_db(path: Path) -> Path:
 
 # --- detection -----------------------------------------------------------------------------
 
+@pytest.mark.linux
 def test_snap_firefox_is_found_by_its_launcher_with_its_own_profile_folder(
         home: Path, tmp_path: Path) -> None:
     snap_bin = tmp_path / "snap-bin"
@@ -115,6 +116,7 @@ def test_snap_firefox_is_found_by_its_launcher_with_its_own_profile_folder(
     assert firefox.native_messaging == "portal"
 
 
+@pytest.mark.linux
 def test_snap_list_and_flatpak_list_name_the_browsers_and_nothing_else(
         home: Path, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
@@ -137,6 +139,7 @@ def test_flatpak_table_output_is_understood_too() -> None:
     assert sb._snap_names(SNAP_LIST)[:3] == ["bare", "core22", "firefox"]
 
 
+@pytest.mark.linux
 def test_flatpak_app_folders_of_the_user_and_the_system(home: Path, tmp_path: Path) -> None:
     (home / ".local/share/flatpak/app/org.mozilla.firefox").mkdir(parents=True)
     system = tmp_path / "var-lib-flatpak"
@@ -151,6 +154,7 @@ def test_flatpak_app_folders_of_the_user_and_the_system(home: Path, tmp_path: Pa
     assert home / ".var/app/org.mozilla.firefox/.mozilla/firefox" in firefox.nss_dirs
 
 
+@pytest.mark.linux
 def test_a_snapd_that_does_not_answer_finds_nothing(home: Path, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     _script(bin_dir, "snap", 'echo "error: cannot communicate with server: connection '
@@ -159,6 +163,7 @@ def test_a_snapd_that_does_not_answer_finds_nothing(home: Path, tmp_path: Path) 
                      snap_bin=tmp_path / "none", system_flatpak=tmp_path / "none") == []
 
 
+@pytest.mark.posix
 def test_the_webextensions_portal_probe(tmp_path: Path) -> None:
     with_portal, without = tmp_path / "with", tmp_path / "without"
     _fake_tools(with_portal)
@@ -206,6 +211,7 @@ def test_doctor_explains_trust_and_the_snap_firefox(home: Path, tmp_path: Path) 
     assert "Brave (flatpak)" in text and "wss:// does not work there" in text
 
 
+@pytest.mark.linux
 def test_doctor_without_certutil_says_how_and_what_pages_do_instead(
         home: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"

@@ -62,6 +62,7 @@ def test_ca_is_constrained_to_loopback_names(material: TlsMaterial) -> None:
     assert constraints.value.excluded_subtrees is None
 
 
+@pytest.mark.posix
 def test_no_ca_private_key_anywhere_in_the_dir(material: TlsMaterial) -> None:
     ca_spki = _spki(_cert(material.ca_cert_path))
     leaf_spki = _spki(_cert(material.cert_path))

@@ -175,6 +175,7 @@ def test_remove_deletes_every_generation_and_nothing_else(home: Path, tls_dir: P
     assert not status.trusted and status.stale == []
 
 
+@pytest.mark.linux
 def test_missing_certutil_says_how_to_install(home: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:

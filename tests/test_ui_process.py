@@ -193,6 +193,7 @@ def test_a_secret_decodes_into_a_bytearray_that_is_wiped() -> None:
 
 # --- the UI process's loop -------------------------------------------------------------------
 
+@pytest.mark.posix
 def test_the_ui_process_speaks_the_contract(ui_peer: UiPeer) -> None:
     ready = _hello(ui_peer)
     assert ready == {"op": "ready", "pid": ui_peer.proc.pid}
@@ -232,6 +233,7 @@ def test_the_ui_process_speaks_the_contract(ui_peer: UiPeer) -> None:
     assert b"uncaught ValueError at <string>:" in err and b"secret-content" not in err
 
 
+@pytest.mark.posix
 def test_the_ui_process_ends_when_the_daemon_is_gone(ui_peer: UiPeer) -> None:
     _hello(ui_peer)
     ui_peer.send({"op": "dialog", "id": 1, "kind": "consent", "args": {"behaviour": "hold"}})
