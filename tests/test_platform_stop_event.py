@@ -439,3 +439,12 @@ def test_the_fallback_warning_reaches_the_stop_commands_stderr() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == (f"imza-agent (pid {PID}) has no stop event (an older "
                                    "version?): it is ended at once, without its orderly stop")
+
+
+def test_the_hint_for_a_hung_stop_is_each_os_own_command() -> None:
+    """What ``imza-agent stop`` suggests when the orderly stop hangs: a command that
+    exists on that OS (``kill -9`` is no Windows command)."""
+    from agent.platform.linux import LinuxPlatform
+
+    assert windows_platform(FakeKernel32()).force_stop_command(4242) == "taskkill /F /PID 4242"
+    assert LinuxPlatform().force_stop_command(4242) == "kill -9 4242"

@@ -25,6 +25,7 @@ from agent.daemon.instance import (
     wait_gone,
 )
 from agent.i18n import _
+from agent.platform import current as current_platform
 
 NOT_RUNNING = 3
 
@@ -188,8 +189,9 @@ def stop(*, timeout: float) -> int:
         print(_("imza-agent was not running; nothing to stop"))
         return 0
     if not wait_gone(pid, timeout):
-        error(_("imza-agent (pid {pid}) did not stop within {seconds} s; `kill -9 {pid}` "
-                "ends it").format(pid=pid, seconds=f"{timeout:g}"))
+        error(_("imza-agent (pid {pid}) did not stop within {seconds} s; `{command}` "
+                "ends it").format(pid=pid, seconds=f"{timeout:g}",
+                                  command=current_platform().force_stop_command(pid)))
         return 1
     print(_("imza-agent stopped (pid {pid})").format(pid=pid))
     return 0

@@ -242,6 +242,10 @@ class Platform(Protocol):
         and macOS; on Windows its stop event (``os.kill`` would be ``TerminateProcess``).
         Raises ``OSError`` (``ProcessLookupError``) as ``os.kill`` does."""
 
+    def force_stop_command(self, pid: int) -> str:
+        """The command a person types to end the agent ``pid`` when its orderly stop
+        hangs (what ``imza-agent stop`` suggests then)."""
+
     def watch_stop_requests(self, callback: Callable[[], object]) -> StopWatch:
         """The daemon, at start: call ``callback`` (from another thread) when another
         process asks for the stop with ``request_stop``. Linux and macOS: nothing to do,

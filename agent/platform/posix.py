@@ -38,5 +38,8 @@ class PosixDefaults:
     def request_stop(self, pid: int) -> None:
         os.kill(pid, signal.SIGTERM)  # the daemon's handler runs the orderly stop
 
+    def force_stop_command(self, pid: int) -> str:
+        return f"kill -9 {pid}"
+
     def watch_stop_requests(self, callback: Callable[[], object]) -> StopWatch:
         return NoStopWatch()  # SIGTERM's handler is already installed (agent/daemon/run.py)

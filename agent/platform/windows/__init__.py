@@ -144,6 +144,9 @@ class WindowsPlatform:
     def request_stop(self, pid: int) -> None:
         stop_event.request_stop(self._events(), pid, self.terminate)
 
+    def force_stop_command(self, pid: int) -> str:
+        return f"taskkill /F /PID {pid}"
+
     def watch_stop_requests(self, callback: Callable[[], object]) -> StopWatch:
         return stop_event.watch_stop_requests(self._events(), self.identities.own().sid,
                                               self.pid(), callback)
