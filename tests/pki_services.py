@@ -682,18 +682,21 @@ def formats_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
 
 
 @contextlib.contextmanager
-def large_documents_daemon(bed: FormatsBed, prefix: str, *,
-                           revocation: str = "enforce") -> Iterator[Daemon]:
-    """A formats daemon with the ``[server]`` limits at their defaults but the byte rate:
-    the large-document tests send several large documents from one site in a row."""
+def bed_daemon(bed: FormatsBed, prefix: str, *, revocation: str,
+               config: dict[str, dict[str, object]] | None = None,
+               answers: dict[str, object] | None = None) -> Iterator[Daemon]:
+    """A daemon on the formats bed's token and anchors, in a home of its own (removed
+    after), with ``config``'s other sections and the scripted UI's ``answers`` besides
+    consenting, choosing the first certificate and typing the token's PIN; it must stop
+    cleanly."""
     home = Path(tempfile.mkdtemp(prefix=prefix))
     daemon = Daemon(
         home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **bed.token.env},
         config={"formats": {"trust_anchors": [str(p) for p in bed.anchors],
                             "revocation": revocation, "network_timeout": NETWORK_TIMEOUT},
-                "server": {"bytes_per_second": 512 * 1024 * 1024,
-                           "bytes_burst": 512 * 1024 * 1024}},
-        answers={"consent": "always", "certificate": "first", "pin": bed.token.pin})
+                **(config or {})},  # type: ignore[dict-item]
+        answers={"consent": "always", "certificate": "first", "pin": bed.token.pin,
+                 **(answers or {})})
     daemon.start()
     try:
         yield daemon
@@ -701,6 +704,17 @@ def large_documents_daemon(bed: FormatsBed, prefix: str, *,
         code = daemon.stop()
         shutil.rmtree(home, ignore_errors=True)
     assert code == 0, "the daemon did not stop cleanly"
+
+
+@contextlib.contextmanager
+def large_documents_daemon(bed: FormatsBed, prefix: str, *,
+                           revocation: str = "enforce") -> Iterator[Daemon]:
+    """A formats daemon with the ``[server]`` limits at their defaults but the byte rate:
+    the large-document tests send several large documents from one site in a row."""
+    with bed_daemon(bed, prefix, revocation=revocation,
+                    config={"server": {"bytes_per_second": 512 * 1024 * 1024,
+                                       "bytes_burst": 512 * 1024 * 1024}}) as daemon:
+        yield daemon
 
 
 async def select_handle(client: object, serial: str) -> str:

@@ -11,25 +11,20 @@ namespace declarations in 40 KB (9.3 s, cubic in the count).
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import Iterator
 from io import BytesIO
-from pathlib import Path
 
 import pki_services
 import pytest
 from daemon import Daemon, b64, unb64
 from pki_services import (
-    DIRECT_ENV,
-    NETWORK_TIMEOUT,
     ORIGIN,
     FormatsBed,
+    bed_daemon,
     pin_dialogs,
     select_handle,
 )
 from testbed.pdf import classic_pdf
-from testbed.softhsm import MODULE
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.daemon, pytest.mark.verifiers]
 
@@ -152,23 +147,12 @@ async def test_other_sites_are_answered_while_hostile_documents_are_processed(
 def tight_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
     """An agent whose document workers get little memory and whose structural caps are
     off, so the size-bomb PDF reaches pyHanko and exhausts the worker's memory."""
-    home = Path(tempfile.mkdtemp(prefix="imza-documents-"))
-    daemon = Daemon(
-        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **formats_bed.token.env},
-        config={"formats": {"trust_anchors": [str(p) for p in formats_bed.anchors],
-                            "revocation": "off", "network_timeout": NETWORK_TIMEOUT},
-                "documents": {"worker_memory_mb": 256,
-                              "max_xref_entries_per_kib": 10_000_000,
-                              "max_xref_entries_slack": 100_000_000,
-                              "max_pdf_objects": 100_000_000}},
-        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin})
-    daemon.start()
-    try:
+    with bed_daemon(formats_bed, "imza-documents-", revocation="off",
+                    config={"documents": {"worker_memory_mb": 256,
+                                          "max_xref_entries_per_kib": 10_000_000,
+                                          "max_xref_entries_slack": 100_000_000,
+                                          "max_pdf_objects": 100_000_000}}) as daemon:
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 async def test_worker_over_its_memory_limit_is_too_large_and_the_next_document_signs(

@@ -10,8 +10,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,8 @@ import pki_services
 import pytest
 from daemon import Daemon, b64, copy_softhsm, unb64
 from lxml import etree
-from pki_services import DIRECT_ENV, NETWORK_TIMEOUT, ORIGIN, FormatsBed, select_handle
+from pki_services import ORIGIN, FormatsBed, bed_daemon, select_handle
 from testbed import SoftHsmBed
-from testbed.softhsm import MODULE
 
 from agent.app.dialogs import CertificateChoice, PinRequest, Preview, PreviewKind
 from agent.errors import PinStatus, UserCancelled
@@ -60,21 +57,11 @@ def expected_xml(document: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def agent(formats_bed: FormatsBed) -> Iterator[Daemon]:
-    home = Path(tempfile.mkdtemp(prefix="imza-previews-"))
-    daemon = Daemon(
-        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **formats_bed.token.env},
-        config={"formats": {"trust_anchors": [str(p) for p in formats_bed.anchors],
-                            "revocation": "off", "network_timeout": NETWORK_TIMEOUT},
-                "ui": {"preview_bytes": CAP, "max_filtered_selects_per_site": 10000}},
-        answers={"consent": "always", "certificate": "first", "pin": formats_bed.token.pin,
-                 "preview_data": True})  # the tests read the texts shown
-    daemon.start()
-    try:
+    with bed_daemon(formats_bed, "imza-previews-", revocation="off",
+                    config={"ui": {"preview_bytes": CAP,
+                                   "max_filtered_selects_per_site": 10000}},
+                    answers={"preview_data": True}) as daemon:  # the tests read the texts
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 async def signed_previews(daemon: Daemon, bed: FormatsBed, method: str,
