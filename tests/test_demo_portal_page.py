@@ -10,10 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,18 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from daemon import REPO, Daemon
+from browser_bed import E2E, PERMISSIONS, require_chromium_tools, spki_hash, trusting_home
+from daemon import Daemon
 from packed_sdk import packed_sdk, served_packed
 
 from agent.demo_portal.server import PortalServer, sample_pdf
 
 pytestmark = [pytest.mark.browser, pytest.mark.daemon, pytest.mark.verifiers]
 
-E2E = REPO / "tests" / "e2e"
-CHROMIUM = "/usr/bin/chromium"
-PERMISSIONS = ["select", "sign", "auth", "tokens"]
 
 # The driver: written to a temporary file, importing playwright-core, the shared Chromium
 # command line and the packed-SDK route from tests/e2e by absolute path.
@@ -114,19 +107,9 @@ class Bed:
     home: Path  # HOME whose NSS db trusts the agent's CA
 
 
-def _spki_hash(cert_path: Path) -> str:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Bed]:
-    assert shutil.which("node"), "node is required: apt-get install nodejs npm"
-    assert Path(CHROMIUM).is_file(), "Debian's chromium is required: apt-get install chromium"
-    assert (E2E / "node_modules" / "playwright-core").is_dir(), \
-        "playwright-core is required: (cd tests/e2e && npm ci), or bash scripts/test.sh"
+    require_chromium_tools()
     with tempfile.TemporaryDirectory(prefix="imza-portal-page-") as tmp_text:
         tmp = Path(tmp_text)
         portal = PortalServer(anchors=[tmp / "agent" / "demo" / "demo-root-ca.pem"],
@@ -137,16 +120,7 @@ def bed() -> Iterator[Bed]:
                        answers={"certificate": "first", "pin": "0000"})
         try:
             agent.start()
-            home = tmp / "home"
-            home.mkdir()
-            done = subprocess.run(
-                [sys.executable, "-m", "agent.cli", "trust", "install"], cwd=REPO,
-                env={**os.environ, "IMZA_AGENT_HOME": str(agent.home), "HOME": str(home),
-                     "IMZA_AGENT_SYSTEM_POLICY": str(
-                         agent.home.parent / f"{agent.home.name}-policy.toml")},
-                capture_output=True, text=True, timeout=60, check=False)
-            assert done.returncode == 0, done.stdout + done.stderr
-            yield Bed(tmp, portal, agent, home)
+            yield Bed(tmp, portal, agent, trusting_home(agent, tmp / "home"))
         finally:
             agent.stop()
             portal.stop()
@@ -160,7 +134,7 @@ def _drive(bed: Bed) -> dict[str, Any]:
         "packed": (E2E / "packed_sdk.mjs").as_uri()}, encoding="utf-8")
     plan = {"userDataDir": str(bed.tmp / "profile"), "home": str(bed.home),
             "url": f"{bed.portal.origin}/?lang=en&wss={bed.agent.url('wss')}",
-            "hosts": ["portal.test"], "spki": [_spki_hash(bed.portal.cert_path)],
+            "hosts": ["portal.test"], "spki": [spki_hash(bed.portal.cert_path)],
             "sdk": str(packed_sdk().module)}  # the page gets the packed SDK, not the source
     plan_file = bed.tmp / "plan.json"
     plan_file.write_text(json.dumps(plan), encoding="utf-8")

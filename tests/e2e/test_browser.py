@@ -16,7 +16,6 @@ The administrator's policy is locked to the portal's origin (docs/integration.md
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -29,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from browser_bed import E2E, PERMISSIONS, require_chromium_tools, spki_hash, trusting_home
 from daemon import REPO, Daemon, stop_pid, to_toml
 from packed_sdk import packed_sdk, served_packed
 
@@ -40,10 +38,7 @@ from agent.platform.native_messaging import CHROMIUM_EXTENSION_ID, HOST_NAME
 
 pytestmark = [pytest.mark.browser, pytest.mark.daemon, pytest.mark.verifiers]
 
-E2E = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"
 PIN = "0000"  # the demo identity's documented PIN
-PERMISSIONS = ["select", "sign", "auth", "tokens"]
 
 
 @dataclass
@@ -63,21 +58,6 @@ class Bed:
         return f"https://evil.test:{self.portal.port}"
 
 
-def _spki_hash(cert_path: Path) -> str:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
-def _ensure_node_modules() -> None:
-    # The session-start check (tests/components.py) says the same; a test installs nothing.
-    assert shutil.which("node"), "node is required: apt-get install nodejs npm"
-    assert Path(CHROMIUM).is_file(), "Debian's chromium is required: apt-get install chromium"
-    assert (E2E / "node_modules" / "playwright-core").is_dir(), \
-        "playwright-core is required: (cd tests/e2e && npm ci), or bash scripts/test.sh"
-
-
 def _policy(origin: str) -> dict[str, Any]:
     return {"locked": True, "allow": [{"origin": origin, "permissions": PERMISSIONS}]}
 
@@ -89,7 +69,7 @@ def _env(home: Path, policy_file: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Bed]:
-    _ensure_node_modules()
+    require_chromium_tools()
     with tempfile.TemporaryDirectory(prefix="imza-e2e-") as tmp_text:
         tmp = Path(tmp_text)
         built = json.loads(subprocess.run(
@@ -105,15 +85,8 @@ def bed() -> Iterator[Bed]:
                        answers={"certificate": "first", "pin": PIN})
         try:
             agent.start()
-            browser_home = tmp / "browser-home"
-            browser_home.mkdir()
-            trusted = subprocess.run(
-                [sys.executable, "-m", "agent.cli", "trust", "install"], cwd=REPO,
-                env=_env(agent_home, agent.home.parent / "agent-policy.toml",
-                         HOME=str(browser_home)),
-                capture_output=True, text=True, timeout=60, check=False)
-            assert trusted.returncode == 0, trusted.stdout + trusted.stderr
-            yield Bed(tmp, portal, agent, idle_home, Path(built["chromium"]), browser_home)
+            yield Bed(tmp, portal, agent, idle_home, Path(built["chromium"]),
+                      trusting_home(agent, tmp / "browser-home"))
         finally:
             agent.stop()
             portal.stop()
@@ -133,7 +106,7 @@ def _register_host(bed: Bed, profile: Path, home: Path, config: Path, policy: Pa
 def _run_browser(bed: Bed, name: str, **plan: Any) -> dict[str, Any]:
     plan.setdefault("userDataDir", str(bed.tmp / f"profile-{name}"))
     plan.setdefault("hosts", ["portal.test", "evil.test"])
-    plan.setdefault("spki", [_spki_hash(bed.portal.cert_path)])
+    plan.setdefault("spki", [spki_hash(bed.portal.cert_path)])
     plan.setdefault("home", str(bed.browser_home))
     plan.setdefault("origin", bed.portal_origin)
     plan.setdefault("portalOrigin", bed.portal_origin)

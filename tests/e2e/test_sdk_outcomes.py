@@ -11,11 +11,7 @@ the pressed button is described by.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,8 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from browser_bed import (
+    E2E,
+    PERMISSIONS,
+    agent_env,
+    require_chromium_tools,
+    spki_hash,
+    trusting_home,
+)
 from daemon import REPO, Daemon
 from packed_sdk import packed_sdk, served_packed
 
@@ -35,10 +37,6 @@ from agent.demo_portal.server import PortalServer
 from agent.platform.native_messaging import CHROMIUM_EXTENSION_ID, HOST_NAME
 
 pytestmark = [pytest.mark.browser, pytest.mark.daemon]
-
-E2E = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"
-PERMISSIONS = ["select", "sign", "auth", "tokens"]
 
 
 @dataclass
@@ -51,45 +49,15 @@ class Bed:
     homes: dict[str, Path]  # HOME per agent, with an NSS db trusting that agent's CA
 
 
-def _spki_hash(cert_path: Path) -> str:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])  # nothing listens once it is closed
 
 
-def _files(agent: Daemon) -> tuple[Path, Path]:
-    """The config and system policy files Daemon.start wrote for this agent."""
-    return (agent.home.parent / f"{agent.home.name}-config.toml",
-            agent.home.parent / f"{agent.home.name}-policy.toml")
-
-
-def _env(agent: Daemon, **extra: str) -> dict[str, str]:
-    return {**os.environ, "IMZA_AGENT_HOME": str(agent.home),
-            "IMZA_AGENT_SYSTEM_POLICY": str(_files(agent)[1]), **extra}
-
-
-def _trusting_home(agent: Daemon, home: Path) -> Path:
-    home.mkdir()
-    done = subprocess.run([sys.executable, "-m", "agent.cli", "trust", "install"], cwd=REPO,
-                          env=_env(agent, HOME=str(home)), capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return home
-
-
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Bed]:
-    assert shutil.which("node"), "node is required: apt-get install nodejs npm"
-    assert Path(CHROMIUM).is_file(), "Debian's chromium is required: apt-get install chromium"
-    assert (E2E / "node_modules" / "playwright-core").is_dir(), \
-        "playwright-core is required: (cd tests/e2e && npm ci), or bash scripts/test.sh"
+    require_chromium_tools()
     with tempfile.TemporaryDirectory(prefix="imza-outcomes-") as tmp_text:
         tmp = Path(tmp_text)
         built = json.loads(subprocess.run(
@@ -109,8 +77,8 @@ def bed() -> Iterator[Bed]:
         try:
             agent.start()
             refusing.start()
-            homes = {"agent": _trusting_home(agent, tmp / "home-agent"),
-                     "refusing": _trusting_home(refusing, tmp / "home-refusing"),
+            homes = {"agent": trusting_home(agent, tmp / "home-agent"),
+                     "refusing": trusting_home(refusing, tmp / "home-refusing"),
                      "plain": tmp / "home-plain"}
             homes["plain"].mkdir()
             yield Bed(tmp, portal, agent, refusing, Path(built["chromium"]), homes)
@@ -122,11 +90,11 @@ def bed() -> Iterator[Bed]:
 
 def _register_host(profile: Path, agent: Daemon) -> None:
     """`imza-agent native-host install` into this Chromium profile, for this agent."""
-    config, _ = _files(agent)
+    config = agent.config_file
     done = subprocess.run(
         [sys.executable, "-m", "agent.cli", "--config", str(config), "native-host", "install",
          "--target-dir", str(profile / "NativeMessagingHosts")],
-        cwd=REPO, env=_env(agent), capture_output=True, text=True, timeout=60, check=False)
+        cwd=REPO, env=agent_env(agent), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert (profile / "NativeMessagingHosts" / f"{HOST_NAME}.json").is_file()
 
@@ -137,7 +105,7 @@ def _run(bed: Bed, name: str, *, wss: str, home: str, steps: list[dict[str, Any]
     plan: dict[str, Any] = {
         "userDataDir": str(bed.tmp / f"profile-{name}"), "url": f"{bed.portal.origin}/{query}",
         "home": str(bed.homes[home]), "hosts": ["portal.test"],
-        "spki": [_spki_hash(bed.portal.cert_path)], "steps": steps,
+        "spki": [spki_hash(bed.portal.cert_path)], "steps": steps,
         "sdk": str(packed_sdk().module)}  # the page gets the packed SDK, not the source
     if extension:
         plan["extensionDir"] = str(bed.extension)

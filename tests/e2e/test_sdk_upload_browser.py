@@ -10,12 +10,9 @@ signature appended, and the SDK hands the page the whole signed PDF, which poppl
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from daemon import REPO, Daemon
+from browser_bed import E2E, PERMISSIONS, require_chromium_tools, spki_hash, trusting_home
+from daemon import Daemon
 from packed_sdk import packed_sdk, served_packed
 from test_large_documents import large_pdf
 
@@ -33,10 +29,7 @@ from agent.demo_portal.server import PortalServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.daemon, pytest.mark.verifiers]
 
-E2E = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"
 PIN = "0000"  # the demo identity's documented PIN
-PERMISSIONS = ["select", "sign", "auth", "tokens"]
 DOCUMENT_BYTES = 5 * 1024 * 1024
 THRESHOLD = 64 * 1024
 # A text frame larger than this would be carrying the document (or the signed one).
@@ -51,19 +44,9 @@ class Bed:
     browser_home: Path  # HOME with an NSS db trusting the agent's CA
 
 
-def _spki_hash(cert_path: Path) -> str:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Bed]:
-    assert shutil.which("node"), "node is required: apt-get install nodejs npm"
-    assert Path(CHROMIUM).is_file(), "Debian's chromium is required: apt-get install chromium"
-    assert (E2E / "node_modules" / "playwright-core").is_dir(), \
-        "playwright-core is required: (cd tests/e2e && npm ci), or bash scripts/test.sh"
+    require_chromium_tools()
     with tempfile.TemporaryDirectory(prefix="imza-e2e-upload-") as tmp_text:
         tmp = Path(tmp_text)
         agent_home = tmp / "agent"
@@ -75,16 +58,7 @@ def bed() -> Iterator[Bed]:
                        answers={"certificate": "first", "pin": PIN})
         try:
             agent.start()
-            browser_home = tmp / "browser-home"
-            browser_home.mkdir()
-            trusted = subprocess.run(
-                [sys.executable, "-m", "agent.cli", "trust", "install"], cwd=REPO,
-                env={**os.environ, "IMZA_AGENT_HOME": str(agent_home),
-                     "IMZA_AGENT_SYSTEM_POLICY": str(agent.home.parent / "agent-policy.toml"),
-                     "HOME": str(browser_home)},
-                capture_output=True, text=True, timeout=60, check=False)
-            assert trusted.returncode == 0, trusted.stdout + trusted.stderr
-            yield Bed(tmp, portal, agent, browser_home)
+            yield Bed(tmp, portal, agent, trusting_home(agent, tmp / "browser-home"))
         finally:
             agent.stop()
             portal.stop()
@@ -93,7 +67,7 @@ def bed() -> Iterator[Bed]:
 def _run_browser(bed: Bed, pdf_path: Path) -> dict[str, Any]:
     wss_url = f"wss://127.0.0.1:{bed.agent.ports['wss']}/v1"
     plan = {"userDataDir": str(bed.tmp / "profile"), "hosts": ["portal.test"],
-            "spki": [_spki_hash(bed.portal.cert_path)], "home": str(bed.browser_home),
+            "spki": [spki_hash(bed.portal.cert_path)], "home": str(bed.browser_home),
             "origin": bed.portal.origin, "publicPort": bed.portal.port,
             "url": f"{bed.portal.origin}/?wss={wss_url}&ws={bed.agent.url('ws')}",
             "wssUrl": wss_url, "sdk": str(packed_sdk().module), "pdfPath": str(pdf_path),
