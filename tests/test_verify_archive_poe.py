@@ -330,15 +330,7 @@ async def test_cades_b_lta_of_an_expired_signer_with_an_expired_tsa_passes(
     bed = expired.bed
     [report] = (await _verify(bed, expired.signed["cms_both_expired_lta"], DATA)).signatures
     _past_pass(report, expired.expires)
-    pem = _signer_pem(report, tmp_path)
-    assert x509.load_pem_x509_certificate(pem.read_bytes()) == \
-        bed.identities["p_expiring"].cert
-    chain = ["-CAfile", str(bed.anchors[0]), "-untrusted", str(bed.anchors[1])]
-    now = run_tool(["openssl", "verify", *chain, str(pem)])
-    assert now.returncode != 0 and "expired" in (now.stdout + now.stderr).lower()
-    then = run_tool(["openssl", "verify", *chain, "-attime",
-                     str(int(_iso(report.timestamp_time).timestamp())), str(pem)])
-    assert then.returncode == 0, then.stdout + then.stderr
+    _openssl_expired_now_good_then(bed, report, tmp_path, _iso(report.timestamp_time))
 
 
 async def test_cades_b_lta_of_a_revoked_signer_fails_in_the_past_too(expired: Made) -> None:
@@ -441,6 +433,21 @@ def _signer_pem(report: Any, tmp: Path) -> Path:
     return path
 
 
+def _openssl_expired_now_good_then(bed: FormatsBed, report: Any, tmp: Path,
+                                   then: dt.datetime) -> None:
+    """openssl, on the signer's certificate the report names (the short-lived one): it
+    has expired now, and at ``then`` (the time-stamp's time) its path is good."""
+    pem = _signer_pem(report, tmp)
+    assert x509.load_pem_x509_certificate(pem.read_bytes()) == \
+        bed.identities["p_expiring"].cert
+    chain = ["-CAfile", str(bed.anchors[0]), "-untrusted", str(bed.anchors[1])]
+    now = run_tool(["openssl", "verify", *chain, str(pem)])
+    assert now.returncode != 0 and "expired" in (now.stdout + now.stderr).lower()
+    good = run_tool(["openssl", "verify", *chain, "-attime", str(int(then.timestamp())),
+                     str(pem)])
+    assert good.returncode == 0, good.stdout + good.stderr
+
+
 async def test_pades_b_lta_of_an_expired_signer_passes_at_its_time_stamp(
         expired: Made, tmp_path: Path) -> None:
     bed, pdf = expired.bed, expired.signed["pdf_expired_signer_lta"]
@@ -450,16 +457,7 @@ async def test_pades_b_lta_of_an_expired_signer_passes_at_its_time_stamp(
     stamped = _iso(report.timestamp_time)
     assert _iso(report.best_signature_time) == stamped < expired.expires
     assert report.revocation is not None and report.revocation.status == "good"
-    # openssl: the signer's certificate has expired; at the time-stamp's time it is good.
-    pem = _signer_pem(report, tmp_path)
-    assert x509.load_pem_x509_certificate(pem.read_bytes()) == \
-        bed.identities["p_expiring"].cert
-    chain = ["-CAfile", str(bed.anchors[0]), "-untrusted", str(bed.anchors[1])]
-    now = run_tool(["openssl", "verify", *chain, str(pem)])
-    assert now.returncode != 0 and "expired" in (now.stdout + now.stderr).lower()
-    then = run_tool(["openssl", "verify", *chain, "-attime", str(int(stamped.timestamp())),
-                     str(pem)])
-    assert then.returncode == 0, then.stdout + then.stderr
+    _openssl_expired_now_good_then(bed, report, tmp_path, stamped)
     # A copy whose signed bytes were changed fails.
     marker = b"Arxiv 8"
     assert pdf.count(marker) == 1

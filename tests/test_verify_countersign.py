@@ -6,7 +6,6 @@ the countersignature over its ds:SignatureValue by signxml with a key of the tes
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from lxml import etree
 from pki_services import DIRECT_ENV, FormatsBed, Issued
 from signxml import methods
 from signxml.xades import XAdESSigner
-from test_verify_more import _call
+from test_verify_more import _call, _flip_signature_value
 from xades_checks import xmlsec
 
 from agent.config import FormatsConfig
@@ -101,18 +100,6 @@ def _xmlsec_ok(bed: FormatsBed, xml: bytes, tmp: Path, index: int) -> bool:
     return done.returncode == 0 and "OK" in done.stdout + done.stderr
 
 
-def _flip(xml: bytes, index: int) -> bytes:
-    """The ``index``-th (0-based, document order) ds:SignatureValue with one bit
-    changed."""
-    root = etree.fromstring(xml)
-    value = list(root.iter(f"{{{DS}}}SignatureValue"))[index]
-    raw = bytearray(base64.b64decode("".join((value.text or "").split())))
-    raw[len(raw) // 2] ^= 0x01
-    value.text = base64.b64encode(bytes(raw)).decode("ascii")
-    out: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-    return out
-
-
 def _counter_entry(report: SignatureReport, signer: Issued) -> None:
     assert report.field_name == "xades:CounterSignature of signature 1"
     assert report.signer is not None
@@ -139,7 +126,7 @@ async def test_countersignature_is_an_entry_of_its_own(
 async def test_a_broken_countersignature_does_not_hide_the_main_signature(
         countersigned: tuple[bytes, Issued], formats_bed: FormatsBed, tmp_path: Path) -> None:
     xml, signer = countersigned
-    broken = _flip(xml, 1)  # the countersignature's own value
+    broken = _flip_signature_value(xml, 1)  # the countersignature's own value
     result = await _verify(formats_bed, broken)
     assert _verdicts(result) == [("TOTAL-PASSED", None),
                                  ("TOTAL-FAILED", "SIG_CRYPTO_FAILURE")], \
@@ -154,7 +141,7 @@ async def test_a_changed_main_signature_value_fails_both(
     """The main signature's value changed: it fails, and so does the countersignature
     (its reference covers that value) — each with its own reason."""
     xml, _signer = countersigned
-    broken = _flip(xml, 0)
+    broken = _flip_signature_value(xml, 0)
     result = await _verify(formats_bed, broken)
     assert _verdicts(result) == [("TOTAL-FAILED", "SIG_CRYPTO_FAILURE"),
                                  ("TOTAL-FAILED", "HASH_FAILURE")], \
