@@ -5,16 +5,20 @@ database trusts an agent's CA, put there by the agent's own `imza-agent trust in
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from daemon import REPO, Daemon
+
+from agent.demo_portal.server import PortalServer
 
 E2E = REPO / "tests" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
@@ -56,3 +60,34 @@ def trusting_home(agent: Daemon, home: Path) -> Path:
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return home
+
+
+@contextlib.contextmanager
+def portal_with_demo_agent(tmp: Path, pin: str) -> Iterator[tuple[PortalServer, Daemon]]:
+    """The demo portal as https://portal.test, trusting the demo identity's CA, and a
+    running agent (home ``tmp/agent``, its demo identity) whose locked policy grants the
+    portal PERMISSIONS; its scripted user picks the first certificate and types ``pin``."""
+    portal = PortalServer(anchors=[tmp / "agent" / "demo" / "demo-root-ca.pem"],
+                          public_host="portal.test").start()
+    agent = Daemon(home=tmp / "agent", modules=[], env={},
+                   policy={"locked": True,
+                           "allow": [{"origin": portal.origin, "permissions": PERMISSIONS}]},
+                   answers={"certificate": "first", "pin": pin})
+    try:
+        agent.start()
+        yield portal, agent
+    finally:
+        agent.stop()
+        portal.stop()
+
+
+def valid_pdfsig(pdf: bytes, path: Path) -> str:
+    """poppler's ``pdfsig`` on ``pdf`` (written to ``path``): its report, which must say the
+    first signature is valid."""
+    path.write_bytes(pdf)
+    assert shutil.which("pdfsig"), "pdfsig is required: apt-get install poppler-utils"
+    done = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert "Signature #1" in done.stdout, done.stdout + done.stderr
+    assert "Signature is Valid" in done.stdout, done.stdout
+    return done.stdout

@@ -44,7 +44,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -669,16 +669,27 @@ def start_formats_daemon(bed: FormatsBed, home: Path, env: dict[str, str] | None
     return daemon.start()
 
 
-@pytest.fixture(scope="module")
-def formats_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
-    home = Path(tempfile.mkdtemp(prefix="imza-formats-home-"))
-    daemon = start_formats_daemon(formats_bed, home / "agent")
+@contextlib.contextmanager
+def daemon_in_temp_home(prefix: str, start: Callable[[Path], Daemon]) -> Iterator[Daemon]:
+    """``start(home)``'s daemon, its home a new temporary directory removed after; the
+    daemon must stop cleanly."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        yield daemon
+        daemon = start(home / "agent")
+        try:
+            yield daemon
+        finally:
+            code = daemon.stop()
     finally:
-        code = daemon.stop()
         shutil.rmtree(home, ignore_errors=True)
     assert code == 0, "the daemon did not stop cleanly"
+
+
+@pytest.fixture(scope="module")
+def formats_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
+    with daemon_in_temp_home("imza-formats-home-",
+                             lambda home: start_formats_daemon(formats_bed, home)) as daemon:
+        yield daemon
 
 
 @contextlib.contextmanager
@@ -689,21 +700,17 @@ def bed_daemon(bed: FormatsBed, prefix: str, *, revocation: str,
     after), with ``config``'s other sections and the scripted UI's ``answers`` besides
     consenting, choosing the first certificate and typing the token's PIN; it must stop
     cleanly."""
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    daemon = Daemon(
-        home=home / "agent", modules=[MODULE], env={**DIRECT_ENV, **bed.token.env},
-        config={"formats": {"trust_anchors": [str(p) for p in bed.anchors],
-                            "revocation": revocation, "network_timeout": NETWORK_TIMEOUT},
-                **(config or {})},  # type: ignore[dict-item]
-        answers={"consent": "always", "certificate": "first", "pin": bed.token.pin,
-                 **(answers or {})})
-    daemon.start()
-    try:
+    def start(home: Path) -> Daemon:
+        return Daemon(
+            home=home, modules=[MODULE], env={**DIRECT_ENV, **bed.token.env},
+            config={"formats": {"trust_anchors": [str(p) for p in bed.anchors],
+                                "revocation": revocation, "network_timeout": NETWORK_TIMEOUT},
+                    **(config or {})},  # type: ignore[dict-item]
+            answers={"consent": "always", "certificate": "first", "pin": bed.token.pin,
+                     **(answers or {})}).start()
+
+    with daemon_in_temp_home(prefix, start) as daemon:
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 @contextlib.contextmanager

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_bed import E2E, PERMISSIONS, require_chromium_tools, spki_hash, trusting_home
+from browser_bed import (
+    E2E,
+    portal_with_demo_agent,
+    require_chromium_tools,
+    spki_hash,
+    trusting_home,
+    valid_pdfsig,
+)
 from daemon import Daemon
 from packed_sdk import packed_sdk, served_packed
 
@@ -112,18 +119,8 @@ def bed() -> Iterator[Bed]:
     require_chromium_tools()
     with tempfile.TemporaryDirectory(prefix="imza-portal-page-") as tmp_text:
         tmp = Path(tmp_text)
-        portal = PortalServer(anchors=[tmp / "agent" / "demo" / "demo-root-ca.pem"],
-                              public_host="portal.test").start()
-        agent = Daemon(home=tmp / "agent", modules=[], env={},
-                       policy={"locked": True, "allow": [
-                           {"origin": portal.origin, "permissions": PERMISSIONS}]},
-                       answers={"certificate": "first", "pin": "0000"})
-        try:
-            agent.start()
+        with portal_with_demo_agent(tmp, "0000") as (portal, agent):
             yield Bed(tmp, portal, agent, trusting_home(agent, tmp / "home"))
-        finally:
-            agent.stop()
-            portal.stop()
 
 
 def _drive(bed: Bed) -> dict[str, Any]:
@@ -168,11 +165,7 @@ def test_the_page_signs_on_the_server_and_shows_the_servers_check(bed: Bed) -> N
     assert server_record["way"] == "server" and server_record["ok"] is True
     assert hashlib.sha256(pdf).hexdigest() == server_record["sha256"]
     assert server_record["sha256"] in result["serverResult"]
-    path = bed.tmp / "server-signed.pdf"
-    path.write_bytes(pdf)
-    check = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, timeout=60,
-                           check=False)
-    assert "Signature is Valid." in check.stdout, check.stdout + check.stderr
+    assert "Signature is Valid." in valid_pdfsig(pdf, bed.tmp / "server-signed.pdf")
     # the PDF signed in the browser (sign.pdf) was checked on the server too
     assert browser_record == {"way": "browser", "sha256": browser_record["sha256"], "ok": True}
     assert result["browser"]["verified"] == "valid"

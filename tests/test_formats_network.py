@@ -22,6 +22,7 @@ from pki_services import (
     FormatsBed,
     ForwardingProxy,
     build_formats_token,
+    daemon_in_temp_home,
     pin_dialogs,
     run_tool,
     select_handle,
@@ -82,14 +83,9 @@ def _issuer_fingerprint(bed: FormatsBed, colons: bool = False) -> str:
 @contextmanager
 def _agent(bed: FormatsBed, env: dict[str, str] | None = None,
            **formats: object) -> Iterator[Daemon]:
-    home = Path(tempfile.mkdtemp(prefix="imza-network-home-"))
-    daemon = start_formats_daemon(bed, home / "agent", env=env, **formats)
-    try:
+    with daemon_in_temp_home("imza-network-home-", lambda home: start_formats_daemon(
+            bed, home, env=env, **formats)) as daemon:
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ serving."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -34,17 +32,11 @@ ANSWERS = {"consent": "always", "certificate": "first", "extend": "confirm",
 
 @pytest.fixture(scope="module")
 def extend_daemon(formats_bed: FormatsBed) -> Iterator[Daemon]:
-    home = Path(tempfile.mkdtemp(prefix="imza-extend-home-"))
-    try:
-        daemon = pki_services.start_formats_daemon(formats_bed, home / "agent")
+    with pki_services.daemon_in_temp_home(
+            "imza-extend-home-",
+            lambda home: pki_services.start_formats_daemon(formats_bed, home)) as daemon:
         daemon.set_answers({**ANSWERS, "pin": formats_bed.token.pin})
-        try:
-            yield daemon
-        finally:
-            code = daemon.stop()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
+        yield daemon
 
 
 @pytest.fixture(scope="module")

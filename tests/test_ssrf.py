@@ -16,8 +16,6 @@ Real agents with SoftHSM keys and a hostile service on loopback (tests/pki_servi
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +27,7 @@ from pki_services import (
     ORIGIN,
     FormatsBed,
     HostileServer,
+    daemon_in_temp_home,
     pin_dialogs,
     select_handle,
     start_formats_daemon,
@@ -217,14 +216,9 @@ async def test_through_a_proxy_the_name_is_checked_too(hostile: HostileServer) -
 
 @contextmanager
 def _agent(bed: FormatsBed, *, page_tsa: bool, **formats: object) -> Iterator[Daemon]:
-    home = Path(tempfile.mkdtemp(prefix="imza-ssrf-home-"))
-    daemon = start_formats_daemon(bed, home / "agent", page_tsa=page_tsa, **formats)
-    try:
+    with daemon_in_temp_home("imza-ssrf-home-", lambda home: start_formats_daemon(
+            bed, home, page_tsa=page_tsa, **formats)) as daemon:
         yield daemon
-    finally:
-        code = daemon.stop()
-        shutil.rmtree(home, ignore_errors=True)
-    assert code == 0, "the daemon did not stop cleanly"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_bed import E2E, PERMISSIONS, require_chromium_tools, spki_hash, trusting_home
+from browser_bed import (
+    E2E,
+    PERMISSIONS,
+    require_chromium_tools,
+    spki_hash,
+    trusting_home,
+    valid_pdfsig,
+)
 from daemon import REPO, Daemon, stop_pid, to_toml
 from packed_sdk import packed_sdk, served_packed
 
@@ -197,13 +203,7 @@ def test_b_without_local_network_access_the_sdk_falls_back_to_the_extension(bed:
 
 def _assert_signed_pdf(bed: Bed, pdf: bytes) -> None:
     assert pdf.startswith(sample_pdf()[:-1].split(b"%%EOF")[0][:20])
-    path = bed.tmp / "signed.pdf"
-    path.write_bytes(pdf)
-    assert shutil.which("pdfsig"), "pdfsig is required: apt-get install poppler-utils"
-    done = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, timeout=60,
-                          check=False)
-    assert "Signature #1" in done.stdout, done.stdout + done.stderr
-    assert "Signature is Valid" in done.stdout, done.stdout
+    valid_pdfsig(pdf, bed.tmp / "signed.pdf")
 
 
 def test_c_the_extension_alone_starts_the_agent(bed: Bed) -> None:
