@@ -367,7 +367,10 @@ def use_every_dialog(agent: Agent, screen: Screen, softhsm: Any) -> tuple[Page, 
     tab = agent.page()
     costly = tab.send("agent.info", {"padding": [0] * COSTLY_VALUES})
     request = tab.send("certificates.select", {"purpose": "sign"})
-    consent = screen.wait_window("consent")
+    try:
+        consent = screen.wait_window("consent")
+    except AssertionError as exc:  # say what the agent and its UI process logged meanwhile
+        raise AssertionError(f"{exc}; the agent's log:\n{agent.log_text()[-4000:]}") from None
     screen.keys(consent, "shift+Tab", "shift+Tab", "Return")  # Deny → … → Allow once
     picker = screen.wait_window("picker")
     screen.keys(picker, "Tab", "Return")  # the first usable row → Choose
