@@ -606,6 +606,19 @@ def build_formats_token(directory: Path, identities: list[Issued],
 ORIGIN = "https://portal.example"
 NETWORK_TIMEOUT = 2.0
 
+# pyhanko-certvalidator accepts a certificate up to 1 s past notAfter; waiting only
+# that long left a few milliseconds, and one CI run judged an "expired" certificate
+# valid.  Tests wait the tolerance plus this margin.
+EXPIRY_MARGIN = 3.0
+
+
+def wait_until_expired(expires: dt.datetime) -> None:
+    """Sleep until a certificate with this notAfter is expired for every checker we use
+    (pyhanko's tolerance included)."""
+    wait = (expires - dt.datetime.now(dt.UTC)).total_seconds() + 1 + EXPIRY_MARGIN
+    if wait > 0:
+        time.sleep(wait)
+
 
 @dataclass
 class FormatsBed:

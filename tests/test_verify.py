@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,9 +302,7 @@ async def test_cms_revoked_signer_fails(verify_bed: tuple[FormatsBed, Signed],
 async def test_cms_expired_but_time_stamped_passes_at_its_time_stamp(
         verify_bed: tuple[FormatsBed, Signed], tmp_path: Path) -> None:
     bed, signed = verify_bed
-    wait = (signed.expires - dt.datetime.now(dt.UTC)).total_seconds() + 1
-    if wait > 0:
-        time.sleep(wait)  # the signer's certificate must have expired
+    pki_services.wait_until_expired(signed.expires)  # the signer's certificate
     report = _only(await _verify(bed, signed["cms_expired_lt"], DATA))
     assert (report.indication.value, report.sub_indication) == ("TOTAL-PASSED", None), \
         report.message
@@ -338,9 +335,7 @@ async def test_pdf_and_xml_revoked_signer_fails(verify_bed: tuple[FormatsBed, Si
 async def test_pdf_and_xml_expired_but_time_stamped_pass(
         verify_bed: tuple[FormatsBed, Signed], name: str, level: str) -> None:
     bed, signed = verify_bed
-    wait = (signed.expires - dt.datetime.now(dt.UTC)).total_seconds() + 1
-    if wait > 0:
-        time.sleep(wait)  # the signer's certificate must have expired
+    pki_services.wait_until_expired(signed.expires)  # the signer's certificate
     report = _only(await _verify(bed, signed[name]))
     assert (report.indication.value, report.sub_indication) == ("TOTAL-PASSED", None), \
         report.message

@@ -17,7 +17,6 @@ import hashlib
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -203,9 +202,7 @@ def made(formats_bed: FormatsBed) -> Iterator[Made]:
 @pytest.fixture(scope="module")
 def expired(made: Made) -> Made:
     """The same, once the short-lived certificates have expired."""
-    wait = (made.expires - dt.datetime.now(dt.UTC)).total_seconds() + 1
-    if wait > 0:
-        time.sleep(wait)  # the short-lived certificates must have expired
+    pki_services.wait_until_expired(made.expires)
     return made
 
 
