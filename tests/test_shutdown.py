@@ -361,18 +361,24 @@ def pin_of(softhsm: Any, selected: dict[str, Any]) -> str:
     return str(next(t.pin for t in softhsm.tokens.values() if t.label == label))
 
 
+def wait_or_log(agent: Agent, screen: Screen, kind: str) -> str:
+    """``screen.wait_window``; when the dialog does not come, the failure carries what the
+    agent and its UI process logged meanwhile."""
+    try:
+        return screen.wait_window(kind)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the agent's log:\n{agent.log_text()[-4000:]}") from None
+
+
 def use_every_dialog(agent: Agent, screen: Screen, softhsm: Any) -> tuple[Page, dict[str, Any]]:
     """A costly frame (it starts the frame parser's worker), then consent → picker →
     PIN → a signature, each dialog answered from the keyboard."""
     tab = agent.page()
     costly = tab.send("agent.info", {"padding": [0] * COSTLY_VALUES})
     request = tab.send("certificates.select", {"purpose": "sign"})
-    try:
-        consent = screen.wait_window("consent")
-    except AssertionError as exc:  # say what the agent and its UI process logged meanwhile
-        raise AssertionError(f"{exc}; the agent's log:\n{agent.log_text()[-4000:]}") from None
+    consent = wait_or_log(agent, screen, "consent")
     screen.keys(consent, "shift+Tab", "shift+Tab", "Return")  # Deny → … → Allow once
-    picker = screen.wait_window("picker")
+    picker = wait_or_log(agent, screen, "picker")
     screen.keys(picker, "Tab", "Return")  # the first usable row → Choose
     reply = tab.answer(request)
     assert "result" in reply, reply
@@ -380,7 +386,7 @@ def use_every_dialog(agent: Agent, screen: Screen, softhsm: Any) -> tuple[Page, 
     assert "error" in tab.answer(costly)  # parsed in the worker; agent.info takes no padding
     request = tab.send("sign.hash", {"handle": selected["handle"], "hash": SHA256_OF_NOTHING,
                                      "hashAlgorithm": "SHA-256"})
-    pin = screen.wait_window("pin")
+    pin = wait_or_log(agent, screen, "pin")
     screen.keys(pin, "Return", text=pin_of(softhsm, selected))
     reply = tab.answer(request)
     assert "result" in reply, reply
@@ -392,15 +398,15 @@ def leave_open(kind: str, agent: Agent, screen: Screen, tab: Page,
     """Ask for a dialog of ``kind`` and leave it on screen (the stop comes next)."""
     if kind == "consent":  # another site, not allowed yet
         agent.page(OTHER_ORIGIN).send("certificates.select", {"purpose": "sign"})
-        screen.wait_window("consent")
+        wait_or_log(agent, screen, "consent")
     elif kind == "picker":  # this connection was allowed once: straight to the picker
         tab.send("certificates.select", {"purpose": "sign"})
-        screen.wait_window("picker")
+        wait_or_log(agent, screen, "picker")
     else:  # a CAdES signature: its document worker waits while the PIN dialog is shown
         assert kind == "pin"
         tab.send("sign.cms", {"handle": selected["handle"], "hashAlgorithm": "SHA-256",
                               "hash": SHA256_OF_NOTHING, "level": "B"})
-        screen.wait_window("pin")
+        wait_or_log(agent, screen, "pin")
 
 
 # --- stopping ---------------------------------------------------------------------------------
