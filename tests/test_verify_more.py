@@ -11,7 +11,6 @@ import datetime as dt
 import io
 import shutil
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -377,12 +376,6 @@ async def test_archive_time_stamps_beyond_the_setting_are_refused(
         await verify_cms(job, info.dump(force=True), DATA, 1)
 
 
-def _wait_until_expired(expires: dt.datetime) -> None:
-    wait = (expires - dt.datetime.now(dt.UTC)).total_seconds() + 1
-    if wait > 0:
-        time.sleep(wait)  # the signer's certificate must have expired
-
-
 def _without_last_crl(der: bytes) -> bytes:
     """The SignedData without its last revocation entry, which the archive time-stamp's
     hash index lists (the signer's own signature is untouched)."""
@@ -398,7 +391,7 @@ def _without_last_crl(der: bytes) -> bytes:
 async def test_cades_b_lta_of_an_expired_signer_and_a_broken_archive_time_stamp(
         expiring: tuple[FormatsBed, dict[str, bytes], dt.datetime], tmp_path: Path) -> None:
     bed, signed, expires = expiring
-    _wait_until_expired(expires)
+    pki_services.wait_until_expired(expires)
     der = signed["cms_blta"]
     result = await verify_signature(_config(bed), der, DATA, None)
     [report] = result.signatures
@@ -434,7 +427,7 @@ async def test_xades_b_lta_of_an_expired_signer_and_a_broken_archive_time_stamp(
         expiring: tuple[FormatsBed, dict[str, bytes], dt.datetime], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     bed, signed, expires = expiring
-    _wait_until_expired(expires)
+    pki_services.wait_until_expired(expires)
     xml = signed["xml_blta"]
     [report] = (await _verify(bed, xml)).signatures
     assert (report.indication.value, report.sub_indication) == ("TOTAL-PASSED", None), \
