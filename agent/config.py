@@ -65,6 +65,14 @@ class ServerConfig(_Section):
                     "most this many times max_document_bytes of uploads, a site on all its "
                     "connections at most max_document_bytes, and max_pending_bytes counts "
                     "uploads with the requests' frames (past those: RATE_LIMITED).")
+    upload_timeout: float = Field(
+        default=120, ge=1, le=3600,
+        description="Seconds an upload (document.upload) may wait to be used, counted from "
+                    "its announcement. One still incomplete then closes its connection "
+                    "(1008); a complete one is forgotten, and a request naming it later is "
+                    "answered INVALID_PARAMS. Either way its bytes and its share of the "
+                    "site's and the overall budgets come back. An upload a request is "
+                    "using does not expire.")
     max_frame_bytes_ungranted: int = Field(
         default=64 * 1024, ge=1024,
         description="Largest accepted frame (bytes) until the origin holds a grant (by the "

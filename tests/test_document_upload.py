@@ -341,6 +341,59 @@ async def test_a_binary_frame_nobody_announced_or_past_its_size_is_a_violation()
         "binary frame past the announced upload size"
 
 
+def test_upload_timeout_is_a_setting_of_two_minutes_by_default() -> None:
+    assert ServerConfig().upload_timeout == 120
+    for bad in (0, 0.5, 3601):
+        with pytest.raises(ValidationError):
+            ServerConfig(upload_timeout=bad)
+    assert SessionLimits.from_settings(ServerConfig(upload_timeout=7)).upload_timeout == 7
+
+
+async def test_an_upload_not_used_in_time_expires_and_gives_its_budgets_back() -> None:
+    """``upload_timeout`` counts from the announcement: a complete upload not named by then
+    is forgotten (a request naming it later is told so); an incomplete one is the
+    connection's end (1008); one a request is using does not expire."""
+    clock = [0.0]
+    shared = limits(upload_timeout=30, max_pending_bytes=700 * KIB)
+    shared.clock = lambda: clock[0]
+    page = Page(shared)
+    complete = await page.upload_id(1, noise(300 * KIB))
+    assert page.session.upload_wait() == 30
+    clock[0] = 29.5
+    assert page.session.expire_uploads() is None and page.session.uploads is not None
+    assert page.session.uploads.held == 1 and page.session.upload_wait() == 0.5
+    # Another site cannot book 500 KiB while the upload holds 300 of the overall 700.
+    stranger = Page(shared, origin="https://elsewhere.example")
+    assert error_of(await stranger.upload(1, 500 * KIB))[:2] == (4013, "RATE_LIMITED")
+    clock[0] = 30.0
+    assert page.session.expire_uploads() is None  # complete: forgotten quietly
+    assert page.session.uploads.held == 0
+    assert shared.site_uploads.held(page.session.site) == 0
+    assert "result" in await stranger.upload(2, 500 * KIB)  # the 300 KiB came back
+    await page.text(sign_pdf(2, {"upload": complete}))
+    answer = await page.answer(2)
+    assert answer["error"]["code"] == jsonrpc.INVALID_PARAMS
+    assert "expired" in answer["error"]["message"] and "30 s" in answer["error"]["message"]
+    # Incomplete at its deadline: the connection is closed.
+    await page.upload(3, 10)
+    assert page.session.receive_binary(b"12345") is None
+    clock[0] = 59.9
+    assert page.session.expire_uploads() is None
+    clock[0] = 60.0
+    assert page.session.expire_uploads() == \
+        "upload not completed within 30 s of its announcement"
+    assert page.session.uploads.held == 0
+    # Taken by a request (answered later, e.g. after the PIN dialog): never expires.
+    used = await page.upload_id(4, b"%PDF-in use")
+    assert page.session.uploads.take(used) == b"%PDF-in use"
+    assert page.session.upload_wait() == 30  # nothing left that could expire
+    clock[0] = 1000.0
+    assert page.session.expire_uploads() is None and page.session.uploads.held == 1
+    for each in (page, stranger):
+        await each.session.close()
+    assert shared.pending.total_bytes == 0
+
+
 async def test_on_a_transport_without_binary_frames_uploads_are_refused() -> None:
     page = Page(limits(), binary=False)
     await page.text(sign_pdf(1, {"upload": "u-" + "C" * 22}))

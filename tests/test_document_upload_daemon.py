@@ -3,15 +3,17 @@ SoftHSM token (in process: tests/test_document_upload.py).
 
 A 25 MB PDF uploaded in 1 MiB frames and signed, its answer put together from the page's
 own bytes and the binary frame, then checked by pdfsig and pyHanko; sign.cms of uploaded
-content, checked by OpenSSL; the limits with the daemon's defaults; a binary frame nobody
-announced, or past its size, closing that connection with 1008 while another page is
-still served; an origin without a grant; an upload id used twice or on another connection;
-and the page SDK (extension/sdk/imza.js, in Node) signing a PDF and CMS content that it
-uploads by itself.
+content, checked by OpenSSL; the limits with the daemon's defaults; a binary frame
+nobody announced, or past its size, closing that connection with 1008 while another page
+is still served; an upload left unused past ``upload_timeout``; an origin without a
+grant; an upload id used twice or on another connection; and the page SDK
+(extension/sdk/imza.js, in Node) signing a PDF and CMS content that it uploads by
+itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -218,6 +220,36 @@ async def test_a_binary_frame_nobody_announced_closes_only_that_connection(
         assert code == 1008 and reason == "binary frame past the announced upload size"
     async with UploadPage(upload_daemon, ORIGIN) as page:
         assert (await page.call("agent.info"))["protocol"] == 1
+
+
+async def test_an_upload_left_unused_expires_on_the_daemons_timer(
+        formats_bed: FormatsBed) -> None:
+    """``[server] upload_timeout``: a page that announces an upload, sends part of it and
+    goes quiet has its connection closed by the daemon's own timer (no frame of the page's
+    needed); a complete upload not used in time is gone, and the page is told why."""
+    config = {"server": {"upload_timeout": 1}}
+    with pki_services.bed_daemon(formats_bed, "imza-upload-expiry-", revocation="enforce",
+                                 config=config) as daemon:
+        async with UploadPage(daemon, ORIGIN) as stalled, UploadPage(daemon, ORIGIN) as slow:
+            await stalled.call("certificates.select", {"purpose": "sign"})  # and a grant
+            await stalled.call("document.upload", {"size": 10})
+            await stalled.send_binary(b"01234")
+            code, reason = await stalled.closed()
+            assert (code, reason) == (1008, "upload not completed within 1 s of its "
+                                            "announcement")
+            handle = await select_handle(slow, formats_bed.serial("ec"))
+            upload_id = await slow.upload(large_pdf(16 * 1024, b"late"))
+            await asyncio.sleep(1.5)
+            late = await slow.error("sign.pdf", {"handle": handle, "level": "B-B",
+                                                 "pdf": {"upload": upload_id}})
+            assert late["data"]["reason"] == "INVALID_PARAMS"
+            assert "expired" in late["message"], late
+            # The connection goes on, and a fresh upload used at once is signed.
+            document = large_pdf(16 * 1024, b"on time")
+            fresh = await slow.upload(document)
+            answer, data = await slow.answer("sign.pdf", {
+                "handle": handle, "level": "B-B", "pdf": {"upload": fresh}})
+            assert reassembled(document, answer["result"]["pdf"], data).startswith(document)
 
 
 async def test_an_origin_without_a_grant_cannot_upload(upload_daemon: Daemon) -> None:

@@ -73,6 +73,7 @@ Send = Callable[[str], Awaitable[None]]
 SendWithBinary = Callable[[str, memoryview], Awaitable[None]]
 # ``[server] max_pending_uploads`` when the settings predate it.
 DEFAULT_MAX_PENDING_UPLOADS = 2
+DEFAULT_UPLOAD_TIMEOUT = 120.0  # ``[server] upload_timeout``
 # Whether an origin holds a grant: by policy or the user's stored answer, and, once the
 # connection exists, its own "allow once" grants. Injected by the runtime (agent.app
 # knows the connection's grants; the transport does not import it).
@@ -92,6 +93,8 @@ class ServerSettings(Protocol):
     def max_document_bytes(self) -> int: ...
     @property
     def max_pending_uploads(self) -> int: ...
+    @property
+    def upload_timeout(self) -> float: ...
     @property
     def rate_per_second(self) -> float: ...
     @property
@@ -140,6 +143,7 @@ class SessionLimits:
     max_document_frame_bytes: int = 0  # granted, document methods; 0: max_frame_bytes
     max_document_bytes: int = 2**62  # decoded
     max_pending_uploads: int = DEFAULT_MAX_PENDING_UPLOADS  # per connection
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT  # from announcement to use
     has_grant: GrantCheck = _no_grant
     clock: Callable[[], float] | None = None
     # Per site, a site's uploads together: at most one request's worth of documents.
@@ -165,6 +169,7 @@ class SessionLimits:
             max_document_frame_bytes=s.max_document_frame_bytes,
             max_document_bytes=s.max_document_bytes,
             max_pending_uploads=s.max_pending_uploads,
+            upload_timeout=s.upload_timeout,
             has_grant=has_grant, clock=clock)
 
     def frame_limit(self, origin: str, ctx: CallContext | None = None) -> int:
@@ -202,7 +207,7 @@ class FrameSession:
         self._send_with_binary = send_with_binary
         self.uploads: UploadStore | None = None
         if send_with_binary is not None:
-            self.uploads = UploadStore(self._unbook_upload)
+            self.uploads = UploadStore(self._unbook_upload, limits.upload_timeout)
 
     async def submit(self, text: str) -> None:
         """Take one text frame: refuse it unparsed, or start answering it."""
@@ -349,7 +354,7 @@ class FrameSession:
         elif not limits.site_uploads.reserve(self.site, size):
             refusal = RateLimited("too much data pending for this site")
         else:
-            upload = Upload(new_upload_id(), size)
+            upload = Upload(new_upload_id(), size, deadline=now + limits.upload_timeout)
             booked = limits.pending.reserve(self.upload_key(upload.id), size, granted=True)
             if booked is not None:
                 limits.site_uploads.release(self.site, size)
@@ -371,6 +376,27 @@ class FrameSession:
         if self.uploads is None:
             return "binary frames are not accepted on this transport"
         return self.uploads.receive(frame)
+
+    def expire_uploads(self) -> str | None:
+        """Forget the uploads not used in time (``[server] upload_timeout``); the reason to
+        close the connection with 1008 when one of them was still incomplete. The
+        transport calls this before each frame and when ``upload_wait`` has passed."""
+        if self.uploads is None:
+            return None
+        held = self.uploads.held
+        violation = self.uploads.expire(self._limits.now())
+        if self.uploads.held < held:
+            log.info("%d upload(s) of %s expired unused", held - self.uploads.held,
+                     self.ctx.origin)
+        return violation
+
+    def upload_wait(self) -> float:
+        """Seconds until the next upload may expire: the transport's timer sleeps this long
+        (with no upload held, a whole timeout: one announced meanwhile expires later)."""
+        deadline = self.uploads.next_deadline() if self.uploads is not None else None
+        if deadline is None:
+            return self._limits.upload_timeout
+        return max(0.0, deadline - self._limits.now())
 
     def _refresh_frame_limit(self) -> None:
         """After each answer: a grant given meanwhile (e.g. "allow once") admits large

@@ -15,11 +15,16 @@ documents may come as two uploads), and every upload is booked in the frame sess
 pending ledger, in the overall caps it shares with the requests' frames, until it is
 forgotten. A binary frame nobody announced, or one past the announced size, is a protocol
 violation: the connection closes with 1008.
+
+An upload not taken by a request within ``upload_timeout`` of its announcement expires, so
+a page that stalls cannot keep the site's and the overall budgets: an incomplete one closes
+its connection (its remaining frames would be nobody's), a complete one is forgotten.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 import secrets
 from collections import OrderedDict, defaultdict, deque
@@ -62,6 +67,7 @@ class Upload:
     _buffer: io.BytesIO | None = None
     data: bytes | None = None  # once complete, until taken
     taken: bool = False
+    deadline: float = math.inf  # on the session's clock: expires unless taken by then
 
     @property
     def complete(self) -> bool:
@@ -119,12 +125,15 @@ class UploadRefused(Exception):
 
 class UploadStore:
     """One connection's uploads, oldest first. ``on_forget(upload)`` is called once per
-    upload when it is forgotten (used and answered, or its connection closed)."""
+    upload when it is forgotten (used and answered, expired, or its connection closed).
+    ``timeout``: the seconds an upload may wait to be taken (for the messages)."""
 
-    def __init__(self, on_forget: Callable[[Upload], None]) -> None:
+    def __init__(self, on_forget: Callable[[Upload], None], timeout: float = math.inf) -> None:
         self._on_forget = on_forget
+        self._timeout = timeout
         self._uploads: OrderedDict[str, Upload] = OrderedDict()
         self._used: deque[str] = deque(maxlen=REMEMBERED_USED)
+        self._expired: deque[str] = deque(maxlen=REMEMBERED_USED)
 
     @property
     def held(self) -> int:
@@ -154,6 +163,9 @@ class UploadStore:
         uploads complete when the request's frame arrived) and still is."""
         upload = self._uploads.get(upload_id)
         if upload is None:
+            if upload_id in self._expired:
+                raise UploadRefused(f"upload {upload_id} expired: an upload must be used "
+                                    f"within {self._timeout:g} s of its announcement")
             if upload_id in self._used:
                 raise UploadRefused(f"upload {upload_id} was already used: an upload is "
                                     "used once")
@@ -171,6 +183,22 @@ class UploadStore:
         assert data is not None
         self._used.append(upload_id)
         return data
+
+    def next_deadline(self) -> float | None:
+        """When the first upload not taken yet expires (None: nothing can expire)."""
+        return min((u.deadline for u in self._uploads.values() if not u.taken), default=None)
+
+    def expire(self, now: float) -> str | None:
+        """Forget every upload not taken by its deadline; the reason to close the
+        connection (1008) when one of them was still waiting for bytes."""
+        violation: str | None = None
+        for upload in [u for u in self._uploads.values() if not u.taken and u.deadline <= now]:
+            if not upload.complete:
+                violation = (f"upload not completed within {self._timeout:g} s of its "
+                             "announcement")
+            self._expired.append(upload.id)
+            self.forget(upload.id)
+        return violation
 
     def forget(self, upload_id: str) -> None:
         upload = self._uploads.pop(upload_id, None)

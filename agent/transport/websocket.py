@@ -253,14 +253,19 @@ class WebSocketTransport:
                                on_frame_limit=lambda limit: set_max_size(conn, limit),
                                send_with_binary=send_with_binary)
         set_max_size(conn, session.frame_limit)
+        expiry = asyncio.get_running_loop().create_task(
+            self._expire_uploads(conn, session, admitted.origin))
         try:
             async for message in conn:
+                expired = session.expire_uploads()  # a frame may come before the timer
+                if expired is not None:
+                    await self._close_for(conn, admitted.origin, expired)
+                    break
                 if isinstance(message, bytes):
                     violation = session.receive_binary(message)
                     del message
                     if violation is not None:
-                        log.info("closed a connection of %s: %s", admitted.origin, violation)
-                        await conn.close(1008, violation)
+                        await self._close_for(conn, admitted.origin, violation)
                         break
                     continue
                 large = len(message) >= TRIM_AFTER_BYTES
@@ -277,8 +282,28 @@ class WebSocketTransport:
         except ConnectionClosed:
             pass
         finally:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
             admitted.release()
             await session.close()
+
+    async def _expire_uploads(self, conn: ServerConnection, session: FrameSession,
+                              origin: str) -> None:
+        """Each connection's timer for its uploads (``[server] upload_timeout``): a page
+        that announces an upload and goes quiet gets its budgets taken back all the same."""
+        while True:
+            await asyncio.sleep(session.upload_wait())
+            violation = session.expire_uploads()
+            if violation is not None:
+                # Shielded: the connection's end cancels this timer, not its close.
+                await asyncio.shield(self._close_for(conn, origin, violation))
+                return
+
+    @staticmethod
+    async def _close_for(conn: ServerConnection, origin: str, violation: str) -> None:
+        log.info("closed a connection of %s: %s", origin, violation)
+        await conn.close(1008, violation)
 
 
 # wss takes the even ports of the range, ws the odd ones (29170, 29172, … and 29171, 29173,
