@@ -26,7 +26,10 @@ from agent.platform.windows import WindowsPlatform
 from agent.platform.windows.identity import Identity
 from agent.platform.windows.stop_event import (
     ERROR_ALREADY_EXISTS,
+    ERROR_FILE_NOT_FOUND,
     EVENT_MODIFY_STATE,
+    EVENT_RETRY,
+    EVENT_WAIT,
     INFINITE,
     StopEventWatch,
     request_stop,
@@ -37,7 +40,6 @@ SID = "S-1-5-21-1000-2000-3000-1001"
 PID = 4242
 NAME = "Local\\imza-agent-stop-4242"
 SDDL = f"D:P(A;;GA;;;{SID})"  # a protected DACL: this user's SID alone
-ERROR_FILE_NOT_FOUND = 2
 WAIT_FAILED = 0xFFFF_FFFF
 HANG = 30.0  # guards against a hang only; nothing here is timed
 
@@ -129,14 +131,15 @@ class FakeIdentities:
         return Identity(SID, 2)
 
 
-def windows_platform(kernel: FakeKernel32, terminated: list[int] | None = None
-                     ) -> WindowsPlatform:
+def windows_platform(kernel: FakeKernel32, terminated: list[int] | None = None,
+                     sleep: Any = None) -> WindowsPlatform:
     """A WindowsPlatform whose only live seam is the fake kernel32 (the others are not
-    reached by the stop)."""
+    reached by the stop); ``sleep`` records the stop's waits instead of sleeping."""
     none: Any = None
     return WindowsPlatform(none, none, FakeIdentities(), none, {}, list, events=kernel,
                            pid=lambda: PID, terminate=(terminated if terminated is not None
-                                                       else []).append)
+                                                       else []).append,
+                           sleep=sleep if sleep is not None else [].append)
 
 
 def test_the_daemon_creates_its_event_and_one_thread_waits_on_it() -> None:
@@ -225,13 +228,39 @@ def test_an_old_agent_without_the_event_is_ended_as_before(
         caplog: pytest.LogCaptureFixture) -> None:
     kernel = FakeKernel32()
     terminated: list[int] = []
+    slept: list[float] = []
     with caplog.at_level(logging.DEBUG, logger="imza_agent"):
-        windows_platform(kernel, terminated).request_stop(PID)
-    assert kernel.calls == [("OpenEventW", EVENT_MODIFY_STATE, False, NAME)]
+        windows_platform(kernel, terminated, slept.append).request_stop(PID)
+    # Looked for while an agent that has just started would have made it, then given up.
+    tries = round(EVENT_WAIT / EVENT_RETRY)
+    assert kernel.calls == [("OpenEventW", EVENT_MODIFY_STATE, False, NAME)] * (tries + 1)
+    assert slept == [EVENT_RETRY] * tries and sum(slept) == pytest.approx(EVENT_WAIT)
     assert terminated == [PID]  # os.kill: TerminateProcess, the old behaviour
     assert f"no stop event {NAME} to set (error {ERROR_FILE_NOT_FOUND})" in caplog.text
     assert caplog.messages[-1] == (f"imza-agent (pid {PID}) has no stop event (an older "
                                    "version?): it is ended at once, without its orderly stop")
+
+
+def test_a_stop_right_after_the_start_waits_for_the_event() -> None:
+    """The agent's pid is known (its lock) before it has made its event: the stop looks
+    again until the event is there, and the stop is orderly, not TerminateProcess."""
+    kernel = FakeKernel32()
+    terminated: list[int] = []
+    runs: list[int] = []
+    ran = threading.Event()
+    watches: list[Any] = []
+
+    def sleep(seconds: float) -> None:  # the daemon reaches watch_stop_requests meanwhile
+        if kernel.names().count("OpenEventW") == 3:  # three looks missed it; the 4th
+            watches.append(windows_platform(kernel).watch_stop_requests(
+                lambda: (runs.append(1), ran.set())))
+            assert kernel.waiting.wait(HANG)
+
+    windows_platform(kernel, terminated, sleep).request_stop(PID)
+    assert ran.wait(HANG) and runs == [1] and terminated == []
+    opens = [c for c in kernel.calls if c[0] == "OpenEventW"]
+    assert len(opens) == 4
+    watches[0].close()
 
 
 @pytest.mark.posix  # a process a signal ended: returncode -15 on POSIX only

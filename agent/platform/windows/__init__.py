@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform as _platform_module
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class WindowsPlatform:
     events: EventApi | None = None  # the agent's stop event (stop_event.py); None: kernel32
     pid: Callable[[], int] = os.getpid
     terminate: Callable[[int], None] = field(default=stop_event.terminate, repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)  # stop's retries
     name: Literal["windows"] = "windows"
     trust_automatic: bool = False  # Windows asks the user before adding a root
     pkcs11_table: str = "windows"
@@ -142,7 +144,7 @@ class WindowsPlatform:
         return self.events
 
     def request_stop(self, pid: int) -> None:
-        stop_event.request_stop(self._events(), pid, self.terminate)
+        stop_event.request_stop(self._events(), pid, self.terminate, sleep=self.sleep)
 
     def force_stop_command(self, pid: int) -> str:
         return f"taskkill /F /PID {pid}"

@@ -37,6 +37,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -48,7 +49,13 @@ log = logging.getLogger("imza_agent")
 EVENT_MODIFY_STATE = 0x0002  # SetEvent needs this and nothing more
 INFINITE = 0xFFFF_FFFF
 WAIT_OBJECT_0 = 0
+ERROR_FILE_NOT_FOUND = 2  # OpenEventW: no event of that name (yet)
 ERROR_ALREADY_EXISTS = 183
+# An agent creates its stop event about a second after it starts (imports, then
+# agent/daemon/run.py); `imza-agent stop` looks for it this long before ending it the old
+# way, so a stop right after a start is still orderly.
+EVENT_WAIT = 3.0
+EVENT_RETRY = 0.1
 SDDL_REVISION_1 = 1
 
 
@@ -142,12 +149,20 @@ def terminate(pid: int) -> None:
     os.kill(pid, signal.SIGTERM)
 
 
-def request_stop(api: EventApi, pid: int, terminate: Callable[[int], None]) -> bool:
-    """Set the agent's stop event; True when it was set. An agent without one (an older
-    version, or one whose event could not be made) is ended by ``terminate`` as before
-    (``TerminateProcess``: no orderly stop), and the log says so."""
+def request_stop(api: EventApi, pid: int, terminate: Callable[[int], None], *,
+                 sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Set the agent's stop event; True when it was set. An agent that has none yet may
+    be starting (its lock and pid come before the event): it is looked for again for
+    ``EVENT_WAIT`` seconds. One still without it (an older version, or one whose event
+    could not be made) is ended by ``terminate`` as before (``TerminateProcess``: no
+    orderly stop), and the log says so."""
     name = event_name(pid)
     handle = api.OpenEventW(EVENT_MODIFY_STATE, False, name)
+    for _attempt in range(round(EVENT_WAIT / EVENT_RETRY)):
+        if handle or api.GetLastError() != ERROR_FILE_NOT_FOUND:
+            break  # found, or there but refused: waiting will not change that
+        sleep(EVENT_RETRY)
+        handle = api.OpenEventW(EVENT_MODIFY_STATE, False, name)
     if handle:
         try:
             if api.SetEvent(handle):
