@@ -22,6 +22,7 @@ import argparse
 import base64
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 import secrets
 import sys
@@ -112,11 +113,12 @@ def make_ca(common_name: str, key: Key, parent: Issued | None, *,
             not_after: dt.datetime = CA_UNTIL, path_length: int | None = 0,
             usage: x509.KeyUsage | None = None, usage_extension: bool = True,
             extra: x509.ExtensionType | None = None, extra_critical: bool = False,
-            root_path_length: int | None = None) -> Issued:
+            root_path_length: int | None = None, subject: x509.Name | None = None) -> Issued:
     """``usage``: the keyUsage instead of keyCertSign+cRLSign (``usage_extension`` False:
     none at all); ``extra``: one more extension; ``root_path_length``: the
-    pathLenConstraint of a self-signed one (``path_length`` is for those with a parent)."""
-    subject = _name(common_name)
+    pathLenConstraint of a self-signed one (``path_length`` is for those with a parent);
+    ``subject``: another name than ``common_name`` in the vectors' organisation."""
+    subject = subject or _name(common_name)
     signer = parent.key if parent else key
     builder = (
         x509.CertificateBuilder()
@@ -145,14 +147,17 @@ def make_person(common_name: str, key: Key, issuer: Issued, *,
                 usage: x509.KeyUsage | None = None,
                 eku: list[x509.ObjectIdentifier] | None = None,
                 usage_extensions: bool = True,
-                critical: Sequence[x509.ExtensionType] = ()) -> Issued:
+                critical: Sequence[x509.ExtensionType] = (), subject: x509.Name | None = None,
+                alt_names: Sequence[x509.GeneralName] = ()) -> Issued:
+    """``subject``: another name than ``common_name`` as a person; ``alt_names``: a
+    (non-critical) subjectAltName."""
     rsa_key = isinstance(key, rsa.RSAPrivateKey)
     usage = usage or _key_usage(digital_signature=True, key_encipherment=rsa_key)
     if eku is None:
         eku = [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION]
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name, person=True))
+        .subject_name(subject or _name(common_name, person=True))
         .issuer_name(issuer.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -167,6 +172,9 @@ def make_person(common_name: str, key: Key, issuer: Issued, *,
             x509.ExtendedKeyUsage(eku), critical=False)
     for extension in critical:
         builder = builder.add_extension(extension, critical=True)
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names),
+                                        critical=False)
     return Issued(builder.sign(issuer.key, _sign_algorithm(issuer.key)), key)
 
 
@@ -353,8 +361,90 @@ def build_pki() -> Pki:
         x509.SubjectAlternativeName([x509.RFC822Name("vektor@example.az")]),
         x509.CertificatePolicies([x509.PolicyInformation(
             x509.ObjectIdentifier("1.3.6.1.4.1.32473.3"), None)])])
+    _constrained(cas, people)
     big = make_ca("Imza Vectors Big CA", _p256(), None, extra=_BIG_EXTENSION)
     return Pki(root, rsa_ca, ec_ca, expired_ca, other_root, people, ladder, cas, big)
+
+
+def _bank_x(common_name: str | None = None, *, unit: str | None = None,
+            organisation: str = "Bank X") -> x509.Name:
+    """A name in the subtree C=AZ, O=Bank X that the name-constraint vectors permit."""
+    attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "AZ"),
+             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation)]
+    if unit is not None:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    if common_name is not None:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attrs)
+
+
+def _constraints(permitted: Sequence[x509.GeneralName] = (),
+                 excluded: Sequence[x509.GeneralName] = ()) -> x509.NameConstraints:
+    return x509.NameConstraints(permitted_subtrees=list(permitted) or None,
+                                excluded_subtrees=list(excluded) or None)
+
+
+def _constrained(cas: dict[str, Issued], people: dict[str, Issued]) -> None:
+    """The CAs and certificates of the name-constraint vectors (SCHEMA.md), under two
+    anchors of their own."""
+    root = cas["nc-root"] = make_ca("Imza Vectors Name-Constraints Root", _p256(), None)
+    cas["nc-dn"] = make_ca("Imza Vectors Bank-X Constrained CA", _p256(), root,
+                           path_length=None, extra_critical=True, extra=_constraints(
+                               [x509.DirectoryName(_bank_x())],
+                               [x509.DirectoryName(_bank_x(unit="Fraud"))]))
+    cas["nc-dn-issuing"] = make_ca("", _p256(), cas["nc-dn"],
+                                   subject=_bank_x("Imza Vectors Bank-X Issuing CA"))
+    cas["nc-dn-outside"] = make_ca("Imza Vectors Outside Bank-X CA", _p256(), cas["nc-dn"])
+    # self-issued (a new key under the same name): not judged by the constraints above it
+    cas["nc-dn-self-issued"] = make_ca("", _p256(), cas["nc-dn"],
+                                       subject=cas["nc-dn"].cert.subject)
+    cas["nc-email"] = make_ca("Imza Vectors Mail-Constrained CA", _p256(), root,
+                              extra_critical=True, extra=_constraints(
+                                  [x509.RFC822Name("bankx.az"),
+                                   x509.RFC822Name(".corp.bankx.az")],
+                                  [x509.RFC822Name("fraud@bankx.az")]))
+    cas["nc-host"] = make_ca("Imza Vectors Host-Constrained CA", _p256(), root,
+                             extra_critical=True, extra=_constraints(
+                                 [x509.DNSName("bankx.az"),
+                                  x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]))
+    cas["nc-anchor"] = make_ca("Imza Vectors Constrained Anchor", _p256(), None,
+                               extra_critical=True, extra=_constraints(
+                                   excluded=[x509.DirectoryName(x509.Name([
+                                       x509.NameAttribute(NameOID.COUNTRY_NAME, "AZ")]))]))
+
+    def person(who: str, ca: str, subject: x509.Name | None = None,
+               *alt_names: x509.GeneralName) -> None:
+        people[who] = make_person(f"Vektor {who.title()}", _p256(), cas[ca],
+                                  subject=subject, alt_names=alt_names)
+
+    person("nc-dn-in", "nc-dn", _bank_x("Vektor Bank-X"))
+    person("nc-dn-case", "nc-dn", _bank_x("Vektor Bank-X", organisation="BANK   x"))
+    person("nc-dn-out", "nc-dn")
+    person("nc-dn-excluded", "nc-dn", _bank_x("Vektor Fraud", unit="Fraud"))
+    person("nc-dn-prefix", "nc-dn", _bank_x("Vektor Bank-X Ltd", organisation="Bank X Ltd"))
+    person("nc-dn-inherited-in", "nc-dn-issuing", _bank_x("Vektor Bank-X Inherited"))
+    person("nc-dn-inherited-out", "nc-dn-issuing")
+    person("nc-dn-under-outside-ca", "nc-dn-outside", _bank_x("Vektor Bank-X Under-Outside"))
+    person("nc-dn-self-issued", "nc-dn-self-issued", _bank_x("Vektor Bank-X Self-Issued"))
+    mail = x509.RFC822Name
+    person("nc-email-in", "nc-email", None, mail("Vektor@BankX.AZ"))
+    person("nc-email-domain", "nc-email", None, mail("vektor@branch.corp.bankx.az"))
+    person("nc-email-out", "nc-email", None, mail("vektor@evil.az"))
+    person("nc-email-host-form", "nc-email", None, mail("vektor@mail.bankx.az"))
+    person("nc-email-excluded", "nc-email", None, mail("fraud@bankx.az"))
+    for who, address in (("nc-email-attribute-in", "vektor@bankx.az"),
+                         ("nc-email-attribute-out", "vektor@evil.az")):
+        person(who, "nc-email", x509.Name([
+            *_name(f"Vektor {who.title()}", person=True),
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, address)]))
+    person("nc-host-in", "nc-host", None, x509.DNSName("portal.bankx.az"),
+           x509.IPAddress(ipaddress.ip_address("10.1.2.3")), mail("vektor@evil.az"))
+    person("nc-dns-out", "nc-host", None, x509.DNSName("bankx.az.evil.az"))
+    person("nc-ip-out", "nc-host", None, x509.IPAddress(ipaddress.ip_address("192.0.2.1")))
+    person("nc-cn-as-dns", "nc-host", x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "AZ"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "evil.az")]))
+    person("nc-under-anchor", "nc-anchor")
 
 
 def _sha256(issued: Issued) -> str:
@@ -656,6 +746,77 @@ def _more_vectors(pki: Pki, add: Add) -> None:
         "no CRL speaks for the intermediate CA, its issuing CA's current CRL for the "
         "certificate.", under("intermediate-without-crl", cas["under-no-crl"], cas["no-crl"]),
         person="intermediate-without-crl", require_revocation=True)
+    _name_constraint_vectors(pki, add)
+
+
+def _name_constraint_vectors(pki: Pki, add: Add) -> None:
+    """nameConstraints of the CAs on the path (SCHEMA.md, Clarifications)."""
+    p, cas = pki.people, pki.cas
+
+    def under(who: str, *chain: str) -> Callable[[str], dict[str, Any]]:
+        return lambda c: token(p[who], [cas[ca] for ca in chain], "ES256", c)
+
+    def ok(name: str, description: str, who: str, *chain: str) -> None:
+        add(name, description, under(who, *chain), person=who)
+
+    def refused(name: str, description: str, who: str, *chain: str) -> None:
+        add(name, description, under(who, *chain), error="CERT_UNTRUSTED")
+
+    # directoryName: the subject within C=AZ, O=Bank X, outside its OU=Fraud
+    ok("valid-name-constraints-permitted-dn", "The CA permits the subtree C=AZ, O=Bank X; "
+       "the subject is in it.", "nc-dn-in", "nc-dn")
+    ok("valid-name-constraints-dn-case-and-spaces", "The subject's O is BANK   x: "
+       "RDNs compare without case and with runs of spaces as one.", "nc-dn-case", "nc-dn")
+    refused("name-constraints-outside-permitted-dn", "The CA permits C=AZ, O=Bank X; the "
+            "subject has no O.", "nc-dn-out", "nc-dn")
+    refused("name-constraints-dn-attribute-prefix", "The CA permits C=AZ, O=Bank X; the "
+            "subject's O is Bank X Ltd (RDNs compare whole).", "nc-dn-prefix", "nc-dn")
+    refused("name-constraints-excluded-dn", "The CA excludes C=AZ, O=Bank X, OU=Fraud; the "
+            "subject is in it.", "nc-dn-excluded", "nc-dn")
+    ok("valid-name-constraints-inherited", "A CA under the constrained CA issued the "
+       "certificate; both subjects are in C=AZ, O=Bank X.", "nc-dn-inherited-in",
+       "nc-dn-issuing", "nc-dn")
+    refused("name-constraints-inherited-from-upper-ca", "The constraint of the CA above "
+            "the issuing CA binds the certificate too: its subject is outside.",
+            "nc-dn-inherited-out", "nc-dn-issuing", "nc-dn")
+    refused("name-constraints-intermediate-outside", "The issuing CA's own subject is "
+            "outside the constraint of the CA above it.", "nc-dn-under-outside-ca",
+            "nc-dn-outside", "nc-dn")
+    ok("valid-name-constraints-self-issued-exempt", "The issuing CA is self-issued (a new "
+       "key of the constrained CA, whose name is outside its own constraint): not judged.",
+       "nc-dn-self-issued", "nc-dn-self-issued", "nc-dn")
+
+    # rfc822Name: host bankx.az, domain .corp.bankx.az, mailbox fraud@bankx.az excluded
+    ok("valid-name-constraints-email", "The CA permits mail at bankx.az; the "
+       "subjectAltName has Vektor@BankX.AZ (compared without case).", "nc-email-in",
+       "nc-email")
+    ok("valid-name-constraints-email-domain", "The CA permits mail in .corp.bankx.az; the "
+       "address is at branch.corp.bankx.az.", "nc-email-domain", "nc-email")
+    refused("name-constraints-email-outside", "The CA permits mail at bankx.az; the "
+            "address is at evil.az.", "nc-email-out", "nc-email")
+    refused("name-constraints-email-host-form", "The CA permits mail at the host bankx.az, "
+            "which does not cover mail.bankx.az.", "nc-email-host-form", "nc-email")
+    refused("name-constraints-email-excluded-mailbox", "The CA excludes the mailbox "
+            "fraud@bankx.az; the certificate has it.", "nc-email-excluded", "nc-email")
+    ok("valid-name-constraints-email-attribute", "No subjectAltName: the subject's "
+       "emailAddress, vektor@bankx.az, is judged.", "nc-email-attribute-in", "nc-email")
+    refused("name-constraints-email-attribute-outside", "No subjectAltName: the subject's "
+            "emailAddress, vektor@evil.az, is judged.", "nc-email-attribute-out", "nc-email")
+
+    # dNSName and iPAddress
+    ok("valid-name-constraints-dns-and-ip", "The CA permits bankx.az and 10.0.0.0/8; the "
+       "names are portal.bankx.az, 10.1.2.3 and an e-mail address (no mail constraint).",
+       "nc-host-in", "nc-host")
+    refused("name-constraints-dns-outside", "The CA permits bankx.az; the DNS name is "
+            "bankx.az.evil.az.", "nc-dns-out", "nc-host")
+    refused("name-constraints-ip-outside", "The CA permits 10.0.0.0/8; the address is "
+            "192.0.2.1.", "nc-ip-out", "nc-host")
+    refused("name-constraints-cn-judged-as-dns", "No subjectAltName: the subject's CN, "
+            "evil.az, is judged as a DNS name (as the JDK does).", "nc-cn-as-dns", "nc-host")
+
+    ok("valid-name-constraints-on-anchor-not-applied", "The anchor excludes C=AZ; its own "
+       "nameConstraints are not applied (anchors are trusted as configured).",
+       "nc-under-anchor")
 
 
 def _urlsafe(issued: Issued) -> str:
@@ -726,7 +887,8 @@ def build() -> dict[str, Any]:
         "origin": ORIGIN,
         "challengeLifetimeSeconds": LIFETIME,
         "anchors": [pki.root.b64, pki.cas["anchor-no-cert-sign"].b64,
-                    pki.cas["anchor-path-length-0"].b64],
+                    pki.cas["anchor-path-length-0"].b64, pki.cas["nc-root"].b64,
+                    pki.cas["nc-anchor"].b64],
         "crls": [base64.b64encode(c).decode() for c in crls],
         "vectors": vectors(pki),
     }

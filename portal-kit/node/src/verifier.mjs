@@ -9,6 +9,7 @@ import {
 } from './cert-info.mjs';
 import { Crl, crlStatus } from './crl.mjs';
 import { rfc4514, nameAttribute } from './names.mjs';
+import { nameConstraintsHold } from './name-constraints.mjs';
 import { buildRequest, post, readResponse } from './ocsp.mjs';
 
 export const TOKEN_FORMAT = 'imza-auth:1';
@@ -100,6 +101,9 @@ export class LoginVerifier {
     this.#checkSignature(parsed, challenge);
     const path = this.#buildPath(leaf, parsed.chain);
     if (!path) fail(E.CERT_UNTRUSTED);
+    // on the path found, not while searching: the Java kit leaves them to the JDK's
+    // validator over the path its search found
+    if (!nameConstraintsHold(path.map((c) => c.info))) fail(E.CERT_UNTRUSTED);
     for (const { info } of path) {
       if (now > info.notAfter) fail(E.CERT_EXPIRED);
       if (now < info.notBefore) fail(E.CERT_NOT_YET_VALID);

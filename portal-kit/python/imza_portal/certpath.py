@@ -11,6 +11,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from .errors import ErrorCode, LoginError
+from .name_constraints import check_name_constraints
 
 MAX_PATH = 6  # certificates on a path, the end entity and the anchor included
 # The critical extensions every verifier of the kit accepts (SCHEMA.md, the set the JDK's
@@ -66,7 +67,9 @@ def build_path(cert: x509.Certificate, chain: Sequence[x509.Certificate],
                anchors: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """``[cert, issuer, ..., anchor]``; CERT_UNTRUSTED when there is none. Issuers from
     ``chain`` must be allowed to issue (``may_issue``); the anchor is trusted as
-    configured (its own extensions are not judged)."""
+    configured (its own extensions are not judged). The path found must then meet the
+    name constraints of its CAs (CERT_UNTRUSTED, no other path is sought: the Java kit
+    leaves them to the JDK's validator over the path its search found)."""
 
     def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
         current = path[-1]
@@ -94,6 +97,7 @@ def build_path(cert: x509.Certificate, chain: Sequence[x509.Certificate],
     if path is None:
         raise LoginError(ErrorCode.CERT_UNTRUSTED,
                          f"no path from {cert.subject.rfc4514_string()} to a trusted root")
+    check_name_constraints(path)
     return path
 
 
