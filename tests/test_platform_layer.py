@@ -57,6 +57,83 @@ def test_the_scan_sees_each_way_of_asking(tmp_path: Path) -> None:
     assert os_questions(harmless) == []
 
 
+# --- /proc: Linux's view of processes ---------------------------------------------------------
+# Reading /proc is asking Linux too (Windows and macOS have none): a path string in code
+# outside the layer is flagged; comments and docstrings that name it are not.
+
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _docstring(node: ast.AST) -> ast.AST | None:
+    body = getattr(node, "body", None)
+    first = body[0] if isinstance(body, list) and body else None
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        return first.value
+    return None
+
+
+def proc_paths(path: Path) -> set[tuple[str, str]]:
+    """(the enclosing function or class, the string) for each string literal in code
+    (f-strings' parts included; not docstrings) that is a /proc path."""
+    found: set[tuple[str, str]] = set()
+
+    def visit(node: ast.AST, scope: str, skip: ast.AST | None) -> None:
+        if isinstance(node, SCOPES):
+            scope = node.name
+        doc = _docstring(node) or skip
+        if (isinstance(node, ast.Constant) and isinstance(node.value, str) and node is not doc
+                and (node.value + "/").startswith("/proc/")):
+            found.add((scope, node.value))
+        for child in ast.iter_child_nodes(node):
+            visit(child, scope, doc)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), "<module>", None)
+    return found
+
+
+def test_nothing_outside_the_layer_reads_proc() -> None:
+    offenders = {}
+    for path in sorted(AGENT.rglob("*.py")):
+        if LAYER in path.parents:
+            continue
+        found = sorted(f"{scope}: {text}" for scope, text in proc_paths(path))
+        if found:
+            offenders[str(path.relative_to(AGENT.parent))] = found
+    assert offenders == {}
+
+
+PROC_SAMPLE = '''"""Reads /proc/self (the module's doc)."""
+from pathlib import Path
+
+SELF = Path("/proc/self")
+
+
+class C:
+    """/proc/<pid>/stat, in a class's doc."""
+
+
+def f(pid):
+    """/proc/<pid>/cmdline, in a function's doc."""
+    # /proc/net/tcp, in a comment
+    a = Path(f"/proc/{pid}/cmdline")
+    c = Path("/proc")
+    d = "see /proc/net/tcp"
+    e = "/process"
+'''
+
+
+def test_the_proc_scan_sees_code_and_not_prose(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text(PROC_SAMPLE, encoding="utf-8")
+    found = proc_paths(sample)
+    # Compared by their tails after "/proc": tests/test_linux_marker.py would take a
+    # /proc literal here for a test that reads /proc.
+    assert all(text.startswith("/proc") for _, text in found)
+    assert sorted((scope, text[5:]) for scope, text in found) == [
+        ("<module>", "/self"), ("f", ""), ("f", "/")]
+
+
 def test_the_layer_itself_does_ask() -> None:
     assert os_questions(LAYER / "__init__.py")  # the scan would notice it elsewhere
 
@@ -123,8 +200,6 @@ GUARDS = {"ImportError", "ModuleNotFoundError", "AttributeError"}
 
 # Reached only where the OS has it, each for the reason given.
 POSIX_ONLY_PATHS = {
-    # end_workers() signals children only when /proc listed some (Linux).
-    "agent/daemon/run.py": {"os.getsid", "signal.SIGKILL"},
     # The X11/Wayland display check of the Linux desktop.
     "agent/ui/process/display.py": {"socket.AF_UNIX"},
     # A stale Unix socket file; Windows' named pipe leaves no file to find.

@@ -9,7 +9,8 @@ both get past it, before either binds a port.
 
 ``runtime.json`` (written by the daemon once it listens) adds the ports, the transports
 that could not listen and the key stores; an agent that holds no lock (an older version)
-is still found through it: its pid alive, its command line ours and its socket answering.
+is still found through it: its pid alive, its process ours (``Platform.agent_process``) and
+its socket answering.
 """
 
 from __future__ import annotations
@@ -221,17 +222,11 @@ def pid_alive(pid: int) -> bool:
 
 
 def is_agent_process(pid: int) -> bool:
-    """Whether ``pid`` runs ``imza-agent run`` (``python -m agent.cli … run`` or the
-    installed ``imza-agent`` script). Where there is no /proc, alive is all we can see."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return pid_alive(pid) and not Path("/proc/self").exists()
-    except OSError:
-        return False
-    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-    ours = any(a == "agent.cli" or Path(a).name == "imza-agent" for a in argv)
-    return ours and "run" in argv
+    """Whether ``pid`` runs ``imza-agent run``, as far as the platform can see (its command
+    line, or on Windows its program: ``Platform.agent_process``). Where it cannot tell,
+    alive is all we know."""
+    answer = current_platform().agent_process(pid)
+    return pid_alive(pid) if answer is None else answer
 
 
 def socket_answers(path: Path) -> bool:

@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -173,42 +172,9 @@ def end_workers() -> list[int]:
     parser, documents, the Qt UI process), which have had their orderly chance already.
     Not a program it started in a session of its own (xdg-open for the journal), and not
     multiprocessing's resource tracker, which ends by itself when we do and cleans up after
-    the pool."""
-    children = child_pids(os.getpid())
-    if not children:
-        return []
-    own_session = os.getsid(0)
-    spared = {_resource_tracker_pid()}
-    killed = []
-    for pid in children:
-        if pid in spared:
-            continue
-        with contextlib.suppress(OSError):
-            if os.getsid(pid) != own_session:
-                continue
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    return killed
-
-
-def child_pids(parent: int) -> list[int]:
-    """The live children of ``parent`` (Linux: from /proc; elsewhere none are known)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return []
-    found = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": the command name may itself hold ") ".
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == parent and state != "Z":
-            found.append(int(entry.name))
-    return found
+    the pool. How the children are found is the platform's (agent/platform/workers.py)."""
+    tracker = _resource_tracker_pid()
+    return current_platform().end_workers(spared=() if tracker is None else (tracker,))
 
 
 def _unlink_semaphores() -> None:

@@ -11,7 +11,7 @@ it would do (tests/test_platform_windows.py, tests/test_platform_macos.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -236,6 +236,24 @@ class Platform(Protocol):
     def own_process_alive(self, pid: int) -> bool:
         """``pid`` runs (not a zombie) as this OS user: a pid file's agent is still ours.
         Never signals the process (on Windows ``os.kill`` would end it)."""
+
+    def agent_process(self, pid: int) -> bool | None:
+        """Whether ``pid`` runs ``imza-agent run``, as far as this OS shows another
+        process: a stale runtime.json's pid may since belong to another program, which
+        ``imza-agent stop`` must not signal. Asked after ``own_process_alive``.
+
+        Linux: its command line (``/proc/<pid>/cmdline``; None without /proc). macOS: its
+        arguments (sysctl KERN_PROCARGS2; None when refused or unreadable). Both: True for
+        ``… agent.cli … run`` or an ``imza-agent`` program with ``run``. Windows: only its
+        program (reading another process's command line means walking its PEB): True for
+        ``imza-agent(w).exe``, which cannot tell ``run`` from another subcommand; None for a
+        Python interpreter (a developer's agent, or any script); False for anything else
+        or a process that cannot be opened. None: cannot tell, alive is all we know."""
+
+    def end_workers(self, spared: Iterable[int]) -> list[int]:
+        """The daemon, as it exits: SIGKILL its remaining children (its workers, in its own
+        session) but ``spared``; the pids signalled. Linux lists them from /proc; macOS
+        and Windows know none (agent/platform/workers.py)."""
 
     def request_stop(self, pid: int) -> None:
         """Ask the agent ``pid`` (this user's) to stop in its orderly way: SIGTERM on Linux

@@ -80,6 +80,11 @@ class LinuxPlatform(PosixDefaults):
     def system_policy_file(self) -> Path:
         return Path("/etc/imza-agent/policy.toml")
 
+    def agent_process(self, pid: int) -> bool | None:
+        from agent.platform.agent_process import proc_agent_process
+
+        return proc_agent_process(pid)
+
     def os_key_store(self) -> OsKeyStoreHook | None:
         return None  # Linux has no OS certificate store with token keys: PKCS#11 is it
 

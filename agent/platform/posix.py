@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from agent.platform.base import NoStopWatch
 from agent.platform.unix_relay import own_process_alive, process_exists
+from agent.platform.workers import end_children
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from agent.pcsc.scard import StartedEvent
     from agent.platform.base import StopWatch
@@ -40,6 +41,9 @@ class PosixDefaults:
 
     def force_stop_command(self, pid: int) -> str:
         return f"kill -9 {pid}"
+
+    def end_workers(self, spared: Iterable[int]) -> list[int]:
+        return end_children(spared)
 
     def watch_stop_requests(self, callback: Callable[[], object]) -> StopWatch:
         return NoStopWatch()  # SIGTERM's handler is already installed (agent/daemon/run.py)

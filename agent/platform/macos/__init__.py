@@ -1,6 +1,7 @@
 """The macOS implementation of the platform layer (``agent/platform/base.py``): the
 keychain, LaunchAgents, the per-browser manifest directories and the Unix socket relay.
-``security`` and ``launchctl`` run through a ``Runner`` the tests replace with a recorder."""
+``security`` and ``launchctl`` run through a ``Runner`` the tests replace with a recorder;
+libproc and sysctl through seams of their own (``ProcSockets``, ``ProcArgs``)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from agent.platform.base import (
     RelayEndpoint,
     TrustStore,
 )
+from agent.platform.macos import procargs as kern_procargs
 from agent.platform.macos.keychain import KeychainTrustStore
 from agent.platform.macos.keychain_store import KeychainHook, SecurityApi
 from agent.platform.macos.launch_agent import LaunchAgentAutostart
 from agent.platform.macos.peer import MacPeerCheck, ProcSockets
+from agent.platform.macos.procargs import ProcArgs
 from agent.platform.macos.runner import Runner
 from agent.platform.manifest_dirs import DirectoryRegistrar, macos_dirs
 from agent.platform.posix import PosixDefaults
@@ -36,6 +39,7 @@ class MacPlatform(PosixDefaults):
     elevated: bool = False  # root (the .pkg's scripts): the System keychain
     sockets: ProcSockets | None = None  # None: the libproc walk (macos/libproc.py)
     security: SecurityApi | None = None  # the keychain as a key store (keychain_store.py)
+    procargs: ProcArgs | None = None  # None: sysctl's (macos/procargs.py)
     name: Literal["macos"] = "macos"
     trust_automatic: bool = False  # macOS asks for the password before trusting a root
     pkcs11_table: str = "darwin"
@@ -63,6 +67,14 @@ class MacPlatform(PosixDefaults):
 
     def system_policy_file(self) -> Path:
         return Path("/Library/Application Support/imza-agent/policy.toml")
+
+    def agent_process(self, pid: int) -> bool | None:
+        if self.procargs is None:  # pragma: no cover - needs macOS
+            try:
+                self.procargs = kern_procargs.SysctlProcArgs()
+            except OSError:  # no libSystem to load: cannot tell
+                return None
+        return kern_procargs.agent_process(self.procargs, pid)
 
     def os_key_store(self) -> OsKeyStoreHook | None:
         return None if self.security is None else KeychainHook(self.security)

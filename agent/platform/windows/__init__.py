@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import platform as _platform_module
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -24,10 +24,11 @@ from agent.platform.base import (
     StopWatch,
     TrustStore,
 )
-from agent.platform.windows import stop_event
+from agent.platform.windows import image_name, stop_event
 from agent.platform.windows.autostart import RunKeyAutostart
 from agent.platform.windows.cng_store import CngApi, CngHook
 from agent.platform.windows.identity import Identities
+from agent.platform.windows.image_name import ImageApi
 from agent.platform.windows.native_messaging import RegistryRegistrar
 from agent.platform.windows.peer import TcpTables, WindowsPeerCheck
 from agent.platform.windows.registry import Registry
@@ -54,6 +55,7 @@ class WindowsPlatform:
     pipes: PipeApi | None = None
     cng: CngApi | None = None  # the user's "MY" store as a key store (cng_store.py)
     events: EventApi | None = None  # the agent's stop event (stop_event.py); None: kernel32
+    images: ImageApi | None = None  # another process's program (image_name.py); None: kernel32
     pid: Callable[[], int] = os.getpid
     terminate: Callable[[int], None] = field(default=stop_event.terminate, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)  # stop's retries
@@ -136,6 +138,11 @@ class WindowsPlatform:
         found = self.identities.of_process(pid)
         return found is not None and found.sid == self.identities.own().sid
 
+    def agent_process(self, pid: int) -> bool | None:
+        if self.images is None:  # pragma: no cover - needs Windows
+            self.images = image_name.Kernel32Images()
+        return image_name.agent_process(self.images, pid)
+
     def _events(self) -> EventApi:
         if self.events is None:  # pragma: no cover - needs Windows
             from agent.platform.windows.stop_event import Kernel32Events
@@ -148,6 +155,12 @@ class WindowsPlatform:
 
     def force_stop_command(self, pid: int) -> str:
         return f"taskkill /F /PID {pid}"
+
+    def end_workers(self, spared: Iterable[int]) -> list[int]:
+        # As before this moved here: no children are listed on Windows (that needs a
+        # Toolhelp snapshot walk). The PKCS#11 workers read their requests from a pipe
+        # the daemon's exit closes, and end at its EOF.
+        return []
 
     def watch_stop_requests(self, callback: Callable[[], object]) -> StopWatch:
         return stop_event.watch_stop_requests(self._events(), self.identities.own().sid,
