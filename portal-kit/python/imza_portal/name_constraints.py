@@ -13,7 +13,6 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 
 from cryptography import x509
-from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
 from .errors import ErrorCode, LoginError
@@ -25,7 +24,7 @@ _KEYWORDS = frozenset(oid.dotted_string for oid in (
     NameOID.STATE_OR_PROVINCE_NAME, NameOID.ORGANIZATION_NAME,
     NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.STREET_ADDRESS, NameOID.DOMAIN_COMPONENT,
     NameOID.USER_ID))
-_STRING_TYPES = frozenset({_ASN1Type.UTF8String, _ASN1Type.PrintableString})
+_STRING_TAGS = frozenset({12, 19})  # UTF8String, PrintableString
 _TRIMMED = "".join(map(chr, range(33)))  # what Java's String.trim() removes
 _ALNUM = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -34,12 +33,22 @@ _ALNUM = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 Judged = tuple[str, object]
 
 
+def _tag(attr: x509.NameAttribute[str | bytes]) -> int | None:
+    """The value's ASN.1 string tag. cryptography keeps it only in a private attribute;
+    should that go (None), a text value compares as UTF8String and PrintableString ones
+    do, the types certificates use."""
+    tag = getattr(getattr(attr, "_type", None), "value", None)
+    return tag if isinstance(tag, int) else None
+
+
 def _attribute(attr: x509.NameAttribute[str | bytes]) -> tuple[object, ...]:
     oid = attr.oid.dotted_string
-    if oid in _KEYWORDS and attr._type in _STRING_TYPES and isinstance(attr.value, str):
+    tag = _tag(attr)
+    if (oid in _KEYWORDS and (tag is None or tag in _STRING_TAGS)
+            and isinstance(attr.value, str)):
         text = _squeeze(attr.value).upper().lower()
         return ("s", oid, unicodedata.normalize("NFKD", text))
-    return ("#", oid, attr._type.value, attr.value)
+    return ("#", oid, tag, attr.value)
 
 
 def _squeeze(value: str) -> str:
