@@ -28,6 +28,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from agent.pipe_frames import FrameError
+from agent.platform.workers import child_pids
 from agent.ui import ui_wire
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -274,7 +275,7 @@ class QtDaemon:
         return "".join(self.lines)
 
     def ui_pids(self) -> list[int]:
-        return [pid for pid in _children(self.process.pid) if b"agent.ui.qt" in _cmdline(pid)]
+        return [pid for pid in child_pids(self.process.pid) if b"agent.ui.qt" in _cmdline(pid)]
 
     def wait_ui(self, other_than: int | None = None) -> int:
         """The pid of a ready UI process (another than ``other_than``)."""
@@ -293,20 +294,6 @@ class QtDaemon:
                 return
             await asyncio.sleep(0.05)
         raise AssertionError(f"{pattern!r} not logged {count}x; log:\n{self.log()}")
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-            if int(ppid) == parent and state != "Z":
-                found.append(int(entry.name))
-    return found
 
 
 def _cmdline(pid: int) -> bytes:
