@@ -222,11 +222,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def is_agent_process(pid: int) -> bool:
-    """Whether ``pid`` runs ``imza-agent run``, as far as the platform can see (its command
-    line, or on Windows its program: ``Platform.agent_process``). Where it cannot tell,
-    alive is all we know."""
-    answer = current_platform().agent_process(pid)
-    return pid_alive(pid) if answer is None else answer
+    """Whether ``pid`` is this user's live process and runs ``imza-agent run``, as far as
+    the platform can see (its command line, or on Windows its program:
+    ``Platform.agent_process``). Where it cannot tell, alive and ours is all we know."""
+    return current_platform().agent_process(pid) is not False and pid_alive(pid)
 
 
 def socket_answers(path: Path) -> bool:
