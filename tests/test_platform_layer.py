@@ -5,6 +5,7 @@ and friends, ``winreg``) outside agent/platform, and the choice ``current()`` ma
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,15 @@ def os_questions(path: Path) -> list[str]:
     return found
 
 
+def outside_the_layer() -> Iterator[tuple[str, Path]]:
+    """Every module of the agent but the platform layer's, by its repository path."""
+    for path in sorted(AGENT.rglob("*.py")):
+        if LAYER not in path.parents:
+            yield str(path.relative_to(AGENT.parent)), path
+
+
 def test_nothing_outside_the_platform_layer_asks_which_os() -> None:
-    offenders = {str(p.relative_to(AGENT.parent)): q for p in sorted(AGENT.rglob("*.py"))
-                 if LAYER not in p.parents and (q := os_questions(p))}
+    offenders = {name: q for name, path in outside_the_layer() if (q := os_questions(path))}
     assert offenders == {}
 
 
@@ -94,12 +101,10 @@ def proc_paths(path: Path) -> set[tuple[str, str]]:
 
 def test_nothing_outside_the_layer_reads_proc() -> None:
     offenders = {}
-    for path in sorted(AGENT.rglob("*.py")):
-        if LAYER in path.parents:
-            continue
+    for name, path in outside_the_layer():
         found = sorted(f"{scope}: {text}" for scope, text in proc_paths(path))
         if found:
-            offenders[str(path.relative_to(AGENT.parent))] = found
+            offenders[name] = found
     assert offenders == {}
 
 
@@ -248,10 +253,7 @@ def posix_only_calls(path: Path) -> set[str]:
 
 def test_nothing_outside_the_layer_calls_what_only_posix_has() -> None:
     offenders = {}
-    for path in sorted(AGENT.rglob("*.py")):
-        if LAYER in path.parents:
-            continue
-        name = str(path.relative_to(AGENT.parent))
+    for name, path in outside_the_layer():
         calls = posix_only_calls(path) - POSIX_ONLY_PATHS.get(name, set())
         if calls:
             offenders[name] = sorted(calls)
