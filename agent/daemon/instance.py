@@ -210,7 +210,7 @@ def _from_runtime_file(home: Path) -> RunningAgent | None:
     pid = runtime.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid == os.getpid():
         return None
-    if not (pid_alive(pid) and is_agent_process(pid) and socket_answers(home / SOCKET_NAME)):
+    if not (is_agent_process(pid) and socket_answers(home / SOCKET_NAME)):
         return None
     return RunningAgent(pid, None, runtime)
 
@@ -225,7 +225,7 @@ def is_agent_process(pid: int) -> bool:
     """Whether ``pid`` is this user's live process and runs ``imza-agent run``, as far as
     the platform can see (its command line, or on Windows its program:
     ``Platform.agent_process``). Where it cannot tell, alive and ours is all we know."""
-    return current_platform().agent_process(pid) is not False and pid_alive(pid)
+    return pid_alive(pid) and current_platform().agent_process(pid) is not False
 
 
 def socket_answers(path: Path) -> bool:
